@@ -1,0 +1,28 @@
+// Builds a WordPiece vocabulary from raw texts, so that `dqe train` without --init or
+// --tokenizer can start from nothing but the training data.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dqe {
+
+struct VocabBuilderOptions {
+  // Target vocabulary size, special tokens included.
+  int64_t vocab_size = 8000;
+  // Whether texts are lower-cased and accent-stripped before counting (uncased model).
+  bool lower_case = true;
+  // Pieces seen fewer times than this are not added (single characters always are).
+  int64_t min_frequency = 2;
+};
+
+// Returns tokens in id order: [PAD] [UNK] [CLS] [SEP] [MASK] first, then every character
+// seen (as a word start and as a "##" continuation), then pieces learned by
+// WordPiece-style merges (most frequent pair first) over the basic-tokenized words,
+// until vocab_size is reached or no pair reaches min_frequency. Deterministic: ties are
+// broken by the pieces' bytes.
+std::vector<std::string> build_wordpiece_vocab(const std::vector<std::string>& texts,
+                                               const VocabBuilderOptions& options);
+
+}  // namespace dqe
