@@ -1,1 +1,167 @@
-// placeholder: being written
+#include "dqe/checkpoint.h"
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "dqe/errors.h"
+#include "dqe/safetensors.h"
+
+namespace dqe {
+namespace fs = std::filesystem;
+
+nlohmann::ordered_json to_json(const TrainerState& s) {
+  nlohmann::ordered_json j;
+  j["format_version"] = TrainerState::kFormatVersion;
+  j["step"] = s.step;
+  j["epoch"] = s.epoch;
+  j["batch_in_epoch"] = s.batch_in_epoch;
+  j["samples_seen"] = s.samples_seen;
+  j["total_steps"] = s.total_steps;
+  j["seed"] = s.seed;
+  j["metric_name"] = s.metric_name;
+  j["higher_is_better"] = s.higher_is_better;
+  j["best_metric"] = s.best_metric ? nlohmann::ordered_json(*s.best_metric) : nlohmann::ordered_json(nullptr);
+  j["best_step"] = s.best_step;
+  j["evals_without_improvement"] = s.evals_without_improvement;
+  j["finished"] = s.finished;
+  j["config"] = s.config;
+  return j;
+}
+
+TrainerState trainer_state_from_json(const nlohmann::json& j, const std::string& origin) {
+  if (!j.is_object()) throw ModelError(origin + ": expected a JSON object");
+  int version = j.value("format_version", 0);
+  if (version != TrainerState::kFormatVersion)
+    throw ModelError(origin + ": unsupported format_version " + std::to_string(version) + " (expected " +
+                     std::to_string(TrainerState::kFormatVersion) + ")");
+  TrainerState s;
+  try {
+    s.step = j.at("step").get<int64_t>();
+    s.epoch = j.at("epoch").get<int64_t>();
+    s.batch_in_epoch = j.at("batch_in_epoch").get<int64_t>();
+    s.samples_seen = j.value("samples_seen", int64_t{0});
+    s.total_steps = j.at("total_steps").get<int64_t>();
+    s.seed = j.at("seed").get<uint64_t>();
+    s.metric_name = j.value("metric_name", std::string());
+    s.higher_is_better = j.value("higher_is_better", false);
+    if (j.contains("best_metric") && j["best_metric"].is_number()) s.best_metric = j["best_metric"].get<double>();
+    s.best_step = j.value("best_step", int64_t{0});
+    s.evals_without_improvement = j.value("evals_without_improvement", int64_t{0});
+    s.finished = j.value("finished", false);
+    if (j.contains("config")) s.config = j["config"];
+  } catch (const nlohmann::json::exception& e) {
+    throw ModelError(origin + ": " + e.what());
+  }
+  return s;
+}
+
+void recover_checkpoint(const std::string& dir) {
+  const std::string old = dir + ".old";
+  std::error_code ec;
+  if (!fs::exists(dir) && fs::is_directory(old)) fs::rename(old, dir, ec);
+}
+
+std::string resolve_model_dir(const std::string& path) {
+  if (path.empty()) throw ConfigError("no model given");
+  if (!fs::exists(path)) throw ModelError(path + ": no such model directory");
+  if (!fs::is_directory(path)) throw ModelError(path + ": is not a directory");
+  if (fs::exists(fs::path(path) / "config.json")) return path;
+  for (const char* sub : {"best", "last"}) {
+    const std::string candidate = (fs::path(path) / sub).string();
+    recover_checkpoint(candidate);
+    if (fs::exists(fs::path(candidate) / "config.json")) return candidate;
+  }
+  throw ModelError(path + ": not a model directory (no config.json, and no best/ or last/ checkpoint)");
+}
+
+LoadedModel load_model(const std::string& path, bool allow_new_head, const std::optional<TaskSpec>& task_override) {
+  LoadedModel m;
+  m.dir = resolve_model_dir(path);
+  m.spec = load_model_spec(m.dir);
+  if (task_override) m.spec.task = *task_override;
+  m.tokenizer = load_tokenizer(m.dir, m.spec.task.lower_case);
+  const std::string weights = (fs::path(m.dir) / "model.safetensors").string();
+  if (!fs::exists(weights)) throw ModelError(m.dir + ": no model.safetensors in the model directory");
+  if (m.tokenizer->vocab_size() > m.spec.bert.vocab_size)
+    throw ModelError(m.dir + ": tokenizer has " + std::to_string(m.tokenizer->vocab_size()) +
+                     " tokens but the model's vocab_size is " + std::to_string(m.spec.bert.vocab_size));
+  m.model = SequenceModel(m.spec.bert, m.spec.task.num_outputs());
+  init_bert_weights(*m.model, m.spec.bert.initializer_range, m.spec.bert.pad_token_id);
+  m.report = load_weights(m.model, load_safetensors(weights), weights, allow_new_head);
+  return m;
+}
+
+namespace {
+
+void fsync_path(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+}  // namespace
+
+void save_checkpoint(const std::string& dir, const ModelSpec& spec, SequenceModel& model, const Tokenizer& tokenizer,
+                     const TrainerState* state, torch::optim::Optimizer* optimizer) {
+  const fs::path target(dir);
+  const std::string tmp = dir + ".tmp";
+  const std::string old = dir + ".old";
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  if (!fs::create_directories(tmp, ec) && ec)
+    throw IoError(tmp + ": cannot create directory (" + ec.message() + ")");
+
+  write_file_atomic((fs::path(tmp) / "config.json").string(), to_json(spec).dump(2) + "\n");
+  nlohmann::ordered_json tok_cfg = {{"do_lower_case", spec.task.lower_case},
+                                    {"model_max_length", spec.task.max_len},
+                                    {"tokenizer_class", tokenizer.kind() == "wordpiece" ? "BertTokenizer" : "dqe"}};
+  write_file_atomic((fs::path(tmp) / "tokenizer_config.json").string(), tok_cfg.dump(2) + "\n");
+  tokenizer.save(tmp);
+  save_safetensors((fs::path(tmp) / "model.safetensors").string(), named_weights(model));
+  if (optimizer) {
+    const std::string opt_path = (fs::path(tmp) / "optimizer.pt").string();
+    try {
+      torch::save(*optimizer, opt_path);
+    } catch (const c10::Error& e) {
+      throw IoError(opt_path + ": cannot write optimizer state");
+    }
+    fsync_path(opt_path);
+  }
+  // The state file goes last: its presence marks a complete training checkpoint.
+  if (state) write_file_atomic((fs::path(tmp) / "trainer_state.json").string(), to_json(*state).dump(2) + "\n");
+  fsync_path(tmp);
+
+  fs::remove_all(old, ec);
+  if (fs::exists(target)) {
+    fs::rename(target, old, ec);
+    if (ec) throw IoError(dir + ": cannot replace checkpoint (" + ec.message() + ")");
+  }
+  fs::rename(tmp, target, ec);
+  if (ec) throw IoError(dir + ": cannot move checkpoint into place (" + ec.message() + ")");
+  fsync_path(target.parent_path().empty() ? "." : target.parent_path().string());
+  fs::remove_all(old, ec);
+}
+
+TrainerState load_trainer_state(const std::string& dir, torch::optim::Optimizer* optimizer) {
+  const std::string path = (fs::path(dir) / "trainer_state.json").string();
+  if (!fs::exists(path)) throw ModelError(dir + ": no trainer_state.json (not a training checkpoint)");
+  TrainerState state = trainer_state_from_json(read_json_file(path), path);
+  if (optimizer) {
+    const std::string opt_path = (fs::path(dir) / "optimizer.pt").string();
+    if (!fs::exists(opt_path)) throw ModelError(dir + ": no optimizer.pt to resume from");
+    try {
+      torch::load(*optimizer, opt_path);
+    } catch (const c10::Error& e) {
+      throw ModelError(opt_path + ": cannot read optimizer state");
+    }
+  }
+  return state;
+}
+
+}  // namespace dqe

@@ -1,1 +1,265 @@
-// placeholder: being written
+#include "dqe/config.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "dqe/errors.h"
+
+namespace dqe {
+namespace fs = std::filesystem;
+
+void BertConfig::validate(const std::string& origin) const {
+  auto fail = [&](const std::string& what) { throw ModelError(origin + ": " + what); };
+  if (vocab_size <= 0) fail("vocab_size must be > 0");
+  if (hidden_size <= 0) fail("hidden_size must be > 0");
+  if (num_hidden_layers <= 0) fail("num_hidden_layers must be > 0");
+  if (num_attention_heads <= 0 || hidden_size % num_attention_heads != 0)
+    fail("hidden_size " + std::to_string(hidden_size) + " is not divisible by num_attention_heads " +
+         std::to_string(num_attention_heads));
+  if (intermediate_size <= 0) fail("intermediate_size must be > 0");
+  if (max_position_embeddings <= 0) fail("max_position_embeddings must be > 0");
+  if (type_vocab_size <= 0) fail("type_vocab_size must be > 0");
+  if (pad_token_id < 0 || pad_token_id >= vocab_size) fail("pad_token_id out of range");
+  if (hidden_act != "gelu" && hidden_act != "gelu_new" && hidden_act != "gelu_pytorch_tanh" &&
+      hidden_act != "relu")
+    fail("unsupported hidden_act \"" + hidden_act + "\"");
+  // Sizes beyond these would exhaust memory long before they made sense.
+  if (vocab_size > 10'000'000 || hidden_size > 65536 || num_hidden_layers > 1000 ||
+      intermediate_size > 1'000'000 || max_position_embeddings > 1'000'000)
+    fail("model sizes are implausibly large");
+}
+
+std::string task_name(Task task) {
+  switch (task) {
+    case Task::kRegression: return "regression";
+    case Task::kClassification: return "classification";
+    case Task::kBinary: return "binary";
+  }
+  return "regression";
+}
+
+Task parse_task(const std::string& name) {
+  if (name == "regression") return Task::kRegression;
+  if (name == "classification") return Task::kClassification;
+  if (name == "binary") return Task::kBinary;
+  throw ConfigError("--task must be regression, classification or binary, got \"" + name + "\"");
+}
+
+int64_t TaskSpec::num_outputs() const {
+  return task == Task::kClassification ? static_cast<int64_t>(labels.size()) : 1;
+}
+
+nlohmann::json read_json_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw IoError(path + ": cannot open (" + std::strerror(errno) + ")");
+  std::stringstream buf;
+  buf << in.rdbuf();
+  try {
+    return nlohmann::json::parse(buf.str());
+  } catch (const nlohmann::json::exception& e) {
+    throw ModelError(path + ": not valid JSON (" + e.what() + ")");
+  }
+}
+
+void write_file_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw IoError(path + ": cannot write (" + std::strerror(errno) + ")");
+  const char* p = text.data();
+  size_t left = text.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd, p, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      throw IoError(path + ": cannot write (" + std::strerror(err) + ")");
+    }
+    p += n;
+    left -= static_cast<size_t>(n);
+  }
+  bool ok = ::fsync(fd) == 0;
+  ok = (::close(fd) == 0) && ok;
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    throw IoError(path + ": cannot write (" + std::strerror(err) + ")");
+  }
+}
+
+namespace {
+
+template <typename T>
+void read_key(const nlohmann::json& j, const char* key, T& out, const std::string& origin) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return;
+  try {
+    out = it->get<T>();
+  } catch (const nlohmann::json::exception&) {
+    throw ModelError(origin + ": key \"" + key + "\" has the wrong type");
+  }
+}
+
+}  // namespace
+
+ModelSpec model_spec_from_json(const nlohmann::json& j, const std::string& origin) {
+  if (!j.is_object()) throw ModelError(origin + ": expected a JSON object");
+  ModelSpec spec;
+  BertConfig& b = spec.bert;
+  read_key(j, "vocab_size", b.vocab_size, origin);
+  read_key(j, "hidden_size", b.hidden_size, origin);
+  read_key(j, "num_hidden_layers", b.num_hidden_layers, origin);
+  read_key(j, "num_attention_heads", b.num_attention_heads, origin);
+  read_key(j, "intermediate_size", b.intermediate_size, origin);
+  read_key(j, "hidden_act", b.hidden_act, origin);
+  read_key(j, "hidden_dropout_prob", b.hidden_dropout_prob, origin);
+  read_key(j, "attention_probs_dropout_prob", b.attention_probs_dropout_prob, origin);
+  read_key(j, "max_position_embeddings", b.max_position_embeddings, origin);
+  read_key(j, "type_vocab_size", b.type_vocab_size, origin);
+  read_key(j, "layer_norm_eps", b.layer_norm_eps, origin);
+  read_key(j, "initializer_range", b.initializer_range, origin);
+  read_key(j, "pad_token_id", b.pad_token_id, origin);
+  if (j.contains("classifier_dropout") && j["classifier_dropout"].is_number())
+    b.classifier_dropout = j["classifier_dropout"].get<double>();
+  b.validate(origin);
+
+  TaskSpec& t = spec.task;
+  t.max_len = std::min<int64_t>(512, b.max_position_embeddings);
+  // Hugging Face head description: id2label (classification) or problem_type.
+  std::vector<std::string> hf_labels;
+  if (j.contains("id2label") && j["id2label"].is_object()) {
+    const auto& m = j["id2label"];
+    hf_labels.resize(m.size());
+    for (auto it = m.begin(); it != m.end(); ++it) {
+      size_t id = 0;
+      try {
+        id = std::stoul(it.key());
+      } catch (const std::exception&) {
+        throw ModelError(origin + ": id2label key \"" + it.key() + "\" is not an integer");
+      }
+      if (id >= hf_labels.size() || !it->is_string())
+        throw ModelError(origin + ": id2label is not a dense map of ids to names");
+      hf_labels[id] = it->get<std::string>();
+    }
+  }
+  std::string problem_type;
+  read_key(j, "problem_type", problem_type, origin);
+  int64_t num_labels = static_cast<int64_t>(hf_labels.size());
+  read_key(j, "num_labels", num_labels, origin);
+  if (problem_type == "regression" || num_labels == 1) {
+    t.task = Task::kRegression;
+  } else {
+    t.task = Task::kClassification;
+    t.labels = hf_labels;
+  }
+
+  auto dq = j.find("dqe");
+  if (dq != j.end() && dq->is_object()) {
+    spec.has_dqe_section = true;
+    std::string task = task_name(t.task);
+    read_key(*dq, "task", task, origin);
+    try {
+      t.task = parse_task(task);
+    } catch (const ConfigError&) {
+      throw ModelError(origin + ": unknown task \"" + task + "\"");
+    }
+    t.labels.clear();
+    read_key(*dq, "labels", t.labels, origin);
+    read_key(*dq, "label_mean", t.label_mean, origin);
+    read_key(*dq, "label_std", t.label_std, origin);
+    read_key(*dq, "max_len", t.max_len, origin);
+    read_key(*dq, "lower_case", t.lower_case, origin);
+    read_key(*dq, "query_field", t.fields.query, origin);
+    read_key(*dq, "text_fields", t.fields.text, origin);
+    read_key(*dq, "label_field", t.fields.label, origin);
+    read_key(*dq, "query_id_field", t.fields.query_id, origin);
+    read_key(*dq, "id_field", t.fields.id, origin);
+  }
+  if (t.task == Task::kClassification && t.labels.size() < 2)
+    throw ModelError(origin + ": a classification model needs at least 2 labels");
+  if (!(t.label_std > 0)) throw ModelError(origin + ": label_std must be > 0");
+  if (t.max_len < 3 || t.max_len > b.max_position_embeddings)
+    throw ModelError(origin + ": max_len must be between 3 and max_position_embeddings");
+  return spec;
+}
+
+ModelSpec load_model_spec(const std::string& dir) {
+  const std::string path = (fs::path(dir) / "config.json").string();
+  if (!fs::exists(path)) throw ModelError(dir + ": not a model directory (no config.json)");
+  ModelSpec spec = model_spec_from_json(read_json_file(path), path);
+  if (!spec.has_dqe_section) {
+    // A plain Hugging Face directory: the tokenizer config says how inputs are built.
+    const std::string tok_path = (fs::path(dir) / "tokenizer_config.json").string();
+    if (fs::exists(tok_path)) {
+      nlohmann::json tok = read_json_file(tok_path);
+      read_key(tok, "do_lower_case", spec.task.lower_case, tok_path);
+      int64_t model_max = 0;
+      if (tok.contains("model_max_length") && tok["model_max_length"].is_number_integer())
+        model_max = tok["model_max_length"].get<int64_t>();
+      if (model_max >= 3) spec.task.max_len = std::min(model_max, spec.bert.max_position_embeddings);
+    }
+  }
+  return spec;
+}
+
+nlohmann::ordered_json to_json(const ModelSpec& spec) {
+  const BertConfig& b = spec.bert;
+  const TaskSpec& t = spec.task;
+  nlohmann::ordered_json j;
+  j["architectures"] = {"BertForSequenceClassification"};
+  j["model_type"] = "bert";
+  j["vocab_size"] = b.vocab_size;
+  j["hidden_size"] = b.hidden_size;
+  j["num_hidden_layers"] = b.num_hidden_layers;
+  j["num_attention_heads"] = b.num_attention_heads;
+  j["intermediate_size"] = b.intermediate_size;
+  j["hidden_act"] = b.hidden_act;
+  j["hidden_dropout_prob"] = b.hidden_dropout_prob;
+  j["attention_probs_dropout_prob"] = b.attention_probs_dropout_prob;
+  j["max_position_embeddings"] = b.max_position_embeddings;
+  j["type_vocab_size"] = b.type_vocab_size;
+  j["layer_norm_eps"] = b.layer_norm_eps;
+  j["initializer_range"] = b.initializer_range;
+  j["pad_token_id"] = b.pad_token_id;
+  if (b.classifier_dropout) j["classifier_dropout"] = *b.classifier_dropout;
+  // Keys Hugging Face reads to rebuild the head.
+  if (t.task == Task::kClassification) {
+    nlohmann::ordered_json id2label, label2id;
+    for (size_t i = 0; i < t.labels.size(); ++i) {
+      id2label[std::to_string(i)] = t.labels[i];
+      label2id[t.labels[i]] = i;
+    }
+    j["id2label"] = id2label;
+    j["label2id"] = label2id;
+    j["problem_type"] = "single_label_classification";
+  } else {
+    j["num_labels"] = 1;
+    j["id2label"] = {{"0", "LABEL_0"}};
+    j["label2id"] = {{"LABEL_0", 0}};
+    if (t.task == Task::kRegression) j["problem_type"] = "regression";
+  }
+  nlohmann::ordered_json d;
+  d["task"] = task_name(t.task);
+  d["labels"] = t.labels;
+  d["label_mean"] = t.label_mean;
+  d["label_std"] = t.label_std;
+  d["max_len"] = t.max_len;
+  d["lower_case"] = t.lower_case;
+  d["query_field"] = t.fields.query;
+  d["text_fields"] = t.fields.text;
+  d["label_field"] = t.fields.label;
+  d["query_id_field"] = t.fields.query_id;
+  d["id_field"] = t.fields.id;
+  j["dqe"] = d;
+  return j;
+}
+
+}  // namespace dqe

@@ -1,1 +1,180 @@
-// placeholder: being written
+#include "dqe/dataset.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "dqe/errors.h"
+
+namespace dqe {
+namespace {
+
+std::string where(const std::string& path, const Record& r) { return path + ":" + std::to_string(r.line) + ": "; }
+
+bool is_integer(double v) { return std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 1e9; }
+
+}  // namespace
+
+std::vector<std::string> collect_class_labels(const std::vector<Record>& records, const std::string& path) {
+  std::set<std::string> names;
+  std::set<int64_t> ids;
+  const Record* first_string = nullptr;
+  const Record* first_number = nullptr;
+  for (const auto& r : records) {
+    if (r.label_kind == LabelKind::kString) {
+      names.insert(r.label_string);
+      if (!first_string) first_string = &r;
+    } else if (r.label_kind == LabelKind::kNumber) {
+      if (!is_integer(r.label_number) || r.label_number < 0)
+        throw DataError(where(path, r) + "classification label must be a class name or a non-negative integer id");
+      ids.insert(static_cast<int64_t>(r.label_number));
+      if (!first_number) first_number = &r;
+    }
+  }
+  if (first_string && first_number) {
+    const Record& later = first_string->line > first_number->line ? *first_string : *first_number;
+    throw DataError(where(path, later) + "labels mix class names and numeric ids");
+  }
+  std::vector<std::string> labels;
+  if (first_string) {
+    labels.assign(names.begin(), names.end());
+  } else if (!ids.empty()) {
+    for (int64_t i = 0; i <= *ids.rbegin(); ++i) labels.push_back(std::to_string(i));
+  }
+  if (labels.size() < 2) throw DataError(path + ": classification needs at least 2 distinct labels");
+  return labels;
+}
+
+double encode_label(const Record& r, const TaskSpec& task, const std::string& path) {
+  if (r.label_kind == LabelKind::kNone) throw DataError(where(path, r) + "missing field \"" + task.fields.label + "\"");
+  switch (task.task) {
+    case Task::kRegression:
+      if (r.label_kind != LabelKind::kNumber)
+        throw DataError(where(path, r) + "label must be a number for regression, got \"" + r.label_string + "\"");
+      return r.label_number;
+    case Task::kBinary:
+      if (r.label_kind == LabelKind::kNumber && (r.label_number == 0 || r.label_number == 1)) return r.label_number;
+      if (r.label_kind == LabelKind::kString && task.labels.size() == 2) {
+        if (r.label_string == task.labels[0]) return 0;
+        if (r.label_string == task.labels[1]) return 1;
+      }
+      throw DataError(where(path, r) + "binary label must be 0, 1, true or false");
+    case Task::kClassification: {
+      if (r.label_kind == LabelKind::kString) {
+        auto it = std::find(task.labels.begin(), task.labels.end(), r.label_string);
+        if (it != task.labels.end()) return static_cast<double>(it - task.labels.begin());
+        std::string known;
+        for (const auto& l : task.labels) known += (known.empty() ? "" : ", ") + l;
+        throw DataError(where(path, r) + "label \"" + r.label_string + "\" is not one of the known classes (" + known +
+                        ")");
+      }
+      // An integer id, or a number equal to a class name such as "1".
+      if (is_integer(r.label_number)) {
+        const std::string as_name = std::to_string(static_cast<int64_t>(r.label_number));
+        auto it = std::find(task.labels.begin(), task.labels.end(), as_name);
+        if (it != task.labels.end()) return static_cast<double>(it - task.labels.begin());
+        if (r.label_number >= 0 && r.label_number < static_cast<double>(task.labels.size())) return r.label_number;
+      }
+      throw DataError(where(path, r) + "label " + std::to_string(r.label_number) + " is not a known class id (0-" +
+                      std::to_string(task.labels.size() - 1) + ")");
+    }
+  }
+  return 0;
+}
+
+EncodedSet encode_records(const std::vector<Record>& records, const Tokenizer& tokenizer, const TaskSpec& task,
+                          const std::string& path, bool with_labels, int threads) {
+  EncodedSet set;
+  const size_t n = records.size();
+  set.inputs.resize(n);
+  set.query_ids.reserve(n);
+  if (with_labels) set.labels.reserve(n);
+  for (const auto& r : records) {
+    set.query_ids.push_back(r.query_id);
+    if (with_labels) set.labels.push_back(encode_label(r, task, path));
+  }
+  const size_t workers = std::max<size_t>(1, std::min<size_t>(static_cast<size_t>(std::max(threads, 1)), n / 256 + 1));
+  std::vector<std::thread> pool;
+  std::vector<std::exception_ptr> errors(workers);
+  for (size_t w = 0; w < workers; ++w) {
+    pool.emplace_back([&, w] {
+      try {
+        for (size_t i = w; i < n; i += workers)
+          set.inputs[i] = tokenizer.encode_pair(records[i].query, records[i].text, static_cast<size_t>(task.max_len));
+      } catch (...) {
+        errors[w] = std::current_exception();
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
+  return set;
+}
+
+Batch collate(const std::vector<Encoding>& inputs, const std::vector<size_t>& rows, int64_t pad_id) {
+  size_t longest = 0;
+  for (size_t r : rows) longest = std::max(longest, inputs[r].ids.size());
+  const int64_t b = static_cast<int64_t>(rows.size()), t = static_cast<int64_t>(longest);
+  Batch batch;
+  batch.ids = torch::full({b, t}, pad_id, torch::kInt64);
+  batch.type_ids = torch::zeros({b, t}, torch::kInt64);
+  batch.mask = torch::zeros({b, t}, torch::kInt64);
+  auto ids = batch.ids.accessor<int64_t, 2>();
+  auto types = batch.type_ids.accessor<int64_t, 2>();
+  auto mask = batch.mask.accessor<int64_t, 2>();
+  for (int64_t i = 0; i < b; ++i) {
+    const Encoding& e = inputs[rows[static_cast<size_t>(i)]];
+    for (size_t j = 0; j < e.ids.size(); ++j) {
+      ids[i][static_cast<int64_t>(j)] = e.ids[j];
+      types[i][static_cast<int64_t>(j)] = e.type_ids[j];
+      mask[i][static_cast<int64_t>(j)] = 1;
+    }
+  }
+  batch.rows = rows;
+  return batch;
+}
+
+std::vector<size_t> lengths_of(const std::vector<Encoding>& inputs) {
+  std::vector<size_t> lengths;
+  lengths.reserve(inputs.size());
+  for (const auto& e : inputs) lengths.push_back(e.ids.size());
+  return lengths;
+}
+
+std::vector<std::vector<size_t>> plan_training_batches(const std::vector<size_t>& lengths, int64_t batch_size,
+                                                       uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<size_t> order(lengths.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), rng);
+  const size_t bs = static_cast<size_t>(batch_size);
+  const size_t window = bs * 50;
+  std::vector<std::vector<size_t>> batches;
+  for (size_t start = 0; start < order.size(); start += window) {
+    auto first = order.begin() + static_cast<std::ptrdiff_t>(start);
+    auto last = order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), start + window));
+    std::stable_sort(first, last, [&](size_t a, size_t b) { return lengths[a] < lengths[b]; });
+    for (auto it = first; it < last; it += static_cast<std::ptrdiff_t>(std::min<size_t>(bs, last - it)))
+      batches.emplace_back(it, it + static_cast<std::ptrdiff_t>(std::min<size_t>(bs, last - it)));
+  }
+  std::shuffle(batches.begin(), batches.end(), rng);
+  return batches;
+}
+
+std::vector<std::vector<size_t>> plan_inference_batches(const std::vector<size_t>& lengths, int64_t batch_size) {
+  std::vector<size_t> order(lengths.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return lengths[a] > lengths[b]; });
+  std::vector<std::vector<size_t>> batches;
+  const size_t bs = static_cast<size_t>(batch_size);
+  for (size_t start = 0; start < order.size(); start += bs)
+    batches.emplace_back(order.begin() + static_cast<std::ptrdiff_t>(start),
+                         order.begin() + static_cast<std::ptrdiff_t>(std::min(order.size(), start + bs)));
+  return batches;
+}
+
+}  // namespace dqe

@@ -1,1 +1,147 @@
-// placeholder: being written
+#include "dqe/evaluator.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "detail/log.h"
+#include "dqe/checkpoint.h"
+#include "dqe/config.h"
+#include "dqe/dataset.h"
+#include "dqe/errors.h"
+#include "dqe/metrics.h"
+#include "dqe/runtime.h"
+
+namespace dqe {
+
+torch::Tensor predict_logits(SequenceModel& model, const std::vector<Encoding>& inputs, int64_t batch_size,
+                             int64_t pad_id) {
+  torch::InferenceMode guard;
+  const bool was_training = model->is_training();
+  model->eval();
+  const int64_t n = static_cast<int64_t>(inputs.size());
+  torch::Tensor out;
+  for (const auto& rows : plan_inference_batches(lengths_of(inputs), batch_size)) {
+    Batch batch = collate(inputs, rows, pad_id);
+    torch::Tensor logits = model->forward(batch.ids, batch.type_ids, batch.mask).to(torch::kFloat32);
+    if (!out.defined()) out = torch::empty({n, logits.size(1)}, torch::kFloat32);
+    out.index_copy_(0, torch::tensor(std::vector<int64_t>(rows.begin(), rows.end()), torch::kInt64), logits);
+  }
+  if (was_training) model->train();
+  if (!out.defined()) out = torch::empty({0, 1}, torch::kFloat32);
+  return out;
+}
+
+Predictions predictions_from_logits(const torch::Tensor& logits, const TaskSpec& task) {
+  Predictions p;
+  const int64_t n = logits.size(0);
+  p.scores.resize(static_cast<size_t>(n));
+  if (task.task == Task::kRegression) {
+    auto acc = logits.accessor<float, 2>();
+    for (int64_t i = 0; i < n; ++i) p.scores[i] = acc[i][0] * task.label_std + task.label_mean;
+  } else if (task.task == Task::kBinary) {
+    auto probs = torch::sigmoid(logits);
+    auto acc = probs.accessor<float, 2>();
+    p.classes.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      p.scores[i] = acc[i][0];
+      p.classes[i] = acc[i][0] >= 0.5f ? 1 : 0;
+    }
+  } else {
+    auto probs = torch::softmax(logits, 1);
+    auto acc = probs.accessor<float, 2>();
+    const int64_t k = probs.size(1);
+    p.classes.resize(static_cast<size_t>(n));
+    p.probs.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      double weighted = 0;
+      int64_t best = 0;
+      p.probs[i].resize(static_cast<size_t>(k));
+      for (int64_t c = 0; c < k; ++c) {
+        p.probs[i][c] = acc[i][c];
+        weighted += acc[i][c] * static_cast<double>(c);
+        if (acc[i][c] > acc[i][best]) best = c;
+      }
+      p.classes[i] = best;
+      p.scores[i] = k > 1 ? weighted / static_cast<double>(k - 1) : 0;
+    }
+  }
+  return p;
+}
+
+EvalResult compute_metrics(const TaskSpec& task, const Predictions& predictions, const std::vector<double>& labels,
+                           const std::vector<std::string>& query_ids) {
+  EvalResult r;
+  std::vector<double> gains(labels);
+  if (task.task == Task::kRegression) {
+    auto m = regression_metrics(predictions.scores, labels);
+    r.metrics = to_json(m);
+    r.table = format_table(m);
+    r.primary_name = "rmse";
+    r.primary = m.rmse;
+    r.higher_is_better = false;
+    // Gains must be >= 0: the lowest label is "no gain".
+    const double lowest = labels.empty() ? 0 : *std::min_element(labels.begin(), labels.end());
+    for (auto& g : gains) g -= lowest;
+  } else if (task.task == Task::kBinary) {
+    std::vector<int64_t> truth(labels.begin(), labels.end());
+    auto m = binary_metrics(predictions.scores, truth);
+    r.metrics = to_json(m);
+    r.table = format_table(m);
+    r.primary_name = "roc_auc";
+    r.primary = m.roc_auc;
+    r.higher_is_better = true;
+  } else {
+    std::vector<int64_t> truth(labels.begin(), labels.end());
+    auto m = classification_metrics(predictions.classes, truth, task.labels);
+    r.metrics = to_json(m);
+    r.table = format_table(m);
+    r.primary_name = "accuracy";
+    r.primary = m.accuracy;
+    r.higher_is_better = true;
+  }
+  auto ranking = ranking_metrics(query_ids, predictions.scores, gains);
+  if (ranking.num_queries > 0) {
+    r.metrics["ranking"] = to_json(ranking);
+    r.table += format_table(ranking);
+  }
+  return r;
+}
+
+EvalResult evaluate(const EvalConfig& config) {
+  if (config.batch_size <= 0) throw ConfigError("--batch-size must be > 0");
+  if (config.max_len < 0) throw ConfigError("--max-len must be >= 0");
+  if (!config.metrics_out.empty()) {
+    auto parent = std::filesystem::path(config.metrics_out).parent_path();
+    if (!parent.empty() && !std::filesystem::is_directory(parent))
+      throw IoError(config.metrics_out + ": cannot write (no such directory)");
+  }
+  const int threads = configure_threads(config.threads);
+  auto log = detail::logger("eval");
+  log->info(runtime_description());
+  LoadedModel loaded = load_model(config.model);
+  TaskSpec task = loaded.spec.task;
+  if (config.fields) task.fields = *config.fields;
+  if (config.max_len > 0) {
+    if (config.max_len < 3 || config.max_len > loaded.spec.bert.max_position_embeddings)
+      throw ConfigError("--max-len must be between 3 and the model's max_position_embeddings (" +
+                        std::to_string(loaded.spec.bert.max_position_embeddings) + ")");
+    task.max_len = config.max_len;
+  }
+  ReaderOptions ro;
+  ro.fields = task.fields;
+  ro.require_label = true;
+  ro.max_bad_lines = config.max_bad_lines;
+  ro.rejects_path = config.rejects;
+  std::vector<Record> records = read_jsonl(config.data, ro);
+  log->info("{}: {} examples; model {} ({} task, max length {})", config.data, records.size(), loaded.dir,
+            task_name(task.task), task.max_len);
+  EncodedSet set = encode_records(records, *loaded.tokenizer, task, config.data, true, threads);
+  torch::Tensor logits = predict_logits(loaded.model, set.inputs, config.batch_size, loaded.tokenizer->pad_id());
+  EvalResult result = compute_metrics(task, predictions_from_logits(logits, task), set.labels, set.query_ids);
+  result.metrics["data"] = config.data;
+  result.metrics["model"] = loaded.dir;
+  if (!config.metrics_out.empty()) write_file_atomic(config.metrics_out, result.metrics.dump(2) + "\n");
+  return result;
+}
+
+}  // namespace dqe

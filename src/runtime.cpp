@@ -1,1 +1,53 @@
-// placeholder: being written
+#include "dqe/runtime.h"
+
+#include <dlfcn.h>
+#include <sched.h>
+
+#include <thread>
+
+#include <ATen/Parallel.h>
+#include <torch/torch.h>
+#include <torch/version.h>
+
+namespace dqe {
+namespace {
+
+int cores_available() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return CPU_COUNT(&set);
+  return static_cast<int>(std::thread::hardware_concurrency());
+}
+
+// Looked up at run time: Debian's LibTorch links libblas.so.3, which the alternatives
+// system points at OpenBLAS, BLIS or the slow reference implementation.
+template <typename Fn>
+Fn find_symbol(const char* name) {
+  return reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, name));
+}
+
+}  // namespace
+
+int configure_threads(int threads) {
+  if (threads <= 0) threads = cores_available();
+  at::set_num_threads(threads);
+  // Matmuls run inside BLAS, whose pool is separate from LibTorch's.
+  if (auto set = find_symbol<void (*)(int)>("openblas_set_num_threads")) set(threads);
+  return threads;
+}
+
+std::string blas_name() {
+  if (auto config = find_symbol<char* (*)()>("openblas_get_config")) return std::string("OpenBLAS ") + config();
+  if (find_symbol<void*>("bli_info_get_version_str")) return "BLIS";
+  if (find_symbol<void*>("MKL_Get_Version_String")) return "MKL";
+  return "reference BLAS (slow: install libopenblas0-pthread)";
+}
+
+std::string runtime_description() {
+  std::string s = "LibTorch " TORCH_VERSION ", BLAS " + blas_name() + ", " +
+                  std::to_string(at::get_num_threads()) + " threads";
+  s += at::hasMKLDNN() ? ", oneDNN on" : ", oneDNN off";
+  s += torch::cuda::is_available() ? ", CUDA available" : ", CPU only";
+  return s;
+}
+
+}  // namespace dqe

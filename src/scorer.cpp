@@ -1,1 +1,87 @@
-// placeholder: being written
+#include "dqe/scorer.h"
+
+#include <chrono>
+
+#include "detail/log.h"
+#include "detail/output_file.h"
+#include "dqe/checkpoint.h"
+#include "dqe/dataset.h"
+#include "dqe/errors.h"
+#include "dqe/evaluator.h"
+#include "dqe/progress.h"
+#include "dqe/runtime.h"
+
+namespace dqe {
+
+ScoreSummary score(const ScoreConfig& config) {
+  if (config.batch_size <= 0) throw ConfigError("--batch-size must be > 0");
+  if (config.max_len < 0) throw ConfigError("--max-len must be >= 0");
+  if (config.filter && !config.threshold) throw ConfigError("--filter needs --threshold");
+  if (config.chunk_lines <= 0) throw ConfigError("chunk size must be > 0");
+  const int threads = configure_threads(config.threads);
+  auto log = detail::logger("score");
+  log->info(runtime_description());
+  LoadedModel loaded = load_model(config.model);
+  TaskSpec task = loaded.spec.task;
+  if (config.fields) task.fields = *config.fields;
+  if (config.max_len > 0) {
+    if (config.max_len < 3 || config.max_len > loaded.spec.bert.max_position_embeddings)
+      throw ConfigError("--max-len must be between 3 and the model's max_position_embeddings (" +
+                        std::to_string(loaded.spec.bert.max_position_embeddings) + ")");
+    task.max_len = config.max_len;
+  }
+  ReaderOptions ro;
+  ro.fields = task.fields;
+  ro.max_bad_lines = config.max_bad_lines;
+  ro.rejects_path = config.rejects;
+  ro.keep_object = true;
+  JsonlReader reader(config.input, ro);
+  detail::OutputFile output(config.output);  // before any work: an unwritable output fails now
+
+  ScoreSummary summary;
+  const auto t0 = std::chrono::steady_clock::now();
+  Progress progress("score", 0, "lines");
+  std::vector<Record> chunk;
+  chunk.reserve(static_cast<size_t>(config.chunk_lines));
+  bool more = true;
+  while (more) {
+    chunk.clear();
+    Record rec;
+    while (static_cast<int64_t>(chunk.size()) < config.chunk_lines && (more = reader.next(rec)))
+      chunk.push_back(std::move(rec));
+    if (chunk.empty()) break;
+    EncodedSet set = encode_records(chunk, *loaded.tokenizer, task, config.input, false, threads);
+    torch::Tensor logits = predict_logits(loaded.model, set.inputs, config.batch_size, loaded.tokenizer->pad_id());
+    Predictions p = predictions_from_logits(logits, task);
+    std::ostream& out = output.stream();
+    for (size_t i = 0; i < chunk.size(); ++i) {
+      auto& obj = chunk[i].object;
+      obj["score"] = p.scores[i];
+      if (task.task == Task::kClassification) {
+        obj["pred"] = task.labels[static_cast<size_t>(p.classes[i])];
+        obj["probs"] = p.probs[i];
+      }
+      if (config.threshold) {
+        const bool keep = p.scores[i] >= *config.threshold;
+        obj["keep"] = keep;
+        summary.kept += keep;
+        if (!keep && config.filter) {
+          ++summary.filtered;
+          continue;
+        }
+      }
+      out << obj.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+      ++summary.written;
+    }
+    summary.lines += static_cast<int64_t>(chunk.size());
+    progress.update(summary.lines);
+  }
+  progress.finish();
+  summary.rejected = reader.bad_lines();
+  if (summary.lines == 0) throw DataError(config.input + ": no records to score");
+  output.commit();
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return summary;
+}
+
+}  // namespace dqe

@@ -17,12 +17,14 @@ namespace dqe {
 // Which JSON fields hold what. Defaults are the documented schema.
 struct FieldMap {
   std::string query = "query";
-  // Joined with a single space, in this order. The first is required; the others are optional
-  // (absent or null is skipped).
+  // Joined with a single space, in this order, empty strings adding nothing. The first is
+  // required; the others are optional (absent or null is skipped).
   std::vector<std::string> text = {"title", "description"};
   std::string label = "label";
-  std::string query_id = "query_id";  // absent: the query text
-  std::string id = "id";              // optional; a number is kept as its JSON text
+  std::string query_id = "query_id";  // string or number; absent or null: the query text
+  // Optional; a number is kept as its JSON text (an integer beyond 64 bits is read as a
+  // double, so 123456789012345678901234567890 becomes "1.2345678901234568e+29").
+  std::string id = "id";
 };
 
 enum class LabelKind { kNone, kNumber, kString };
@@ -34,7 +36,9 @@ struct Record {
   std::string query_id;
   std::string id;
   LabelKind label_kind = LabelKind::kNone;
-  double label_number = 0;   // kNumber (true/false read as 1/0)
+  // kNumber (true/false read as 1/0). Always finite: a number that overflows a double
+  // (1e999) makes the line a bad line, as nlohmann's parser rejects it.
+  double label_number = 0;
   std::string label_string;  // kString
   // The whole input object, in its field order; filled only when ReaderOptions::keep_object.
   nlohmann::ordered_json object;
@@ -42,11 +46,12 @@ struct Record {
 
 struct ReaderOptions {
   FieldMap fields;
-  // A line without the label field is an error (train, eval).
+  // A line without the label field (or with a null label) is an error (train, eval).
   bool require_label = false;
   // How many bad lines may be skipped before the run stops with DataBudgetError.
   int64_t max_bad_lines = 0;
-  // When set, each skipped line is appended as {"line","error","raw"} JSON.
+  // When set, each skipped line is appended as {"line","error","raw"} JSON. raw has invalid
+  // UTF-8 replaced by U+FFFD and, for an over-long line, holds its first max_line_bytes.
   std::string rejects_path;
   bool keep_object = false;
   // Longer lines are bad lines (they are never held whole in memory).
@@ -58,16 +63,18 @@ struct ReaderOptions {
 class JsonlReader {
  public:
   // path "-" reads standard input. Throws IoError naming the path when it cannot be opened
-  // or is a directory.
+  // or is a directory, ConfigError when max_bad_lines < 0 or no text field is given.
   JsonlReader(std::string path, ReaderOptions options);
   ~JsonlReader();
   JsonlReader(const JsonlReader&) = delete;
   JsonlReader& operator=(const JsonlReader&) = delete;
 
   // Fills out with the next good record; false at end of input. Lines holding only
-  // whitespace are not records and are skipped. A bad line throws DataError
-  // ("path:line: problem") when the budget is spent, else is counted and skipped.
-  // When more than max_bad_lines have been seen, throws DataBudgetError.
+  // whitespace (space, tab, CR) are not records: they are skipped silently but still
+  // counted in line numbers. With max_bad_lines == 0 a bad line throws DataError
+  // ("path:line: problem"); otherwise bad lines are counted, written to the rejects file
+  // and skipped, and the (max_bad_lines + 1)-th throws DataBudgetError (and is not
+  // written). Messages name standard input "<stdin>".
   bool next(Record& out);
 
   const std::string& path() const { return path_; }
@@ -76,15 +83,27 @@ class JsonlReader {
   int64_t bad_lines() const { return bad_lines_; }
 
  private:
+  // Reads the next physical line into line_buffer_, without its '\n'; false at end of input.
+  // Keeps at most max_line_bytes of it and sets line_too_long_ when there was more.
+  bool read_line();
   // Parses one line into out; returns an error message or "" on success.
   std::string parse_line(const std::string& text, Record& out) const;
+  // Applies the bad-line policy: throw, or count and write to the rejects file.
+  void bad_line(const std::string& problem);
   void reject(const std::string& raw, const std::string& error);
 
   std::string path_;
+  std::string name_;  // the path as messages show it ("<stdin>" for "-")
   ReaderOptions options_;
   std::unique_ptr<std::ifstream> file_;
   std::istream* in_ = nullptr;
   std::unique_ptr<std::ofstream> rejects_;
+  // Input is read in fixed chunks so that an over-long line is never held whole.
+  std::vector<char> chunk_;
+  size_t chunk_begin_ = 0;
+  size_t chunk_end_ = 0;
+  std::string line_buffer_;
+  bool line_too_long_ = false;
   size_t line_ = 0;
   int64_t records_ = 0;
   int64_t bad_lines_ = 0;

@@ -16,7 +16,8 @@ class SentencePieceTokenizer : public Tokenizer {
  public:
   // Throws ModelError naming the file when it cannot be loaded. Special ids: "[CLS]"/"[SEP]"/
   // "[PAD]"/"[MASK]" pieces when the model has them, else the model's <s>/</s>/<pad> ids
-  // (pad falls back to 0), unk from the model.
+  // (pad falls back to 0; a model with neither [CLS] nor <s>, or neither [SEP] nor </s>,
+  // is a ModelError), unk from the model.
   explicit SentencePieceTokenizer(const std::string& model_path);
   ~SentencePieceTokenizer() override;
 
@@ -40,6 +41,9 @@ class SentencePieceTokenizer : public Tokenizer {
 
 // Trains a SentencePiece model (type "unigram" or "bpe") on text lines with the library's
 // trainer; [PAD] [CLS] [SEP] [MASK] are added as user-defined pieces. Writes model_path.
+// Single-threaded, so the model does not depend on the machine; vocab_size is a soft limit
+// (a small corpus gives fewer pieces). Throws ConfigError for a bad type or size, IoError
+// naming an unreadable corpus file, Error when the trainer fails.
 void train_sentencepiece(const std::vector<std::string>& corpus_files, const std::string& model_path,
                          int vocab_size, const std::string& type);
 

@@ -18,10 +18,12 @@ struct VocabBuilderOptions {
 };
 
 // Returns tokens in id order: [PAD] [UNK] [CLS] [SEP] [MASK] first, then every character
-// seen (as a word start and as a "##" continuation), then pieces learned by
-// WordPiece-style merges (most frequent pair first) over the basic-tokenized words,
-// until vocab_size is reached or no pair reaches min_frequency. Deterministic: ties are
-// broken by the pieces' bytes.
+// seen, each both as a word start and as a "##" continuation (so no word made of seen
+// characters encodes to [UNK]), then pieces learned by WordPiece-style merges (most
+// frequent pair first) over the basic-tokenized words, until vocab_size is reached or no
+// pair reaches min_frequency. The result exceeds vocab_size only when the characters
+// alone do. Deterministic and independent of the texts' order: ties are broken by the
+// pieces' bytes. Throws ConfigError when vocab_size leaves no room beyond the special tokens.
 std::vector<std::string> build_wordpiece_vocab(const std::vector<std::string>& texts,
                                                const VocabBuilderOptions& options);
 

@@ -17,7 +17,8 @@ class WordPieceTokenizer : public Tokenizer {
   // One token per line; the line number (from 0) is the id. Throws ModelError naming
   // the file when it is missing, empty, or lacks [CLS], [SEP] or [UNK].
   static std::unique_ptr<WordPieceTokenizer> from_file(const std::string& vocab_path, bool lower_case);
-  // Same checks, from tokens in id order.
+  // Same checks, from tokens in id order; origin names the source in messages. A token
+  // may not contain a line break (save() writes one per line).
   WordPieceTokenizer(std::vector<std::string> vocab, bool lower_case, std::string origin = "vocab");
 
   std::vector<int64_t> encode(std::string_view text) const override;
@@ -39,11 +40,12 @@ class WordPieceTokenizer : public Tokenizer {
   std::vector<std::string> basic_tokenize(std::string_view text) const;
 
  private:
-  // Appends the WordPiece pieces of one basic word as ids.
-  void wordpiece(const std::string& word, std::vector<int64_t>& out) const;
+  // Appends the WordPiece pieces of one basic word as ids; candidate is scratch space.
+  void wordpiece(std::string_view word, std::string& candidate, std::vector<int64_t>& out) const;
 
   std::vector<std::string> vocab_;
   std::unordered_map<std::string, int64_t> ids_;
+  size_t max_piece_bytes_ = 0;  // longest token, bounds the longest-match search
   bool lower_case_;
   int64_t cls_id_ = -1, sep_id_ = -1, pad_id_ = 0, unk_id_ = -1, mask_id_ = -1;
 };

@@ -1,1 +1,29 @@
-// placeholder: being written
+#include <iostream>
+
+#include "cli/app.h"
+
+namespace dqe::cli {
+
+void add_eval_command(CLI::App& app, CliState& state) {
+  EvalConfig& c = state.eval;
+  CLI::App* cmd = app.add_subcommand("eval", "Evaluate a model on labelled data and print its metrics");
+  state.eval_cmd = cmd;
+  cmd->set_config("--config", "", "JSON file of flag values (keys are long flag names)")->expected(1, 16);
+  cmd->add_option("--model", c.model, "Model: checkpoint, run directory (its best) or Hugging Face directory")->required();
+  cmd->add_option("--data", c.data, "Labelled data (JSONL)")->required();
+  cmd->add_option("--metrics-out", c.metrics_out, "Write the metrics as JSON here");
+  cmd->add_option("--max-len", c.max_len, "Longest input in tokens (0: the model's)")->capture_default_str();
+  cmd->add_option("--batch-size", c.batch_size, "Examples per batch")->capture_default_str();
+  cmd->add_option("--threads", c.threads, "Compute threads (0: all cores)")->capture_default_str();
+  cmd->add_option("--max-bad-lines", c.max_bad_lines, "Skip up to N malformed lines instead of stopping")->capture_default_str();
+  cmd->add_option("--rejects", c.rejects, "Write skipped lines here");
+  add_field_options(*cmd, state.eval_fields);
+}
+
+int run_eval(CliState& state) {
+  EvalResult r = evaluate(state.eval);
+  std::cout << r.table;
+  return kOk;
+}
+
+}  // namespace dqe::cli

@@ -1,1 +1,37 @@
-// placeholder: being written
+#include <cstdio>
+#include <iostream>
+
+#include "cli/app.h"
+
+namespace dqe::cli {
+
+void add_score_command(CLI::App& app, CliState& state) {
+  ScoreConfig& c = state.score;
+  CLI::App* cmd = app.add_subcommand("score", "Score query-result pairs; every input line is written back with its score");
+  state.score_cmd = cmd;
+  cmd->set_config("--config", "", "JSON file of flag values (keys are long flag names)")->expected(1, 16);
+  cmd->add_option("--model", c.model, "Model: checkpoint, run directory (its best) or Hugging Face directory")->required();
+  cmd->add_option("--input", c.input, "JSONL input, - for stdin")->capture_default_str();
+  cmd->add_option("--output", c.output, "JSONL output, - for stdout (a file appears only when complete)")->capture_default_str();
+  cmd->add_option("--batch-size", c.batch_size, "Examples per batch")->capture_default_str();
+  cmd->add_option("--max-len", c.max_len, "Longest input in tokens (0: the model's)")->capture_default_str();
+  cmd->add_option("--threshold", state.score_threshold, "Add \"keep\": score >= T (the low-quality filter)");
+  cmd->add_flag("--filter", c.filter, "With --threshold, drop the lines that are not kept");
+  cmd->add_option("--threads", c.threads, "Compute threads (0: all cores)")->capture_default_str();
+  cmd->add_option("--max-bad-lines", c.max_bad_lines, "Skip up to N malformed lines instead of stopping")->capture_default_str();
+  cmd->add_option("--rejects", c.rejects, "Write skipped lines here");
+  add_field_options(*cmd, state.score_fields);
+}
+
+int run_score(CliState& state) {
+  ScoreSummary s = score(state.score);
+  char line[256];
+  std::snprintf(line, sizeof line, "[score] %ld lines, %ld written, %ld kept, %ld filtered, %ld rejected, %.0f pairs/s\n",
+                static_cast<long>(s.lines), static_cast<long>(s.written), static_cast<long>(s.kept),
+                static_cast<long>(s.filtered), static_cast<long>(s.rejected),
+                s.seconds > 0 ? static_cast<double>(s.lines) / s.seconds : 0.0);
+  std::cerr << line;
+  return kOk;
+}
+
+}  // namespace dqe::cli

@@ -1,1 +1,82 @@
-// placeholder: being written
+#include <csignal>
+#include <iostream>
+
+#include "cli/app.h"
+#include "dqe/trainer.h"
+
+namespace dqe::cli {
+
+void add_train_command(CLI::App& app, CliState& state) {
+  TrainConfig& c = state.train;
+  CLI::App* cmd = app.add_subcommand("train", "Fine-tune (or train from scratch) a relevance model");
+  state.train_cmd = cmd;
+  cmd->set_config("--config", "", "JSON file of flag values (keys are long flag names); repeatable, later files win, "
+                                   "explicit flags win over files")
+      ->expected(1, 16);
+  cmd->add_option("--train", c.train_path, "Training data (JSONL)")->required();
+  cmd->add_option("--dev", c.dev_path, "Dev data for evaluation and early stopping (JSONL)")->required();
+  cmd->add_option("--out", c.out_dir, "Run directory: best/, last/, train_log.jsonl, eval_log.jsonl")->required();
+  cmd->add_option("--init", c.init, "Start from this model: dqe checkpoint, run directory or Hugging Face BERT directory");
+  cmd->add_option("--tokenizer", c.tokenizer, "vocab.txt (WordPiece) or .model (SentencePiece) for a model trained from scratch");
+  cmd->add_option("--task", c.task, "regression, classification or binary")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"regression", "classification", "binary"}));
+
+  const char* shape = "Model shape (from scratch; ignored with --init)";
+  cmd->add_option("--layers", c.layers, "Transformer layers")->capture_default_str()->group(shape);
+  cmd->add_option("--hidden", c.hidden, "Hidden size")->capture_default_str()->group(shape);
+  cmd->add_option("--heads", c.heads, "Attention heads")->capture_default_str()->group(shape);
+  cmd->add_option("--intermediate", c.intermediate, "Feed-forward size")->capture_default_str()->group(shape);
+  cmd->add_option("--vocab-size", c.vocab_size, "Size of the WordPiece vocabulary built from the training texts")
+      ->capture_default_str()
+      ->group(shape);
+  cmd->add_option("--dropout", c.dropout, "Dropout probability")->capture_default_str()->group(shape);
+  cmd->add_option("--lower-case", c.lower_case, "Lower-case and strip accents (uncased model)")
+      ->capture_default_str()
+      ->group(shape);
+
+  const char* opt = "Optimisation";
+  cmd->add_option("--epochs", c.epochs, "Passes over the training data")->capture_default_str()->group(opt);
+  cmd->add_option("--max-steps", c.max_steps, "Stop after N optimizer steps (0: use --epochs)")->capture_default_str()->group(opt);
+  cmd->add_option("--batch-size", c.batch_size, "Examples per batch")->capture_default_str()->group(opt);
+  cmd->add_option("--grad-accum", c.grad_accum, "Batches per optimizer step")->capture_default_str()->group(opt);
+  cmd->add_option("--lr", c.lr, "Peak learning rate, reached after warmup")->capture_default_str()->group(opt);
+  cmd->add_option("--warmup-ratio", c.warmup_ratio, "Fraction of steps with linear warmup")->capture_default_str()->group(opt);
+  cmd->add_option("--weight-decay", c.weight_decay, "AdamW weight decay (not on biases and LayerNorm)")
+      ->capture_default_str()
+      ->group(opt);
+  cmd->add_option("--max-grad-norm", c.max_grad_norm, "Clip gradients to this L2 norm (0: off)")->capture_default_str()->group(opt);
+  cmd->add_option("--max-len", c.max_len, "Longest input in tokens (0: the model's, else 128)")->capture_default_str()->group(opt);
+  cmd->add_option("--seed", c.seed, "Random seed (same seed and threads give the same metrics)")->capture_default_str()->group(opt);
+  cmd->add_option("--threads", c.threads, "Compute threads (0: all cores)")->capture_default_str()->group(opt);
+
+  const char* ev = "Evaluation and checkpoints";
+  cmd->add_option("--eval-every", c.eval_every, "Evaluate on dev every N steps (0: each epoch)")->capture_default_str()->group(ev);
+  cmd->add_option("--patience", c.patience, "Stop after N evaluations without improvement (0: never)")
+      ->capture_default_str()
+      ->group(ev);
+  cmd->add_option("--eval-batch-size", c.eval_batch_size, "Batch size for dev evaluation")->capture_default_str()->group(ev);
+  cmd->add_flag("--resume", c.resume, "Continue the run in --out from its last checkpoint")->group(ev);
+
+  const char* bad = "Bad input";
+  cmd->add_option("--max-bad-lines", c.max_bad_lines, "Skip up to N malformed lines instead of stopping")
+      ->capture_default_str()
+      ->group(bad);
+  cmd->add_option("--rejects", c.rejects, "Write skipped lines here (JSONL with line and error)")->group(bad);
+  add_field_options(*cmd, c.fields);
+}
+
+int run_train(CliState& state) {
+  TrainResult r = train(state.train);
+  if (r.interrupted) {
+    const int sig = stop_signal();
+    std::cerr << "dqe: interrupted at step " << r.steps << "; resume with: dqe train ... --out " << state.train.out_dir
+              << " --resume\n";
+    return sig == SIGTERM ? kTerminated : kInterrupted;
+  }
+  std::cout << "best dev " << r.metric_name << " " << r.best_metric << " at step " << r.best_step << " (" << r.best_dir
+            << ")\n";
+  return kOk;
+}
+
+}  // namespace dqe::cli

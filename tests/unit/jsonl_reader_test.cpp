@@ -1,1 +1,410 @@
-// placeholder: being written
+#include "dqe/jsonl_reader.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "dqe/errors.h"
+
+namespace dqe {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A fresh directory per test, so that ctest can run tests in parallel.
+class JsonlReaderTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = fs::temp_directory_path() /
+           ("dqe_jsonl_" + std::string(info->name()) + "_" + std::to_string(static_cast<long>(::getpid())));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string write(const std::string& name, const std::string& content) {
+    const std::string path = (dir_ / name).string();
+    std::ofstream(path, std::ios::binary) << content;
+    return path;
+  }
+
+  std::vector<Record> read_all(const std::string& path, const ReaderOptions& options = {}) {
+    JsonlReader reader(path, options);
+    std::vector<Record> records;
+    Record record;
+    while (reader.next(record)) records.push_back(record);
+    return records;
+  }
+
+  // The what() of the DataError thrown by the first bad line (max_bad_lines = 0).
+  std::string first_error(const std::string& content, const ReaderOptions& options = {}) {
+    const std::string path = write("bad.jsonl", content);
+    try {
+      read_all(path, options);
+    } catch (const DataBudgetError& e) {
+      return std::string("unexpected DataBudgetError: ") + e.what();
+    } catch (const DataError& e) {
+      return e.what();
+    }
+    return "no error";
+  }
+
+  fs::path dir_;
+};
+
+// Each line followed by '\n'.
+std::string lines(const std::vector<std::string>& items) {
+  std::string content;
+  for (const std::string& item : items) content += item + "\n";
+  return content;
+}
+
+std::vector<std::string> read_lines(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+constexpr const char* kGood = R"({"query":"q","title":"t"})";
+
+TEST_F(JsonlReaderTest, ReadsAllFields) {
+  const std::string path =
+      write("train.jsonl", lines({R"({"id":"hd-2","query_id":"qa","query":"angle bracket",)"
+                                  R"("title":"Simpson Angle","description":"12-gauge","label":2.5})"}));
+  JsonlReader reader(path, {});
+  Record r;
+  ASSERT_TRUE(reader.next(r));
+  EXPECT_EQ(r.line, 1u);
+  EXPECT_EQ(r.id, "hd-2");
+  EXPECT_EQ(r.query_id, "qa");
+  EXPECT_EQ(r.query, "angle bracket");
+  EXPECT_EQ(r.text, "Simpson Angle 12-gauge");
+  EXPECT_EQ(r.label_kind, LabelKind::kNumber);
+  EXPECT_DOUBLE_EQ(r.label_number, 2.5);
+  EXPECT_TRUE(r.object.is_null());  // keep_object is off
+  EXPECT_FALSE(reader.next(r));
+  EXPECT_EQ(reader.lines_read(), 1);
+  EXPECT_EQ(reader.records_read(), 1);
+  EXPECT_EQ(reader.bad_lines(), 0);
+  EXPECT_EQ(reader.path(), path);
+}
+
+TEST_F(JsonlReaderTest, JoinsOptionalTextFieldsWithOneSpace) {
+  const auto records = read_all(write(
+      "t.jsonl",
+      lines({R"({"query":"q","title":"a b","description":"c"})", R"({"query":"q","title":"a"})",
+             R"({"query":"q","title":"a","description":null})", R"({"query":"q","title":"a","description":""})"})));
+  ASSERT_EQ(records.size(), 4u);
+  EXPECT_EQ(records[0].text, "a b c");
+  EXPECT_EQ(records[1].text, "a");
+  EXPECT_EQ(records[2].text, "a");
+  EXPECT_EQ(records[3].text, "a");
+}
+
+TEST_F(JsonlReaderTest, RemapsFieldNames) {
+  ReaderOptions options;
+  options.fields.query = "q";
+  options.fields.text = {"name", "desc"};
+  options.fields.label = "rel";
+  options.fields.query_id = "qid";
+  options.fields.id = "sku";
+  const auto records =
+      read_all(write("m.jsonl", lines({R"({"q":"drill","name":"Cordless Drill","desc":"18V","rel":"exact","qid":"q1",)"
+                                       R"("sku":"s9","query":"ignored","title":"ignored"})"})),
+               options);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].query, "drill");
+  EXPECT_EQ(records[0].text, "Cordless Drill 18V");
+  EXPECT_EQ(records[0].label_kind, LabelKind::kString);
+  EXPECT_EQ(records[0].label_string, "exact");
+  EXPECT_EQ(records[0].query_id, "q1");
+  EXPECT_EQ(records[0].id, "s9");
+}
+
+TEST_F(JsonlReaderTest, QueryIdDefaultsToQueryAndNumbersKeepTheirText) {
+  const auto records = read_all(
+      write("ids.jsonl", lines({R"({"query":"q one","title":"t"})", R"({"query":"q","title":"t","id":42,"query_id":7})",
+                                R"({"query":"q","title":"t","id":1.5,"query_id":null})",
+                                R"({"query":"q","title":"t","id":123456789012345678901234567890})"})));
+  ASSERT_EQ(records.size(), 4u);
+  EXPECT_EQ(records[0].query_id, "q one");
+  EXPECT_EQ(records[0].id, "");
+  EXPECT_EQ(records[1].id, "42");
+  EXPECT_EQ(records[1].query_id, "7");
+  EXPECT_EQ(records[2].id, "1.5");
+  EXPECT_EQ(records[2].query_id, "q");
+  // Beyond 64 bits the parser reads a double; the id is its JSON text, without a crash.
+  EXPECT_EQ(records[3].id, "1.2345678901234568e+29");
+}
+
+TEST_F(JsonlReaderTest, ReadsEveryLabelKind) {
+  const auto records = read_all(
+      write("labels.jsonl",
+            lines({R"({"query":"q","title":"t","label":3})", R"({"query":"q","title":"t","label":true})",
+                   R"({"query":"q","title":"t","label":false})", R"({"query":"q","title":"t","label":"partial"})",
+                   R"({"query":"q","title":"t"})", R"({"query":"q","title":"t","label":null})"})));
+  ASSERT_EQ(records.size(), 6u);
+  EXPECT_EQ(records[0].label_kind, LabelKind::kNumber);
+  EXPECT_DOUBLE_EQ(records[0].label_number, 3);
+  EXPECT_EQ(records[1].label_kind, LabelKind::kNumber);
+  EXPECT_DOUBLE_EQ(records[1].label_number, 1);
+  EXPECT_EQ(records[2].label_kind, LabelKind::kNumber);
+  EXPECT_DOUBLE_EQ(records[2].label_number, 0);
+  EXPECT_EQ(records[3].label_kind, LabelKind::kString);
+  EXPECT_EQ(records[3].label_string, "partial");
+  EXPECT_EQ(records[4].label_kind, LabelKind::kNone);
+  EXPECT_EQ(records[5].label_kind, LabelKind::kNone);
+}
+
+TEST_F(JsonlReaderTest, ReusedRecordIsFullyOverwritten) {
+  const std::string path = write(
+      "reuse.jsonl", lines({R"({"query":"q","title":"t","id":"a","label":"x"})", R"({"query":"r","title":"u"})"}));
+  JsonlReader reader(path, {});
+  Record r;
+  ASSERT_TRUE(reader.next(r));
+  ASSERT_TRUE(reader.next(r));
+  EXPECT_EQ(r.line, 2u);
+  EXPECT_EQ(r.query, "r");
+  EXPECT_EQ(r.text, "u");
+  EXPECT_EQ(r.query_id, "r");
+  EXPECT_EQ(r.id, "");
+  EXPECT_EQ(r.label_kind, LabelKind::kNone);
+  EXPECT_EQ(r.label_string, "");
+}
+
+TEST_F(JsonlReaderTest, KeepsObjectInFieldOrder) {
+  const std::string line = R"({"title":"t","query":"q","zeta":1,"alpha":[true,null]})";
+  ReaderOptions options;
+  options.keep_object = true;
+  const auto records = read_all(write("keep.jsonl", line + "\n"), options);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].object.dump(), line);
+}
+
+TEST_F(JsonlReaderTest, SkipsBlankLinesButCountsThem) {
+  const std::string path = write("blank.jsonl", std::string("\n   \n\t\r\n") + kGood + "\r\n\n" + kGood);
+  JsonlReader reader(path, {});
+  Record r;
+  ASSERT_TRUE(reader.next(r));
+  EXPECT_EQ(r.line, 4u);  // CRLF: the '\r' is JSON whitespace
+  ASSERT_TRUE(reader.next(r));
+  EXPECT_EQ(r.line, 6u);  // the last line has no '\n'
+  EXPECT_FALSE(reader.next(r));
+  EXPECT_EQ(reader.lines_read(), 6);
+  EXPECT_EQ(reader.bad_lines(), 0);
+}
+
+TEST_F(JsonlReaderTest, ReadsLinesAcrossChunkBoundaries) {
+  // ~1.3 MB, so lines straddle the reader's 64 KiB chunks.
+  std::string content;
+  for (int i = 0; i < 20000; ++i) {
+    content += lines({R"({"query":"q)" + std::to_string(i) + R"(","title":"a fairly ordinary product title here"})"});
+  }
+  const auto records = read_all(write("many.jsonl", content));
+  ASSERT_EQ(records.size(), 20000u);
+  for (size_t i = 0; i < records.size(); ++i) {
+    ASSERT_EQ(records[i].query, "q" + std::to_string(i));
+    ASSERT_EQ(records[i].line, i + 1);
+  }
+}
+
+// One bad line after a good one: the message names line 2.
+TEST_F(JsonlReaderTest, EachProblemHasItsMessage) {
+  struct Case {
+    std::string line;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {R"({"title":"t"})", R"(missing string field "query")"},
+      {R"({"query":1,"title":"t"})", R"(field "query" must be a string, got number)"},
+      {R"({"query":"q"})", R"(missing string field "title")"},
+      {R"({"query":"q","title":5})", R"(field "title" must be a string, got number)"},
+      {R"({"query":"q","title":null})", R"(field "title" must be a string, got null)"},
+      {R"({"query":"q","title":"t","description":[1]})", R"(field "description" must be a string, got array)"},
+      {R"([1,2])", "expected a JSON object, got array"},
+      {R"("text")", "expected a JSON object, got string"},
+      {R"({"query":"q","title":"t","label":{}})", R"(field "label" must be a number or string, got object)"},
+      {R"({"query":"q","title":"t","id":[]})", R"(field "id" must be a string or number, got array)"},
+      {R"({"query":"q","title":"t","query_id":true})", R"(field "query_id" must be a string or number, got boolean)"},
+      {R"({"query":"q","title":"t")",
+       "not valid JSON (column 25: syntax error while parsing object - unexpected end of input; expected '}')"},
+      {R"({"query":"q","title":"t"}x)",
+       "not valid JSON (column 26: syntax error while parsing value - invalid literal)"},
+      // The parser's quote of the bad token (here invalid UTF-8) is left out of the message.
+      {"{\"query\":\"\xff\",\"title\":\"t\"}",
+       "not valid JSON (column 11: syntax error while parsing value - invalid string: ill-formed UTF-8 byte)"},
+      {R"({"query":"q","title":"t","label":1e999})", "not valid JSON (number overflow parsing '1e999')"},
+      // The parser would stop at the NUL and accept the line.
+      {std::string(kGood) + std::string(1, '\0') + "junk", "line contains a NUL byte"},
+      {R"({"query":"q","title":"t","x":)" + std::string(64, '[') + std::string(64, ']') + "}",
+       "JSON nested deeper than 64 levels"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.line);
+    const std::string path = (dir_ / "bad.jsonl").string();
+    EXPECT_EQ(first_error(lines({kGood, c.line, kGood})), path + ":2: " + c.message);
+  }
+}
+
+TEST_F(JsonlReaderTest, MissingLabelIsAnErrorOnlyWhenRequired) {
+  ReaderOptions options;
+  options.require_label = true;
+  const std::string path = (dir_ / "bad.jsonl").string();
+  EXPECT_EQ(first_error(lines({kGood}), options), path + ":1: missing field \"label\"");
+  EXPECT_EQ(first_error(R"({"query":"q","title":"t","label":null})", options), path + ":1: missing field \"label\"");
+  EXPECT_EQ(first_error(R"({"query":"q","title":"t","label":0})", options), "no error");
+}
+
+TEST_F(JsonlReaderTest, DepthLimitCountsContainersOutsideStrings) {
+  // The object itself is level 1, so 63 nested arrays inside reach exactly 64.
+  const std::string deepest_allowed =
+      R"({"query":"q","title":"t","x":)" + std::string(63, '[') + std::string(63, ']') + "}";
+  const std::string brackets_in_strings = R"({"query":")" + std::string(100, '[') + R"(","title":"\"{{{{"})";
+  const auto records = read_all(write("deep.jsonl", lines({deepest_allowed, brackets_in_strings})));
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[1].query, std::string(100, '['));
+  EXPECT_EQ(records[1].text, "\"{{{{");
+}
+
+TEST_F(JsonlReaderTest, DefaultLineLimitIsOneMebibyte) {
+  const std::string long_title(1 << 20, 'x');
+  const std::string path = (dir_ / "bad.jsonl").string();
+  EXPECT_EQ(first_error(lines({R"({"query":"q","title":")" + long_title + R"("})"})),
+            path + ":1: line longer than 1048576 bytes");
+}
+
+TEST_F(JsonlReaderTest, SkipsOverLongLineAndReadsTheNextOne) {
+  ReaderOptions options;
+  options.max_line_bytes = 100;
+  options.max_bad_lines = 1;
+  options.rejects_path = (dir_ / "rejects.jsonl").string();
+  // 200 KB: longer than a read chunk, so the discarded tail spans several chunks.
+  const std::string exactly_100 = R"({"query":"q","title":")" + std::string(100 - 24, 'y') + R"("})";
+  ASSERT_EQ(exactly_100.size(), 100u);
+  const std::string path =
+      write("long.jsonl", lines({R"({"query":"q","title":")" + std::string(200000, 'x') + R"("})", exactly_100}));
+  JsonlReader reader(path, options);
+  Record r;
+  ASSERT_TRUE(reader.next(r));
+  EXPECT_EQ(r.line, 2u);
+  EXPECT_EQ(r.text, std::string(100 - 24, 'y'));
+  EXPECT_FALSE(reader.next(r));
+  EXPECT_EQ(reader.bad_lines(), 1);
+
+  const auto rejects = read_lines(options.rejects_path);
+  ASSERT_EQ(rejects.size(), 1u);
+  const auto entry = nlohmann::json::parse(rejects[0]);
+  EXPECT_EQ(entry["line"], 1);
+  EXPECT_EQ(entry["error"], "line longer than 100 bytes");
+  // Only the part the reader held: the first max_line_bytes.
+  EXPECT_EQ(entry["raw"].get<std::string>().size(), 100u);
+}
+
+TEST_F(JsonlReaderTest, SkipsBadLinesIntoRejectsFileWithinBudget) {
+  ReaderOptions options;
+  options.max_bad_lines = 2;
+  options.rejects_path = (dir_ / "rejects.jsonl").string();
+  const std::string path = write("dev.jsonl", lines({kGood, R"({"query":"q"})", kGood, "{\"query\":\"\xff\"", kGood}));
+  JsonlReader reader(path, options);
+  Record r;
+  int records = 0;
+  while (reader.next(r)) ++records;
+  EXPECT_EQ(records, 3);
+  EXPECT_EQ(reader.bad_lines(), 2);
+  EXPECT_EQ(reader.lines_read(), 5);
+
+  const auto rejects = read_lines(options.rejects_path);
+  ASSERT_EQ(rejects.size(), 2u);
+  EXPECT_EQ(rejects[0], R"({"line":2,"error":"missing string field \"title\"","raw":"{\"query\":\"q\"}"})");
+  // The invalid byte is replaced, so the rejects file parses as JSON.
+  const auto second = nlohmann::json::parse(rejects[1]);
+  EXPECT_EQ(second["line"], 4);
+  EXPECT_EQ(second["raw"], "{\"query\":\"\xEF\xBF\xBD\"");
+  EXPECT_EQ(second["error"].get<std::string>().rfind("not valid JSON (", 0), 0u);
+}
+
+TEST_F(JsonlReaderTest, ThrowsBudgetErrorOnTheLineOverBudget) {
+  ReaderOptions options;
+  options.max_bad_lines = 2;
+  options.rejects_path = (dir_ / "rejects.jsonl").string();
+  const std::string path = write("dev.jsonl", lines({kGood, "[]", "[]", kGood, R"({"query":"q","title":1})", kGood}));
+  JsonlReader reader(path, options);
+  Record r;
+  ASSERT_TRUE(reader.next(r));
+  ASSERT_TRUE(reader.next(r));
+  try {
+    reader.next(r);
+    FAIL() << "expected DataBudgetError";
+  } catch (const DataBudgetError& e) {
+    EXPECT_EQ(std::string(e.what()), path +
+                                         ":5: bad line (field \"title\" must be a string, got number); "
+                                         "more than 2 bad lines allowed by --max-bad-lines");
+  }
+  // The skipped lines are written; the line that stops the run is in the message instead.
+  EXPECT_EQ(read_lines(options.rejects_path).size(), 2u);
+}
+
+TEST_F(JsonlReaderTest, FirstBadLineThrowsWithoutBudget) {
+  const std::string path = write("train.jsonl", lines({kGood, "[]"}));
+  JsonlReader reader(path, {});
+  Record r;
+  ASSERT_TRUE(reader.next(r));
+  EXPECT_THROW(reader.next(r), DataError);
+}
+
+TEST_F(JsonlReaderTest, UnopenablePathsThrowIoError) {
+  const std::string missing = (dir_ / "missing.jsonl").string();
+  try {
+    JsonlReader reader(missing, {});
+    FAIL() << "expected IoError";
+  } catch (const IoError& e) {
+    EXPECT_EQ(std::string(e.what()), missing + ": cannot open (No such file or directory)");
+  }
+  try {
+    JsonlReader reader(dir_.string(), {});
+    FAIL() << "expected IoError";
+  } catch (const IoError& e) {
+    EXPECT_EQ(std::string(e.what()), dir_.string() + ": cannot open (Is a directory)");
+  }
+}
+
+TEST_F(JsonlReaderTest, InvalidOptionsThrowConfigError) {
+  const std::string path = write("ok.jsonl", kGood);
+  ReaderOptions negative_budget;
+  negative_budget.max_bad_lines = -1;
+  EXPECT_THROW(JsonlReader(path, negative_budget), ConfigError);
+  ReaderOptions no_text;
+  no_text.fields.text.clear();
+  EXPECT_THROW(JsonlReader(path, no_text), ConfigError);
+}
+
+class ReadJsonlTest : public JsonlReaderTest {};
+
+TEST_F(ReadJsonlTest, ReadsEveryRecord) {
+  const auto records = read_jsonl(write("all.jsonl", lines({kGood, "", kGood})), {});
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[0].line, 1u);
+  EXPECT_EQ(records[1].line, 3u);
+}
+
+TEST_F(ReadJsonlTest, ThrowsWhenThereIsNoRecord) {
+  for (const std::string& content : {std::string(), std::string("\n  \n")}) {
+    const std::string path = write("empty.jsonl", content);
+    try {
+      read_jsonl(path, {});
+      FAIL() << "expected DataError";
+    } catch (const DataError& e) {
+      EXPECT_EQ(std::string(e.what()), path + ": no records");
+    }
+  }
+}
+
+}  // namespace
+}  // namespace dqe

@@ -1,1 +1,211 @@
-// placeholder: being written
+#include "dqe/sentencepiece_tokenizer.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "dqe/errors.h"
+
+namespace dqe {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A fresh directory under the system temp dir, removed with its contents.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "dqe-sentencepiece-XXXXXX").string();
+    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  ~TempDir() { fs::remove_all(path_); }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// A few hundred product titles, generated deterministically.
+std::vector<std::string> product_titles() {
+  const std::vector<std::string> brands = {"DeWalt", "Makita", "Behr", "Delta", "Husky", "Ryobi", "Milwaukee"};
+  const std::vector<std::string> colors = {"Red", "Black", "White", "Brushed Nickel", "Oil-Rubbed Bronze", "Gray"};
+  const std::vector<std::string> items = {"Cordless Drill", "Angle Bracket", "Shower Head", "Paint Brush",
+                                          "Tool Box", "Deck Stain", "Faucet", "Circular Saw", "Work Light"};
+  const std::vector<std::string> sizes = {"12 in.", "1-gal.", "20V MAX", "3/4 in.", "(4-Pack)", "5 ft."};
+  std::vector<std::string> lines;
+  for (size_t i = 0; i < 400; ++i) {
+    lines.push_back(brands[i % brands.size()] + " " + colors[(i / 3) % colors.size()] + " " +
+                    items[(i * 7) % items.size()] + " " + sizes[(i / 5) % sizes.size()]);
+  }
+  return lines;
+}
+
+// Two models trained on product_titles(), in a directory that lives as long as they do.
+struct TrainedModels {
+  TrainedModels() {
+    const std::string corpus = (dir.path() / "corpus.txt").string();
+    std::ofstream out(corpus);
+    for (const std::string& line : product_titles()) out << line << '\n';
+    out.close();
+    train_sentencepiece({corpus}, unigram, 200, "unigram");
+    train_sentencepiece({corpus}, bpe, 200, "bpe");
+  }
+  TempDir dir;
+  std::string unigram = (dir.path() / "unigram.model").string();
+  std::string bpe = (dir.path() / "bpe.model").string();
+};
+
+// Trained once per process: every test below reads the same two models.
+const TrainedModels& models() {
+  static const TrainedModels trained;
+  return trained;
+}
+
+const std::vector<std::string> kTexts = {"DeWalt 20V MAX Cordless Drill", "oil-rubbed bronze shower head",
+                                         "Milwaukee Tool Box (4-Pack)", "unseen words: zebra quartz"};
+
+TEST(SentencePieceTokenizer, TrainedModelsRoundTripIds) {
+  for (const std::string& path : {models().unigram, models().bpe}) {
+    SCOPED_TRACE(path);
+    const SentencePieceTokenizer tok(path);
+    EXPECT_EQ(tok.kind(), "sentencepiece");
+    EXPECT_GT(tok.vocab_size(), 50);
+    EXPECT_LE(tok.vocab_size(), 200);
+    for (const std::string& text : kTexts) {
+      const std::vector<int64_t> ids = tok.encode(text);
+      const std::vector<std::string> pieces = tok.tokenize(text);
+      ASSERT_EQ(ids.size(), pieces.size());
+      ASSERT_FALSE(ids.empty());
+      for (size_t i = 0; i < ids.size(); ++i) {
+        // An unknown character keeps its own surface as the piece, with the unk id.
+        EXPECT_EQ(tok.id_to_piece(ids[i]), ids[i] == tok.unk_id() ? "<unk>" : pieces[i]);
+      }
+    }
+    EXPECT_EQ(tok.id_to_piece(-1), "");
+    EXPECT_EQ(tok.id_to_piece(tok.vocab_size()), "");
+  }
+}
+
+TEST(SentencePieceTokenizer, SpecialIdsAreTheUserDefinedPieces) {
+  for (const std::string& path : {models().unigram, models().bpe}) {
+    SCOPED_TRACE(path);
+    const SentencePieceTokenizer tok(path);
+    EXPECT_EQ(tok.id_to_piece(tok.pad_id()), "[PAD]");
+    EXPECT_EQ(tok.id_to_piece(tok.cls_id()), "[CLS]");
+    EXPECT_EQ(tok.id_to_piece(tok.sep_id()), "[SEP]");
+    EXPECT_EQ(tok.id_to_piece(tok.mask_id()), "[MASK]");
+    EXPECT_EQ(tok.id_to_piece(tok.unk_id()), "<unk>");
+    // User-defined pieces are matched in the input as a whole.
+    EXPECT_EQ(tok.tokenize("[MASK]").back(), "[MASK]");
+  }
+}
+
+TEST(SentencePieceTokenizer, EncodePairLayout) {
+  const SentencePieceTokenizer tok(models().unigram);
+  const std::vector<int64_t> a = tok.encode(kTexts[0]), b = tok.encode(kTexts[1]);
+  const Encoding enc = tok.encode_pair(kTexts[0], kTexts[1], 512);
+
+  std::vector<int64_t> ids = {tok.cls_id()};
+  ids.insert(ids.end(), a.begin(), a.end());
+  ids.push_back(tok.sep_id());
+  std::vector<int64_t> types(ids.size(), 0);
+  ids.insert(ids.end(), b.begin(), b.end());
+  ids.push_back(tok.sep_id());
+  types.resize(ids.size(), 1);
+  EXPECT_EQ(enc.ids, ids);
+  EXPECT_EQ(enc.type_ids, types);
+
+  EXPECT_EQ(tok.encode_pair(kTexts[0], kTexts[1], 8).ids.size(), 8u);
+}
+
+TEST(SentencePieceTokenizer, SaveAndReloadGiveIdenticalIds) {
+  for (const std::string& path : {models().unigram, models().bpe}) {
+    SCOPED_TRACE(path);
+    const SentencePieceTokenizer tok(path);
+    TempDir dir;
+    EXPECT_EQ(tok.save(dir.path().string()), "tokenizer.model");
+    EXPECT_EQ(read_file(dir.path() / "tokenizer.model"), read_file(path));
+    const auto reloaded = load_tokenizer(dir.path().string(), /*lower_case=*/true);
+    EXPECT_EQ(reloaded->kind(), "sentencepiece");
+    EXPECT_EQ(reloaded->vocab_size(), tok.vocab_size());
+    for (const std::string& text : kTexts) EXPECT_EQ(reloaded->encode(text), tok.encode(text)) << text;
+    EXPECT_EQ(load_tokenizer_file(path, true)->encode(kTexts[0]), tok.encode(kTexts[0]));
+  }
+}
+
+TEST(SentencePieceTokenizer, TrainingIsDeterministic) {
+  TempDir dir;
+  const std::string corpus = (dir.path() / "corpus.txt").string();
+  std::ofstream out(corpus);
+  for (const std::string& line : product_titles()) out << line << '\n';
+  out.close();
+  const std::string again = (dir.path() / "again.model").string();
+  train_sentencepiece({corpus}, again, 200, "unigram");
+  EXPECT_EQ(read_file(again), read_file(models().unigram));
+}
+
+TEST(SentencePieceTokenizer, BadModelFilesThrowModelErrorNamingThem) {
+  TempDir dir;
+  const std::string missing = (dir.path() / "missing.model").string();
+  const std::string garbage = (dir.path() / "garbage.model").string();
+  std::ofstream(garbage) << "this is not a protobuf";
+  for (const std::string& path : {missing, garbage}) {
+    try {
+      SentencePieceTokenizer tok(path);
+      FAIL() << "expected ModelError for " << path;
+    } catch (const ModelError& e) {
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(SentencePieceTokenizer, TrainRejectsBadArguments) {
+  TempDir dir;
+  const std::string model = (dir.path() / "m.model").string();
+  const std::string missing = (dir.path() / "missing.txt").string();
+  EXPECT_THROW(train_sentencepiece({missing}, model, 100, "wordpiece"), ConfigError);
+  EXPECT_THROW(train_sentencepiece({missing}, model, 0, "bpe"), ConfigError);
+  EXPECT_THROW(train_sentencepiece({}, model, 100, "bpe"), ConfigError);
+  try {
+    train_sentencepiece({missing}, model, 100, "bpe");
+    FAIL() << "expected IoError";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find(missing), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(model));
+}
+
+// sentencepiece and LibTorch both use protobuf; linking Debian's shared libsentencepiece
+// (with its own protobuf) next to LibTorch breaks at load or first use. This guards the
+// static build against the system protobuf.
+TEST(SentencePieceTokenizer, CoexistsWithLibTorchInOneProcess) {
+  const SentencePieceTokenizer tok(models().unigram);
+  const std::vector<int64_t> ids = tok.encode_pair(kTexts[0], kTexts[1], 32).ids;
+
+  torch::manual_seed(0);
+  torch::nn::Embedding embedding(tok.vocab_size(), 16);
+  torch::nn::Linear linear(16, 3);
+  const torch::Tensor input = torch::tensor(ids, torch::kInt64).unsqueeze(0);
+  const torch::Tensor output = linear(embedding(input));
+
+  EXPECT_EQ(output.sizes().vec(), (std::vector<int64_t>{1, static_cast<int64_t>(ids.size()), 3}));
+  EXPECT_TRUE(torch::isfinite(output).all().item<bool>());
+  EXPECT_FALSE(SentencePieceTokenizer(models().bpe).encode(kTexts[2]).empty());
+}
+
+}  // namespace
+}  // namespace dqe

@@ -1,0 +1,80 @@
+// Model and task configuration. BertConfig carries Hugging Face's config.json keys;
+// TaskSpec is dqe's own "dqe" section of the same file (what the head predicts and how
+// inputs are built), so a checkpoint directory describes itself completely.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "dqe/jsonl_reader.h"
+
+namespace dqe {
+
+struct BertConfig {
+  int64_t vocab_size = 30522;
+  int64_t hidden_size = 768;
+  int64_t num_hidden_layers = 12;
+  int64_t num_attention_heads = 12;
+  int64_t intermediate_size = 3072;
+  // "gelu" (erf), "gelu_new"/"gelu_pytorch_tanh" (tanh approximation) or "relu".
+  std::string hidden_act = "gelu";
+  double hidden_dropout_prob = 0.1;
+  double attention_probs_dropout_prob = 0.1;
+  int64_t max_position_embeddings = 512;
+  int64_t type_vocab_size = 2;
+  double layer_norm_eps = 1e-12;
+  double initializer_range = 0.02;
+  int64_t pad_token_id = 0;
+  // Dropout before the head; hidden_dropout_prob when absent (as Hugging Face does).
+  std::optional<double> classifier_dropout;
+
+  // Throws ModelError (prefixed with origin) when sizes are inconsistent.
+  void validate(const std::string& origin) const;
+};
+
+enum class Task { kRegression, kClassification, kBinary };
+
+std::string task_name(Task task);
+// Throws ConfigError naming --task for an unknown name.
+Task parse_task(const std::string& name);
+
+struct TaskSpec {
+  Task task = Task::kRegression;
+  // Classification: class names in id order. Binary: optional [negative, positive] names.
+  std::vector<std::string> labels;
+  // Regression targets are standardised for training; predictions are mapped back.
+  double label_mean = 0.0;
+  double label_std = 1.0;
+  // Longest input, special tokens included.
+  int64_t max_len = 128;
+  FieldMap fields;
+  bool lower_case = true;
+
+  // Size of the head's output layer.
+  int64_t num_outputs() const;
+};
+
+// Everything config.json holds.
+struct ModelSpec {
+  BertConfig bert;
+  TaskSpec task;
+  // Whether the file had a "dqe" section (false for a plain Hugging Face directory).
+  bool has_dqe_section = false;
+};
+
+// Reads DIR/config.json (and, for a Hugging Face directory, DIR/tokenizer_config.json for
+// do_lower_case and model_max_length). Throws ModelError/IoError naming the file.
+ModelSpec load_model_spec(const std::string& dir);
+nlohmann::ordered_json to_json(const ModelSpec& spec);
+ModelSpec model_spec_from_json(const nlohmann::json& j, const std::string& origin);
+
+// Reads a whole JSON file; throws IoError (missing) or ModelError (invalid) naming it.
+nlohmann::json read_json_file(const std::string& path);
+// Writes text to path through path.tmp + rename, so that a reader never sees half a file.
+void write_file_atomic(const std::string& path, const std::string& text);
+
+}  // namespace dqe

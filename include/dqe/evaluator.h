@@ -1,0 +1,62 @@
+// Inference over encoded inputs and the task's metrics; `dqe eval` and the trainer's dev
+// evaluations share this code.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "dqe/config.h"
+#include "dqe/jsonl_reader.h"
+#include "dqe/model.h"
+#include "dqe/tokenizer.h"
+
+namespace dqe {
+
+// Raw logits [N, num_outputs] in input order; batches run in length order for little padding.
+torch::Tensor predict_logits(SequenceModel& model, const std::vector<Encoding>& inputs, int64_t batch_size,
+                             int64_t pad_id);
+
+struct Predictions {
+  // Regression: the value in label units. Binary: P(positive). Classification: the
+  // probability-weighted class index scaled to [0, 1].
+  std::vector<double> scores;
+  std::vector<int64_t> classes;           // classification and binary: predicted class id
+  std::vector<std::vector<double>> probs;  // classification: per-class probabilities
+};
+Predictions predictions_from_logits(const torch::Tensor& logits, const TaskSpec& task);
+
+struct EvalResult {
+  nlohmann::ordered_json metrics;
+  std::string table;            // readable, for stdout
+  std::string primary_name;     // the metric used for model selection
+  double primary = 0;
+  bool higher_is_better = false;
+};
+
+// labels are encode_label() values. Ranking metrics are added when some query has two or
+// more results.
+EvalResult compute_metrics(const TaskSpec& task, const Predictions& predictions, const std::vector<double>& labels,
+                           const std::vector<std::string>& query_ids);
+
+struct EvalConfig {
+  std::string model;  // checkpoint, Hugging Face or run directory
+  std::string data;
+  std::string metrics_out;  // optional JSON output
+  // Longest input; 0 means the model's own.
+  int64_t max_len = 0;
+  int64_t batch_size = 64;
+  int threads = 0;
+  int64_t max_bad_lines = 0;
+  std::string rejects;
+  // Overrides the field names saved with the model.
+  std::optional<FieldMap> fields;
+};
+
+EvalResult evaluate(const EvalConfig& config);
+
+}  // namespace dqe

@@ -1,0 +1,112 @@
+// BERT encoder plus a task head, as LibTorch modules whose registered names are Hugging
+// Face's BertForSequenceClassification names ("bert.encoder.layer.0.attention.self.query.weight",
+// "classifier.weight", ...): those names are the checkpoint format.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "dqe/config.h"
+
+namespace dqe {
+
+struct BertEmbeddingsImpl : torch::nn::Module {
+  explicit BertEmbeddingsImpl(const BertConfig& c);
+  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& type_ids);
+
+  torch::nn::Embedding word_embeddings{nullptr}, position_embeddings{nullptr}, token_type_embeddings{nullptr};
+  torch::nn::LayerNorm LayerNorm{nullptr};
+  torch::nn::Dropout dropout{nullptr};
+};
+TORCH_MODULE(BertEmbeddings);
+
+struct BertSelfAttentionImpl : torch::nn::Module {
+  explicit BertSelfAttentionImpl(const BertConfig& c);
+  // mask_add: [batch, 1, 1, time], 0 for real tokens and a large negative for padding.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask_add);
+
+  torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr};
+  torch::nn::Dropout dropout{nullptr};
+  int64_t num_heads;
+};
+TORCH_MODULE(BertSelfAttention);
+
+// Linear, dropout, then LayerNorm of the sum with the residual (HF's BertSelfOutput and BertOutput).
+struct BertAddNormImpl : torch::nn::Module {
+  BertAddNormImpl(const BertConfig& c, int64_t fan_in);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& residual);
+
+  torch::nn::Linear dense{nullptr};
+  torch::nn::LayerNorm LayerNorm{nullptr};
+  torch::nn::Dropout dropout{nullptr};
+};
+TORCH_MODULE(BertAddNorm);
+
+struct BertAttentionImpl : torch::nn::Module {
+  explicit BertAttentionImpl(const BertConfig& c);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask_add);
+
+  BertSelfAttention self{nullptr};
+  BertAddNorm output{nullptr};
+};
+TORCH_MODULE(BertAttention);
+
+struct BertLayerImpl : torch::nn::Module {
+  explicit BertLayerImpl(const BertConfig& c);
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask_add);
+
+  BertAttention attention{nullptr};
+  torch::nn::Linear intermediate_dense{nullptr};  // registered as "intermediate.dense"
+  BertAddNorm output{nullptr};
+  std::string act;
+};
+TORCH_MODULE(BertLayer);
+
+struct BertModelImpl : torch::nn::Module {
+  explicit BertModelImpl(const BertConfig& c);
+  // Returns the pooled [CLS] representation, [batch, hidden].
+  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& type_ids, const torch::Tensor& mask);
+  // Last hidden states, [batch, time, hidden].
+  torch::Tensor encode(const torch::Tensor& ids, const torch::Tensor& type_ids, const torch::Tensor& mask);
+
+  BertEmbeddings embeddings{nullptr};
+  torch::nn::ModuleList layers{nullptr};  // registered as "encoder.layer"
+  torch::nn::Linear pooler_dense{nullptr};  // registered as "pooler.dense"
+};
+TORCH_MODULE(BertModel);
+
+// BertForSequenceClassification: encoder, dropout, linear head with num_outputs logits.
+struct SequenceModelImpl : torch::nn::Module {
+  SequenceModelImpl(const BertConfig& c, int64_t num_outputs);
+  // Logits, [batch, num_outputs].
+  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& type_ids, const torch::Tensor& mask);
+
+  BertModel bert{nullptr};
+  torch::nn::Dropout dropout{nullptr};
+  torch::nn::Linear classifier{nullptr};
+};
+TORCH_MODULE(SequenceModel);
+
+// BERT's initialisation: N(0, initializer_range) for Linear and Embedding weights (the
+// padding row zeroed), zero biases, LayerNorm weight 1 and bias 0.
+void init_bert_weights(torch::nn::Module& module, double initializer_range, int64_t pad_token_id);
+
+struct LoadReport {
+  std::vector<std::string> missing;     // parameters left at their initial values
+  std::vector<std::string> unexpected;  // tensors in the file that the model does not use
+};
+
+// Copies tensors into the model by Hugging Face name. Accepts names with or without the
+// "bert." prefix and the old "gamma"/"beta" LayerNorm names. A missing or wrongly shaped
+// classifier is allowed when allow_new_head (it stays freshly initialised); any other
+// missing encoder weight or shape mismatch throws ModelError naming origin and the tensor.
+LoadReport load_weights(SequenceModel& model, std::map<std::string, torch::Tensor> tensors,
+                        const std::string& origin, bool allow_new_head);
+
+// Named parameters in Hugging Face layout, for saving.
+std::vector<std::pair<std::string, torch::Tensor>> named_weights(SequenceModel& model);
+
+}  // namespace dqe

@@ -1,0 +1,23 @@
+// safetensors I/O: an 8-byte little-endian header length, a JSON header mapping names to
+// {dtype, shape, data_offsets}, then raw little-endian data. The reader checks everything
+// that could crash or exhaust memory before touching the data.
+#pragma once
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <torch/torch.h>
+
+namespace dqe {
+
+// Tensors by name, converted to float32 (floating dtypes) or int64 (integer dtypes).
+// Throws ModelError naming the file (and the tensor) on any inconsistency.
+std::map<std::string, torch::Tensor> load_safetensors(const std::string& path);
+
+// Writes float32/int64 tensors (any device) in name order, atomically (path.tmp + rename).
+void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                      const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
+
+}  // namespace dqe

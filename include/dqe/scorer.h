@@ -1,0 +1,43 @@
+// Batch scoring of JSONL logs: streams the input in chunks (memory does not grow with it)
+// and writes every input object back, in input order, with the model's score added.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "dqe/jsonl_reader.h"
+
+namespace dqe {
+
+struct ScoreConfig {
+  std::string model;
+  std::string input = "-";   // "-" is stdin
+  std::string output = "-";  // "-" is stdout; a file appears only when complete
+  int64_t batch_size = 64;
+  // Longest input; 0 means the model's own.
+  int64_t max_len = 0;
+  // When set, adds "keep": score >= threshold.
+  std::optional<double> threshold;
+  // With a threshold, drops the lines that are not kept.
+  bool filter = false;
+  int threads = 0;
+  int64_t max_bad_lines = 0;
+  std::string rejects;
+  std::optional<FieldMap> fields;
+  // Lines read, scored and written per chunk; bounds memory.
+  int64_t chunk_lines = 4096;
+};
+
+struct ScoreSummary {
+  int64_t lines = 0;     // records read
+  int64_t written = 0;   // lines written
+  int64_t kept = 0;      // with a threshold: score >= threshold
+  int64_t filtered = 0;  // dropped by --filter
+  int64_t rejected = 0;  // bad lines skipped under --max-bad-lines
+  double seconds = 0;
+};
+
+ScoreSummary score(const ScoreConfig& config);
+
+}  // namespace dqe

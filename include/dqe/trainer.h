@@ -1,0 +1,97 @@
+// Fine-tuning: AdamW (no weight decay on biases and LayerNorm), linear warmup then linear
+// decay, gradient clipping and accumulation, dev evaluation every N steps with early
+// stopping, best/ and last/ checkpoints, and --resume from last/.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "dqe/jsonl_reader.h"
+
+namespace dqe {
+
+struct TrainConfig {
+  std::string train_path;
+  std::string dev_path;
+  // Run directory: best/, last/, train_log.jsonl, eval_log.jsonl.
+  std::string out_dir;
+  // A dqe checkpoint, run directory or Hugging Face BERT directory to start from.
+  std::string init;
+  // vocab.txt (WordPiece) or .model (SentencePiece); without it and without --init a
+  // WordPiece vocabulary is built from the training texts.
+  std::string tokenizer;
+  // "regression", "classification" or "binary".
+  std::string task = "regression";
+
+  // Model shape when training from scratch (ignored with --init).
+  int64_t layers = 4;
+  int64_t hidden = 256;
+  int64_t heads = 4;
+  int64_t intermediate = 1024;
+  int64_t vocab_size = 8000;
+  double dropout = 0.1;
+  // Lower-case and strip accents (uncased model); with --init the model's own setting wins.
+  bool lower_case = true;
+
+  int64_t epochs = 3;
+  // When > 0, stop after this many optimizer steps (overrides epochs for the schedule).
+  int64_t max_steps = 0;
+  int64_t batch_size = 32;
+  // Optimizer step every N batches.
+  int64_t grad_accum = 1;
+  // Peak learning rate, reached after warmup.
+  double lr = 5e-5;
+  // Fraction of the steps spent warming up linearly from 0.
+  double warmup_ratio = 0.1;
+  double weight_decay = 0.01;
+  // Gradients are clipped to this global L2 norm (0 turns clipping off).
+  double max_grad_norm = 1.0;
+  // Longest input in tokens, special tokens included (0: the model's, else 128).
+  int64_t max_len = 0;
+  uint64_t seed = 42;
+  // Compute threads (0: all cores available).
+  int threads = 0;
+  // Evaluate on dev every N optimizer steps (0: at the end of each epoch).
+  int64_t eval_every = 0;
+  // Stop after this many evaluations without improvement (0: never).
+  int64_t patience = 3;
+  int64_t eval_batch_size = 64;
+  // Continue the run in out_dir from its last/ checkpoint.
+  bool resume = false;
+
+  FieldMap fields;
+  int64_t max_bad_lines = 0;
+  std::string rejects;
+
+  // Called after every optimizer step with the step number; returning true stops the run
+  // as an interruption would (last/ is written). Used by tests.
+  std::function<bool(int64_t step)> stop_after_step;
+
+  // Throws ConfigError naming the flag for an invalid value or combination.
+  void validate() const;
+  nlohmann::ordered_json to_json() const;
+};
+
+struct TrainResult {
+  int64_t steps = 0;
+  bool interrupted = false;   // stopped by a signal or stop_after_step; resume to continue
+  bool early_stopped = false;
+  std::string metric_name;
+  double best_metric = 0;
+  int64_t best_step = 0;
+  nlohmann::ordered_json final_metrics;  // metrics of the last evaluation
+  std::string best_dir, last_dir;
+};
+
+TrainResult train(const TrainConfig& config);
+
+// Set from a signal handler: the trainer finishes its current step, writes last/ and returns.
+void request_stop(int signal_number);
+// The signal that asked to stop, or 0.
+int stop_signal();
+
+}  // namespace dqe

@@ -1,0 +1,62 @@
+// The dqe command line: flags bound onto the library's config structs, one call into the
+// library per subcommand, and the mapping from errors to exit codes.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "dqe/evaluator.h"
+#include "dqe/scorer.h"
+#include "dqe/trainer.h"
+
+namespace dqe::cli {
+
+// Exit codes (documented in README.md).
+enum ExitCode : int {
+  kOk = 0,
+  kRuntimeError = 1,
+  kUsageError = 2,
+  kDataError = 3,
+  kGateFailed = 4,
+  kInterrupted = 130,
+  kTerminated = 143,
+};
+
+// Where parsed flags land. Field-name flags are kept apart so that eval and score can
+// tell "given" from "default" (the model's saved field names win unless given).
+struct CliState {
+  TrainConfig train;
+  EvalConfig eval;
+  ScoreConfig score;
+  FieldMap eval_fields, score_fields;
+  double score_threshold = 0.5;
+  CLI::App* train_cmd = nullptr;
+  CLI::App* eval_cmd = nullptr;
+  CLI::App* score_cmd = nullptr;
+};
+
+std::unique_ptr<CLI::App> make_app(CliState& state);
+
+void add_train_command(CLI::App& app, CliState& state);
+void add_eval_command(CLI::App& app, CliState& state);
+void add_score_command(CLI::App& app, CliState& state);
+
+// Adds --query-field, --text-fields, --label-field, --query-id-field, --id-field.
+void add_field_options(CLI::App& cmd, FieldMap& fields);
+// True when any field-name flag was given on cmd.
+bool field_options_given(const CLI::App& cmd);
+
+// Copies values that need more than a plain binding (optional overrides) into the configs.
+void finalize(CliState& state);
+
+int run_train(CliState& state);
+int run_eval(CliState& state);
+int run_score(CliState& state);
+
+// Parses argv, runs the chosen subcommand, prints "dqe: error: ..." for failures and
+// returns the exit code.
+int run(int argc, char** argv);
+
+}  // namespace dqe::cli
