@@ -42,6 +42,18 @@ std::string blas_name() {
   return "reference BLAS (slow: install libopenblas0-pthread)";
 }
 
+std::string recommended_openblas_core() {
+  auto corename = find_symbol<char* (*)()>("openblas_get_corename");
+  if (!corename) return "";
+  const std::string core = corename();
+  if (core != "Prescott" && core != "Unknown" && core != "Katmai" && core != "Core2") return "";
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512bf16")) return "Cooperlake";
+  if (__builtin_cpu_supports("avx512f")) return "SkylakeX";
+  if (__builtin_cpu_supports("avx2")) return "Haswell";
+  return "";
+}
+
 std::string runtime_description() {
   std::string s = "LibTorch " TORCH_VERSION ", BLAS " + blas_name() + ", " +
                   std::to_string(at::get_num_threads()) + " threads";

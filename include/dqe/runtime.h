@@ -16,4 +16,10 @@ std::string runtime_description();
 // The BLAS library that serves LibTorch's matmuls ("reference BLAS" when none is optimised).
 std::string blas_name();
 
+// OpenBLAS 0.3.21 does not recognise recent Xeons and falls back to its slowest (Prescott)
+// kernels, about 5x slower here. Returns the core to ask for through OPENBLAS_CORETYPE when
+// that happened on a CPU with AVX2/AVX-512, else "". The variable is read when OpenBLAS
+// loads, so the CLI re-executes itself with it set.
+std::string recommended_openblas_core();
+
 }  // namespace dqe

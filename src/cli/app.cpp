@@ -1,6 +1,9 @@
 #include "cli/app.h"
 
+#include <algorithm>
 #include <csignal>
+#include <map>
+#include <set>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -8,59 +11,12 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "dqe/config.h"
 #include "dqe/errors.h"
 #include "dqe/runtime.h"
 
 namespace dqe::cli {
 namespace {
-
-// --config files are JSON objects whose keys are long flag names ("lr", "batch-size").
-// Explicit flags override them, and later files override earlier ones.
-class JsonConfig : public CLI::Config {
- public:
-  std::string to_config(const CLI::App* app, bool default_also, bool, std::string) const override {
-    nlohmann::ordered_json j;
-    for (const CLI::Option* opt : app->get_options({})) {
-      if (opt->get_lnames().empty() || !opt->get_configurable()) continue;
-      const std::string name = opt->get_lnames()[0];
-      if (opt->count() > 0) {
-        auto results = opt->results();
-        j[name] = results.size() == 1 ? nlohmann::ordered_json(results[0]) : nlohmann::ordered_json(results);
-      } else if (default_also && !opt->get_default_str().empty()) {
-        j[name] = opt->get_default_str();
-      }
-    }
-    return j.dump(2) + "\n";
-  }
-
-  std::vector<CLI::ConfigItem> from_config(std::istream& input) const override {
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(input);
-    } catch (const nlohmann::json::exception& e) {
-      throw CLI::ConversionError("--config: not valid JSON (" + std::string(e.what()) + ")");
-    }
-    if (!j.is_object()) throw CLI::ConversionError("--config: expected a JSON object of flag values");
-    std::vector<CLI::ConfigItem> items;
-    for (auto it = j.begin(); it != j.end(); ++it) {
-      CLI::ConfigItem item;
-      item.name = it.key();
-      auto add = [&](const nlohmann::json& v) {
-        if (v.is_string()) item.inputs.push_back(v.get<std::string>());
-        else if (v.is_boolean()) item.inputs.push_back(v.get<bool>() ? "true" : "false");
-        else if (v.is_number()) item.inputs.push_back(v.dump());
-        else throw CLI::ConversionError("--config: value of \"" + it.key() + "\" must be a string, number, bool or list");
-      };
-      if (it->is_array()) {
-        for (const auto& v : *it) add(v);
-      } else {
-        add(*it);
-      }
-      items.push_back(std::move(item));
-    }
-    return items;
-  }
-};
 
 void on_signal(int signal_number) { request_stop(signal_number); }
 
@@ -91,7 +47,6 @@ std::unique_ptr<CLI::App> make_app(CliState& state) {
       "dqe: fine-tune BERT encoders to judge e-commerce search results (train, eval, score)", "dqe");
   app->set_version_flag("--version", std::string("dqe ") + DQE_VERSION);
   app->require_subcommand(1);
-  app->config_formatter(std::make_shared<JsonConfig>());
   add_train_command(*app, state);
   add_eval_command(*app, state);
   add_score_command(*app, state);
@@ -104,11 +59,98 @@ void finalize(CliState& state) {
   if (state.score_cmd && state.score_cmd->count("--threshold") > 0) state.score.threshold = state.score_threshold;
 }
 
+std::vector<std::string> expand_config_files(CLI::App& app, std::vector<std::string> args) {
+  // The subcommand is the first word that names one; --config belongs to it.
+  size_t sub_at = 0;
+  auto names_subcommand = [&](const std::string& word) {
+    for (const CLI::App* sub : app.get_subcommands({}))
+      if (sub->check_name(word)) return true;
+    return false;
+  };
+  while (sub_at < args.size() && !names_subcommand(args[sub_at])) ++sub_at;
+  if (sub_at == args.size()) return args;
+  CLI::App* sub = app.get_subcommand(args[sub_at]);
+
+  std::vector<std::string> files;
+  for (size_t i = sub_at + 1; i < args.size();) {
+    if (args[i] == "--config") {
+      if (i + 1 >= args.size()) throw ConfigError("--config needs a file");
+      files.push_back(args[i + 1]);
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i), args.begin() + static_cast<std::ptrdiff_t>(i + 2));
+    } else if (args[i].rfind("--config=", 0) == 0) {
+      files.push_back(args[i].substr(9));
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i));
+    } else {
+      ++i;
+    }
+  }
+  if (files.empty()) return args;
+
+  // Later files override earlier ones; remember which file set each key for messages.
+  nlohmann::json merged = nlohmann::json::object();
+  std::map<std::string, std::string> source;
+  for (const auto& file : files) {
+    nlohmann::json j;
+    try {
+      j = read_json_file(file);
+    } catch (const Error& e) {
+      throw ConfigError(std::string("--config ") + e.what());
+    }
+    if (!j.is_object()) throw ConfigError("--config " + file + ": expected a JSON object of flag values");
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      merged[it.key()] = *it;
+      source[it.key()] = file;
+    }
+  }
+  std::set<std::string> given;
+  for (size_t i = sub_at + 1; i < args.size(); ++i)
+    if (args[i].rfind("--", 0) == 0) given.insert(args[i].substr(2, args[i].find('=') - 2));
+
+  std::vector<std::string> inserted;
+  for (auto it = merged.begin(); it != merged.end(); ++it) {
+    const std::string& key = it.key();
+    const std::string where = "--config " + source[key] + ": ";
+    const CLI::Option* opt = sub->get_option_no_throw("--" + key);
+    if (opt == nullptr) throw ConfigError(where + "unknown option \"" + key + "\" for dqe " + sub->get_name());
+    if (given.count(key) > 0) continue;  // explicit flags win
+    const nlohmann::json& v = *it;
+    auto text = [&](const nlohmann::json& x) -> std::string {
+      if (x.is_string()) return x.get<std::string>();
+      if (x.is_boolean()) return x.get<bool>() ? "true" : "false";
+      if (x.is_number()) return x.dump();
+      throw ConfigError(where + "value of \"" + key + "\" must be a string, number, bool or list of them");
+    };
+    if (opt->get_expected_min() == 0) {
+      if (!v.is_boolean()) throw ConfigError(where + "\"" + key + "\" is a switch: use true or false");
+      if (v.get<bool>()) inserted.push_back("--" + key);
+    } else if (v.is_array()) {
+      std::string joined;
+      for (const auto& x : v) joined += (joined.empty() ? "" : ",") + text(x);
+      inserted.push_back("--" + key);
+      inserted.push_back(joined);
+    } else {
+      inserted.push_back("--" + key);
+      inserted.push_back(text(v));
+    }
+  }
+  args.insert(args.begin() + static_cast<std::ptrdiff_t>(sub_at + 1), inserted.begin(), inserted.end());
+  return args;
+}
+
+void parse_args(CLI::App& app, std::vector<std::string> args) {
+  args = expand_config_files(app, std::move(args));
+  std::reverse(args.begin(), args.end());  // CLI11 consumes from the back
+  app.parse(args);
+}
+
 int run(int argc, char** argv) {
   CliState state;
   std::unique_ptr<CLI::App> app = make_app(state);
   try {
-    app->parse(argc, argv);
+    parse_args(*app, std::vector<std::string>(argv + 1, argv + argc));
+  } catch (const ConfigError& e) {
+    std::cerr << "dqe: error: " << e.what() << "\n";
+    return kUsageError;
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app->exit(e);  // --help, --version
     std::cerr << "dqe: error: " << e.what() << "\n";

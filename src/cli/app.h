@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -32,6 +33,8 @@ struct CliState {
   ScoreConfig score;
   FieldMap eval_fields, score_fields;
   double score_threshold = 0.5;
+  // Shown by --help; the files are read by expand_config_files() before parsing.
+  std::vector<std::string> config_files;
   CLI::App* train_cmd = nullptr;
   CLI::App* eval_cmd = nullptr;
   CLI::App* score_cmd = nullptr;
@@ -54,6 +57,13 @@ void finalize(CliState& state);
 int run_train(CliState& state);
 int run_eval(CliState& state);
 int run_score(CliState& state);
+
+// Replaces "--config F" (after the subcommand, repeatable) by the flags F holds: keys are
+// long flag names; later files override earlier ones and explicit flags override files.
+// Throws ConfigError naming the file for an unknown key or a bad value.
+std::vector<std::string> expand_config_files(CLI::App& app, std::vector<std::string> args);
+// Parses args (argv without the program name), --config files included.
+void parse_args(CLI::App& app, std::vector<std::string> args);
 
 // Parses argv, runs the chosen subcommand, prints "dqe: error: ..." for failures and
 // returns the exit code.

@@ -8,7 +8,7 @@ void add_eval_command(CLI::App& app, CliState& state) {
   EvalConfig& c = state.eval;
   CLI::App* cmd = app.add_subcommand("eval", "Evaluate a model on labelled data and print its metrics");
   state.eval_cmd = cmd;
-  cmd->set_config("--config", "", "JSON file of flag values (keys are long flag names)")->expected(1, 16);
+  cmd->add_option("--config", state.config_files, "JSON file of flag values (keys are long flag names); repeatable");
   cmd->add_option("--model", c.model, "Model: checkpoint, run directory (its best) or Hugging Face directory")->required();
   cmd->add_option("--data", c.data, "Labelled data (JSONL)")->required();
   cmd->add_option("--metrics-out", c.metrics_out, "Write the metrics as JSON here");

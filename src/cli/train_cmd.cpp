@@ -10,9 +10,7 @@ void add_train_command(CLI::App& app, CliState& state) {
   TrainConfig& c = state.train;
   CLI::App* cmd = app.add_subcommand("train", "Fine-tune (or train from scratch) a relevance model");
   state.train_cmd = cmd;
-  cmd->set_config("--config", "", "JSON file of flag values (keys are long flag names); repeatable, later files win, "
-                                   "explicit flags win over files")
-      ->expected(1, 16);
+  cmd->add_option("--config", state.config_files, "JSON file of flag values (keys are long flag names); repeatable: later files, then explicit flags, win");
   cmd->add_option("--train", c.train_path, "Training data (JSONL)")->required();
   cmd->add_option("--dev", c.dev_path, "Dev data for evaluation and early stopping (JSONL)")->required();
   cmd->add_option("--out", c.out_dir, "Run directory: best/, last/, train_log.jsonl, eval_log.jsonl")->required();
