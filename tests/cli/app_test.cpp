@@ -1,1 +1,147 @@
-// placeholder: being written
+// Parses argv into configs without training anything.
+#include "cli/app.h"
+
+#include <gtest/gtest.h>
+
+#include "dqe/errors.h"
+#include "test_util.h"
+
+namespace dqe::cli {
+namespace {
+
+struct Parsed {
+  CliState state;
+  std::unique_ptr<CLI::App> app;
+};
+
+std::unique_ptr<Parsed> parse(std::vector<std::string> args) {
+  auto p = std::make_unique<Parsed>();
+  p->app = make_app(p->state);
+  parse_args(*p->app, std::move(args));
+  finalize(p->state);
+  return p;
+}
+
+TEST(CliParse, TrainFlagsLandInTrainConfig) {
+  auto p = parse({"train", "--train", "t.jsonl", "--dev", "d.jsonl", "--out", "run", "--task", "classification",
+                  "--epochs", "5", "--batch-size", "8", "--lr", "3e-4", "--max-len", "64", "--seed", "7", "--threads",
+                  "2", "--eval-every", "50", "--patience", "2", "--resume", "--text-fields", "name,desc",
+                  "--query-field", "q", "--grad-accum", "4"});
+  const TrainConfig& c = p->state.train;
+  EXPECT_TRUE(p->state.train_cmd->parsed());
+  EXPECT_EQ(c.train_path, "t.jsonl");
+  EXPECT_EQ(c.dev_path, "d.jsonl");
+  EXPECT_EQ(c.out_dir, "run");
+  EXPECT_EQ(c.task, "classification");
+  EXPECT_EQ(c.epochs, 5);
+  EXPECT_EQ(c.batch_size, 8);
+  EXPECT_DOUBLE_EQ(c.lr, 3e-4);
+  EXPECT_EQ(c.max_len, 64);
+  EXPECT_EQ(c.seed, 7u);
+  EXPECT_EQ(c.threads, 2);
+  EXPECT_EQ(c.eval_every, 50);
+  EXPECT_EQ(c.patience, 2);
+  EXPECT_EQ(c.grad_accum, 4);
+  EXPECT_TRUE(c.resume);
+  EXPECT_EQ(c.fields.text, (std::vector<std::string>{"name", "desc"}));
+  EXPECT_EQ(c.fields.query, "q");
+  EXPECT_NO_THROW(c.validate());
+}
+
+TEST(CliParse, DefaultsComeFromTheConfigStruct) {
+  auto p = parse({"train", "--train", "t", "--dev", "d", "--out", "o"});
+  TrainConfig defaults;
+  EXPECT_DOUBLE_EQ(p->state.train.lr, defaults.lr);
+  EXPECT_EQ(p->state.train.batch_size, defaults.batch_size);
+  EXPECT_EQ(p->state.train.task, "regression");
+  EXPECT_FALSE(p->state.train.resume);
+}
+
+TEST(CliParse, ConfigFilesThenExplicitFlagsWin) {
+  test::TempDir dir;
+  test::write_text(dir.path("a.json"), R"({"lr": 0.001, "batch-size": 16, "layers": 2, "text-fields": ["t", "d"]})");
+  test::write_text(dir.path("b.json"), R"({"batch-size": 8, "resume": true})");
+  auto p = parse({"train", "--config", dir.path("a.json"), "--train", "t", "--dev", "d", "--out", "o", "--config",
+                  dir.path("b.json"), "--layers", "6"});
+  const TrainConfig& c = p->state.train;
+  EXPECT_DOUBLE_EQ(c.lr, 0.001);  // from a.json
+  EXPECT_EQ(c.batch_size, 8);     // b.json overrides a.json
+  EXPECT_EQ(c.layers, 6);         // the explicit flag overrides a.json
+  EXPECT_TRUE(c.resume);
+  EXPECT_EQ(c.fields.text, (std::vector<std::string>{"t", "d"}));
+}
+
+TEST(CliParse, ShippedPresetsParse) {
+  for (const char* preset : {"tiny", "mini", "base", "finetune"}) {
+    auto p = parse({"train", "--config", std::string(DQE_SOURCE_DIR) + "/configs/" + preset + ".json", "--train", "t",
+                    "--dev", "d", "--out", "o"});
+    EXPECT_NO_THROW(p->state.train.validate()) << preset;
+  }
+  auto mini = parse({"train", "--config", std::string(DQE_SOURCE_DIR) + "/configs/mini.json", "--train", "t", "--dev",
+                     "d", "--out", "o"});
+  EXPECT_EQ(mini->state.train.layers, 4);
+  EXPECT_EQ(mini->state.train.hidden, 256);
+  EXPECT_EQ(mini->state.train.heads, 4);
+}
+
+TEST(CliParse, BadConfigFilesNameTheFileAndKey) {
+  test::TempDir dir;
+  test::write_text(dir.path("c.json"), R"({"learning-rate": 0.1})");
+  try {
+    parse({"train", "--config", dir.path("c.json"), "--train", "t", "--dev", "d", "--out", "o"});
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("c.json: unknown option \"learning-rate\""), std::string::npos);
+  }
+  test::write_text(dir.path("d.json"), "[1, 2]");
+  EXPECT_THROW(parse({"train", "--config", dir.path("d.json")}), ConfigError);
+  EXPECT_THROW(parse({"train", "--config", dir.path("missing.json")}), ConfigError);
+  EXPECT_THROW(parse({"train", "--config"}), ConfigError);
+}
+
+TEST(CliParse, BadArgvFailsToParse) {
+  EXPECT_THROW(parse({}), CLI::ParseError);                                          // no subcommand
+  EXPECT_THROW(parse({"fly"}), CLI::ParseError);                                     // unknown subcommand
+  EXPECT_THROW(parse({"train", "--dev", "d", "--out", "o"}), CLI::ParseError);        // --train missing
+  EXPECT_THROW(parse({"train", "--train", "t", "--dev", "d", "--out", "o", "--task", "ranking"}), CLI::ParseError);
+  EXPECT_THROW(parse({"train", "--train", "t", "--dev", "d", "--out", "o", "--batch-size", "many"}), CLI::ParseError);
+  EXPECT_THROW(parse({"train", "--train", "t", "--dev", "d", "--out", "o", "--bogus"}), CLI::ParseError);
+  EXPECT_THROW(parse({"eval", "--data", "d"}), CLI::ParseError);                      // --model missing
+  EXPECT_THROW(parse({"score", "--model", "m", "--threshold", "high"}), CLI::ParseError);
+}
+
+TEST(CliParse, ValuesThatParseButMakeNoSenseFailValidation) {
+  auto p = parse({"train", "--train", "t", "--dev", "d", "--out", "o", "--batch-size", "0"});
+  try {
+    p->state.train.validate();
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("--batch-size"), std::string::npos);
+  }
+  p = parse({"train", "--train", "t", "--dev", "d", "--out", "o", "--hidden", "100", "--heads", "3"});
+  EXPECT_THROW(p->state.train.validate(), ConfigError);
+  p = parse({"train", "--train", "t", "--dev", "d", "--out", "o", "--init", "m", "--tokenizer", "v.txt"});
+  EXPECT_THROW(p->state.train.validate(), ConfigError);
+}
+
+TEST(CliParse, EvalAndScoreKeepModelFieldsUnlessGiven) {
+  auto p = parse({"eval", "--model", "m", "--data", "d.jsonl", "--metrics-out", "m.json"});
+  EXPECT_EQ(p->state.eval.model, "m");
+  EXPECT_EQ(p->state.eval.metrics_out, "m.json");
+  EXPECT_FALSE(p->state.eval.fields.has_value());
+  p = parse({"eval", "--model", "m", "--data", "d.jsonl", "--label-field", "grade"});
+  ASSERT_TRUE(p->state.eval.fields.has_value());
+  EXPECT_EQ(p->state.eval.fields->label, "grade");
+
+  p = parse({"score", "--model", "m"});
+  EXPECT_EQ(p->state.score.input, "-");
+  EXPECT_EQ(p->state.score.output, "-");
+  EXPECT_FALSE(p->state.score.threshold.has_value());
+  p = parse({"score", "--model", "m", "--input", "in.jsonl", "--output", "out.jsonl", "--threshold", "0.7", "--filter"});
+  ASSERT_TRUE(p->state.score.threshold.has_value());
+  EXPECT_DOUBLE_EQ(*p->state.score.threshold, 0.7);
+  EXPECT_TRUE(p->state.score.filter);
+}
+
+}  // namespace
+}  // namespace dqe::cli

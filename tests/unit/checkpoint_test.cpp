@@ -1,1 +1,125 @@
-// placeholder: being written
+#include "dqe/checkpoint.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "dqe/dataset.h"
+#include "dqe/errors.h"
+#include "dqe/evaluator.h"
+#include "dqe/safetensors.h"
+#include "test_util.h"
+
+namespace dqe {
+namespace fs = std::filesystem;
+namespace {
+
+const std::string kFixture = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-hf";
+
+std::vector<Encoding> sample_inputs(const Tokenizer& tok) {
+  return {tok.encode_pair("red chair", "wooden chair, red", 64), tok.encode_pair("drill", "cordless drill kit", 64)};
+}
+
+TEST(Checkpoint, SaveThenLoadGivesIdenticalLogits) {
+  test::TempDir dir;
+  LoadedModel m = load_model(kFixture);
+  TrainerState state;
+  state.step = 7;
+  state.seed = 3;
+  save_checkpoint(dir.path("ckpt"), m.spec, m.model, *m.tokenizer, &state);
+  for (const char* f : {"config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json", "trainer_state.json"})
+    EXPECT_TRUE(fs::exists(fs::path(dir.path("ckpt")) / f)) << f;
+  EXPECT_FALSE(fs::exists(dir.path("ckpt.tmp")));
+
+  LoadedModel back = load_model(dir.path("ckpt"));
+  EXPECT_TRUE(back.spec.has_dqe_section);
+  EXPECT_EQ(back.spec.task.labels, m.spec.task.labels);
+  auto inputs = sample_inputs(*m.tokenizer);
+  auto a = predict_logits(m.model, inputs, 8, m.tokenizer->pad_id());
+  auto b = predict_logits(back.model, inputs, 8, back.tokenizer->pad_id());
+  EXPECT_TRUE(torch::equal(a, b));
+  EXPECT_EQ(load_trainer_state(dir.path("ckpt"), nullptr).step, 7);
+}
+
+TEST(Checkpoint, RunDirectoryMeansItsBestCheckpoint) {
+  test::TempDir dir;
+  LoadedModel m = load_model(kFixture);
+  save_checkpoint(dir.path("run/last"), m.spec, m.model, *m.tokenizer);
+  EXPECT_EQ(resolve_model_dir(dir.path("run")), dir.path("run/last"));
+  save_checkpoint(dir.path("run/best"), m.spec, m.model, *m.tokenizer);
+  EXPECT_EQ(resolve_model_dir(dir.path("run")), dir.path("run/best"));
+  EXPECT_THROW(resolve_model_dir(dir.path("nothing")), ModelError);
+  fs::create_directories(dir.path("empty"));
+  EXPECT_THROW(resolve_model_dir(dir.path("empty")), ModelError);
+}
+
+TEST(Checkpoint, OverwriteIsAtomicAndRecoversFromAnInterruptedSwap) {
+  test::TempDir dir;
+  LoadedModel m = load_model(kFixture);
+  const std::string ckpt = dir.path("last");
+  save_checkpoint(ckpt, m.spec, m.model, *m.tokenizer);
+  save_checkpoint(ckpt, m.spec, m.model, *m.tokenizer);  // replaces the existing directory
+  EXPECT_FALSE(fs::exists(ckpt + ".old"));
+  // A crash between the two renames leaves only last.old: loading finds it again.
+  fs::rename(ckpt, ckpt + ".old");
+  EXPECT_NO_THROW(load_model(dir.path()));
+  EXPECT_TRUE(fs::exists(fs::path(ckpt) / "config.json"));
+}
+
+TEST(Checkpoint, BrokenModelDirectoriesGiveOneLineErrors) {
+  test::TempDir dir;
+  LoadedModel m = load_model(kFixture);
+  const std::string ckpt = dir.path("ckpt");
+  save_checkpoint(ckpt, m.spec, m.model, *m.tokenizer);
+
+  fs::remove(fs::path(ckpt) / "model.safetensors");
+  try {
+    load_model(ckpt);
+    FAIL();
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("no model.safetensors"), std::string::npos);
+  }
+
+  // Weights whose shapes do not match the config.
+  auto tensors = named_weights(m.model);
+  for (auto& [name, t] : tensors)
+    if (name == "bert.encoder.layer.0.intermediate.dense.weight") t = torch::zeros({10, 32});
+  save_safetensors((fs::path(ckpt) / "model.safetensors").string(), tensors);
+  try {
+    load_model(ckpt);
+    FAIL();
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("\"bert.encoder.layer.0.intermediate.dense.weight\" has shape [10,32]"),
+              std::string::npos);
+  }
+
+  // A missing encoder tensor.
+  tensors = named_weights(m.model);
+  tensors.erase(tensors.begin());
+  save_safetensors((fs::path(ckpt) / "model.safetensors").string(), tensors);
+  EXPECT_THROW(load_model(ckpt), ModelError);
+
+  fs::remove(fs::path(ckpt) / "vocab.txt");
+  EXPECT_THROW(load_model(ckpt), ModelError);
+}
+
+TEST(Checkpoint, NewHeadForADifferentNumberOfOutputs) {
+  ModelSpec spec = load_model_spec(kFixture);
+  TaskSpec regression = spec.task;
+  regression.task = Task::kRegression;
+  regression.labels.clear();
+  EXPECT_THROW(load_model(kFixture, /*allow_new_head=*/false, regression), ModelError);
+  LoadedModel m = load_model(kFixture, /*allow_new_head=*/true, regression);
+  EXPECT_EQ(m.model->classifier->weight.size(0), 1);
+  EXPECT_EQ(m.report.missing, (std::vector<std::string>{"classifier.weight", "classifier.bias"}));
+}
+
+TEST(TrainerState, RejectsUnknownFormatVersion) {
+  auto j = nlohmann::json::parse(to_json(TrainerState{}).dump());
+  EXPECT_NO_THROW(trainer_state_from_json(j, "s.json"));
+  j["format_version"] = 99;
+  EXPECT_THROW(trainer_state_from_json(j, "s.json"), ModelError);
+}
+
+}  // namespace
+}  // namespace dqe

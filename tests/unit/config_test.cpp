@@ -1,1 +1,89 @@
-// placeholder: being written
+#include "dqe/config.h"
+
+#include <gtest/gtest.h>
+
+#include "dqe/errors.h"
+#include "test_util.h"
+
+namespace dqe {
+namespace {
+
+const std::string kFixture = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-hf";
+
+TEST(ModelSpec, ReadsHuggingFaceDirectory) {
+  ModelSpec s = load_model_spec(kFixture);
+  EXPECT_FALSE(s.has_dqe_section);
+  EXPECT_EQ(s.bert.vocab_size, 226);
+  EXPECT_EQ(s.bert.hidden_size, 32);
+  EXPECT_EQ(s.bert.num_hidden_layers, 2);
+  EXPECT_EQ(s.task.task, Task::kClassification);
+  EXPECT_EQ(s.task.labels.size(), 3u);
+  // min(tokenizer_config.model_max_length = 64, max_position_embeddings = 64)
+  EXPECT_EQ(s.task.max_len, 64);
+  EXPECT_TRUE(s.task.lower_case);
+}
+
+TEST(ModelSpec, JsonRoundTripKeepsTheDqeSection) {
+  ModelSpec s = load_model_spec(kFixture);
+  s.task.task = Task::kRegression;
+  s.task.labels.clear();
+  s.task.label_mean = 2.4;
+  s.task.label_std = 0.5;
+  s.task.max_len = 48;
+  s.task.fields.query = "q";
+  s.task.fields.text = {"name", "desc"};
+  ModelSpec back = model_spec_from_json(nlohmann::json::parse(to_json(s).dump()), "config.json");
+  EXPECT_TRUE(back.has_dqe_section);
+  EXPECT_EQ(back.task.task, Task::kRegression);
+  EXPECT_DOUBLE_EQ(back.task.label_mean, 2.4);
+  EXPECT_DOUBLE_EQ(back.task.label_std, 0.5);
+  EXPECT_EQ(back.task.max_len, 48);
+  EXPECT_EQ(back.task.fields.query, "q");
+  EXPECT_EQ(back.task.fields.text, (std::vector<std::string>{"name", "desc"}));
+  EXPECT_EQ(back.bert.hidden_size, s.bert.hidden_size);
+  EXPECT_EQ(to_json(s)["num_labels"], 1);  // what Hugging Face reads for a regression head
+}
+
+TEST(ModelSpec, RejectsInconsistentSizes) {
+  auto j = nlohmann::json::parse(R"({"hidden_size": 30, "num_attention_heads": 4})");
+  try {
+    model_spec_from_json(j, "cfg.json");
+    FAIL() << "no error";
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("cfg.json: hidden_size 30 is not divisible"), std::string::npos);
+  }
+  EXPECT_THROW(model_spec_from_json(nlohmann::json::parse(R"({"vocab_size": "many"})"), "c"), ModelError);
+  EXPECT_THROW(model_spec_from_json(nlohmann::json::parse(R"({"hidden_act": "swish"})"), "c"), ModelError);
+  EXPECT_THROW(model_spec_from_json(nlohmann::json::parse(R"({"vocab_size": 99999999999})"), "c"), ModelError);
+  EXPECT_THROW(model_spec_from_json(nlohmann::json::parse("[1]"), "c"), ModelError);
+}
+
+TEST(ModelSpec, MissingAndInvalidFiles) {
+  test::TempDir dir;
+  EXPECT_THROW(load_model_spec(dir.path()), ModelError);
+  test::write_text(dir.path("config.json"), "{oops");
+  EXPECT_THROW(load_model_spec(dir.path()), ModelError);
+}
+
+TEST(TaskName, ParsesAndNamesFlag) {
+  EXPECT_EQ(parse_task("binary"), Task::kBinary);
+  EXPECT_EQ(task_name(Task::kClassification), "classification");
+  try {
+    parse_task("ranking");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("--task"), std::string::npos);
+  }
+}
+
+TEST(WriteFileAtomic, ReplacesWholeFileAndFailsOnMissingDir) {
+  test::TempDir dir;
+  write_file_atomic(dir.path("a.json"), "one");
+  write_file_atomic(dir.path("a.json"), "two");
+  EXPECT_EQ(test::read_text(dir.path("a.json")), "two");
+  EXPECT_FALSE(std::filesystem::exists(dir.path("a.json.tmp")));
+  EXPECT_THROW(write_file_atomic(dir.path("no/such/dir/a.json"), "x"), IoError);
+}
+
+}  // namespace
+}  // namespace dqe
