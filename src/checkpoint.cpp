@@ -78,11 +78,13 @@ std::string resolve_model_dir(const std::string& path) {
   throw ModelError(path + ": not a model directory (no config.json, and no best/ or last/ checkpoint)");
 }
 
-LoadedModel load_model(const std::string& path, bool allow_new_head, const std::optional<TaskSpec>& task_override) {
+LoadedModel load_model(const std::string& path, bool allow_new_head, const std::optional<TaskSpec>& task_override,
+                       std::optional<int64_t> min_type_vocab) {
   LoadedModel m;
   m.dir = resolve_model_dir(path);
   m.spec = load_model_spec(m.dir);
   if (task_override) m.spec.task = *task_override;
+  if (min_type_vocab) m.spec.bert.type_vocab_size = std::max(m.spec.bert.type_vocab_size, *min_type_vocab);
   m.tokenizer = load_tokenizer(m.dir, m.spec.task.lower_case);
   const std::string weights = (fs::path(m.dir) / "model.safetensors").string();
   if (!fs::exists(weights)) throw ModelError(m.dir + ": no model.safetensors in the model directory");

@@ -177,6 +177,7 @@ ModelSpec model_spec_from_json(const nlohmann::json& j, const std::string& origi
     read_key(*dq, "label_std", t.label_std, origin);
     read_key(*dq, "max_len", t.max_len, origin);
     read_key(*dq, "lower_case", t.lower_case, origin);
+    read_key(*dq, "match_types", t.match_types, origin);
     read_key(*dq, "query_field", t.fields.query, origin);
     read_key(*dq, "text_fields", t.fields.text, origin);
     read_key(*dq, "label_field", t.fields.label, origin);
@@ -186,6 +187,8 @@ ModelSpec model_spec_from_json(const nlohmann::json& j, const std::string& origi
   if (t.task == Task::kClassification && t.labels.size() < 2)
     throw ModelError(origin + ": a classification model needs at least 2 labels");
   if (!(t.label_std > 0)) throw ModelError(origin + ": label_std must be > 0");
+  if (t.match_types && b.type_vocab_size < 4)
+    throw ModelError(origin + ": match_types needs type_vocab_size >= 4");
   if (t.max_len < 3 || t.max_len > b.max_position_embeddings)
     throw ModelError(origin + ": max_len must be between 3 and max_position_embeddings");
   return spec;
@@ -253,6 +256,7 @@ nlohmann::ordered_json to_json(const ModelSpec& spec) {
   d["label_std"] = t.label_std;
   d["max_len"] = t.max_len;
   d["lower_case"] = t.lower_case;
+  d["match_types"] = t.match_types;
   d["query_field"] = t.fields.query;
   d["text_fields"] = t.fields.text;
   d["label_field"] = t.fields.label;

@@ -85,6 +85,21 @@ double encode_label(const Record& r, const TaskSpec& task, const std::string& pa
   return 0;
 }
 
+void mark_matches(Encoding& e, const Tokenizer& tok) {
+  const int64_t cls = tok.cls_id(), sep = tok.sep_id(), pad = tok.pad_id();
+  auto is_special = [&](int64_t id) { return id == cls || id == sep || id == pad; };
+  // Pairs are short (<= max_len), so sorted id lists beat hashing.
+  std::vector<int64_t> side[2];
+  for (size_t i = 0; i < e.ids.size(); ++i)
+    if (!is_special(e.ids[i])) side[e.type_ids[i] == 0 ? 0 : 1].push_back(e.ids[i]);
+  for (auto& s : side) std::sort(s.begin(), s.end());
+  for (size_t i = 0; i < e.ids.size(); ++i) {
+    if (is_special(e.ids[i])) continue;
+    const int other = e.type_ids[i] == 0 ? 1 : 0;
+    if (std::binary_search(side[other].begin(), side[other].end(), e.ids[i])) e.type_ids[i] += 2;
+  }
+}
+
 EncodedSet encode_records(const std::vector<Record>& records, const Tokenizer& tokenizer, const TaskSpec& task,
                           const std::string& path, bool with_labels, int threads) {
   EncodedSet set;
@@ -102,8 +117,10 @@ EncodedSet encode_records(const std::vector<Record>& records, const Tokenizer& t
   for (size_t w = 0; w < workers; ++w) {
     pool.emplace_back([&, w] {
       try {
-        for (size_t i = w; i < n; i += workers)
+        for (size_t i = w; i < n; i += workers) {
           set.inputs[i] = tokenizer.encode_pair(records[i].query, records[i].text, static_cast<size_t>(task.max_len));
+          if (task.match_types) mark_matches(set.inputs[i], tokenizer);
+        }
       } catch (...) {
         errors[w] = std::current_exception();
       }

@@ -164,7 +164,14 @@ LoadReport load_weights(SequenceModel& model, std::map<std::string, torch::Tenso
       report.missing.push_back(name);
       continue;
     }
-    if (it->second.sizes() != param.sizes()) {
+    const bool widen_types = allow_new_head && name == "bert.embeddings.token_type_embeddings.weight" &&
+                             it->second.dim() == 2 && it->second.size(1) == param.size(1) &&
+                             it->second.size(0) < param.size(0);
+    if (widen_types) {
+      // New match types start as copies of the plain segment types, so the pretrained
+      // model's behaviour is unchanged until fine-tuning teaches it the difference.
+      for (int64_t row = 0; row < param.size(0); ++row) param[row].copy_(it->second[row % it->second.size(0)]);
+    } else if (it->second.sizes() != param.sizes()) {
       auto shape = [](torch::IntArrayRef s) {
         std::string out = "[";
         for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);

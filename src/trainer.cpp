@@ -57,6 +57,8 @@ void TrainConfig::validate() const {
   if (eval_batch_size <= 0) throw ConfigError("--eval-batch-size must be > 0");
   if (max_bad_lines < 0) throw ConfigError("--max-bad-lines must be >= 0");
   if (fields.text.empty()) throw ConfigError("--text-fields needs at least one field");
+  if (match_types != "auto" && match_types != "on" && match_types != "off")
+    throw ConfigError("--match-types must be auto, on or off");
 }
 
 nlohmann::ordered_json TrainConfig::to_json() const {
@@ -73,6 +75,7 @@ nlohmann::ordered_json TrainConfig::to_json() const {
   j["intermediate"] = intermediate;
   j["vocab-size"] = vocab_size;
   j["dropout"] = dropout;
+  j["match-types"] = match_types;
   j["lower-case"] = lower_case;
   j["epochs"] = epochs;
   j["max-steps"] = max_steps;
@@ -186,6 +189,9 @@ TrainResult train(const TrainConfig& cfg) {
     if (!cfg.init.empty()) {
       init_spec = load_model_spec(resolve_model_dir(cfg.init));
       ts.lower_case = init_spec->task.lower_case;
+      ts.match_types = cfg.match_types == "on" || (cfg.match_types == "auto" && init_spec->task.match_types);
+    } else {
+      ts.match_types = cfg.match_types != "off";
     }
     if (task == Task::kClassification) {
       ts.labels = collect_class_labels(train_records, cfg.train_path);
@@ -217,7 +223,8 @@ TrainResult train(const TrainConfig& cfg) {
       if (ts.max_len > init_spec->bert.max_position_embeddings)
         throw ConfigError("--max-len " + std::to_string(ts.max_len) + " exceeds the model's max_position_embeddings (" +
                           std::to_string(init_spec->bert.max_position_embeddings) + ")");
-      LoadedModel loaded = load_model(cfg.init, /*allow_new_head=*/true, ts);
+      LoadedModel loaded = load_model(cfg.init, /*allow_new_head=*/true, ts,
+                                      ts.match_types ? std::optional<int64_t>(4) : std::nullopt);
       spec = loaded.spec;
       tokenizer = std::move(loaded.tokenizer);
       model = loaded.model;
@@ -252,6 +259,7 @@ TrainResult train(const TrainConfig& cfg) {
       b.intermediate_size = cfg.intermediate;
       b.hidden_dropout_prob = b.attention_probs_dropout_prob = cfg.dropout;
       b.max_position_embeddings = std::max<int64_t>(512, ts.max_len);
+      b.type_vocab_size = ts.match_types ? 4 : 2;
       b.pad_token_id = tokenizer->pad_id();
       b.validate("model shape");
       spec.has_dqe_section = true;

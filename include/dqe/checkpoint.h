@@ -54,8 +54,10 @@ std::string resolve_model_dir(const std::string& path);
 
 // Loads config, tokenizer and weights. With allow_new_head, a missing or wrongly shaped
 // head (num_outputs differs) is initialised fresh, for fine-tuning.
+// min_type_vocab widens the token type embeddings (for match types on an --init model).
 LoadedModel load_model(const std::string& path, bool allow_new_head = false,
-                       const std::optional<TaskSpec>& task_override = std::nullopt);
+                       const std::optional<TaskSpec>& task_override = std::nullopt,
+                       std::optional<int64_t> min_type_vocab = std::nullopt);
 
 // Writes a complete checkpoint to dir atomically. state and optimizer are optional.
 void save_checkpoint(const std::string& dir, const ModelSpec& spec, SequenceModel& model, const Tokenizer& tokenizer,

@@ -53,6 +53,11 @@ struct TaskSpec {
   int64_t max_len = 128;
   FieldMap fields;
   bool lower_case = true;
+  // Lexical match signal: tokens whose id also occurs on the other side of the pair get
+  // token type 2 (query side) or 3 (result side) instead of 0/1, so even a model trained
+  // from scratch sees at once which words the query and the result share. Needs
+  // type_vocab_size >= 4.
+  bool match_types = false;
 
   // Size of the head's output layer.
   int64_t num_outputs() const;

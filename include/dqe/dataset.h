@@ -29,6 +29,10 @@ struct EncodedSet {
   std::vector<std::string> query_ids;
 };
 
+// Marks tokens that occur on both sides of the pair (TaskSpec::match_types): type 0 -> 2
+// on the query side, 1 -> 3 on the result side. Special tokens keep their type.
+void mark_matches(Encoding& encoding, const Tokenizer& tokenizer);
+
 // Tokenizes every record (on `threads` threads) and encodes labels when with_labels.
 EncodedSet encode_records(const std::vector<Record>& records, const Tokenizer& tokenizer, const TaskSpec& task,
                           const std::string& path, bool with_labels, int threads);

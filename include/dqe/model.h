@@ -101,7 +101,8 @@ struct LoadReport {
 
 // Copies tensors into the model by Hugging Face name. Accepts names with or without the
 // "bert." prefix and the old "gamma"/"beta" LayerNorm names. A missing or wrongly shaped
-// classifier is allowed when allow_new_head (it stays freshly initialised); any other
+// classifier is allowed when allow_new_head (it stays freshly initialised), and so are
+// token type embeddings with fewer rows than the config (widened, see TaskSpec::match_types); any other
 // missing encoder weight or shape mismatch throws ModelError naming origin and the tensor.
 LoadReport load_weights(SequenceModel& model, std::map<std::string, torch::Tensor> tensors,
                         const std::string& origin, bool allow_new_head);

@@ -34,6 +34,10 @@ struct TrainConfig {
   int64_t intermediate = 1024;
   int64_t vocab_size = 8000;
   double dropout = 0.1;
+  // Lexical match token types (TaskSpec::match_types): "auto" turns them on for a model
+  // trained from scratch and keeps the --init model's setting; "on" adds them to an --init
+  // model too; "off".
+  std::string match_types = "auto";
   // Lower-case and strip accents (uncased model); with --init the model's own setting wins.
   bool lower_case = true;
 

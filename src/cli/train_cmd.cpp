@@ -29,6 +29,12 @@ void add_train_command(CLI::App& app, CliState& state) {
       ->capture_default_str()
       ->group(shape);
   cmd->add_option("--dropout", c.dropout, "Dropout probability")->capture_default_str()->group(shape);
+  cmd->add_option("--match-types", c.match_types,
+                  "Mark tokens shared by query and result with their own token types (auto: on from scratch, "
+                  "as the --init model otherwise)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->group(shape);
   cmd->add_option("--lower-case", c.lower_case, "Lower-case and strip accents (uncased model)")
       ->capture_default_str()
       ->group(shape);
