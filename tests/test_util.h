@@ -54,7 +54,8 @@ inline void write_toy_set(const std::string& path, int n, unsigned seed) {
     const std::string title = words[rng() % words.size()] + " " + (match ? kind : other) + " " + words[rng() % words.size()];
     nlohmann::json j = {{"id", "r" + std::to_string(i)}, {"query_id", "q" + std::to_string(i / 4)},
                         {"query", words[rng() % words.size()] + " " + kind}, {"title", title},
-                        {"label", match ? 3.0 : 1.0}, {"grade", match ? "exact" : "irrelevant"}};
+                        {"label", match ? 3.0 : 1.0}, {"grade", match ? "exact" : "irrelevant"},
+                        {"match", match ? 1 : 0}};
     out << j.dump() << "\n";
   }
 }

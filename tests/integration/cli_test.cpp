@@ -1,1 +1,151 @@
-// placeholder: being written
+// Runs the dqe binary as a user would: exit codes, one-line errors, files left behind.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "test_util.h"
+
+namespace dqe {
+namespace fs = std::filesystem;
+namespace {
+
+struct Outcome {
+  int code;
+  std::string out, err;
+};
+
+// Runs the dqe binary with a shell-quoted argument string.
+Outcome dqe(const test::TempDir& dir, const std::string& args) {
+  const std::string out = dir.path("stdout.txt"), err = dir.path("stderr.txt");
+  const std::string cmd = std::string(DQE_BINARY) + " " + args + " >" + out + " 2>" + err + " </dev/null";
+  int status = std::system(cmd.c_str());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, test::read_text(out), test::read_text(err)};
+}
+
+int count_lines(const std::string& text) { return static_cast<int>(std::count(text.begin(), text.end(), '\n')); }
+
+// One tiny model, trained once for all the tests here.
+class CliTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new test::TempDir();
+    test::write_toy_set(dir_->path("train.jsonl"), 160, 1);
+    test::write_toy_set(dir_->path("dev.jsonl"), 40, 2);
+    Outcome r = dqe(*dir_, "train --train " + dir_->path("train.jsonl") + " --dev " + dir_->path("dev.jsonl") + " --out " +
+                           dir_->path("run") +
+                           " --layers 1 --hidden 32 --heads 2 --intermediate 64 --max-len 32 --lr 2e-3 --batch-size 16"
+                           " --epochs 2 --threads 2");
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static std::string path(const std::string& name) { return dir_->path(name); }
+
+  static test::TempDir* dir_;
+  test::TempDir scratch_;
+};
+test::TempDir* CliTest::dir_ = nullptr;
+
+TEST_F(CliTest, TrainWritesRunDirectoryAndLogs) {
+  for (const char* f : {"best/config.json", "best/model.safetensors", "best/vocab.txt", "best/trainer_state.json",
+                        "best/optimizer.pt", "last/config.json", "train_log.jsonl", "eval_log.jsonl"})
+    EXPECT_TRUE(fs::exists(path("run/") + f)) << f;
+}
+
+TEST_F(CliTest, EvalPrintsTableAndWritesJson) {
+  Outcome r = dqe(scratch_, "eval --model " + path("run") + " --data " + path("dev.jsonl") + " --metrics-out " +
+                            scratch_.path("m.json"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("rmse"), std::string::npos);
+  EXPECT_NE(r.out.find("ndcg_at_10"), std::string::npos);
+  auto j = nlohmann::json::parse(test::read_text(scratch_.path("m.json")));
+  EXPECT_EQ(j["count"], 40);
+  EXPECT_TRUE(j["ranking"].contains("mrr"));
+}
+
+TEST_F(CliTest, ScoreWritesEveryLineToStdout) {
+  Outcome r = dqe(scratch_, "score --model " + path("run/best") + " --input " + path("dev.jsonl") +
+                        " --output - --threshold 2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(count_lines(r.out), 40);
+  auto first = nlohmann::json::parse(r.out.substr(0, r.out.find('\n')));
+  EXPECT_EQ(first["id"], "r0");
+  EXPECT_TRUE(first.contains("score"));
+  EXPECT_TRUE(first.contains("keep"));
+  EXPECT_NE(r.err.find("[score] 40 lines"), std::string::npos);
+}
+
+TEST_F(CliTest, BadJsonlLineStopsWithFileAndLine) {
+  test::write_text(scratch_.path("bad.jsonl"), "{\"query\":\"a\",\"title\":\"b\",\"label\":1}\n"
+                                                   "{\"query\":\"a\",\"title\":\"b\",\"label\":1}\n"
+                                                   "not json\n");
+  Outcome r = dqe(scratch_, "eval --model " + path("run") + " --data " + scratch_.path("bad.jsonl"));
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.err.find("bad.jsonl:3: not valid JSON"), std::string::npos) << r.err;
+  EXPECT_EQ(count_lines(r.err.substr(r.err.find("dqe: error"))), 1);
+
+  // Within --max-bad-lines the line is skipped and written to --rejects.
+  r = dqe(scratch_, "eval --model " + path("run") + " --data " + scratch_.path("bad.jsonl") +
+                        " --max-bad-lines 1 --rejects " + scratch_.path("rejects.jsonl"));
+  EXPECT_EQ(r.code, 0) << r.err;
+  auto rej = nlohmann::json::parse(test::read_text(scratch_.path("rejects.jsonl")));
+  EXPECT_EQ(rej["line"], 3);
+}
+
+TEST_F(CliTest, ScoreNeverLeavesAHalfWrittenOutput) {
+  const std::string out = scratch_.path("scored.jsonl");
+  test::write_text(scratch_.path("in.jsonl"), "{\"query\":\"a\",\"title\":\"b\"}\n{\"query\":\"a\"}\n");
+  Outcome r = dqe(scratch_, "score --model " + path("run") + " --input " + scratch_.path("in.jsonl") + " --output " + out);
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(r.err.find("in.jsonl:2: missing string field \"title\""), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(out));
+  for (const auto& entry : fs::directory_iterator(scratch_.path()))
+    EXPECT_EQ(entry.path().filename().string().find("scored.jsonl.tmp"), std::string::npos);
+
+  r = dqe(scratch_, "score --model " + path("run") + " --input " + path("dev.jsonl") + " --output /nonexistent/x.jsonl");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("dqe: error: /nonexistent/x.jsonl: cannot write"), std::string::npos) << r.err;
+}
+
+TEST_F(CliTest, MissingAndBrokenInputsAreOneLineErrors) {
+  Outcome r = dqe(scratch_, "eval --model " + path("run") + " --data " + scratch_.path("missing.jsonl"));
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("missing.jsonl: cannot open"), std::string::npos) << r.err;
+  EXPECT_EQ(count_lines(r.err.substr(r.err.find("dqe: error"))), 1);
+
+  test::write_text(scratch_.path("empty.jsonl"), "");
+  r = dqe(scratch_, "eval --model " + path("run") + " --data " + scratch_.path("empty.jsonl"));
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("empty.jsonl: no records"), std::string::npos) << r.err;
+
+  fs::create_directories(scratch_.path("noweights"));
+  fs::copy(path("run/best/config.json"), scratch_.path("noweights/config.json"));
+  fs::copy(path("run/best/vocab.txt"), scratch_.path("noweights/vocab.txt"));
+  r = dqe(scratch_, "eval --model " + scratch_.path("noweights") + " --data " + path("dev.jsonl"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no model.safetensors"), std::string::npos) << r.err;
+
+  test::write_text(scratch_.path("vocab.txt"), "[PAD]\n[UNK]\n[SEP]\nhello\n");
+  r = dqe(scratch_, "train --train " + path("train.jsonl") + " --dev " + path("dev.jsonl") + " --out " +
+                        scratch_.path("r") + " --tokenizer " + scratch_.path("vocab.txt"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("vocab lacks [CLS]"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("terminate"), std::string::npos);
+}
+
+TEST_F(CliTest, UsageErrorsExitWithTwo) {
+  Outcome r = dqe(scratch_, "train --train x");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("dqe: error:"), std::string::npos);
+  r = dqe(scratch_, "score --model " + path("run") + " --filter");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--filter needs --threshold"), std::string::npos) << r.err;
+  r = dqe(scratch_, "train --help");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("--lr"), std::string::npos);
+  EXPECT_NE(r.out.find("5e-05"), std::string::npos);  // defaults are shown
+}
+
+}  // namespace
+}  // namespace dqe

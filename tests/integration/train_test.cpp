@@ -1,1 +1,214 @@
-// placeholder: being written
+// Trains tiny models on a toy relevance set through the library: seconds, not minutes.
+#include "dqe/trainer.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "dqe/checkpoint.h"
+#include "dqe/errors.h"
+#include "dqe/evaluator.h"
+#include "dqe/scorer.h"
+#include "test_util.h"
+
+namespace dqe {
+namespace fs = std::filesystem;
+namespace {
+
+std::vector<nlohmann::json> read_jsonl_file(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+class TrainTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    test::write_toy_set(dir_.path("train.jsonl"), 320, 1);
+    test::write_toy_set(dir_.path("dev.jsonl"), 80, 2);
+    config_.train_path = dir_.path("train.jsonl");
+    config_.dev_path = dir_.path("dev.jsonl");
+    config_.out_dir = dir_.path("run");
+    config_.layers = 1;
+    config_.hidden = 32;
+    config_.heads = 2;
+    config_.intermediate = 64;
+    config_.vocab_size = 200;
+    config_.max_len = 32;
+    config_.lr = 2e-3;
+    config_.batch_size = 16;
+    config_.epochs = 4;
+    config_.threads = 2;
+    config_.seed = 5;
+    config_.patience = 0;
+  }
+
+  // RMSE of predicting the training mean on dev: the constant predictor to beat.
+  double constant_rmse() const {
+    double mean = 0, sq = 0;
+    auto train = read_jsonl_file(config_.train_path);
+    for (const auto& r : train) mean += r["label"].get<double>() / static_cast<double>(train.size());
+    auto dev = read_jsonl_file(config_.dev_path);
+    for (const auto& r : dev) sq += std::pow(r["label"].get<double>() - mean, 2);
+    return std::sqrt(sq / static_cast<double>(dev.size()));
+  }
+
+  test::TempDir dir_;
+  TrainConfig config_;
+};
+
+TEST_F(TrainTest, LowersTheLossAndBeatsTheConstantPredictor) {
+  TrainResult r = train(config_);
+  EXPECT_FALSE(r.interrupted);
+  EXPECT_EQ(r.steps, 4 * 20);  // 320 examples / 16 per batch, 4 epochs
+  auto log = read_jsonl_file(dir_.path("run/train_log.jsonl"));
+  ASSERT_EQ(log.size(), 80u);
+  double first = 0, last = 0;
+  for (int i = 0; i < 10; ++i) {
+    first += log[static_cast<size_t>(i)]["loss"].get<double>();
+    last += log[log.size() - 1 - static_cast<size_t>(i)]["loss"].get<double>();
+  }
+  EXPECT_LT(last, 0.5 * first);
+  EXPECT_EQ(r.metric_name, "rmse");
+  EXPECT_LT(r.best_metric, 0.5 * constant_rmse());
+  EXPECT_EQ(read_jsonl_file(dir_.path("run/eval_log.jsonl")).size(), 4u);  // one evaluation per epoch
+  EXPECT_TRUE(fs::exists(dir_.path("run/best/model.safetensors")));
+  EXPECT_TRUE(fs::exists(dir_.path("run/last/optimizer.pt")));
+}
+
+TEST_F(TrainTest, InterruptedRunResumedReachesTheSameMetrics) {
+  config_.max_steps = 30;
+  config_.eval_every = 10;
+  TrainResult straight = train(config_);
+
+  config_.out_dir = dir_.path("run2");
+  config_.stop_after_step = [](int64_t step) { return step == 15; };
+  TrainResult first = train(config_);
+  EXPECT_TRUE(first.interrupted);
+  EXPECT_EQ(first.steps, 15);
+  config_.stop_after_step = nullptr;
+  config_.resume = true;
+  TrainResult resumed = train(config_);
+  EXPECT_FALSE(resumed.interrupted);
+  EXPECT_EQ(resumed.steps, 30);
+  EXPECT_NEAR(resumed.final_metrics["rmse"].get<double>(), straight.final_metrics["rmse"].get<double>(), 1e-6);
+  EXPECT_NEAR(resumed.best_metric, straight.best_metric, 1e-6);
+  EXPECT_EQ(resumed.best_step, straight.best_step);
+  // The resumed log continues the interrupted one: every step once, in order.
+  auto log = read_jsonl_file(dir_.path("run2/train_log.jsonl"));
+  ASSERT_EQ(log.size(), 30u);
+  for (size_t i = 0; i < log.size(); ++i) EXPECT_EQ(log[i]["step"].get<int64_t>(), static_cast<int64_t>(i) + 1);
+  auto straight_log = read_jsonl_file(dir_.path("run/train_log.jsonl"));
+  EXPECT_NEAR(log.back()["loss"].get<double>(), straight_log.back()["loss"].get<double>(), 1e-6);
+}
+
+TEST_F(TrainTest, SavedModelEvaluatesAndScoresToTheSameNumbers) {
+  TrainResult r = train(config_);
+  EvalConfig ec;
+  ec.model = config_.out_dir;  // the run directory means its best checkpoint
+  ec.data = config_.dev_path;
+  ec.metrics_out = dir_.path("metrics.json");
+  ec.threads = 2;
+  EvalResult ev = evaluate(ec);
+  EXPECT_NEAR(ev.metrics["rmse"].get<double>(), r.best_metric, 1e-7);
+  EXPECT_TRUE(ev.metrics.contains("ranking"));
+  auto saved = nlohmann::json::parse(test::read_text(ec.metrics_out));
+  EXPECT_NEAR(saved["rmse"].get<double>(), r.best_metric, 1e-7);
+
+  ScoreConfig sc;
+  sc.model = config_.out_dir;
+  sc.input = config_.dev_path;
+  sc.output = dir_.path("scored.jsonl");
+  sc.threads = 2;
+  sc.chunk_lines = 7;  // many chunks: order must still be kept
+  ScoreSummary s = score(sc);
+  auto in = read_jsonl_file(config_.dev_path);
+  auto out = read_jsonl_file(sc.output);
+  ASSERT_EQ(out.size(), in.size());
+  EXPECT_EQ(s.lines, static_cast<int64_t>(in.size()));
+  double sq = 0;
+  for (size_t i = 0; i < in.size(); ++i) {
+    EXPECT_EQ(out[i]["id"], in[i]["id"]);
+    EXPECT_EQ(out[i]["match"], in[i]["match"]);  // unknown fields pass through
+    sq += std::pow(out[i]["score"].get<double>() - in[i]["label"].get<double>(), 2);
+  }
+  EXPECT_NEAR(std::sqrt(sq / static_cast<double>(in.size())), r.best_metric, 1e-5);
+}
+
+TEST_F(TrainTest, ClassificationWithNamedLabels) {
+  config_.task = "classification";
+  config_.fields.label = "grade";
+  TrainResult r = train(config_);
+  EXPECT_EQ(r.metric_name, "accuracy");
+  EXPECT_GT(r.best_metric, 0.9);
+  LoadedModel m = load_model(config_.out_dir);
+  EXPECT_EQ(m.spec.task.labels, (std::vector<std::string>{"exact", "irrelevant"}));
+  EXPECT_TRUE(r.final_metrics.contains("confusion_matrix"));
+
+  ScoreConfig sc;
+  sc.model = config_.out_dir;
+  sc.input = config_.dev_path;
+  sc.output = dir_.path("scored.jsonl");
+  sc.threshold = 0.5;
+  sc.filter = true;
+  ScoreSummary s = score(sc);
+  auto out = read_jsonl_file(sc.output);
+  EXPECT_EQ(static_cast<int64_t>(out.size()), s.written);
+  EXPECT_EQ(s.written + s.filtered, 80);
+  for (const auto& o : out) {
+    EXPECT_TRUE(o["keep"].get<bool>());
+    EXPECT_EQ(o["probs"].size(), 2u);
+    // score = P(class 1) * 1 / (K - 1): the probability-weighted class index in [0, 1]
+    EXPECT_NEAR(o["score"].get<double>(), o["probs"][1].get<double>(), 1e-6);
+    EXPECT_EQ(o["pred"].get<std::string>(), o["probs"][0] > o["probs"][1] ? "exact" : "irrelevant");
+  }
+}
+
+TEST_F(TrainTest, BinaryTask) {
+  config_.task = "binary";
+  config_.fields.label = "match";
+  TrainResult r = train(config_);
+  EXPECT_EQ(r.metric_name, "roc_auc");
+  EXPECT_GT(r.best_metric, 0.95);
+  EXPECT_TRUE(r.final_metrics.contains("pr_auc"));
+}
+
+TEST_F(TrainTest, FineTunesAHuggingFaceCheckpoint) {
+  config_.init = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-hf";
+  config_.max_steps = 10;
+  config_.lr = 1e-4;
+  config_.max_len = 0;  // the model's own: min(model_max_length, max_position_embeddings) = 64
+  TrainResult r = train(config_);
+  EXPECT_EQ(r.steps, 10);
+  LoadedModel m = load_model(config_.out_dir);
+  EXPECT_EQ(m.spec.task.task, Task::kRegression);
+  EXPECT_EQ(m.spec.task.max_len, 64);
+  EXPECT_EQ(m.spec.bert.hidden_size, 32);
+  EXPECT_FALSE(m.spec.task.match_types);  // "auto" keeps the Hugging Face model's inputs
+  EXPECT_EQ(test::read_text(m.dir + "/vocab.txt"), test::read_text(config_.init + "/vocab.txt"));
+}
+
+TEST_F(TrainTest, RefusesToOverwriteARunWithoutResume) {
+  config_.max_steps = 2;
+  train(config_);
+  EXPECT_THROW(train(config_), ConfigError);
+}
+
+TEST_F(TrainTest, BadTrainingLineNamesFileAndLine) {
+  test::write_text(config_.train_path, test::read_text(config_.train_path) + "{\"query\": \"x\"}\n");
+  try {
+    train(config_);
+    FAIL();
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("train.jsonl:321: missing string field \"title\""), std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir_.path("run/last")));
+}
+
+}  // namespace
+}  // namespace dqe
