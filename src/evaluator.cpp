@@ -1,6 +1,8 @@
 #include "dqe/evaluator.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <filesystem>
 
 #include "detail/log.h"
@@ -138,6 +140,16 @@ EvalResult evaluate(const EvalConfig& config) {
   EncodedSet set = encode_records(records, *loaded.tokenizer, task, config.data, true, threads);
   torch::Tensor logits = predict_logits(loaded.model, set.inputs, config.batch_size, loaded.tokenizer->pad_id());
   EvalResult result = compute_metrics(task, predictions_from_logits(logits, task), set.labels, set.query_ids);
+  if (task.task == Task::kRegression && loaded.spec.has_dqe_section) {
+    // The constant predictor a model has to beat: the mean of its training labels.
+    double sq = 0;
+    for (double y : set.labels) sq += (y - task.label_mean) * (y - task.label_mean);
+    const double rmse = std::sqrt(sq / static_cast<double>(set.labels.size()));
+    result.metrics["train_mean_rmse"] = rmse;
+    char line[96];
+    std::snprintf(line, sizeof line, "rmse of predicting the training mean (%.4f): %.4f\n", task.label_mean, rmse);
+    result.table += line;
+  }
   result.metrics["data"] = config.data;
   result.metrics["model"] = loaded.dir;
   if (!config.metrics_out.empty()) write_file_atomic(config.metrics_out, result.metrics.dump(2) + "\n");

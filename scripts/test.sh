@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Sets up, builds from scratch and runs every test (GoogleTest through ctest).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+rm -rf build-test
+bash scripts/build.sh build-test -DDQE_BUILD_TESTS=ON
+cd build-test
+ctest --output-on-failure -j2
