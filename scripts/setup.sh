@@ -32,9 +32,11 @@ fi
 # system protobuf instead, so both live in one process (and sanitizers still work).
 SPM_PREFIX="$PWD/.deps/sentencepiece"
 if [ ! -f "$SPM_PREFIX/lib/libsentencepiece.a" ]; then
-  if ! ls /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null | xargs grep -qs "deb-src"; then
-    if [ -f /etc/apt/sources.list.d/debian.sources ] && ! grep -q "^Types:.*deb-src" /etc/apt/sources.list.d/debian.sources; then
-      echo "[setup] enabling deb-src for apt-get source"
+  # apt-get source needs deb-src entries; Debian 12 images often ship without them.
+  if ! grep -qsE '^(Types:.*deb-src|deb-src )' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+      /etc/apt/sources.list.d/*.sources; then
+    echo "[setup] enabling deb-src for apt-get source"
+    if grep -qs '^Types: deb$' /etc/apt/sources.list.d/debian.sources; then
       $SUDO sed -i 's/^Types: deb$/Types: deb deb-src/' /etc/apt/sources.list.d/debian.sources
     else
       echo "deb-src http://deb.debian.org/debian bookworm main" | $SUDO tee /etc/apt/sources.list.d/dqe-src.list >/dev/null
