@@ -50,6 +50,7 @@ std::unique_ptr<CLI::App> make_app(CliState& state) {
   add_train_command(*app, state);
   add_eval_command(*app, state);
   add_score_command(*app, state);
+  add_report_command(*app, state);
   return app;
 }
 
@@ -164,6 +165,7 @@ int run(int argc, char** argv) {
     if (state.train_cmd->parsed()) return run_train(state);
     if (state.eval_cmd->parsed()) return run_eval(state);
     if (state.score_cmd->parsed()) return run_score(state);
+    if (state.report_cmd->parsed()) return run_report(state);
     return kUsageError;
   } catch (const ConfigError& e) {
     std::cerr << "dqe: error: " << e.what() << "\n";

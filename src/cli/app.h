@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include "dqe/evaluator.h"
+#include "dqe/report.h"
 #include "dqe/scorer.h"
 #include "dqe/trainer.h"
 
@@ -38,6 +39,8 @@ struct CliState {
   CLI::App* train_cmd = nullptr;
   CLI::App* eval_cmd = nullptr;
   CLI::App* score_cmd = nullptr;
+  ReportConfig report;
+  CLI::App* report_cmd = nullptr;
 };
 
 std::unique_ptr<CLI::App> make_app(CliState& state);
@@ -45,6 +48,7 @@ std::unique_ptr<CLI::App> make_app(CliState& state);
 void add_train_command(CLI::App& app, CliState& state);
 void add_eval_command(CLI::App& app, CliState& state);
 void add_score_command(CLI::App& app, CliState& state);
+void add_report_command(CLI::App& app, CliState& state);
 
 // Adds --query-field, --text-fields, --label-field, --query-id-field, --id-field.
 void add_field_options(CLI::App& cmd, FieldMap& fields);
@@ -57,6 +61,7 @@ void finalize(CliState& state);
 int run_train(CliState& state);
 int run_eval(CliState& state);
 int run_score(CliState& state);
+int run_report(CliState& state);
 
 // Replaces "--config F" (after the subcommand, repeatable) by the flags F holds: keys are
 // long flag names; later files override earlier ones and explicit flags override files.
