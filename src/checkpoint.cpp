@@ -94,6 +94,8 @@ LoadedModel load_model(const std::string& path, bool allow_new_head, const std::
   m.model = SequenceModel(m.spec.bert, m.spec.task.num_outputs());
   init_bert_weights(*m.model, m.spec.bert.initializer_range, m.spec.bert.pad_token_id);
   m.report = load_weights(m.model, load_safetensors(weights), weights, allow_new_head);
+  const std::string reference = (fs::path(m.dir) / "score_reference.json").string();
+  if (fs::exists(reference)) m.score_reference = ScoreReference::from_json(read_json_file(reference), reference);
   return m;
 }
 
@@ -110,7 +112,7 @@ void fsync_path(const std::string& path) {
 }  // namespace
 
 void save_checkpoint(const std::string& dir, const ModelSpec& spec, SequenceModel& model, const Tokenizer& tokenizer,
-                     const TrainerState* state, torch::optim::Optimizer* optimizer) {
+                     const TrainerState* state, torch::optim::Optimizer* optimizer, const ScoreReference* reference) {
   const fs::path target(dir);
   const std::string tmp = dir + ".tmp";
   const std::string old = dir + ".old";
@@ -135,6 +137,8 @@ void save_checkpoint(const std::string& dir, const ModelSpec& spec, SequenceMode
     }
     fsync_path(opt_path);
   }
+  if (reference)
+    write_file_atomic((fs::path(tmp) / "score_reference.json").string(), reference->to_json().dump(2) + "\n");
   // The state file goes last: its presence marks a complete training checkpoint.
   if (state) write_file_atomic((fs::path(tmp) / "trainer_state.json").string(), to_json(*state).dump(2) + "\n");
   fsync_path(tmp);

@@ -1,5 +1,7 @@
 #include "dqe/jsonl_reader.h"
 
+#include "detail/gzip_stream.h"
+
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -146,15 +148,20 @@ JsonlReader::JsonlReader(std::string path, ReaderOptions options)
   if (options_.max_bad_lines < 0) throw ConfigError("--max-bad-lines must be >= 0");
   if (options_.fields.text.empty()) throw ConfigError("at least one text field is required");
   if (path_ == "-") {
-    in_ = &std::cin;
+    in_ = std::cin.rdbuf();
     return;
   }
   std::error_code ec;
   // An ifstream opens a directory without complaint and then reads nothing.
   if (std::filesystem::is_directory(path_, ec)) throw IoError(open_error(path_, EISDIR));
-  errno = 0;
-  file_ = std::make_unique<std::ifstream>(path_, std::ios::binary);
-  if (!file_->is_open()) throw IoError(open_error(path_, errno != 0 ? errno : ENOENT));
+  if (detail::has_gz_suffix(path_)) {
+    file_ = std::make_unique<detail::GzipReadBuf>(path_);
+  } else {
+    errno = 0;
+    auto buf = std::make_unique<std::filebuf>();
+    if (!buf->open(path_, std::ios::in | std::ios::binary)) throw IoError(open_error(path_, errno != 0 ? errno : ENOENT));
+    file_ = std::move(buf);
+  }
   in_ = file_.get();
 }
 
@@ -166,7 +173,7 @@ bool JsonlReader::read_line() {
   bool any_byte = false;
   for (;;) {
     if (chunk_begin_ == chunk_end_) {
-      const std::streamsize got = in_->rdbuf()->sgetn(chunk_.data(), static_cast<std::streamsize>(chunk_.size()));
+      const std::streamsize got = in_->sgetn(chunk_.data(), static_cast<std::streamsize>(chunk_.size()));
       if (got <= 0) return any_byte;
       chunk_begin_ = 0;
       chunk_end_ = static_cast<size_t>(got);

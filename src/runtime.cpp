@@ -36,7 +36,7 @@ int configure_threads(int threads) {
 }
 
 std::string blas_name() {
-  if (auto config = find_symbol<char* (*)()>("openblas_get_config")) return std::string("OpenBLAS ") + config();
+  if (auto config = find_symbol<char* (*)()>("openblas_get_config")) return config();  // "OpenBLAS 0.3.21 ..."
   if (find_symbol<void*>("bli_info_get_version_str")) return "BLIS";
   if (find_symbol<void*>("MKL_Get_Version_String")) return "MKL";
   return "reference BLAS (slow: install libopenblas0-pthread)";

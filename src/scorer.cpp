@@ -1,6 +1,7 @@
 #include "dqe/scorer.h"
 
 #include <chrono>
+#include <limits>
 
 #include "detail/log.h"
 #include "detail/output_file.h"
@@ -18,6 +19,15 @@ ScoreSummary score(const ScoreConfig& config) {
   if (config.max_len < 0) throw ConfigError("--max-len must be >= 0");
   if (config.filter && !config.threshold) throw ConfigError("--filter needs --threshold");
   if (config.chunk_lines <= 0) throw ConfigError("chunk size must be > 0");
+  if (config.psi_warn < 0) throw ConfigError("--psi-warn must be >= 0");
+  bool add_score = false, add_pred = false, add_probs = false, add_keep = false;
+  for (const auto& f : config.add_fields) {
+    if (f == "score") add_score = true;
+    else if (f == "pred") add_pred = true;
+    else if (f == "probs") add_probs = true;
+    else if (f == "keep") add_keep = true;
+    else throw ConfigError("--fields: unknown field \"" + f + "\" (choose among score, pred, probs, keep)");
+  }
   const int threads = configure_threads(config.threads);
   auto log = detail::logger("score");
   log->info(runtime_description());
@@ -39,6 +49,7 @@ ScoreSummary score(const ScoreConfig& config) {
   detail::OutputFile output(config.output);  // before any work: an unwritable output fails now
 
   ScoreSummary summary;
+  std::vector<int64_t> bin_counts(loaded.score_reference ? loaded.score_reference->fractions.size() : 0, 0);
   const auto t0 = std::chrono::steady_clock::now();
   Progress progress("score", 0, "lines");
   std::vector<Record> chunk;
@@ -56,14 +67,15 @@ ScoreSummary score(const ScoreConfig& config) {
     std::ostream& out = output.stream();
     for (size_t i = 0; i < chunk.size(); ++i) {
       auto& obj = chunk[i].object;
-      obj["score"] = p.scores[i];
+      if (loaded.score_reference) ++bin_counts[loaded.score_reference->bin_of(p.scores[i])];
+      if (add_score) obj["score"] = p.scores[i];
       if (task.task == Task::kClassification) {
-        obj["pred"] = task.labels[static_cast<size_t>(p.classes[i])];
-        obj["probs"] = p.probs[i];
+        if (add_pred) obj["pred"] = task.labels[static_cast<size_t>(p.classes[i])];
+        if (add_probs) obj["probs"] = p.probs[i];
       }
       if (config.threshold) {
         const bool keep = p.scores[i] >= *config.threshold;
-        obj["keep"] = keep;
+        if (add_keep) obj["keep"] = keep;
         summary.kept += keep;
         if (!keep && config.filter) {
           ++summary.filtered;
@@ -81,6 +93,14 @@ ScoreSummary score(const ScoreConfig& config) {
   if (summary.lines == 0) throw DataError(config.input + ": no records to score");
   output.commit();
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  summary.psi = std::numeric_limits<double>::quiet_NaN();
+  if (loaded.score_reference) {
+    summary.psi = population_stability_index(*loaded.score_reference, bin_counts);
+    summary.shift = describe_shift(*loaded.score_reference, bin_counts);
+    if (config.psi_warn > 0 && summary.psi > config.psi_warn)
+      log->warn("score distribution differs from dev (PSI {:.3f} > {:.2f}): {}", summary.psi, config.psi_warn,
+                summary.shift);
+  }
   return summary;
 }
 

@@ -327,7 +327,8 @@ TrainResult train(const TrainConfig& cfg) {
 
   auto evaluate_and_save = [&]() -> bool {
     torch::Tensor logits = predict_logits(model, dev_set.inputs, cfg.eval_batch_size, tokenizer->pad_id());
-    EvalResult ev = compute_metrics(ts, predictions_from_logits(logits, ts), dev_set.labels, dev_set.query_ids);
+    Predictions predictions = predictions_from_logits(logits, ts);
+    EvalResult ev = compute_metrics(ts, predictions, dev_set.labels, dev_set.query_ids);
     state.metric_name = ev.primary_name;
     state.higher_is_better = ev.higher_is_better;
     const bool improved = std::isfinite(ev.primary) &&
@@ -354,7 +355,10 @@ TrainResult train(const TrainConfig& cfg) {
     log->info("step {}: dev {} {}{} (best {} at step {})", state.step, ev.primary_name, fmt_double(ev.primary),
               improved ? " *" : "", fmt_double(state.best_metric.value_or(NAN)), state.best_step);
     result.final_metrics = ev.metrics;
-    if (improved) save_checkpoint(best_dir.string(), spec, model, *tokenizer, &state, &optimizer);
+    if (improved) {
+      const ScoreReference reference = make_score_reference(predictions.scores);
+      save_checkpoint(best_dir.string(), spec, model, *tokenizer, &state, &optimizer, &reference);
+    }
     save_checkpoint(last_dir.string(), spec, model, *tokenizer, &state, &optimizer);
     return cfg.patience > 0 && state.evals_without_improvement >= cfg.patience;
   };

@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 
 #include "dqe/config.h"
+#include "dqe/drift.h"
 #include "dqe/model.h"
 #include "dqe/tokenizer.h"
 
@@ -46,6 +47,8 @@ struct LoadedModel {
   SequenceModel model{nullptr};
   std::unique_ptr<Tokenizer> tokenizer;
   LoadReport report;
+  // Distribution of the model's dev scores at training time (score_reference.json), if saved.
+  std::optional<ScoreReference> score_reference;
 };
 
 // Accepts a checkpoint directory, a Hugging Face directory, or a run directory (meaning
@@ -59,9 +62,10 @@ LoadedModel load_model(const std::string& path, bool allow_new_head = false,
                        const std::optional<TaskSpec>& task_override = std::nullopt,
                        std::optional<int64_t> min_type_vocab = std::nullopt);
 
-// Writes a complete checkpoint to dir atomically. state and optimizer are optional.
+// Writes a complete checkpoint to dir atomically. state, optimizer and reference are optional.
 void save_checkpoint(const std::string& dir, const ModelSpec& spec, SequenceModel& model, const Tokenizer& tokenizer,
-                     const TrainerState* state = nullptr, torch::optim::Optimizer* optimizer = nullptr);
+                     const TrainerState* state = nullptr, torch::optim::Optimizer* optimizer = nullptr,
+                     const ScoreReference* reference = nullptr);
 
 // Reads DIR/trainer_state.json and, when given, DIR/optimizer.pt into optimizer.
 TrainerState load_trainer_state(const std::string& dir, torch::optim::Optimizer* optimizer);

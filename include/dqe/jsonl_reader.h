@@ -62,7 +62,7 @@ struct ReaderOptions {
 
 class JsonlReader {
  public:
-  // path "-" reads standard input. Throws IoError naming the path when it cannot be opened
+  // path "-" reads standard input; a path ending in .gz is read through gzip. Throws IoError naming the path when it cannot be opened
   // or is a directory, ConfigError when max_bad_lines < 0 or no text field is given.
   JsonlReader(std::string path, ReaderOptions options);
   ~JsonlReader();
@@ -95,8 +95,8 @@ class JsonlReader {
   std::string path_;
   std::string name_;  // the path as messages show it ("<stdin>" for "-")
   ReaderOptions options_;
-  std::unique_ptr<std::ifstream> file_;
-  std::istream* in_ = nullptr;
+  std::unique_ptr<std::streambuf> file_;  // a filebuf, or a gzip reader for *.gz
+  std::streambuf* in_ = nullptr;
   std::unique_ptr<std::ofstream> rejects_;
   // Input is read in fixed chunks so that an over-long line is never held whole.
   std::vector<char> chunk_;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "dqe/jsonl_reader.h"
 
@@ -25,6 +26,12 @@ struct ScoreConfig {
   int64_t max_bad_lines = 0;
   std::string rejects;
   std::optional<FieldMap> fields;
+  // What to add to each line, among "score", "pred", "probs" (classification) and "keep"
+  // (with a threshold).
+  std::vector<std::string> add_fields = {"score", "pred", "probs", "keep"};
+  // Warn when the population stability index of the written scores against the model's dev
+  // scores exceeds this (0 turns the check off).
+  double psi_warn = 0.2;
   // Lines read, scored and written per chunk; bounds memory.
   int64_t chunk_lines = 4096;
 };
@@ -36,6 +43,9 @@ struct ScoreSummary {
   int64_t filtered = 0;  // dropped by --filter
   int64_t rejected = 0;  // bad lines skipped under --max-bad-lines
   double seconds = 0;
+  // Population stability index against the dev scores saved with the model; NaN without them.
+  double psi = 0;
+  std::string shift;  // the largest move between bins, in words
 };
 
 ScoreSummary score(const ScoreConfig& config);

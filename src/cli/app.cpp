@@ -22,6 +22,13 @@ void on_signal(int signal_number) { request_stop(signal_number); }
 
 }  // namespace
 
+std::string version_text() {
+  configure_threads(0);
+  return std::string("dqe ") + DQE_VERSION + "\n" + runtime_description() + "\n" +
+         "devices: cpu" + (torch::cuda::is_available() ? ", cuda (" + std::to_string(torch::cuda::device_count()) + ")" : "") +
+         (torch::cuda::is_available() ? "" : " (this LibTorch has no CUDA, or no GPU is visible)");
+}
+
 void add_field_options(CLI::App& cmd, FieldMap& fields) {
   const char* group = "Input fields";
   cmd.add_option("--query-field", fields.query, "JSON field holding the query")->capture_default_str()->group(group);
@@ -45,7 +52,7 @@ bool field_options_given(const CLI::App& cmd) {
 std::unique_ptr<CLI::App> make_app(CliState& state) {
   auto app = std::make_unique<CLI::App>(
       "dqe: fine-tune BERT encoders to judge e-commerce search results (train, eval, score)", "dqe");
-  app->set_version_flag("--version", std::string("dqe ") + DQE_VERSION);
+  app->set_version_flag("--version", [] { return version_text(); }, "Print dqe's version, LibTorch, BLAS and devices");
   app->require_subcommand(1);
   add_train_command(*app, state);
   add_eval_command(*app, state);

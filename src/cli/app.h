@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include "dqe/evaluator.h"
+#include "dqe/gate.h"
 #include "dqe/report.h"
 #include "dqe/scorer.h"
 #include "dqe/trainer.h"
@@ -33,7 +34,9 @@ struct CliState {
   EvalConfig eval;
   ScoreConfig score;
   FieldMap eval_fields, score_fields;
+  GateConfig gate;
   double score_threshold = 0.5;
+  bool dump_config = false;
   // Shown by --help; the files are read by expand_config_files() before parsing.
   std::vector<std::string> config_files;
   CLI::App* train_cmd = nullptr;
@@ -44,6 +47,9 @@ struct CliState {
 };
 
 std::unique_ptr<CLI::App> make_app(CliState& state);
+
+// What --version prints: dqe, LibTorch, BLAS and thread count, devices.
+std::string version_text();
 
 void add_train_command(CLI::App& app, CliState& state);
 void add_eval_command(CLI::App& app, CliState& state);

@@ -17,13 +17,25 @@ void add_eval_command(CLI::App& app, CliState& state) {
   cmd->add_option("--threads", c.threads, "Compute threads (0: all cores)")->capture_default_str();
   cmd->add_option("--max-bad-lines", c.max_bad_lines, "Skip up to N malformed lines instead of stopping")->capture_default_str();
   cmd->add_option("--rejects", c.rejects, "Write skipped lines here");
+  const char* gate = "Regression gates (exit 4 when one fails)";
+  cmd->add_option("--baseline", state.gate.baseline, "Earlier --metrics-out JSON to compare with")->group(gate);
+  cmd->add_option("--max-regression", state.gate.max_regression,
+                  "How much worse than --baseline a tracked metric may be, in its own units")
+      ->capture_default_str()
+      ->group(gate);
+  cmd->add_option("--fail-under", state.gate.fail_under, "metric=value: fail when the metric is below value (repeatable)")
+      ->group(gate);
+  cmd->add_option("--fail-over", state.gate.fail_over, "metric=value: fail when the metric is above value (repeatable)")
+      ->group(gate);
   add_field_options(*cmd, state.eval_fields);
 }
 
 int run_eval(CliState& state) {
   EvalResult r = evaluate(state.eval);
   std::cout << r.table;
-  return kOk;
+  const std::vector<std::string> failures = check_gates(r.metrics, state.gate);
+  for (const auto& f : failures) std::cerr << "dqe: gate failed: " << f << "\n";
+  return failures.empty() ? kOk : kGateFailed;
 }
 
 }  // namespace dqe::cli

@@ -1,3 +1,4 @@
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 
@@ -17,6 +18,12 @@ void add_score_command(CLI::App& app, CliState& state) {
   cmd->add_option("--max-len", c.max_len, "Longest input in tokens (0: the model's)")->capture_default_str();
   cmd->add_option("--threshold", state.score_threshold, "Add \"keep\": score >= T (the low-quality filter)");
   cmd->add_flag("--filter", c.filter, "With --threshold, drop the lines that are not kept");
+  cmd->add_option("--fields", c.add_fields, "What to add to each line: score, pred, probs, keep")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--psi-warn", c.psi_warn,
+                  "Warn when the score distribution's PSI against the model's dev scores exceeds this (0: off)")
+      ->capture_default_str();
   cmd->add_option("--threads", c.threads, "Compute threads (0: all cores)")->capture_default_str();
   cmd->add_option("--max-bad-lines", c.max_bad_lines, "Skip up to N malformed lines instead of stopping")->capture_default_str();
   cmd->add_option("--rejects", c.rejects, "Write skipped lines here");
@@ -25,12 +32,14 @@ void add_score_command(CLI::App& app, CliState& state) {
 
 int run_score(CliState& state) {
   ScoreSummary s = score(state.score);
-  char line[256];
-  std::snprintf(line, sizeof line, "[score] %ld lines, %ld written, %ld kept, %ld filtered, %ld rejected, %.0f pairs/s\n",
+  char line[320];
+  std::snprintf(line, sizeof line, "[score] %ld lines, %ld written, %ld kept, %ld filtered, %ld rejected, %.0f pairs/s",
                 static_cast<long>(s.lines), static_cast<long>(s.written), static_cast<long>(s.kept),
                 static_cast<long>(s.filtered), static_cast<long>(s.rejected),
                 s.seconds > 0 ? static_cast<double>(s.lines) / s.seconds : 0.0);
   std::cerr << line;
+  if (!std::isnan(s.psi)) std::fprintf(stderr, ", PSI vs dev %.3f (%s)", s.psi, s.shift.c_str());
+  std::cerr << "\n";
   return kOk;
 }
 

@@ -16,6 +16,8 @@ void add_train_command(CLI::App& app, CliState& state) {
   cmd->add_option("--out", c.out_dir, "Run directory: best/, last/, train_log.jsonl, eval_log.jsonl")->required();
   cmd->add_option("--init", c.init, "Start from this model: dqe checkpoint, run directory or Hugging Face BERT directory");
   cmd->add_option("--tokenizer", c.tokenizer, "vocab.txt (WordPiece) or .model (SentencePiece) for a model trained from scratch");
+  cmd->add_flag("--dump-config", state.dump_config,
+                "Print the effective configuration as JSON (a valid --config file) and exit");
   cmd->add_option("--task", c.task, "regression, classification or binary")
       ->capture_default_str()
       ->check(CLI::IsMember({"regression", "classification", "binary"}));
@@ -71,6 +73,10 @@ void add_train_command(CLI::App& app, CliState& state) {
 }
 
 int run_train(CliState& state) {
+  if (state.dump_config) {
+    std::cout << state.train.to_json().dump(2) << "\n";
+    return kOk;
+  }
   TrainResult r = train(state.train);
   if (r.interrupted) {
     const int sig = stop_signal();

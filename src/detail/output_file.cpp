@@ -8,6 +8,7 @@
 #include <cstring>
 #include <iostream>
 
+#include "detail/gzip_stream.h"
 #include "dqe/errors.h"
 
 namespace dqe::detail {
@@ -18,14 +19,26 @@ OutputFile::OutputFile(std::string path) : path_(std::move(path)) {
     return;
   }
   tmp_ = path_ + ".tmp-" + std::to_string(::getpid());
-  file_ = std::make_unique<std::ofstream>(tmp_, std::ios::binary | std::ios::trunc);
-  if (!*file_) throw IoError(path_ + ": cannot write (" + std::strerror(errno) + ")");
+  if (has_gz_suffix(path_)) {
+    try {
+      buf_ = std::make_unique<GzipWriteBuf>(tmp_);
+    } catch (const IoError&) {
+      throw IoError(path_ + ": cannot write (" + std::strerror(errno != 0 ? errno : EACCES) + ")");
+    }
+  } else {
+    auto buf = std::make_unique<std::filebuf>();
+    if (!buf->open(tmp_, std::ios::out | std::ios::binary | std::ios::trunc))
+      throw IoError(path_ + ": cannot write (" + std::strerror(errno) + ")");
+    buf_ = std::move(buf);
+  }
+  file_ = std::make_unique<std::ostream>(buf_.get());
   out_ = file_.get();
 }
 
 OutputFile::~OutputFile() {
   if (file_ && !committed_) {
-    file_->close();
+    file_.reset();
+    buf_.reset();
     std::remove(tmp_.c_str());
   }
 }
@@ -37,8 +50,10 @@ void OutputFile::commit() {
     committed_ = true;
     return;
   }
-  file_->close();
-  if (file_->fail()) throw IoError(path_ + ": write failed (disk full?)");
+  bool closed = true;
+  if (auto* gz = dynamic_cast<GzipWriteBuf*>(buf_.get())) closed = gz->close();
+  else closed = static_cast<std::filebuf*>(buf_.get())->close() != nullptr;
+  if (!closed) throw IoError(path_ + ": write failed (disk full?)");
   int fd = ::open(tmp_.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd >= 0) {
     ::fsync(fd);

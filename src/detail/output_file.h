@@ -1,5 +1,6 @@
 // An output file that appears under its final name only when complete: writes go to a
-// temporary file beside it, renamed into place by commit(). "-" writes to stdout.
+// temporary file beside it, renamed into place by commit(). "-" writes to stdout; a path
+// ending in .gz is written gzip-compressed.
 #pragma once
 
 #include <fstream>
@@ -23,7 +24,8 @@ class OutputFile {
 
  private:
   std::string path_, tmp_;
-  std::unique_ptr<std::ofstream> file_;
+  std::unique_ptr<std::streambuf> buf_;  // a filebuf, or a GzipWriteBuf for *.gz
+  std::unique_ptr<std::ostream> file_;
   std::ostream* out_;
   bool committed_ = false;
 };
