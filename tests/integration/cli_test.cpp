@@ -147,5 +147,72 @@ TEST_F(CliTest, UsageErrorsExitWithTwo) {
   EXPECT_NE(r.out.find("5e-05"), std::string::npos);  // defaults are shown
 }
 
+TEST_F(CliTest, RegressionGateExitsWithFourNamingTheMetric) {
+  Outcome r = dqe(scratch_, "eval --model " + path("run") + " --data " + path("dev.jsonl") + " --metrics-out " +
+                                scratch_.path("base.json"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  // Against its own results the gate passes.
+  r = dqe(scratch_, "eval --model " + path("run") + " --data " + path("dev.jsonl") + " --baseline " +
+                        scratch_.path("base.json") + " --max-regression 0.01");
+  EXPECT_EQ(r.code, 0) << r.err;
+  // A baseline that was much better fails it.
+  auto base = nlohmann::json::parse(test::read_text(scratch_.path("base.json")));
+  const double rmse = base["rmse"].get<double>();
+  base["rmse"] = rmse - 0.5;
+  test::write_text(scratch_.path("better.json"), base.dump());
+  r = dqe(scratch_, "eval --model " + path("run") + " --data " + path("dev.jsonl") + " --baseline " +
+                        scratch_.path("better.json") + " --max-regression 0.01");
+  EXPECT_EQ(r.code, 4);
+  EXPECT_NE(r.err.find("dqe: gate failed: rmse"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("worse than the baseline"), std::string::npos) << r.err;
+  r = dqe(scratch_, "eval --model " + path("run") + " --data " + path("dev.jsonl") + " --fail-under pearson=1.01");
+  EXPECT_EQ(r.code, 4);
+  EXPECT_NE(r.err.find("pearson"), std::string::npos) << r.err;
+}
+
+TEST_F(CliTest, GzipInAndOutAndChosenFields) {
+  const std::string gz_in = scratch_.path("dev.jsonl.gz"), gz_out = scratch_.path("out.jsonl.gz");
+  ASSERT_EQ(std::system(("gzip -c " + path("dev.jsonl") + " > " + gz_in).c_str()), 0);
+  Outcome r = dqe(scratch_, "score --model " + path("run") + " --input " + gz_in + " --output " + gz_out +
+                                " --fields score --threshold 2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  ASSERT_EQ(std::system(("gzip -dc " + gz_out + " > " + scratch_.path("out.jsonl")).c_str()), 0);
+  const std::string text = test::read_text(scratch_.path("out.jsonl"));
+  EXPECT_EQ(count_lines(text), 40);
+  auto first = nlohmann::json::parse(text.substr(0, text.find('\n')));
+  EXPECT_TRUE(first.contains("score"));
+  EXPECT_FALSE(first.contains("keep"));  // not among --fields
+  // The summary compares the scores with the dev scores saved at training time.
+  EXPECT_NE(r.err.find("PSI vs dev"), std::string::npos) << r.err;
+
+  test::write_text(scratch_.path("broken.jsonl.gz"), "\x1f\x8b\x08\x00garbage");
+  r = dqe(scratch_, "score --model " + path("run") + " --input " + scratch_.path("broken.jsonl.gz") + " --output " +
+                        scratch_.path("x.jsonl"));
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("broken.jsonl.gz"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(scratch_.path("x.jsonl")));
+}
+
+TEST_F(CliTest, DumpConfigIsAValidConfigFile) {
+  Outcome r = dqe(scratch_, "train --train a.jsonl --dev b.jsonl --out o --lr 0.003 --layers 3 --dump-config");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_DOUBLE_EQ(j["lr"].get<double>(), 0.003);
+  EXPECT_EQ(j["layers"], 3);
+  test::write_text(scratch_.path("dumped.json"), r.out);
+  r = dqe(scratch_, "train --config " + scratch_.path("dumped.json") + " --dump-config");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out), j);
+}
+
+TEST_F(CliTest, VersionNamesLibTorchAndBlas) {
+  Outcome r = dqe(scratch_, "--version");
+  EXPECT_EQ(r.code, 0);
+  EXPECT_NE(r.out.find("dqe "), std::string::npos);
+  EXPECT_NE(r.out.find("LibTorch"), std::string::npos);
+  EXPECT_NE(r.out.find("BLAS"), std::string::npos);
+  EXPECT_NE(r.out.find("devices:"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace dqe
