@@ -5,5 +5,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 rm -rf build-test
 bash scripts/build.sh build-test -DDQE_BUILD_TESTS=ON
-cd build-test
-ctest --output-on-failure -j2
+(cd build-test && ctest --output-on-failure -j2)
+# Faults: SIGKILL at random moments, SIGINT and SIGTERM, resume to the same metrics.
+bash scripts/kill_test.sh build-test/dqe 20

@@ -210,5 +210,20 @@ TEST_F(TrainTest, BadTrainingLineNamesFileAndLine) {
   EXPECT_FALSE(fs::exists(dir_.path("run/last")));
 }
 
+TEST_F(TrainTest, DivergingRunStopsNamingTheLikelyCause) {
+  config_.eval_every = 3;
+  config_.lr = 1e30;  // the weights overflow after a few steps
+  config_.max_grad_norm = 0;
+  config_.warmup_ratio = 0;
+  try {
+    train(config_);
+    FAIL() << "training should have stopped";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("non-finite loss"), std::string::npos) << what;
+    EXPECT_NE(what.find("--lr"), std::string::npos) << what;
+  }
+}
+
 }  // namespace
 }  // namespace dqe

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Fault test: kills `dqe train` with SIGKILL at random moments (at least KILLS times), resumes
+# after each kill, checks that every checkpoint on disk loads, and that the run ends with
+# the same metrics as an uninterrupted one. Also checks SIGINT/SIGTERM: exit 130/143 with a
+# checkpoint written. Usage: scripts/kill_test.sh DQE_BINARY [KILLS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dqe=$(realpath "${1:?usage: kill_test.sh DQE_BINARY [KILLS]}")
+kills_wanted=${2:-20}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+args=(--config configs/tiny.json --train data/train.jsonl --dev data/dev.jsonl --max-steps 900 --eval-every 25
+      --patience 0 --threads 1 --seed 11)
+
+echo "[kill-test] uninterrupted reference run"
+"$dqe" train "${args[@]}" --out "$work/ref" >/dev/null 2>"$work/ref.log"
+"$dqe" eval --model "$work/ref" --data data/dev.jsonl --metrics-out "$work/ref.json" >/dev/null 2>&1
+
+echo "[kill-test] killing with SIGKILL at random moments"
+RANDOM=7
+kills=0 starts=0
+finished() { [ -f "$work/run/last/trainer_state.json" ] && grep -q '"finished": true' "$work/run/last/trainer_state.json"; }
+while ! finished; do
+  resume=()
+  [ -f "$work/run/last/trainer_state.json" ] && resume=(--resume)
+  "$dqe" train "${args[@]}" --out "$work/run" "${resume[@]}" >/dev/null 2>>"$work/run.log" &
+  pid=$!
+  starts=$((starts + 1))
+  if [ "$kills" -lt "$kills_wanted" ]; then
+    # 0.5 to 3.5 s: start-up, data loading, training steps and checkpoint writes all get hit.
+    sleep "$((RANDOM % 4)).$((RANDOM % 10))"
+    if kill -9 "$pid" 2>/dev/null; then kills=$((kills + 1)); fi
+  fi
+  wait "$pid" 2>/dev/null || true
+  # Whatever the kill interrupted, each checkpoint on disk must load.
+  for ckpt in last best; do
+    if [ -d "$work/run/$ckpt" ] || [ -d "$work/run/$ckpt.old" ]; then
+      if ! "$dqe" eval --model "$work/run/$ckpt" --data data/dev.jsonl >/dev/null 2>"$work/eval.err"; then
+        # A kill between the two renames leaves only $ckpt.old; loading the run dir recovers it.
+        "$dqe" eval --model "$work/run" --data data/dev.jsonl >/dev/null 2>>"$work/eval.err" || {
+          echo "[kill-test] FAILED: $ckpt checkpoint does not load after kill $kills:"; cat "$work/eval.err"; exit 1; }
+      fi
+    fi
+  done
+  if [ "$starts" -gt $((kills_wanted * 4)) ]; then echo "[kill-test] FAILED: run never finished"; exit 1; fi
+done
+"$dqe" eval --model "$work/run" --data data/dev.jsonl --metrics-out "$work/run.json" >/dev/null 2>&1
+ref=$(grep -o '"rmse": [0-9.e-]*' "$work/ref.json" | head -1 | cut -d' ' -f2)
+got=$(grep -o '"rmse": [0-9.e-]*' "$work/run.json" | head -1 | cut -d' ' -f2)
+steps=$(grep -c . "$work/run/train_log.jsonl")
+echo "[kill-test] $kills kills survived over $starts starts; dev rmse $got (uninterrupted $ref); $steps log lines"
+awk -v a="$ref" -v b="$got" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d < 1e-5) }' || {
+  echo "[kill-test] FAILED: final metrics differ"; exit 1; }
+[ "$steps" -eq 900 ] || { echo "[kill-test] FAILED: train_log.jsonl has $steps lines, expected 900"; exit 1; }
+
+echo "[kill-test] SIGINT and SIGTERM"
+for sig in INT TERM; do
+  rm -rf "$work/sig"
+  "$dqe" train "${args[@]}" --out "$work/sig" >/dev/null 2>"$work/sig.log" &
+  pid=$!
+  sleep 3
+  kill -s "$sig" "$pid"
+  code=0
+  wait "$pid" || code=$?
+  want=$([ "$sig" = INT ] && echo 130 || echo 143)
+  [ "$code" -eq "$want" ] || { echo "[kill-test] FAILED: SIG$sig exit code $code, expected $want"; cat "$work/sig.log"; exit 1; }
+  grep -q -- "--resume" "$work/sig.log" || { echo "[kill-test] FAILED: no resume hint after SIG$sig"; exit 1; }
+  "$dqe" train "${args[@]}" --out "$work/sig" --resume >/dev/null 2>&1
+  echo "[kill-test] SIG$sig: exit $code, checkpoint written, resumed to the end"
+done
+echo "[kill-test] ok"
