@@ -57,6 +57,14 @@ void TrainConfig::validate() const {
   if (eval_batch_size <= 0) throw ConfigError("--eval-batch-size must be > 0");
   if (max_bad_lines < 0) throw ConfigError("--max-bad-lines must be >= 0");
   if (fields.text.empty()) throw ConfigError("--text-fields needs at least one field");
+  if (!labels.empty()) {
+    if (task == "regression") throw ConfigError("--labels applies to classification and binary tasks");
+    if (labels.size() < 2 || (task == "binary" && labels.size() != 2))
+      throw ConfigError("--labels needs " + std::string(task == "binary" ? "exactly 2" : "at least 2") + " class names");
+    for (size_t i = 0; i < labels.size(); ++i)
+      for (size_t j = i + 1; j < labels.size(); ++j)
+        if (labels[i] == labels[j]) throw ConfigError("--labels names \"" + labels[i] + "\" twice");
+  }
   if (match_types != "auto" && match_types != "on" && match_types != "off")
     throw ConfigError("--match-types must be auto, on or off");
 }
@@ -69,6 +77,7 @@ nlohmann::ordered_json TrainConfig::to_json() const {
   j["init"] = init;
   j["tokenizer"] = tokenizer;
   j["task"] = task;
+  j["labels"] = labels;
   j["layers"] = layers;
   j["hidden"] = hidden;
   j["heads"] = heads;
@@ -193,7 +202,9 @@ TrainResult train(const TrainConfig& cfg) {
     } else {
       ts.match_types = cfg.match_types != "off";
     }
-    if (task == Task::kClassification) {
+    if (!cfg.labels.empty()) {
+      ts.labels = cfg.labels;
+    } else if (task == Task::kClassification) {
       ts.labels = collect_class_labels(train_records, cfg.train_path);
       // Keep a fine-tuned head when it already knows the same classes.
       if (init_spec && init_spec->task.task == Task::kClassification && init_spec->task.labels.size() >= ts.labels.size() &&

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -26,6 +27,10 @@ struct TrainConfig {
   std::string tokenizer;
   // "regression", "classification" or "binary".
   std::string task = "regression";
+  // Class names from least to most relevant (classification; binary: negative, positive).
+  // Their order gives the ranking gains and the score. Default: the sorted names in the
+  // training data, or 0..K-1 for integer labels.
+  std::vector<std::string> labels;
 
   // Model shape when training from scratch (ignored with --init).
   int64_t layers = 4;

@@ -22,6 +22,9 @@ void add_train_command(CLI::App& app, CliState& state) {
       ->capture_default_str()
       ->check(CLI::IsMember({"regression", "classification", "binary"}));
 
+  cmd->add_option("--labels", c.labels,
+                  "Class names from least to most relevant (classification; binary: negative,positive)")
+      ->delimiter(',');
   const char* shape = "Model shape (from scratch; ignored with --init)";
   cmd->add_option("--layers", c.layers, "Transformer layers")->capture_default_str()->group(shape);
   cmd->add_option("--hidden", c.hidden, "Hidden size")->capture_default_str()->group(shape);

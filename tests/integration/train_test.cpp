@@ -142,11 +142,15 @@ TEST_F(TrainTest, SavedModelEvaluatesAndScoresToTheSameNumbers) {
 TEST_F(TrainTest, ClassificationWithNamedLabels) {
   config_.task = "classification";
   config_.fields.label = "grade";
+  config_.labels = {"irrelevant", "exact"};  // least to most relevant
   TrainResult r = train(config_);
   EXPECT_EQ(r.metric_name, "accuracy");
   EXPECT_GT(r.best_metric, 0.9);
   LoadedModel m = load_model(config_.out_dir);
-  EXPECT_EQ(m.spec.task.labels, (std::vector<std::string>{"exact", "irrelevant"}));
+  EXPECT_EQ(m.spec.task.labels, (std::vector<std::string>{"irrelevant", "exact"}));
+  // With classes in relevance order the ranking metrics are meaningful: a good model ranks
+  // the exact matches first.
+  EXPECT_GT(r.final_metrics["ranking"]["ndcg_at_10"].get<double>(), 0.95);
   EXPECT_TRUE(r.final_metrics.contains("confusion_matrix"));
 
   ScoreConfig sc;
@@ -164,7 +168,7 @@ TEST_F(TrainTest, ClassificationWithNamedLabels) {
     EXPECT_EQ(o["probs"].size(), 2u);
     // score = P(class 1) * 1 / (K - 1): the probability-weighted class index in [0, 1]
     EXPECT_NEAR(o["score"].get<double>(), o["probs"][1].get<double>(), 1e-6);
-    EXPECT_EQ(o["pred"].get<std::string>(), o["probs"][0] > o["probs"][1] ? "exact" : "irrelevant");
+    EXPECT_EQ(o["pred"].get<std::string>(), o["probs"][0] > o["probs"][1] ? "irrelevant" : "exact");
   }
 }
 
