@@ -166,8 +166,12 @@ int run(int argc, char** argv) {
     return kUsageError;
   }
   finalize(state);
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
+  if (state.train_cmd->parsed()) {
+    // Training finishes its step and writes a checkpoint; other commands just stop (their
+    // outputs only appear when complete).
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+  }
   try {
     if (state.train_cmd->parsed()) return run_train(state);
     if (state.eval_cmd->parsed()) return run_eval(state);
