@@ -32,25 +32,44 @@ nlohmann::ordered_json to_json(const TrainerState& s) {
   return j;
 }
 
+namespace {
+
+// A non-negative integer field; floats and out-of-range values are refused rather than cast.
+int64_t count_field(const nlohmann::json& j, const char* key, const std::string& origin, bool required = true) {
+  auto it = j.find(key);
+  if (it == j.end()) {
+    if (required) throw ModelError(origin + ": missing \"" + key + "\"");
+    return 0;
+  }
+  if (!it->is_number_unsigned() || it->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+    throw ModelError(origin + ": \"" + key + "\" must be a non-negative integer");
+  return it->get<int64_t>();
+}
+
+}  // namespace
+
 TrainerState trainer_state_from_json(const nlohmann::json& j, const std::string& origin) {
   if (!j.is_object()) throw ModelError(origin + ": expected a JSON object");
-  int version = j.value("format_version", 0);
-  if (version != TrainerState::kFormatVersion)
-    throw ModelError(origin + ": unsupported format_version " + std::to_string(version) + " (expected " +
-                     std::to_string(TrainerState::kFormatVersion) + ")");
+  if (json_depth(j) > kMaxJsonDepth) throw ModelError(origin + ": JSON nested too deeply");
+  const auto version_it = j.find("format_version");
+  if (version_it == j.end() || !version_it->is_number_integer() ||
+      version_it->get<int64_t>() != TrainerState::kFormatVersion)
+    throw ModelError(origin + ": unsupported format_version " + (version_it == j.end() ? "(none)" : version_it->dump()) +
+                     " (expected " + std::to_string(TrainerState::kFormatVersion) + ")");
   TrainerState s;
   try {
-    s.step = j.at("step").get<int64_t>();
-    s.epoch = j.at("epoch").get<int64_t>();
-    s.batch_in_epoch = j.at("batch_in_epoch").get<int64_t>();
-    s.samples_seen = j.value("samples_seen", int64_t{0});
-    s.total_steps = j.at("total_steps").get<int64_t>();
+    s.step = count_field(j, "step", origin);
+    s.epoch = count_field(j, "epoch", origin);
+    s.batch_in_epoch = count_field(j, "batch_in_epoch", origin);
+    s.samples_seen = count_field(j, "samples_seen", origin, false);
+    s.total_steps = count_field(j, "total_steps", origin);
+    if (!j.at("seed").is_number_unsigned()) throw ModelError(origin + ": \"seed\" must be a non-negative integer");
     s.seed = j.at("seed").get<uint64_t>();
     s.metric_name = j.value("metric_name", std::string());
     s.higher_is_better = j.value("higher_is_better", false);
     if (j.contains("best_metric") && j["best_metric"].is_number()) s.best_metric = j["best_metric"].get<double>();
-    s.best_step = j.value("best_step", int64_t{0});
-    s.evals_without_improvement = j.value("evals_without_improvement", int64_t{0});
+    s.best_step = count_field(j, "best_step", origin, false);
+    s.evals_without_improvement = count_field(j, "evals_without_improvement", origin, false);
     s.finished = j.value("finished", false);
     if (j.contains("config")) s.config = j["config"];
   } catch (const nlohmann::json::exception& e) {

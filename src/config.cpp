@@ -5,7 +5,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -56,13 +60,50 @@ int64_t TaskSpec::num_outputs() const {
   return task == Task::kClassification ? static_cast<int64_t>(labels.size()) : 1;
 }
 
+int json_text_depth(const std::string& text, int limit) {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) return deepest;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+int json_depth(const nlohmann::json& value, int limit) {
+  std::vector<std::pair<const nlohmann::json*, int>> stack{{&value, 0}};
+  int deepest = 0;
+  while (!stack.empty()) {
+    auto [node, depth] = stack.back();
+    stack.pop_back();
+    if (!node->is_structured()) continue;
+    deepest = std::max(deepest, depth + 1);
+    if (deepest > limit) return deepest;
+    for (const auto& child : *node) stack.emplace_back(&child, depth + 1);
+  }
+  return deepest;
+}
+
 nlohmann::json read_json_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw IoError(path + ": cannot open (" + std::strerror(errno) + ")");
   std::stringstream buf;
   buf << in.rdbuf();
+  const std::string text = buf.str();
+  if (json_text_depth(text) > kMaxJsonDepth)
+    throw ModelError(path + ": JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   try {
-    return nlohmann::json::parse(buf.str());
+    return nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     throw ModelError(path + ": not valid JSON (" + e.what() + ")");
   }
@@ -101,6 +142,13 @@ template <typename T>
 void read_key(const nlohmann::json& j, const char* key, T& out, const std::string& origin) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return;
+  // nlohmann converts 1e300 to an integer with an out-of-range (undefined) cast: refuse it.
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    if (!it->is_number_integer() ||
+        (it->is_number_unsigned() && it->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<T>::max())) ||
+        (!it->is_number_unsigned() && it->get<int64_t>() < static_cast<int64_t>(std::numeric_limits<T>::min())))
+      throw ModelError(origin + ": key \"" + key + "\" must be an integer in range");
+  }
   try {
     out = it->get<T>();
   } catch (const nlohmann::json::exception&) {
@@ -112,6 +160,7 @@ void read_key(const nlohmann::json& j, const char* key, T& out, const std::strin
 
 ModelSpec model_spec_from_json(const nlohmann::json& j, const std::string& origin) {
   if (!j.is_object()) throw ModelError(origin + ": expected a JSON object");
+  if (json_depth(j) > kMaxJsonDepth) throw ModelError(origin + ": JSON nested too deeply");
   ModelSpec spec;
   BertConfig& b = spec.bert;
   read_key(j, "vocab_size", b.vocab_size, origin);

@@ -89,6 +89,7 @@ std::map<std::string, torch::Tensor> load_safetensors(const std::string& path) {
     for (const auto& d : shape) {
       if (!d.is_number_unsigned()) bad("shape holds a negative or non-integer size");
       uint64_t v = d.get<uint64_t>();
+      if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) bad("shape size overflows");
       if (v != 0 && numel > std::numeric_limits<uint64_t>::max() / v) bad("shape size overflows");
       numel *= v;
       e.shape.push_back(static_cast<int64_t>(v));

@@ -77,7 +77,15 @@ ModelSpec load_model_spec(const std::string& dir);
 nlohmann::ordered_json to_json(const ModelSpec& spec);
 ModelSpec model_spec_from_json(const nlohmann::json& j, const std::string& origin);
 
-// Reads a whole JSON file; throws IoError (missing) or ModelError (invalid) naming it.
+// JSON nested deeper than this is rejected before parsing: copying or printing it recurses.
+constexpr int kMaxJsonDepth = 64;
+// Nesting depth of a JSON text (brackets outside strings), stopping early past limit.
+int json_text_depth(const std::string& text, int limit = kMaxJsonDepth);
+// Nesting depth of a parsed value, computed without recursion, stopping early past limit.
+int json_depth(const nlohmann::json& value, int limit = kMaxJsonDepth);
+
+// Reads a whole JSON file; throws IoError (missing) or ModelError (invalid or nested deeper
+// than kMaxJsonDepth) naming it.
 nlohmann::json read_json_file(const std::string& path);
 // Writes text to path through path.tmp + rename, so that a reader never sees half a file.
 void write_file_atomic(const std::string& path, const std::string& text);

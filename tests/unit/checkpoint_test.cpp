@@ -119,6 +119,11 @@ TEST(TrainerState, RejectsUnknownFormatVersion) {
   EXPECT_NO_THROW(trainer_state_from_json(j, "s.json"));
   j["format_version"] = 99;
   EXPECT_THROW(trainer_state_from_json(j, "s.json"), ModelError);
+  // Found by the config fuzzer: a string version and a float step escaped as other errors.
+  EXPECT_THROW(trainer_state_from_json(nlohmann::json::parse(R"({"format_version":"1"})"), "s"), ModelError);
+  EXPECT_THROW(trainer_state_from_json(nlohmann::json::parse(
+                   R"({"format_version":1,"step":1e19,"epoch":0,"batch_in_epoch":0,"total_steps":0,"seed":1})"), "s"),
+               ModelError);
 }
 
 }  // namespace

@@ -58,6 +58,23 @@ TEST(ModelSpec, RejectsInconsistentSizes) {
   EXPECT_THROW(model_spec_from_json(nlohmann::json::parse("[1]"), "c"), ModelError);
 }
 
+// Found by tests/fuzz/config_fuzz.cpp: values that used to reach undefined casts or recursion.
+TEST(ModelSpec, RejectsFloatsWhereIntegersBelongAndDeepNesting) {
+  EXPECT_THROW(model_spec_from_json(nlohmann::json::parse(R"({"vocab_size":1e300})"), "c"), ModelError);
+  EXPECT_THROW(model_spec_from_json(nlohmann::json::parse(R"({"vocab_size":2.5})"), "c"), ModelError);
+  EXPECT_THROW(model_spec_from_json(nlohmann::json::parse(R"({"pad_token_id":-1})"), "c"), ModelError);
+  test::TempDir dir;
+  test::write_text(dir.path("deep.json"), "{\"a\":" + std::string(100000, '[') + std::string(100000, ']') + "}");
+  try {
+    read_json_file(dir.path("deep.json"));
+    FAIL();
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("deep.json: JSON nested deeper than 64 levels"), std::string::npos);
+  }
+  EXPECT_EQ(json_text_depth(R"({"a": "[[[[", "b": [1, {"c": 2}]})"), 3);
+  EXPECT_EQ(json_depth(nlohmann::json::parse(R"({"b": [1, {"c": [2]}]})")), 4);
+}
+
 TEST(ModelSpec, MissingAndInvalidFiles) {
   test::TempDir dir;
   EXPECT_THROW(load_model_spec(dir.path()), ModelError);

@@ -79,6 +79,10 @@ TEST(Safetensors, RejectsMalformedFilesNamingFileAndTensor) {
             std::string(12, '\0'));
   EXPECT_NE(load_error(p).find("overlap"), std::string::npos);
 
+  // Found by the safetensors fuzzer: a size past INT64_MAX times a zero size passed the checks.
+  write_raw(p, R"({"a":{"dtype":"F32","shape":[0,9223372036854775808],"data_offsets":[0,0]}})", "");
+  EXPECT_NE(load_error(p).find("overflows"), std::string::npos);
+
   write_raw(p, R"({"w":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", std::string(4, '\0'));
   EXPECT_NE(load_error(p).find("negative"), std::string::npos);
   EXPECT_EQ(load_error(p).rfind(p, 0), 0u);  // the message starts with the file name
