@@ -8,3 +8,7 @@ bash scripts/build.sh build-test -DDQE_BUILD_TESTS=ON
 (cd build-test && ctest --output-on-failure -j2)
 # Faults: SIGKILL at random moments, SIGINT and SIGTERM, resume to the same metrics.
 bash scripts/kill_test.sh build-test/dqe 20
+# Hostile input: the unit tests under AddressSanitizer + UndefinedBehaviorSanitizer, then
+# each libFuzzer target (JSONL reader, WordPiece, safetensors, configs) for 30 s.
+bash scripts/asan.sh
+bash scripts/fuzz.sh 30
