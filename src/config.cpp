@@ -194,7 +194,7 @@ ModelSpec model_spec_from_json(const nlohmann::json& j, const std::string& origi
       } catch (const std::exception&) {
         throw ModelError(origin + ": id2label key \"" + it.key() + "\" is not an integer");
       }
-      if (id >= hf_labels.size() || !it->is_string())
+      if (id >= hf_labels.size() || it.key() != std::to_string(id) || !it->is_string())
         throw ModelError(origin + ": id2label is not a dense map of ids to names");
       hf_labels[id] = it->get<std::string>();
     }

@@ -126,17 +126,19 @@ void decompose(const CodePoints& in, CodePoints& out) {
     }
     out.resize(at + static_cast<size_t>(n));
   }
-  // Stable sort of each run of combining marks by combining class, as utf8proc_decompose does.
-  size_t pos = 0;
-  while (pos + 1 < out.size()) {
-    const auto ccc1 = utf8proc_get_property(out[pos])->combining_class;
-    const auto ccc2 = utf8proc_get_property(out[pos + 1])->combining_class;
-    if (ccc1 > ccc2 && ccc2 > 0) {
-      std::swap(out[pos], out[pos + 1]);
-      pos = pos > 0 ? pos - 1 : pos + 1;
-    } else {
-      ++pos;
+  // Canonical ordering: a stable sort of each run of combining marks (class > 0) by class,
+  // as utf8proc_decompose does, but O(n log n) on hostile runs of thousands of marks.
+  auto ccc = [](utf8proc_int32_t cp) { return utf8proc_get_property(cp)->combining_class; };
+  for (size_t start = 0; start < out.size();) {
+    if (ccc(out[start]) == 0) {
+      ++start;
+      continue;
     }
+    size_t end = start;
+    while (end < out.size() && ccc(out[end]) != 0) ++end;
+    std::stable_sort(out.begin() + static_cast<std::ptrdiff_t>(start), out.begin() + static_cast<std::ptrdiff_t>(end),
+                     [&](utf8proc_int32_t a, utf8proc_int32_t b) { return ccc(a) < ccc(b); });
+    start = end;
   }
 }
 

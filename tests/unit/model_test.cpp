@@ -27,7 +27,8 @@ TEST(SequenceModel, HuggingFaceFixtureGivesExpectedLogits) {
   EXPECT_TRUE(m.report.missing.empty());
   torch::InferenceMode guard;
   m.model->eval();
-  for (const auto& c : expected()["cases"]) {
+  const nlohmann::json exp = expected();  // iterating expected()["cases"] would use a dead temporary
+  for (const auto& c : exp["cases"]) {
     Encoding e = m.tokenizer->encode_pair(c["query"].get<std::string>(), c["title"].get<std::string>(),
                                           c["max_len"].get<size_t>());
     ASSERT_EQ(e.ids, c["input_ids"].get<std::vector<int64_t>>());
