@@ -132,6 +132,7 @@ std::vector<std::string> expand_config_files(CLI::App& app, std::vector<std::str
       if (!v.is_boolean()) throw ConfigError(where + "\"" + key + "\" is a switch: use true or false");
       if (v.get<bool>()) inserted.push_back("--" + key);
     } else if (v.is_array()) {
+      if (v.empty()) continue;  // an empty list is the default of a list flag
       std::string joined;
       for (const auto& x : v) joined += (joined.empty() ? "" : ",") + text(x);
       inserted.push_back("--" + key);
