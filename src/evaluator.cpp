@@ -109,6 +109,18 @@ EvalResult compute_metrics(const TaskSpec& task, const Predictions& predictions,
   return r;
 }
 
+TaskSpec inference_task(const ModelSpec& spec, int64_t max_len, const std::optional<FieldMap>& fields) {
+  TaskSpec task = spec.task;
+  if (fields) task.fields = *fields;
+  if (max_len > 0) {
+    if (max_len < 3 || max_len > spec.bert.max_position_embeddings)
+      throw ConfigError("--max-len must be between 3 and the model's max_position_embeddings (" +
+                        std::to_string(spec.bert.max_position_embeddings) + ")");
+    task.max_len = max_len;
+  }
+  return task;
+}
+
 EvalResult evaluate(const EvalConfig& config) {
   if (config.batch_size <= 0) throw ConfigError("--batch-size must be > 0");
   if (config.max_len < 0) throw ConfigError("--max-len must be >= 0");
@@ -121,14 +133,7 @@ EvalResult evaluate(const EvalConfig& config) {
   auto log = detail::logger("eval");
   log->info(runtime_description());
   LoadedModel loaded = load_model(config.model);
-  TaskSpec task = loaded.spec.task;
-  if (config.fields) task.fields = *config.fields;
-  if (config.max_len > 0) {
-    if (config.max_len < 3 || config.max_len > loaded.spec.bert.max_position_embeddings)
-      throw ConfigError("--max-len must be between 3 and the model's max_position_embeddings (" +
-                        std::to_string(loaded.spec.bert.max_position_embeddings) + ")");
-    task.max_len = config.max_len;
-  }
+  const TaskSpec task = inference_task(loaded.spec, config.max_len, config.fields);
   ReaderOptions ro;
   ro.fields = task.fields;
   ro.require_label = true;

@@ -32,14 +32,7 @@ ScoreSummary score(const ScoreConfig& config) {
   auto log = detail::logger("score");
   log->info(runtime_description());
   LoadedModel loaded = load_model(config.model);
-  TaskSpec task = loaded.spec.task;
-  if (config.fields) task.fields = *config.fields;
-  if (config.max_len > 0) {
-    if (config.max_len < 3 || config.max_len > loaded.spec.bert.max_position_embeddings)
-      throw ConfigError("--max-len must be between 3 and the model's max_position_embeddings (" +
-                        std::to_string(loaded.spec.bert.max_position_embeddings) + ")");
-    task.max_len = config.max_len;
-  }
+  const TaskSpec task = inference_task(loaded.spec, config.max_len, config.fields);
   ReaderOptions ro;
   ro.fields = task.fields;
   ro.max_bad_lines = config.max_bad_lines;

@@ -43,6 +43,10 @@ struct EvalResult {
 EvalResult compute_metrics(const TaskSpec& task, const Predictions& predictions, const std::vector<double>& labels,
                            const std::vector<std::string>& query_ids);
 
+// The model's task with the command's overrides: max_len (0 keeps the model's; otherwise
+// 3..max_position_embeddings, else ConfigError naming --max-len) and field names.
+TaskSpec inference_task(const ModelSpec& spec, int64_t max_len, const std::optional<FieldMap>& fields);
+
 struct EvalConfig {
   std::string model;  // checkpoint, Hugging Face or run directory
   std::string data;
