@@ -28,6 +28,7 @@ nlohmann::ordered_json to_json(const TrainerState& s) {
   j["best_step"] = s.best_step;
   j["evals_without_improvement"] = s.evals_without_improvement;
   j["finished"] = s.finished;
+  j["chunk"] = s.chunk;
   j["config"] = s.config;
   return j;
 }
@@ -71,6 +72,7 @@ TrainerState trainer_state_from_json(const nlohmann::json& j, const std::string&
     s.best_step = count_field(j, "best_step", origin, false);
     s.evals_without_improvement = count_field(j, "evals_without_improvement", origin, false);
     s.finished = j.value("finished", false);
+    s.chunk = count_field(j, "chunk", origin, false);
     if (j.contains("config")) s.config = j["config"];
   } catch (const nlohmann::json::exception& e) {
     throw ModelError(origin + ": " + e.what());
@@ -102,7 +104,13 @@ LoadedModel load_model(const std::string& path, bool allow_new_head, const std::
   LoadedModel m;
   m.dir = resolve_model_dir(path);
   m.spec = load_model_spec(m.dir);
-  if (task_override) m.spec.task = *task_override;
+  if (m.spec.mlm_encoder && !allow_new_head)
+    throw ModelError(m.dir + ": is a pretrained encoder (dqe pretrain) without a task head; fine-tune it first: "
+                     "dqe train --init " + path + " ...");
+  if (task_override) {
+    m.spec.task = *task_override;
+    m.spec.mlm_encoder = false;
+  }
   if (min_type_vocab) m.spec.bert.type_vocab_size = std::max(m.spec.bert.type_vocab_size, *min_type_vocab);
   m.tokenizer = load_tokenizer(m.dir, m.spec.task.lower_case);
   const std::string weights = (fs::path(m.dir) / "model.safetensors").string();
@@ -131,7 +139,8 @@ void fsync_path(const std::string& path) {
 }  // namespace
 
 void save_checkpoint(const std::string& dir, const ModelSpec& spec, SequenceModel& model, const Tokenizer& tokenizer,
-                     const TrainerState* state, torch::optim::Optimizer* optimizer, const ScoreReference* reference) {
+                     const TrainerState* state, torch::optim::Optimizer* optimizer, const ScoreReference* reference,
+                     const std::vector<std::pair<std::string, torch::Tensor>>& extra_weights) {
   const fs::path target(dir);
   const std::string tmp = dir + ".tmp";
   const std::string old = dir + ".old";
@@ -146,7 +155,11 @@ void save_checkpoint(const std::string& dir, const ModelSpec& spec, SequenceMode
                                     {"tokenizer_class", tokenizer.kind() == "wordpiece" ? "BertTokenizer" : "dqe"}};
   write_file_atomic((fs::path(tmp) / "tokenizer_config.json").string(), tok_cfg.dump(2) + "\n");
   tokenizer.save(tmp);
-  save_safetensors((fs::path(tmp) / "model.safetensors").string(), named_weights(model));
+  std::vector<std::pair<std::string, torch::Tensor>> weights;
+  for (auto& w : named_weights(model))
+    if (!spec.mlm_encoder || w.first.rfind("classifier.", 0) != 0) weights.push_back(std::move(w));
+  weights.insert(weights.end(), extra_weights.begin(), extra_weights.end());
+  save_safetensors((fs::path(tmp) / "model.safetensors").string(), weights);
   if (optimizer) {
     const std::string opt_path = (fs::path(tmp) / "optimizer.pt").string();
     try {

@@ -232,6 +232,10 @@ ModelSpec model_spec_from_json(const nlohmann::json& j, const std::string& origi
     read_key(*dq, "label_field", t.fields.label, origin);
     read_key(*dq, "query_id_field", t.fields.query_id, origin);
     read_key(*dq, "id_field", t.fields.id, origin);
+    std::string objective;
+    read_key(*dq, "objective", objective, origin);
+    if (!objective.empty() && objective != "mlm") throw ModelError(origin + ": unknown objective \"" + objective + "\"");
+    spec.mlm_encoder = objective == "mlm";
   }
   if (t.task == Task::kClassification && t.labels.size() < 2)
     throw ModelError(origin + ": a classification model needs at least 2 labels");
@@ -266,7 +270,7 @@ nlohmann::ordered_json to_json(const ModelSpec& spec) {
   const BertConfig& b = spec.bert;
   const TaskSpec& t = spec.task;
   nlohmann::ordered_json j;
-  j["architectures"] = {"BertForSequenceClassification"};
+  j["architectures"] = {spec.mlm_encoder ? "BertForMaskedLM" : "BertForSequenceClassification"};
   j["model_type"] = "bert";
   j["vocab_size"] = b.vocab_size;
   j["hidden_size"] = b.hidden_size;
@@ -299,6 +303,7 @@ nlohmann::ordered_json to_json(const ModelSpec& spec) {
     if (t.task == Task::kRegression) j["problem_type"] = "regression";
   }
   nlohmann::ordered_json d;
+  if (spec.mlm_encoder) d["objective"] = "mlm";
   d["task"] = task_name(t.task);
   d["labels"] = t.labels;
   d["label_mean"] = t.label_mean;

@@ -1,5 +1,6 @@
 #include "dqe/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -114,6 +115,67 @@ torch::Tensor SequenceModelImpl::forward(const torch::Tensor& ids, const torch::
   return classifier(dropout(bert(ids, type_ids, mask)));
 }
 
+namespace {
+
+// Maps a checkpoint's tensor name onto ours: adds the "bert." prefix of a bare BertModel
+// and renames TensorFlow-era LayerNorm gamma/beta.
+std::string canonical_name(std::string name) {
+  auto ends_with = [&](const std::string& s) {
+    return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+  };
+  if (ends_with("LayerNorm.gamma")) name.replace(name.size() - 5, 5, "weight");
+  else if (ends_with("LayerNorm.beta")) name.replace(name.size() - 4, 4, "bias");
+  if (name.rfind("bert.", 0) != 0 && name.rfind("classifier.", 0) != 0 && name.rfind("cls.", 0) != 0)
+    name = "bert." + name;
+  return name;
+}
+
+}  // namespace
+
+BertLmHeadImpl::BertLmHeadImpl(const BertConfig& c) : act(c.hidden_act) {
+  // HF nests these two levels down ("predictions.transform.dense"); holder modules keep the names.
+  auto predictions = register_module("predictions", std::make_shared<nn::Module>());
+  auto transform = predictions->register_module("transform", std::make_shared<nn::Module>());
+  transform_dense = transform->register_module("dense", nn::Linear(c.hidden_size, c.hidden_size));
+  transform_LayerNorm = transform->register_module(
+      "LayerNorm", nn::LayerNorm(nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps)));
+  bias = predictions->register_parameter("bias", torch::zeros({c.vocab_size}));
+}
+
+torch::Tensor BertLmHeadImpl::forward(const torch::Tensor& hidden, const torch::Tensor& word_embeddings) {
+  auto h = transform_dense(hidden);
+  if (act == "gelu") h = torch::gelu(h);
+  else if (act == "relu") h = torch::relu(h);
+  else h = torch::gelu(h, "tanh");
+  return torch::matmul(transform_LayerNorm(h), word_embeddings.t()) + bias;
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> lm_head_weights(BertLmHead& head) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& item : head->named_parameters()) out.emplace_back("cls." + item.key(), item.value());
+  return out;
+}
+
+bool load_lm_head(BertLmHead& head, const std::map<std::string, torch::Tensor>& file_tensors, const std::string& origin) {
+  std::map<std::string, torch::Tensor> tensors;
+  for (const auto& [name, t] : file_tensors) tensors[canonical_name(name)] = t;
+  const bool any = std::any_of(tensors.begin(), tensors.end(),
+                               [](const auto& kv) { return kv.first.rfind("cls.predictions.", 0) == 0; });
+  if (!any) return false;
+  torch::NoGradGuard no_grad;
+  for (auto& item : head->named_parameters()) {
+    std::string name = "cls." + item.key();
+    auto it = tensors.find(name);
+    // Some exports keep the output bias only as the decoder's.
+    if (it == tensors.end() && name == "cls.predictions.bias") it = tensors.find("cls.predictions.decoder.bias");
+    if (it == tensors.end()) throw ModelError(origin + ": missing tensor \"" + name + "\"");
+    if (it->second.sizes() != item.value().sizes())
+      throw ModelError(origin + ": tensor \"" + name + "\" does not fit the model's shape");
+    item.value().copy_(it->second.to(item.value().dtype()));
+  }
+  return true;
+}
+
 void init_bert_weights(nn::Module& module, double initializer_range, int64_t pad_token_id) {
   torch::NoGradGuard no_grad;
   for (auto& m : module.modules(/*include_self=*/true)) {
@@ -130,21 +192,6 @@ void init_bert_weights(nn::Module& module, double initializer_range, int64_t pad
   }
 }
 
-namespace {
-
-// Maps a checkpoint's tensor name onto ours: adds the "bert." prefix of a bare BertModel
-// and renames TensorFlow-era LayerNorm gamma/beta.
-std::string canonical_name(std::string name) {
-  auto ends_with = [&](const std::string& s) {
-    return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
-  };
-  if (ends_with("LayerNorm.gamma")) name.replace(name.size() - 5, 5, "weight");
-  else if (ends_with("LayerNorm.beta")) name.replace(name.size() - 4, 4, "bias");
-  if (name.rfind("bert.", 0) != 0 && name.rfind("classifier.", 0) != 0) name = "bert." + name;
-  return name;
-}
-
-}  // namespace
 
 LoadReport load_weights(SequenceModel& model, std::map<std::string, torch::Tensor> tensors,
                         const std::string& origin, bool allow_new_head) {

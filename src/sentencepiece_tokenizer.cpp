@@ -129,7 +129,7 @@ std::string SentencePieceTokenizer::save(const std::string& dir) const {
 }
 
 void train_sentencepiece(const std::vector<std::string>& corpus_files, const std::string& model_path,
-                         int vocab_size, const std::string& type) {
+                         int vocab_size, const std::string& type, bool lower_case) {
   if (type != "unigram" && type != "bpe") {
     throw ConfigError("sentencepiece model type must be unigram or bpe, got \"" + type + "\"");
   }
@@ -147,6 +147,7 @@ void train_sentencepiece(const std::vector<std::string>& corpus_files, const std
       {"num_threads", "1"},
       // Warnings and errors only; the trainer's INFO lines are a page per run.
       {"minloglevel", "1"},
+      {"normalization_rule_name", lower_case ? "nmt_nfkc_cf" : "nmt_nfkc"},
   };
   FileLines lines(corpus_files);
   std::string model;

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "detail/log.h"
+#include "detail/train_util.h"
 #include "dqe/checkpoint.h"
 #include "dqe/dataset.h"
 #include "dqe/errors.h"
@@ -18,6 +19,7 @@
 
 namespace dqe {
 namespace fs = std::filesystem;
+using detail::fmt_double;
 
 namespace {
 
@@ -108,47 +110,6 @@ nlohmann::ordered_json TrainConfig::to_json() const {
   return j;
 }
 
-namespace {
-
-// Keeps the records of a JSONL log up to and including step, so that a resumed run
-// continues the log instead of repeating steps.
-void truncate_log(const fs::path& path, int64_t step) {
-  if (!fs::exists(path)) return;
-  std::ifstream in(path);
-  std::string kept, line;
-  while (std::getline(in, line)) {
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (!j.is_discarded() && j.value("step", int64_t{0}) <= step) kept += line + "\n";
-  }
-  write_file_atomic(path.string(), kept);
-}
-
-void check_writable(const fs::path& dir) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) throw IoError(dir.string() + ": cannot create directory (" + ec.message() + ")");
-  const fs::path probe = dir / ".dqe-write-test";
-  {
-    std::ofstream f(probe);
-    if (!f || !(f << "ok") || !f.flush()) throw IoError(dir.string() + ": directory is not writable");
-  }
-  fs::remove(probe, ec);
-}
-
-double learning_rate(const TrainConfig& c, int64_t step, int64_t total, int64_t warmup) {
-  if (step < warmup) return c.lr * static_cast<double>(step + 1) / static_cast<double>(warmup);
-  if (total <= warmup) return c.lr;
-  return c.lr * std::max(0.0, static_cast<double>(total - step) / static_cast<double>(total - warmup));
-}
-
-std::string fmt_double(double v, int precision = 4) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*g", precision, v);
-  return buf;
-}
-
-}  // namespace
-
 TrainResult train(const TrainConfig& cfg) {
   cfg.validate();
   g_stop_signal.store(0);
@@ -163,7 +124,7 @@ TrainResult train(const TrainConfig& cfg) {
   } else if (fs::exists(last_dir) || fs::exists(best_dir)) {
     throw ConfigError("--out " + cfg.out_dir + " already holds a run: add --resume to continue it, or choose another directory");
   }
-  check_writable(out);  // fail now, not after an hour of training
+  detail::check_writable(out);  // fail now, not after an hour of training
   const int threads = configure_threads(cfg.threads);
   log->info(runtime_description());
 
@@ -213,7 +174,7 @@ TrainResult train(const TrainConfig& cfg) {
           }))
         ts.labels = init_spec->task.labels;
     } else if (task == Task::kRegression) {
-      if (init_spec && init_spec->has_dqe_section && init_spec->task.task == Task::kRegression) {
+      if (init_spec && init_spec->has_dqe_section && !init_spec->mlm_encoder && init_spec->task.task == Task::kRegression) {
         ts.label_mean = init_spec->task.label_mean;
         ts.label_std = init_spec->task.label_std;
       } else {
@@ -297,19 +258,10 @@ TrainResult train(const TrainConfig& cfg) {
     for (auto& t : targets) t = static_cast<float>((t - ts.label_mean) / ts.label_std);
   const std::vector<size_t> lengths = lengths_of(train_set.inputs);
 
-  // AdamW without weight decay on biases and LayerNorm, as BERT fine-tuning does.
-  std::vector<torch::Tensor> decay, no_decay;
-  for (const auto& item : model->named_parameters()) {
-    const std::string& name = item.key();
-    const bool plain = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
-    (plain || name.find("LayerNorm") != std::string::npos ? no_decay : decay).push_back(item.value());
-  }
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
-                                 torch::optim::AdamWOptions(cfg.lr).weight_decay(cfg.weight_decay)));
-  groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(
-                                    torch::optim::AdamWOptions(cfg.lr).weight_decay(0.0)));
-  torch::optim::AdamW optimizer(std::move(groups), torch::optim::AdamWOptions(cfg.lr));
+  std::vector<std::pair<std::string, torch::Tensor>> params;
+  for (const auto& item : model->named_parameters()) params.emplace_back(item.key(), item.value());
+  auto optimizer_ptr = detail::make_adamw(params, cfg.lr, cfg.weight_decay);
+  torch::optim::AdamW& optimizer = *optimizer_ptr;
 
   const int64_t batches_per_epoch = (static_cast<int64_t>(lengths.size()) + cfg.batch_size - 1) / cfg.batch_size;
   const int64_t steps_per_epoch = (batches_per_epoch + cfg.grad_accum - 1) / cfg.grad_accum;
@@ -326,8 +278,8 @@ TrainResult train(const TrainConfig& cfg) {
   const int64_t total_steps = state.total_steps;
   const int64_t warmup = static_cast<int64_t>(std::llround(cfg.warmup_ratio * static_cast<double>(total_steps)));
 
-  truncate_log(out / "train_log.jsonl", cfg.resume ? state.step : -1);
-  truncate_log(out / "eval_log.jsonl", cfg.resume ? state.step : -1);
+  detail::truncate_log(out / "train_log.jsonl", cfg.resume ? state.step : -1);
+  detail::truncate_log(out / "eval_log.jsonl", cfg.resume ? state.step : -1);
   std::ofstream train_log(out / "train_log.jsonl", std::ios::app);
   std::ofstream eval_log(out / "eval_log.jsonl", std::ios::app);
   if (!train_log || !eval_log) throw IoError(cfg.out_dir + ": cannot write the run's logs");
@@ -418,7 +370,7 @@ TrainResult train(const TrainConfig& cfg) {
           if (p.grad().defined()) sq += p.grad().pow(2).sum().item<double>();
         grad_norm = std::sqrt(sq);
       }
-      const double lr = learning_rate(cfg, state.step, total_steps, warmup);
+      const double lr = detail::linear_schedule(cfg.lr, state.step, total_steps, warmup);
       state.batch_in_epoch = first + count;
       const bool epoch_end = state.batch_in_epoch >= static_cast<int64_t>(batches.size());
       if (epoch_end) {
@@ -436,8 +388,7 @@ TrainResult train(const TrainConfig& cfg) {
         continue;
       }
       non_finite_in_a_row = 0;
-      for (auto& group : optimizer.param_groups())
-        static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+      detail::set_learning_rate(optimizer, lr);
       optimizer.step();
       ++state.step;
       state.samples_seen += samples;

@@ -1,6 +1,9 @@
 #include "dqe/vocab_builder.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <functional>
 #include <iterator>
 #include <queue>
 #include <set>
@@ -9,6 +12,7 @@
 
 #include "detail/unicode.h"
 #include "dqe/errors.h"
+#include "dqe/sentencepiece_tokenizer.h"
 
 namespace dqe {
 namespace {
@@ -209,6 +213,88 @@ std::vector<std::string> build_wordpiece_vocab(const std::vector<std::string>& t
     });
   }
   return WordPieceTrainer(word_counts, options.min_frequency).train(static_cast<size_t>(options.vocab_size));
+}
+
+}  // namespace dqe
+
+namespace dqe {
+
+void TokenizerTrainConfig::validate() const {
+  if (corpus.empty()) throw ConfigError("--corpus needs at least one file");
+  if (out_dir.empty()) throw ConfigError("--out is required");
+  if (type != "wordpiece" && type != "unigram" && type != "bpe")
+    throw ConfigError("--type must be wordpiece, unigram or bpe, got \"" + type + "\"");
+  if (vocab_size < 10 || vocab_size > 1000000) throw ConfigError("--vocab-size must be between 10 and 1000000");
+  if (min_frequency < 1) throw ConfigError("--min-frequency must be >= 1");
+}
+
+namespace {
+
+// Writes path.tmp, then renames it, so a failed run never leaves a plausible-looking file.
+void write_atomically(const std::filesystem::path& path, const std::function<void(std::ofstream&)>& write) {
+  const std::filesystem::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    if (!out) throw IoError(tmp.string() + ": cannot write");
+    write(out);
+    out.close();
+    if (!out) throw IoError(tmp.string() + ": cannot write");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) throw IoError(path.string() + ": cannot move into place (" + ec.message() + ")");
+}
+
+}  // namespace
+
+TokenizerTrainResult train_tokenizer(const TokenizerTrainConfig& cfg) {
+  cfg.validate();
+  namespace fs = std::filesystem;
+  for (const auto& file : cfg.corpus)
+    if (!fs::is_regular_file(file)) throw IoError(file + ": no such corpus file");
+  std::error_code ec;
+  fs::create_directories(cfg.out_dir, ec);
+  if (ec) throw IoError(cfg.out_dir + ": cannot create directory (" + ec.message() + ")");
+  TokenizerTrainResult result;
+  if (cfg.type != "wordpiece") {
+    const fs::path path = fs::path(cfg.out_dir) / "tokenizer.model";
+    const std::string tmp = path.string() + ".tmp";
+    train_sentencepiece(cfg.corpus, tmp, static_cast<int>(cfg.vocab_size), cfg.type, cfg.lower_case);
+    fs::rename(tmp, path, ec);
+    if (ec) throw IoError(path.string() + ": cannot move into place (" + ec.message() + ")");
+    result.path = path.string();
+    result.vocab_size = SentencePieceTokenizer(result.path).vocab_size();
+    return result;
+  }
+  std::vector<std::string> texts;
+  for (const auto& file : cfg.corpus) {
+    std::ifstream in(file, std::ios::binary);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.find_first_not_of(" \t\v\f") != std::string::npos) texts.push_back(std::move(line));
+    }
+    if (in.bad()) throw IoError(file + ": read error");
+  }
+  if (texts.empty()) throw DataError("no text in the corpus files");
+  result.lines = static_cast<int64_t>(texts.size());
+  VocabBuilderOptions options;
+  options.vocab_size = cfg.vocab_size;
+  options.lower_case = cfg.lower_case;
+  options.min_frequency = cfg.min_frequency;
+  const std::vector<std::string> vocab = build_wordpiece_vocab(texts, options);
+  const fs::path path = fs::path(cfg.out_dir) / "vocab.txt";
+  write_atomically(path, [&](std::ofstream& out) {
+    for (const auto& token : vocab) out << token << '\n';
+  });
+  // Hugging Face's BertTokenizer reads the casing from here, and so does dqe.
+  write_atomically(fs::path(cfg.out_dir) / "tokenizer_config.json", [&](std::ofstream& out) {
+    out << "{\n  \"do_lower_case\": " << (cfg.lower_case ? "true" : "false")
+        << ",\n  \"tokenizer_class\": \"BertTokenizer\"\n}\n";
+  });
+  result.path = path.string();
+  result.vocab_size = static_cast<int64_t>(vocab.size());
+  return result;
 }
 
 }  // namespace dqe

@@ -32,6 +32,9 @@ struct TrainerState {
   int64_t best_step = 0;
   int64_t evals_without_improvement = 0;
   bool finished = false;
+  // Streaming runs (pretrain): the chunk of the input in progress; batch_in_epoch then
+  // counts batches of that chunk.
+  int64_t chunk = 0;
   // The effective training configuration, for the record.
   nlohmann::ordered_json config;
 };
@@ -56,16 +59,21 @@ struct LoadedModel {
 std::string resolve_model_dir(const std::string& path);
 
 // Loads config, tokenizer and weights. With allow_new_head, a missing or wrongly shaped
-// head (num_outputs differs) is initialised fresh, for fine-tuning.
+// head (num_outputs differs) is initialised fresh, for fine-tuning; without it, an MLM
+// encoder (no task head) is a ModelError that says to fine-tune it first. A task_override
+// makes the result a task model (mlm_encoder false).
 // min_type_vocab widens the token type embeddings (for match types on an --init model).
 LoadedModel load_model(const std::string& path, bool allow_new_head = false,
                        const std::optional<TaskSpec>& task_override = std::nullopt,
                        std::optional<int64_t> min_type_vocab = std::nullopt);
 
-// Writes a complete checkpoint to dir atomically. state, optimizer and reference are optional.
+// Writes a complete checkpoint to dir atomically. state, optimizer and reference are optional;
+// extra_weights are saved beside the model's (the MLM head). An spec.mlm_encoder checkpoint
+// leaves out the untrained classifier.
 void save_checkpoint(const std::string& dir, const ModelSpec& spec, SequenceModel& model, const Tokenizer& tokenizer,
                      const TrainerState* state = nullptr, torch::optim::Optimizer* optimizer = nullptr,
-                     const ScoreReference* reference = nullptr);
+                     const ScoreReference* reference = nullptr,
+                     const std::vector<std::pair<std::string, torch::Tensor>>& extra_weights = {});
 
 // Reads DIR/trainer_state.json and, when given, DIR/optimizer.pt into optimizer.
 TrainerState load_trainer_state(const std::string& dir, torch::optim::Optimizer* optimizer);

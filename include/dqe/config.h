@@ -69,6 +69,9 @@ struct ModelSpec {
   TaskSpec task;
   // Whether the file had a "dqe" section (false for a plain Hugging Face directory).
   bool has_dqe_section = false;
+  // Written by `dqe pretrain`: an encoder with a masked-language-model head ("cls.*") and no
+  // task head yet. Saved as "objective": "mlm"; TaskSpec then only says how inputs are built.
+  bool mlm_encoder = false;
 };
 
 // Reads DIR/config.json (and, for a Hugging Face directory, DIR/tokenizer_config.json for

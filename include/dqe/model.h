@@ -90,6 +90,26 @@ struct SequenceModelImpl : torch::nn::Module {
 };
 TORCH_MODULE(SequenceModel);
 
+// Hugging Face's BertOnlyMLMHead ("cls.predictions.*"): dense, activation and LayerNorm,
+// then scores against the word embeddings (tied, as BERT does) plus a bias per token.
+struct BertLmHeadImpl : torch::nn::Module {
+  explicit BertLmHeadImpl(const BertConfig& c);
+  // hidden: [n, hidden] states at the masked positions; returns [n, vocab] logits.
+  torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& word_embeddings);
+
+  torch::nn::Linear transform_dense{nullptr};        // "predictions.transform.dense"
+  torch::nn::LayerNorm transform_LayerNorm{nullptr};  // "predictions.transform.LayerNorm"
+  torch::Tensor bias;                                 // "predictions.bias"
+  std::string act;
+};
+TORCH_MODULE(BertLmHead);
+
+// The head's tensors under their Hugging Face names ("cls.predictions.bias", ...).
+std::vector<std::pair<std::string, torch::Tensor>> lm_head_weights(BertLmHead& head);
+// Copies "cls.predictions.*" tensors into head. Returns false (head untouched) when the
+// file has none; throws ModelError naming origin when some are missing or misshapen.
+bool load_lm_head(BertLmHead& head, const std::map<std::string, torch::Tensor>& tensors, const std::string& origin);
+
 // BERT's initialisation: N(0, initializer_range) for Linear and Embedding weights (the
 // padding row zeroed), zero biases, LayerNorm weight 1 and bias 0.
 void init_bert_weights(torch::nn::Module& module, double initializer_range, int64_t pad_token_id);

@@ -44,7 +44,8 @@ class SentencePieceTokenizer : public Tokenizer {
 // Single-threaded, so the model does not depend on the machine; vocab_size is a soft limit
 // (a small corpus gives fewer pieces). Throws ConfigError for a bad type or size, IoError
 // naming an unreadable corpus file, Error when the trainer fails.
+// lower_case folds case in the model's normaliser (nmt_nfkc_cf), so encoding folds too.
 void train_sentencepiece(const std::vector<std::string>& corpus_files, const std::string& model_path,
-                         int vocab_size, const std::string& type);
+                         int vocab_size, const std::string& type, bool lower_case = false);
 
 }  // namespace dqe

@@ -27,4 +27,30 @@ struct VocabBuilderOptions {
 std::vector<std::string> build_wordpiece_vocab(const std::vector<std::string>& texts,
                                                const VocabBuilderOptions& options);
 
+// `dqe tokenizer train`: a WordPiece vocab.txt (ours, for BERT-style models) or a
+// SentencePiece unigram/BPE model (the library's trainer) from text files, one text per line.
+struct TokenizerTrainConfig {
+  std::vector<std::string> corpus;
+  // Output directory; receives vocab.txt (+ tokenizer_config.json) or tokenizer.model.
+  std::string out_dir;
+  // "wordpiece", "unigram" or "bpe".
+  std::string type = "wordpiece";
+  int64_t vocab_size = 8000;
+  bool lower_case = true;
+  // WordPiece: pieces seen fewer times are not added.
+  int64_t min_frequency = 2;
+
+  // Throws ConfigError naming the flag.
+  void validate() const;
+};
+
+struct TokenizerTrainResult {
+  std::string path;  // the written vocab.txt or tokenizer.model
+  int64_t vocab_size = 0;
+  int64_t lines = 0;  // non-empty corpus lines (WordPiece; SentencePiece reads its own)
+};
+
+// Throws IoError naming an unreadable corpus file or an unwritable output.
+TokenizerTrainResult train_tokenizer(const TokenizerTrainConfig& config);
+
 }  // namespace dqe

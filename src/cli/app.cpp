@@ -51,13 +51,15 @@ bool field_options_given(const CLI::App& cmd) {
 
 std::unique_ptr<CLI::App> make_app(CliState& state) {
   auto app = std::make_unique<CLI::App>(
-      "dqe: fine-tune BERT encoders to judge e-commerce search results (train, eval, score)", "dqe");
+      "dqe: fine-tune BERT encoders to judge e-commerce search results (train, eval, score, pretrain)", "dqe");
   app->set_version_flag("--version", [] { return version_text(); }, "Print dqe's version, LibTorch, BLAS and devices");
   app->require_subcommand(1);
   add_train_command(*app, state);
   add_eval_command(*app, state);
   add_score_command(*app, state);
   add_report_command(*app, state);
+  add_pretrain_command(*app, state);
+  add_tokenizer_command(*app, state);
   return app;
 }
 
@@ -167,7 +169,7 @@ int run(int argc, char** argv) {
     return kUsageError;
   }
   finalize(state);
-  if (state.train_cmd->parsed()) {
+  if (state.train_cmd->parsed() || state.pretrain_cmd->parsed()) {
     // Training finishes its step and writes a checkpoint; other commands just stop (their
     // outputs only appear when complete).
     std::signal(SIGINT, on_signal);
@@ -178,6 +180,8 @@ int run(int argc, char** argv) {
     if (state.eval_cmd->parsed()) return run_eval(state);
     if (state.score_cmd->parsed()) return run_score(state);
     if (state.report_cmd->parsed()) return run_report(state);
+    if (state.pretrain_cmd->parsed()) return run_pretrain(state);
+    if (state.tokenizer_train_cmd->parsed()) return run_tokenizer_train(state);
     return kUsageError;
   } catch (const ConfigError& e) {
     std::cerr << "dqe: error: " << e.what() << "\n";

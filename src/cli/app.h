@@ -10,9 +10,11 @@
 
 #include "dqe/evaluator.h"
 #include "dqe/gate.h"
+#include "dqe/pretrainer.h"
 #include "dqe/report.h"
 #include "dqe/scorer.h"
 #include "dqe/trainer.h"
+#include "dqe/vocab_builder.h"
 
 namespace dqe::cli {
 
@@ -44,6 +46,10 @@ struct CliState {
   CLI::App* score_cmd = nullptr;
   ReportConfig report;
   CLI::App* report_cmd = nullptr;
+  PretrainConfig pretrain;
+  CLI::App* pretrain_cmd = nullptr;
+  TokenizerTrainConfig tokenizer;
+  CLI::App* tokenizer_train_cmd = nullptr;
 };
 
 std::unique_ptr<CLI::App> make_app(CliState& state);
@@ -55,6 +61,9 @@ void add_train_command(CLI::App& app, CliState& state);
 void add_eval_command(CLI::App& app, CliState& state);
 void add_score_command(CLI::App& app, CliState& state);
 void add_report_command(CLI::App& app, CliState& state);
+void add_pretrain_command(CLI::App& app, CliState& state);
+// `dqe tokenizer train`.
+void add_tokenizer_command(CLI::App& app, CliState& state);
 
 // Adds --query-field, --text-fields, --label-field, --query-id-field, --id-field.
 void add_field_options(CLI::App& cmd, FieldMap& fields);
@@ -68,6 +77,8 @@ int run_train(CliState& state);
 int run_eval(CliState& state);
 int run_score(CliState& state);
 int run_report(CliState& state);
+int run_pretrain(CliState& state);
+int run_tokenizer_train(CliState& state);
 
 // Replaces "--config F" (after the subcommand, repeatable) by the flags F holds: keys are
 // long flag names; later files override earlier ones and explicit flags override files.

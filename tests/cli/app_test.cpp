@@ -143,5 +143,36 @@ TEST(CliParse, EvalAndScoreKeepModelFieldsUnlessGiven) {
   EXPECT_TRUE(p->state.score.filter);
 }
 
+
+TEST(CliParse, PretrainFlagsLandInPretrainConfig) {
+  auto p = parse({"pretrain", "--corpus", "c.txt", "--out", "pt", "--whole-word", "--mask-prob", "0.2", "--max-len", "64",
+                  "--epochs", "2", "--held-out-every", "50", "--chunk-lines", "1000", "--resume"});
+  const PretrainConfig& c = p->state.pretrain;
+  EXPECT_TRUE(p->state.pretrain_cmd->parsed());
+  EXPECT_EQ(c.corpus, "c.txt");
+  EXPECT_EQ(c.out_dir, "pt");
+  EXPECT_TRUE(c.whole_word);
+  EXPECT_DOUBLE_EQ(c.mask_prob, 0.2);
+  EXPECT_EQ(c.max_len, 64);
+  EXPECT_EQ(c.epochs, 2);
+  EXPECT_EQ(c.held_out_every, 50);
+  EXPECT_EQ(c.chunk_lines, 1000);
+  EXPECT_TRUE(c.resume);
+  EXPECT_THROW(parse({"pretrain", "--out", "pt"}), CLI::ParseError);
+}
+
+TEST(CliParse, TokenizerTrainTakesSeveralCorpusFiles) {
+  auto p = parse({"tokenizer", "train", "--corpus", "a.txt", "b.txt", "--out", "tok", "--type", "unigram", "--vocab-size",
+                  "500", "--lower-case", "false"});
+  const TokenizerTrainConfig& c = p->state.tokenizer;
+  EXPECT_TRUE(p->state.tokenizer_train_cmd->parsed());
+  EXPECT_EQ(c.corpus, (std::vector<std::string>{"a.txt", "b.txt"}));
+  EXPECT_EQ(c.type, "unigram");
+  EXPECT_EQ(c.vocab_size, 500);
+  EXPECT_FALSE(c.lower_case);
+  EXPECT_THROW(parse({"tokenizer", "train", "--corpus", "a.txt", "--out", "t", "--type", "bytes"}), CLI::ParseError);
+  EXPECT_THROW(parse({"tokenizer"}), CLI::ParseError);
+}
+
 }  // namespace
 }  // namespace dqe::cli

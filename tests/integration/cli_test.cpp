@@ -214,5 +214,40 @@ TEST_F(CliTest, VersionNamesLibTorchAndBlas) {
   EXPECT_NE(r.out.find("devices:"), std::string::npos);
 }
 
+
+TEST_F(CliTest, TokenizerThenPretrainThenFineTune) {
+  std::string corpus;
+  for (const char* line : {"red oak chair large", "blue steel table set", "modern lamp small", "oak rug classic",
+                           "steel drill pack", "garden hose large"})
+    for (int i = 0; i < 20; ++i) corpus += std::string(line) + "\n";
+  test::write_text(scratch_.path("corpus.txt"), corpus);
+  Outcome tok = dqe(scratch_, "tokenizer train --corpus " + scratch_.path("corpus.txt") + " --out " +
+                                  scratch_.path("tok") + " --vocab-size 60");
+  ASSERT_EQ(tok.code, 0) << tok.err;
+  EXPECT_NE(tok.out.find("vocab.txt: "), std::string::npos) << tok.out;
+
+  Outcome pt = dqe(scratch_, "pretrain --corpus " + scratch_.path("corpus.txt") + " --tokenizer " + scratch_.path("tok") +
+                                 " --out " + scratch_.path("pt") +
+                                 " --layers 1 --hidden 32 --heads 2 --intermediate 64 --max-steps 5 --threads 2");
+  ASSERT_EQ(pt.code, 0) << pt.err;
+  EXPECT_NE(pt.out.find("held-back MLM accuracy"), std::string::npos) << pt.out;
+  EXPECT_NE(pt.err.find("[pretrain]"), std::string::npos);
+
+  // Not a scoring model until fine-tuned: a one-line error that says what to do.
+  Outcome refused = dqe(scratch_, "eval --model " + scratch_.path("pt") + " --data " + path("dev.jsonl"));
+  EXPECT_EQ(refused.code, 1);
+  EXPECT_NE(refused.err.find("dqe train --init"), std::string::npos) << refused.err;
+
+  Outcome ft = dqe(scratch_, "train --init " + scratch_.path("pt") + " --train " + path("train.jsonl") + " --dev " +
+                                 path("dev.jsonl") + " --out " + scratch_.path("ft") + " --max-steps 3 --threads 2");
+  ASSERT_EQ(ft.code, 0) << ft.err;
+  Outcome ev = dqe(scratch_, "eval --model " + scratch_.path("ft") + " --data " + path("dev.jsonl"));
+  EXPECT_EQ(ev.code, 0) << ev.err;
+
+  Outcome bad = dqe(scratch_, "tokenizer train --corpus " + scratch_.path("nope.txt") + " --out " + scratch_.path("t2"));
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.err.find("nope.txt"), std::string::npos) << bad.err;
+}
+
 }  // namespace
 }  // namespace dqe

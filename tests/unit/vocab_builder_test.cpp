@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "dqe/errors.h"
+#include "dqe/sentencepiece_tokenizer.h"
+#include "test_util.h"
 #include "dqe/wordpiece_tokenizer.h"
 
 namespace dqe {
@@ -119,6 +121,77 @@ TEST(VocabBuilder, DeterministicAndIndependentOfTextOrder) {
   EXPECT_EQ(build_wordpiece_vocab(texts, options), first);
   std::reverse(texts.begin(), texts.end());
   EXPECT_EQ(build_wordpiece_vocab(texts, options), first);
+}
+
+
+// `dqe tokenizer train`: files in, a loadable tokenizer directory out.
+class TrainTokenizer : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string text;
+    for (int round = 0; round < 20; ++round)
+      for (const auto& line : corpus()) text += line + "\n";
+    test::write_text(dir_.path("a.txt"), text);
+    test::write_text(dir_.path("b.txt"), "\n\nCordless Drills and Drill Bits\n");
+    config_.corpus = {dir_.path("a.txt"), dir_.path("b.txt")};
+    config_.out_dir = dir_.path("tok");
+    config_.vocab_size = 300;
+  }
+  test::TempDir dir_;
+  TokenizerTrainConfig config_;
+};
+
+TEST_F(TrainTokenizer, WordPieceWritesAVocabThatLoadsAndEncodesTheCorpus) {
+  TokenizerTrainResult r = train_tokenizer(config_);
+  EXPECT_EQ(r.path, dir_.path("tok/vocab.txt"));
+  EXPECT_EQ(r.lines, static_cast<int64_t>(corpus().size()) * 20 + 1);
+  auto tok = load_tokenizer(config_.out_dir, true);
+  EXPECT_EQ(tok->vocab_size(), r.vocab_size);
+  EXPECT_EQ(tok->id_to_piece(tok->mask_id()), "[MASK]");
+  for (const auto& line : corpus())
+    for (int64_t id : tok->encode(line)) EXPECT_NE(id, tok->unk_id()) << line;
+  // Same as building the vocabulary in memory.
+  std::vector<std::string> texts;
+  for (int round = 0; round < 20; ++round)
+    for (const auto& line : corpus()) texts.push_back(line);
+  texts.push_back("Cordless Drills and Drill Bits");
+  VocabBuilderOptions options;
+  options.vocab_size = 300;
+  const auto expected = build_wordpiece_vocab(texts, options);
+  for (size_t i = 0; i < expected.size(); ++i) EXPECT_EQ(tok->id_to_piece(static_cast<int64_t>(i)), expected[i]);
+  EXPECT_NE(test::read_text(dir_.path("tok/tokenizer_config.json")).find("\"do_lower_case\": true"), std::string::npos);
+}
+
+TEST_F(TrainTokenizer, UnigramAndBpeWriteSentencePieceModelsWithBertSpecials) {
+  for (const char* type : {"unigram", "bpe"}) {
+    config_.type = type;
+    config_.out_dir = dir_.path(std::string("tok-") + type);
+    TokenizerTrainResult r = train_tokenizer(config_);
+    SentencePieceTokenizer tok(r.path);
+    EXPECT_EQ(tok.vocab_size(), r.vocab_size);
+    EXPECT_LE(r.vocab_size, 300);
+    EXPECT_EQ(tok.id_to_piece(tok.mask_id()), "[MASK]") << type;
+    EXPECT_EQ(tok.id_to_piece(tok.cls_id()), "[CLS]") << type;
+    // Lower-cased by default, so case does not change the ids.
+    EXPECT_EQ(tok.encode("Cordless DRILL"), tok.encode("cordless drill")) << type;
+  }
+}
+
+TEST_F(TrainTokenizer, BadInputsAreNamedErrorsAndLeaveNoOutput) {
+  config_.corpus.push_back(dir_.path("missing.txt"));
+  try {
+    train_tokenizer(config_);
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("missing.txt"), std::string::npos);
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir_.path("tok/vocab.txt")));
+  config_.corpus = {dir_.path("b.txt")};
+  config_.type = "bytes";
+  EXPECT_THROW(train_tokenizer(config_), ConfigError);
+  config_.type = "wordpiece";
+  config_.vocab_size = 5;
+  EXPECT_THROW(train_tokenizer(config_), ConfigError);
 }
 
 }  // namespace

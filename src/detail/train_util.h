@@ -1,0 +1,34 @@
+// Pieces shared by the fine-tuning and pretraining loops: run directories, logs, the
+// learning-rate schedule and BERT's AdamW parameter groups.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <torch/torch.h>
+
+namespace dqe::detail {
+
+// Creates dir and proves it writable now, not after an hour of training. Throws IoError.
+void check_writable(const std::filesystem::path& dir);
+
+// Keeps the records of a JSONL log up to and including step, so that a resumed run
+// continues the log instead of repeating steps. step < 0 empties it.
+void truncate_log(const std::filesystem::path& path, int64_t step);
+
+// Linear warmup from 0 over `warmup` steps to peak, then linear decay to 0 at `total`.
+double linear_schedule(double peak, int64_t step, int64_t total, int64_t warmup);
+
+// AdamW with no weight decay on biases and LayerNorm, as BERT training does.
+std::unique_ptr<torch::optim::AdamW> make_adamw(const std::vector<std::pair<std::string, torch::Tensor>>& named_params,
+                                                double lr, double weight_decay);
+void set_learning_rate(torch::optim::Optimizer& optimizer, double lr);
+
+// "%.4g" of v.
+std::string fmt_double(double v, int precision = 4);
+
+}  // namespace dqe::detail

@@ -1,0 +1,178 @@
+// Pretrains tiny encoders on a generated corpus through the library: seconds, not minutes.
+#include "dqe/pretrainer.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <random>
+
+#include "dqe/checkpoint.h"
+#include "dqe/errors.h"
+#include "dqe/safetensors.h"
+#include "dqe/trainer.h"
+#include "test_util.h"
+
+namespace dqe {
+namespace fs = std::filesystem;
+namespace {
+
+// Product-title-like lines with structure a model can learn: each brand sells one kind
+// of product in one material, so a masked brand, kind or material is predictable.
+void write_corpus(const std::string& path, int lines, unsigned seed) {
+  const std::vector<std::vector<std::string>> brands = {
+      {"acme", "chair", "oak"}, {"zenith", "lamp", "brass"}, {"nordic", "table", "pine"},
+      {"hydro", "hose", "rubber"}, {"bolt", "drill", "steel"}, {"plush", "rug", "wool"}};
+  const std::vector<std::string> extras = {"large", "small", "modern", "classic", "set", "pack", "new", "white"};
+  std::mt19937 rng(seed);
+  std::string text;
+  for (int i = 0; i < lines; ++i) {
+    const auto& b = brands[rng() % brands.size()];
+    text += b[0] + " " + extras[rng() % extras.size()] + " " + b[2] + " " + b[1] + " " + extras[rng() % extras.size()] + "\n";
+    if (i % 97 == 50) text += "\n";  // empty lines are skipped, not errors
+  }
+  test::write_text(path, text);
+}
+
+class PretrainTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    write_corpus(dir_.path("corpus.txt"), 600, 1);
+    config_.corpus = dir_.path("corpus.txt");
+    config_.out_dir = dir_.path("run");
+    config_.layers = 1;
+    config_.hidden = 32;
+    config_.heads = 2;
+    config_.intermediate = 64;
+    config_.vocab_size = 80;
+    config_.max_len = 16;
+    config_.lr = 3e-3;
+    config_.batch_size = 16;
+    config_.epochs = 3;
+    config_.threads = 2;
+    config_.seed = 3;
+    config_.held_out_every = 10;
+    config_.chunk_lines = 250;  // several chunks per epoch
+  }
+
+  test::TempDir dir_;
+  PretrainConfig config_;
+};
+
+TEST_F(PretrainTest, LearnsTheCorpusAndCountsItsLines) {
+  config_.epochs = 8;
+  config_.lr = 5e-3;
+  PretrainResult r = pretrain(config_);
+  EXPECT_FALSE(r.interrupted);
+  EXPECT_EQ(r.held_out_lines, 61);  // every 10th of 606 physical lines, empty ones excluded
+  EXPECT_EQ(r.empty_lines, 6);
+  EXPECT_EQ(r.train_lines + r.held_out_lines + r.empty_lines, 606);
+  EXPECT_GT(r.steps, 0);
+  // Half of each line is predictable from the other half; chance is 1/80.
+  EXPECT_LT(r.initial_accuracy, 0.1);
+  EXPECT_GT(r.best_accuracy, 0.4);
+  EXPECT_LT(r.best_loss, r.initial_loss - 1.0);
+  EXPECT_TRUE(fs::exists(fs::path(r.best_dir) / "model.safetensors"));
+  EXPECT_TRUE(fs::exists(fs::path(r.last_dir) / "trainer_state.json"));
+}
+
+TEST_F(PretrainTest, ResultIsAnInitForTrainButNotAModelToScoreWith) {
+  config_.epochs = 1;
+  PretrainResult r = pretrain(config_);
+  const auto saved = load_safetensors((fs::path(r.best_dir) / "model.safetensors").string());
+  EXPECT_TRUE(saved.count("cls.predictions.bias"));
+  EXPECT_TRUE(saved.count("cls.predictions.transform.dense.weight"));
+  EXPECT_FALSE(saved.count("classifier.weight")) << "an untrained head must not be saved";
+
+  try {
+    load_model(config_.out_dir);
+    FAIL() << "a pretrained encoder loaded as a task model";
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("dqe train --init"), std::string::npos) << e.what();
+  }
+  TaskSpec task;
+  task.max_len = 16;
+  LoadedModel m = load_model(config_.out_dir, /*allow_new_head=*/true, task);
+  EXPECT_FALSE(m.spec.mlm_encoder);
+  EXPECT_TRUE(torch::equal(m.model->named_parameters()["bert.encoder.layer.0.attention.self.query.weight"],
+                           saved.at("bert.encoder.layer.0.attention.self.query.weight")));
+
+  // Fine-tuning from it: the regression statistics come from the labels, not the encoder.
+  test::write_toy_set(dir_.path("train.jsonl"), 96, 1);
+  test::write_toy_set(dir_.path("dev.jsonl"), 32, 2);
+  TrainConfig tc;
+  tc.train_path = dir_.path("train.jsonl");
+  tc.dev_path = dir_.path("dev.jsonl");
+  tc.out_dir = dir_.path("ft");
+  tc.init = config_.out_dir;
+  tc.max_steps = 4;
+  tc.threads = 2;
+  TrainResult t = train(tc);
+  LoadedModel ft = load_model(t.best_dir);
+  EXPECT_FALSE(ft.spec.mlm_encoder);
+  EXPECT_TRUE(ft.spec.task.match_types);
+  EXPECT_NEAR(ft.spec.task.label_mean, 2.0, 0.5);
+  EXPECT_GT(ft.spec.task.label_std, 0.5);
+}
+
+TEST_F(PretrainTest, ResumeAcrossChunksMatchesAnUninterruptedRun) {
+  config_.epochs = 2;
+  config_.eval_every = 7;
+  PretrainResult full = pretrain(config_);
+
+  config_.out_dir = dir_.path("split");
+  int stops = 0;
+  config_.stop_after_step = [&](int64_t step) {
+    if (step != 5 && step != 23 && step != 40) return false;
+    ++stops;
+    return true;
+  };
+  PretrainResult part = pretrain(config_);
+  ASSERT_TRUE(part.interrupted);
+  config_.resume = true;
+  while (part.interrupted) part = pretrain(config_);
+  EXPECT_EQ(stops, 3);
+  EXPECT_EQ(part.steps, full.steps);
+  auto a = load_safetensors((fs::path(full.last_dir) / "model.safetensors").string());
+  auto b = load_safetensors((fs::path(part.last_dir) / "model.safetensors").string());
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, t] : a) EXPECT_TRUE(torch::allclose(t, b.at(name), 1e-6, 1e-7)) << name;
+  EXPECT_NEAR(part.best_loss, full.best_loss, 1e-5);
+}
+
+TEST_F(PretrainTest, ContinuesPretrainingAHuggingFaceCheckpoint) {
+  const std::string hf = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-hf";
+  config_.init = hf;
+  config_.max_steps = 6;
+  config_.max_len = 32;
+  PretrainResult r = pretrain(config_);
+  const auto before = load_safetensors(hf + "/model.safetensors");
+  const auto after = load_safetensors((fs::path(r.last_dir) / "model.safetensors").string());
+  // Same vocabulary and shape, new weights, a new MLM head, the pooler kept.
+  EXPECT_EQ(test::read_text(hf + "/vocab.txt"), test::read_text((fs::path(r.last_dir) / "vocab.txt").string()));
+  EXPECT_EQ(after.at("cls.predictions.bias").size(0), 226);
+  EXPECT_FALSE(torch::equal(before.at("bert.encoder.layer.0.attention.self.query.weight"),
+                            after.at("bert.encoder.layer.0.attention.self.query.weight")));
+  EXPECT_TRUE(torch::equal(before.at("bert.pooler.dense.weight"), after.at("bert.pooler.dense.weight")));
+  EXPECT_EQ(after.count("classifier.weight"), 0u);
+}
+
+TEST_F(PretrainTest, BadInputsAreNamedErrors) {
+  config_.corpus = dir_.path("missing.txt");
+  try {
+    pretrain(config_);
+    FAIL();
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("missing.txt"), std::string::npos);
+  }
+  test::write_text(dir_.path("empty.txt"), "\n  \n\n");
+  config_.corpus = dir_.path("empty.txt");
+  EXPECT_THROW(pretrain(config_), DataError);
+  EXPECT_FALSE(fs::exists(fs::path(config_.out_dir) / "last"));
+
+  config_.corpus = dir_.path("corpus.txt");
+  config_.mask_prob = 1.5;
+  EXPECT_THROW(pretrain(config_), ConfigError);
+}
+
+}  // namespace
+}  // namespace dqe
