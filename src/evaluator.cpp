@@ -16,8 +16,9 @@
 namespace dqe {
 
 torch::Tensor predict_logits(SequenceModel& model, const std::vector<Encoding>& inputs, int64_t batch_size,
-                             int64_t pad_id) {
+                             int64_t pad_id, Precision precision) {
   torch::InferenceMode guard;
+  AutocastGuard autocast(precision);
   const bool was_training = model->is_training();
   model->eval();
   const int64_t n = static_cast<int64_t>(inputs.size());
@@ -129,9 +130,10 @@ EvalResult evaluate(const EvalConfig& config) {
     if (!parent.empty() && !std::filesystem::is_directory(parent))
       throw IoError(config.metrics_out + ": cannot write (no such directory)");
   }
+  const Precision precision = resolve_precision(config.precision);
   const int threads = configure_threads(config.threads);
   auto log = detail::logger("eval");
-  log->info(runtime_description());
+  log->info(runtime_description() + ", " + precision_name(precision));
   LoadedModel loaded = load_model(config.model);
   const TaskSpec task = inference_task(loaded.spec, config.max_len, config.fields);
   ReaderOptions ro;
@@ -143,7 +145,8 @@ EvalResult evaluate(const EvalConfig& config) {
   log->info("{}: {} examples; model {} ({} task, max length {})", config.data, records.size(), loaded.dir,
             task_name(task.task), task.max_len);
   EncodedSet set = encode_records(records, *loaded.tokenizer, task, config.data, true, threads);
-  torch::Tensor logits = predict_logits(loaded.model, set.inputs, config.batch_size, loaded.tokenizer->pad_id());
+  torch::Tensor logits =
+      predict_logits(loaded.model, set.inputs, config.batch_size, loaded.tokenizer->pad_id(), precision);
   EvalResult result = compute_metrics(task, predictions_from_logits(logits, task), set.labels, set.query_ids);
   if (task.task == Task::kRegression && loaded.spec.has_dqe_section) {
     // The constant predictor a model has to beat: the mean of its training labels.

@@ -147,7 +147,9 @@ torch::Tensor BertLmHeadImpl::forward(const torch::Tensor& hidden, const torch::
   if (act == "gelu") h = torch::gelu(h);
   else if (act == "relu") h = torch::relu(h);
   else h = torch::gelu(h, "tanh");
-  return torch::matmul(transform_LayerNorm(h), word_embeddings.t()) + bias;
+  // Under bf16 autocast the activation is bf16 while LayerNorm's parameters stay fp32.
+  h = transform_LayerNorm(h.to(transform_LayerNorm->weight.scalar_type()));
+  return torch::matmul(h, word_embeddings.t()) + bias;
 }
 
 std::vector<std::pair<std::string, torch::Tensor>> lm_head_weights(BertLmHead& head) {

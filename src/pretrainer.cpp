@@ -51,6 +51,7 @@ void PretrainConfig::validate() const {
   if (eval_every < 0) throw ConfigError("--eval-every must be >= 0");
   if (eval_batch_size <= 0) throw ConfigError("--eval-batch-size must be > 0");
   if (chunk_lines < 1) throw ConfigError("--chunk-lines must be >= 1");
+  resolve_precision(precision);
 }
 
 nlohmann::ordered_json PretrainConfig::to_json() const {
@@ -79,6 +80,7 @@ nlohmann::ordered_json PretrainConfig::to_json() const {
   j["max-len"] = max_len;
   j["seed"] = seed;
   j["threads"] = threads;
+  j["precision"] = precision;
   j["held-out-every"] = held_out_every;
   j["held-out-max"] = held_out_max;
   j["eval-every"] = eval_every;
@@ -179,15 +181,16 @@ struct MlmOutput {
   int64_t predicted = 0, correct = 0;
 };
 
-MlmOutput mlm_forward(SequenceModel& model, BertLmHead& head, const MlmBatch& b) {
+MlmOutput mlm_forward(SequenceModel& model, BertLmHead& head, const MlmBatch& b, Precision precision) {
   MlmOutput out;
+  AutocastGuard autocast(precision);
   torch::Tensor hidden = model->bert->encode(b.ids, b.type_ids, b.mask);
   torch::Tensor selected = b.labels.ne(kIgnoreLabel);
   torch::Tensor targets = b.labels.masked_select(selected);
   out.predicted = targets.numel();
   if (out.predicted == 0) return out;
   torch::Tensor states = hidden.index({selected});
-  torch::Tensor logits = head->forward(states, model->bert->embeddings->word_embeddings->weight);
+  torch::Tensor logits = head->forward(states, model->bert->embeddings->word_embeddings->weight).to(torch::kFloat32);
   out.loss_sum = torch::nn::functional::cross_entropy(
       logits, targets, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
   out.correct = logits.argmax(-1).eq(targets).sum().item<int64_t>();
@@ -212,8 +215,9 @@ PretrainResult pretrain(const PretrainConfig& cfg) {
   }
   if (!fs::is_regular_file(cfg.corpus)) throw IoError(cfg.corpus + ": no such corpus file");
   detail::check_writable(out);
+  const Precision precision = resolve_precision(cfg.precision);
   configure_threads(cfg.threads);
-  log->info(runtime_description());
+  log->info(runtime_description() + ", " + precision_name(precision));
 
   // Pass 1 over the corpus: the held-back lines, the training line count per chunk (for
   // the schedule), and, when a vocabulary must be built, the training texts.
@@ -375,7 +379,7 @@ PretrainResult pretrain(const PretrainConfig& cfg) {
     std::mt19937_64 unused;
     for (const auto& rows : plan_inference_batches(lengths_of_ids(held), cfg.eval_batch_size)) {
       MlmBatch b = make_batch(held, rows, masking_vocab, masking, tokenizer->pad_id(), unused, cfg.seed ^ 0x9e3779b97f4a7c15ULL, true);
-      MlmOutput o = mlm_forward(model, head, b);
+      MlmOutput o = mlm_forward(model, head, b, precision);
       if (o.predicted == 0) continue;
       loss += o.loss_sum.item<double>();
       predicted += o.predicted;
@@ -468,7 +472,7 @@ PretrainResult pretrain(const PretrainConfig& cfg) {
         for (int64_t k = 0; k < count; ++k) {
           torch::manual_seed(cfg.seed * 6364136223846793005ULL + static_cast<uint64_t>(state.step) * 1442695040888963407ULL +
                              static_cast<uint64_t>(k) + 17);
-          MlmOutput o = mlm_forward(model, head, micro[static_cast<size_t>(k)]);
+          MlmOutput o = mlm_forward(model, head, micro[static_cast<size_t>(k)], precision);
           if (o.predicted == 0) continue;
           // Mean over every predicted token of the step, whatever micro-batch it is in.
           (o.loss_sum / static_cast<double>(predicted)).backward();

@@ -3,11 +3,17 @@
 #include <dlfcn.h>
 #include <sched.h>
 
+#include <fstream>
+#include <sstream>
 #include <thread>
+
+#include <ATen/autocast_mode.h>
 
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 #include <torch/version.h>
+
+#include "dqe/errors.h"
 
 namespace dqe {
 namespace {
@@ -60,6 +66,48 @@ std::string runtime_description() {
   s += at::hasMKLDNN() ? ", oneDNN on" : ", oneDNN off";
   s += torch::cuda::is_available() ? ", CUDA available" : ", CPU only";
   return s;
+}
+
+bool cpu_has_native_bf16() {
+  static const bool has = [] {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("flags", 0) != 0) continue;
+      std::istringstream words(line);
+      std::string w;
+      while (words >> w)
+        if (w == "avx512_bf16" || w == "amx_bf16") return true;
+      return false;
+    }
+    return false;
+  }();
+  return has;
+}
+
+Precision resolve_precision(const std::string& name, const std::string& flag) {
+  if (name == "fp32") return Precision::kFp32;
+  if (name == "bf16") return Precision::kBf16;
+  if (name == "auto") return cpu_has_native_bf16() ? Precision::kBf16 : Precision::kFp32;
+  throw ConfigError(flag + " must be auto, fp32 or bf16, got \"" + name + "\"");
+}
+
+std::string precision_name(Precision precision) { return precision == Precision::kBf16 ? "bf16" : "fp32"; }
+
+AutocastGuard::AutocastGuard(Precision precision) {
+  if (precision != Precision::kBf16) return;
+  active_ = true;
+  previous_enabled_ = at::autocast::is_cpu_enabled();
+  at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+  at::autocast::set_cpu_enabled(true);
+  at::autocast::increment_nesting();
+}
+
+AutocastGuard::~AutocastGuard() {
+  if (!active_) return;
+  // The cast-weight cache lives until the outermost region ends, as in PyTorch.
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  at::autocast::set_cpu_enabled(previous_enabled_);
 }
 
 }  // namespace dqe

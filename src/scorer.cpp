@@ -28,9 +28,10 @@ ScoreSummary score(const ScoreConfig& config) {
     else if (f == "keep") add_keep = true;
     else throw ConfigError("--fields: unknown field \"" + f + "\" (choose among score, pred, probs, keep)");
   }
+  const Precision precision = resolve_precision(config.precision);
   const int threads = configure_threads(config.threads);
   auto log = detail::logger("score");
-  log->info(runtime_description());
+  log->info(runtime_description() + ", " + precision_name(precision));
   LoadedModel loaded = load_model(config.model);
   const TaskSpec task = inference_task(loaded.spec, config.max_len, config.fields);
   ReaderOptions ro;
@@ -55,7 +56,7 @@ ScoreSummary score(const ScoreConfig& config) {
       chunk.push_back(std::move(rec));
     if (chunk.empty()) break;
     EncodedSet set = encode_records(chunk, *loaded.tokenizer, task, config.input, false, threads);
-    torch::Tensor logits = predict_logits(loaded.model, set.inputs, config.batch_size, loaded.tokenizer->pad_id());
+    torch::Tensor logits = predict_logits(loaded.model, set.inputs, config.batch_size, loaded.tokenizer->pad_id(), precision);
     Predictions p = predictions_from_logits(logits, task);
     std::ostream& out = output.stream();
     for (size_t i = 0; i < chunk.size(); ++i) {

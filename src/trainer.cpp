@@ -67,6 +67,7 @@ void TrainConfig::validate() const {
       for (size_t j = i + 1; j < labels.size(); ++j)
         if (labels[i] == labels[j]) throw ConfigError("--labels names \"" + labels[i] + "\" twice");
   }
+  resolve_precision(precision);
   if (match_types != "auto" && match_types != "on" && match_types != "off")
     throw ConfigError("--match-types must be auto, on or off");
 }
@@ -99,6 +100,7 @@ nlohmann::ordered_json TrainConfig::to_json() const {
   j["max-len"] = max_len;
   j["seed"] = seed;
   j["threads"] = threads;
+  j["precision"] = precision;
   j["eval-every"] = eval_every;
   j["patience"] = patience;
   j["eval-batch-size"] = eval_batch_size;
@@ -125,8 +127,9 @@ TrainResult train(const TrainConfig& cfg) {
     throw ConfigError("--out " + cfg.out_dir + " already holds a run: add --resume to continue it, or choose another directory");
   }
   detail::check_writable(out);  // fail now, not after an hour of training
+  const Precision precision = resolve_precision(cfg.precision);
   const int threads = configure_threads(cfg.threads);
-  log->info(runtime_description());
+  log->info(runtime_description() + ", " + precision_name(precision));
 
   ReaderOptions ro;
   ro.fields = cfg.fields;
@@ -289,7 +292,7 @@ TrainResult train(const TrainConfig& cfg) {
   result.last_dir = last_dir.string();
 
   auto evaluate_and_save = [&]() -> bool {
-    torch::Tensor logits = predict_logits(model, dev_set.inputs, cfg.eval_batch_size, tokenizer->pad_id());
+    torch::Tensor logits = predict_logits(model, dev_set.inputs, cfg.eval_batch_size, tokenizer->pad_id(), precision);
     Predictions predictions = predictions_from_logits(logits, ts);
     EvalResult ev = compute_metrics(ts, predictions, dev_set.labels, dev_set.query_ids);
     state.metric_name = ev.primary_name;
@@ -352,7 +355,11 @@ TrainResult train(const TrainConfig& cfg) {
         y.reserve(rows.size());
         for (size_t r : rows) y.push_back(targets[r]);
         torch::Tensor target = torch::tensor(y);
-        torch::Tensor logits = model->forward(batch.ids, batch.type_ids, batch.mask);
+        torch::Tensor logits;
+        {
+          AutocastGuard autocast(precision);
+          logits = model->forward(batch.ids, batch.type_ids, batch.mask).to(torch::kFloat32);
+        }
         torch::Tensor loss;
         if (ts.task == Task::kRegression) loss = torch::mse_loss(logits.squeeze(1), target);
         else if (ts.task == Task::kBinary) loss = torch::binary_cross_entropy_with_logits(logits.squeeze(1), target);

@@ -13,13 +13,15 @@
 #include "dqe/config.h"
 #include "dqe/jsonl_reader.h"
 #include "dqe/model.h"
+#include "dqe/runtime.h"
 #include "dqe/tokenizer.h"
 
 namespace dqe {
 
 // Raw logits [N, num_outputs] in input order; batches run in length order for little padding.
+// bf16 precision runs the encoder under autocast (faster, not bit-exact); logits are fp32.
 torch::Tensor predict_logits(SequenceModel& model, const std::vector<Encoding>& inputs, int64_t batch_size,
-                             int64_t pad_id);
+                             int64_t pad_id, Precision precision = Precision::kFp32);
 
 struct Predictions {
   // Regression: the value in label units. Binary: P(positive). Classification: the
@@ -55,6 +57,8 @@ struct EvalConfig {
   int64_t max_len = 0;
   int64_t batch_size = 64;
   int threads = 0;
+  // "fp32" (exact, the default), "bf16" or "auto".
+  std::string precision = "fp32";
   int64_t max_bad_lines = 0;
   std::string rejects;
   // Overrides the field names saved with the model.

@@ -50,6 +50,8 @@ struct PretrainConfig {
   int64_t max_len = 128;
   uint64_t seed = 42;
   int threads = 0;
+  // "auto" (bf16 autocast where the CPU has native bf16, else fp32), "fp32" or "bf16".
+  std::string precision = "auto";
 
   // Every Nth line is held back to measure MLM loss and accuracy, up to held_out_max lines.
   int64_t held_out_every = 100;

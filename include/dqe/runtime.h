@@ -22,4 +22,29 @@ std::string blas_name();
 // loads, so the CLI re-executes itself with it set.
 std::string recommended_openblas_core();
 
+// Arithmetic for the model's matmuls. bf16 autocast runs linear layers and attention
+// matmuls in bfloat16 (fp32 accumulation in oneDNN) and keeps LayerNorm, softmax and the
+// losses in fp32.
+enum class Precision { kFp32, kBf16 };
+
+// Whether the CPU multiplies bfloat16 natively (avx512_bf16 or AMX); without it bf16 is slow.
+bool cpu_has_native_bf16();
+// "fp32", "bf16", or "auto" (bf16 when cpu_has_native_bf16(), else fp32). Throws
+// ConfigError naming flag for anything else.
+Precision resolve_precision(const std::string& name, const std::string& flag = "--precision");
+std::string precision_name(Precision precision);
+
+// Turns CPU autocast on for its lifetime when precision is bf16 (no-op for fp32).
+class AutocastGuard {
+ public:
+  explicit AutocastGuard(Precision precision);
+  ~AutocastGuard();
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  bool active_ = false;
+  bool previous_enabled_ = false;
+};
+
 }  // namespace dqe

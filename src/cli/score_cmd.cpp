@@ -25,6 +25,10 @@ void add_score_command(CLI::App& app, CliState& state) {
                   "Warn when the score distribution's PSI against the model's dev scores exceeds this (0: off)")
       ->capture_default_str();
   cmd->add_option("--threads", c.threads, "Compute threads (0: all cores)")->capture_default_str();
+  cmd->add_option("--precision", c.precision,
+                  "fp32 (exact), bf16 (autocast: faster on CPUs with avx512_bf16, not bit-exact) or auto")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   cmd->add_option("--max-bad-lines", c.max_bad_lines, "Skip up to N malformed lines instead of stopping")->capture_default_str();
   cmd->add_option("--rejects", c.rejects, "Write skipped lines here");
   add_field_options(*cmd, state.score_fields);
