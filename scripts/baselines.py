@@ -170,11 +170,11 @@ def lexical(train, dev, threads, log):
     ytr = np.array([float(r["label"]) for r in train])
     ydv = np.array([float(r["label"]) for r in dev])
     best = None
-    for lr in (0.03, 0.06, 0.1):
-        for leaves in (15, 31, 63):
-            for l2 in (0.0, 1.0):
+    for lr in (0.05, 0.1):
+        for leaves in (31, 63):
+            for l2 in (1.0,):
                 m = HistGradientBoostingRegressor(learning_rate=lr, max_leaf_nodes=leaves, l2_regularization=l2,
-                                                  max_iter=600, early_stopping=False, random_state=0)
+                                                  max_iter=400, early_stopping=False, random_state=0)
                 m.fit(xtr, ytr)
                 # Number of trees chosen on dev too (staged predictions).
                 for it, p in enumerate(m.staged_predict(xdv), 1):
@@ -212,7 +212,7 @@ def fasttext_baseline(train, dev, threads, log, workdir):
     ydv = np.array([float(r["label"]) for r in dev])
     best = None
     for epoch in (5, 15):
-        for lr in (0.1, 0.3):
+        for lr in (0.1,):
             for ngrams in (1, 2):
                 model = os.path.join(workdir, "ft")
                 subprocess.run([exe, "supervised", "-input", tr_path, "-output", model, "-epoch", str(epoch), "-lr",

@@ -332,6 +332,7 @@ TrainResult train(const TrainConfig& cfg) {
   Progress progress("train", total_steps, "step");
   auto t_start = std::chrono::steady_clock::now();
   int64_t samples_at_start = state.samples_seen;
+  int64_t tokens_seen = 0;  // padded positions computed since this process started
   int non_finite_in_a_row = 0;
   bool stop = state.finished;
   bool evaluated_at_current_step = false;
@@ -367,6 +368,7 @@ TrainResult train(const TrainConfig& cfg) {
         (loss / static_cast<double>(count)).backward();
         loss_sum += loss.item<double>();
         samples += static_cast<int64_t>(rows.size());
+        tokens_seen += batch.ids.numel();
       }
       const double loss_value = loss_sum / static_cast<double>(count);
       double grad_norm = 0;
@@ -410,6 +412,7 @@ TrainResult train(const TrainConfig& cfg) {
       rec["lr"] = lr;
       rec["grad_norm"] = grad_norm;
       rec["samples_per_s"] = sps;
+      rec["tokens"] = tokens_seen;
       rec["elapsed_s"] = elapsed;
       train_log << rec.dump() << "\n";
       progress.update(state.step, "loss " + fmt_double(loss_value) + " lr " + fmt_double(lr, 2) + " " +

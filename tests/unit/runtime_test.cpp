@@ -1,0 +1,80 @@
+#include "dqe/runtime.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "dqe/checkpoint.h"
+#include "dqe/errors.h"
+#include "dqe/evaluator.h"
+
+namespace dqe {
+namespace {
+
+TEST(Precision, NamesResolveAndAutoFollowsTheCpu) {
+  EXPECT_EQ(resolve_precision("fp32"), Precision::kFp32);
+  EXPECT_EQ(resolve_precision("bf16"), Precision::kBf16);
+  EXPECT_EQ(resolve_precision("auto"), cpu_has_native_bf16() ? Precision::kBf16 : Precision::kFp32);
+  try {
+    resolve_precision("half", "--precision");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("--precision"), std::string::npos);
+  }
+}
+
+TEST(Precision, AutocastGuardCoversItsScopeOnly) {
+  torch::nn::Linear linear(8, 4);
+  torch::Tensor x = torch::randn({2, 8});
+  {
+    AutocastGuard fp32(Precision::kFp32);
+    EXPECT_EQ(linear(x).scalar_type(), torch::kFloat32);
+  }
+  {
+    AutocastGuard bf16(Precision::kBf16);
+    EXPECT_EQ(linear(x).scalar_type(), torch::kBFloat16);
+    {
+      AutocastGuard nested(Precision::kBf16);
+      EXPECT_EQ(linear(x).scalar_type(), torch::kBFloat16);
+    }
+    EXPECT_EQ(linear(x).scalar_type(), torch::kBFloat16) << "a nested guard switched autocast off early";
+  }
+  EXPECT_EQ(linear(x).scalar_type(), torch::kFloat32);
+}
+
+// bf16 is an approximation: it tracks the exact fp32 logits of the Hugging Face fixture
+// (whose weights are large for its size, so errors of a few percent of the logit range
+// show), but does not equal them: fp32 stays the exact path.
+TEST(Precision, Bf16LogitsOfTheFixtureAreCloseToFp32) {
+  const std::string fixture = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-hf";
+  LoadedModel m = load_model(fixture);
+  std::ifstream in(fixture + "/expected.json");
+  const nlohmann::json expected = nlohmann::json::parse(in);
+  std::vector<Encoding> inputs;
+  for (const auto& c : expected["cases"])
+    inputs.push_back(m.tokenizer->encode_pair(c["query"].get<std::string>(), c["title"].get<std::string>(),
+                                              c["max_len"].get<size_t>()));
+  torch::Tensor fp32 = predict_logits(m.model, inputs, 4, m.tokenizer->pad_id(), Precision::kFp32);
+  torch::Tensor bf16 = predict_logits(m.model, inputs, 4, m.tokenizer->pad_id(), Precision::kBf16);
+  EXPECT_EQ(bf16.scalar_type(), torch::kFloat32);
+  size_t i = 0;
+  for (const auto& c : expected["cases"]) {
+    const auto want = c["logits"].get<std::vector<float>>();
+    for (size_t k = 0; k < want.size(); ++k) {
+      EXPECT_NEAR(fp32[static_cast<int64_t>(i)][static_cast<int64_t>(k)].item<float>(), want[k], 1e-4);
+      EXPECT_NEAR(bf16[static_cast<int64_t>(i)][static_cast<int64_t>(k)].item<float>(), want[k], 0.3);
+    }
+    ++i;
+  }
+  EXPECT_FALSE(torch::equal(fp32, bf16));
+  const torch::Tensor a = fp32.flatten() - fp32.mean(), b = bf16.flatten() - bf16.mean();
+  const double correlation = (a * b).sum().item<double>() / std::sqrt((a * a).sum().item<double>() * (b * b).sum().item<double>());
+  EXPECT_GT(correlation, 0.99);
+  const double range = (fp32.max() - fp32.min()).item<double>();
+  EXPECT_LT((fp32 - bf16).abs().max().item<double>(), 0.05 * range);
+}
+
+}  // namespace
+}  // namespace dqe
