@@ -17,6 +17,7 @@
 # CPU for a Prescott otherwise, 5x slower), so the comparison is of the loops, not of that.
 # Writes OUT_DIR/bench.json and OUT_DIR/bench.md. Usage: scripts/bench.sh OUT_DIR (about 15 min)
 set -euo pipefail
+trap 'echo "bench.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 out=${1:?usage: scripts/bench.sh OUT_DIR}
 here=$(cd "$(dirname "$0")/.." && pwd)
 shared=${DQE_SHARED:-$here/../shared}
@@ -80,7 +81,7 @@ $py "$ref" train --data "$train" --num-labels 1 --batch 32 --max-len 128 --threa
   --layers 12 --hidden 768 --heads 12 > "$work/rB.json"
 
 log "score 4x256: dqe fp32, dqe bf16, reference forward"
-for i in 1 2 3; do cat "$dev"; done | head -n 20000 > "$work/score20k.jsonl"
+cat "$dev" "$dev" "$dev" | awk 'NR <= 20000' > "$work/score20k.jsonl"  # awk reads on: no SIGPIPE
 for p in fp32 bf16; do
   /usr/bin/time -f "%e %M" -o "$work/score_$p.time" "$dqe" score --model "$work/d4" --input "$work/score20k.jsonl" \
     --output "$work/scored_$p.jsonl" --precision "$p" --threads "$threads" --batch-size 64 2> "$work/score_$p.log"

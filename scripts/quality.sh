@@ -12,6 +12,7 @@
 # OUT_DIR/times.tsv (wall and CPU seconds per stage). Everything is selected on dev only.
 # Usage: scripts/quality.sh OUT_DIR   (about 40 minutes on 2 cores)
 set -euo pipefail
+trap 'echo "quality.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 out=${1:?usage: scripts/quality.sh OUT_DIR}
 here=$(cd "$(dirname "$0")/.." && pwd)
 shared=${DQE_SHARED:-$here/../shared}

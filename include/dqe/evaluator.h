@@ -57,8 +57,8 @@ struct EvalConfig {
   int64_t max_len = 0;
   int64_t batch_size = 64;
   int threads = 0;
-  // "fp32" (exact, the default), "bf16" or "auto".
-  std::string precision = "fp32";
+  // "auto" (bf16 autocast where the CPU has native bf16, else fp32), "fp32" (exact) or "bf16".
+  std::string precision = "auto";
   int64_t max_bad_lines = 0;
   std::string rejects;
   // Overrides the field names saved with the model.

@@ -23,8 +23,8 @@ struct ScoreConfig {
   // With a threshold, drops the lines that are not kept.
   bool filter = false;
   int threads = 0;
-  // "fp32" (exact, the default), "bf16" (faster on CPUs with avx512_bf16) or "auto".
-  std::string precision = "fp32";
+  // "auto" (bf16 autocast where the CPU has native bf16, else fp32), "fp32" (exact) or "bf16".
+  std::string precision = "auto";
   int64_t max_bad_lines = 0;
   std::string rejects;
   std::optional<FieldMap> fields;

@@ -26,7 +26,7 @@ void add_score_command(CLI::App& app, CliState& state) {
       ->capture_default_str();
   cmd->add_option("--threads", c.threads, "Compute threads (0: all cores)")->capture_default_str();
   cmd->add_option("--precision", c.precision,
-                  "fp32 (exact), bf16 (autocast: faster on CPUs with avx512_bf16, not bit-exact) or auto")
+                  "auto (bf16 autocast where the CPU has avx512_bf16/AMX, else fp32), fp32 (exact) or bf16")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   cmd->add_option("--max-bad-lines", c.max_bad_lines, "Skip up to N malformed lines instead of stopping")->capture_default_str();
