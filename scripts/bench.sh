@@ -29,15 +29,9 @@ steps=${BENCH_STEPS:-40}
 base_steps=${BENCH_BASE_STEPS:-4}
 for f in "$ref" "$train" "$dev"; do [ -r "$f" ] || { echo "bench.sh: $f: not found" >&2; exit 1; }; done
 
-missing=()
-for p in python3-torch python3-numpy time; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+bash "$here/scripts/setup.sh" python3-torch python3-numpy time
 dqe=${DQE:-}
 if [ -z "$dqe" ]; then
-  bash "$here/scripts/setup.sh"
   bash "$here/scripts/build.sh" "$here/build-bench" -DDQE_BUILD_TESTS=OFF
   dqe=$here/build-bench/dqe
 fi

@@ -21,15 +21,9 @@ train=$shared/data/homedepot/train.jsonl
 dev=$shared/data/homedepot/dev.jsonl
 for f in "$corpus" "$train" "$dev"; do [ -r "$f" ] || { echo "quality.sh: $f: not found" >&2; exit 1; }; done
 
-missing=()
-for p in python3-numpy python3-sklearn fasttext time; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+bash "$here/scripts/setup.sh" python3-numpy python3-sklearn fasttext time
 dqe=${DQE:-}
 if [ -z "$dqe" ]; then
-  bash "$here/scripts/setup.sh"
   bash "$here/scripts/build.sh" "$here/build-quality" -DDQE_BUILD_TESTS=OFF
   dqe=$here/build-quality/dqe
 fi

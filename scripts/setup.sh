@@ -2,6 +2,7 @@
 # Installs dqe's build and test dependencies from Debian 12 and builds sentencepiece
 # statically against the system protobuf (see README: "Why sentencepiece is built here").
 # Idempotent: a second run only checks what is already there.
+# Usage: scripts/setup.sh [EXTRA_PACKAGE ...]   (the benchmarks add what they need)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,7 @@ packages=(
   libprotobuf-dev protobuf-compiler
   googletest libgtest-dev libgmock-dev
   dpkg-dev
+  "$@"
 )
 
 missing=()

@@ -114,13 +114,6 @@ class CorpusReader {
   int64_t line_no_ = 0;
 };
 
-std::vector<size_t> lengths_of_ids(const std::vector<std::vector<int64_t>>& seqs) {
-  std::vector<size_t> out;
-  out.reserve(seqs.size());
-  for (const auto& s : seqs) out.push_back(s.size());
-  return out;
-}
-
 bool is_blank(const std::string& line) {
   return line.find_first_not_of(" \t\v\f") == std::string::npos;
 }
@@ -130,48 +123,45 @@ bool held_back(int64_t index, const PretrainConfig& c) {
   return index % c.held_out_every == 0 && index / c.held_out_every < c.held_out_max;
 }
 
-// [CLS] text [SEP], cut to max_len. Empty when the text has no tokens.
-std::vector<int64_t> encode_line(const Tokenizer& tok, const std::string& line, int64_t max_len) {
+// [CLS] text [SEP], cut to max_len, all token type 0. Empty when the text has no tokens.
+Encoding encode_line(const Tokenizer& tok, const std::string& line, int64_t max_len) {
   std::vector<int64_t> pieces = tok.encode(line);
   if (pieces.empty()) return {};
   if (static_cast<int64_t>(pieces.size()) > max_len - 2) pieces.resize(static_cast<size_t>(max_len - 2));
-  std::vector<int64_t> ids;
-  ids.reserve(pieces.size() + 2);
-  ids.push_back(tok.cls_id());
-  ids.insert(ids.end(), pieces.begin(), pieces.end());
-  ids.push_back(tok.sep_id());
-  return ids;
+  Encoding e;
+  e.ids.reserve(pieces.size() + 2);
+  e.ids.push_back(tok.cls_id());
+  e.ids.insert(e.ids.end(), pieces.begin(), pieces.end());
+  e.ids.push_back(tok.sep_id());
+  e.type_ids.assign(e.ids.size(), 0);
+  return e;
 }
 
 struct MlmBatch {
   torch::Tensor ids, type_ids, mask, labels;  // labels [batch, time], kIgnoreLabel where not predicted
 };
 
-MlmBatch make_batch(const std::vector<std::vector<int64_t>>& seqs, const std::vector<size_t>& rows,
-                    const MaskingVocab& vocab, const MaskingOptions& options, int64_t pad_id, std::mt19937_64& rng,
-                    uint64_t fixed_seed_base = 0, bool fixed = false) {
-  size_t width = 0;
-  for (size_t r : rows) width = std::max(width, seqs[r].size());
-  const auto n = static_cast<int64_t>(rows.size()), t = static_cast<int64_t>(width);
-  MlmBatch b;
-  b.ids = torch::full({n, t}, pad_id, torch::kInt64);
-  b.labels = torch::full({n, t}, kIgnoreLabel, torch::kInt64);
-  b.mask = torch::zeros({n, t}, torch::kInt64);
-  b.type_ids = torch::zeros({n, t}, torch::kInt64);
-  auto ids = b.ids.accessor<int64_t, 2>();
-  auto labels = b.labels.accessor<int64_t, 2>();
-  auto mask = b.mask.accessor<int64_t, 2>();
-  for (int64_t i = 0; i < n; ++i) {
-    const size_t row = rows[static_cast<size_t>(i)];
-    // Held-back rows get the same masks at every evaluation, so their losses compare.
-    std::mt19937_64 row_rng(fixed_seed_base + row);
-    MaskedSequence m = mask_sequence(seqs[row], vocab, options, fixed ? row_rng : rng);
-    for (size_t j = 0; j < m.ids.size(); ++j) {
-      ids[i][static_cast<int64_t>(j)] = m.ids[j];
-      labels[i][static_cast<int64_t>(j)] = m.labels[j];
-      mask[i][static_cast<int64_t>(j)] = 1;
-    }
+// Masks the rows and pads them (collate). With rng null, row r is masked from its own seed
+// fixed_seed + r: held-back rows then get the same masks at every evaluation.
+MlmBatch make_batch(const std::vector<Encoding>& seqs, const std::vector<size_t>& rows, const MaskingVocab& vocab,
+                    const MaskingOptions& options, int64_t pad_id, std::mt19937_64* rng, uint64_t fixed_seed = 0) {
+  std::vector<Encoding> masked(rows.size());
+  std::vector<std::vector<int64_t>> labels(rows.size());
+  std::vector<size_t> order(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    std::mt19937_64 row_rng;
+    if (!rng) row_rng.seed(fixed_seed + rows[i]);
+    MaskedSequence m = mask_sequence(seqs[rows[i]].ids, vocab, options, rng ? *rng : row_rng);
+    masked[i] = Encoding{std::move(m.ids), seqs[rows[i]].type_ids};
+    labels[i] = std::move(m.labels);
+    order[i] = i;
   }
+  Batch padded = collate(masked, order, pad_id);
+  MlmBatch b{padded.ids, padded.type_ids, padded.mask,
+             torch::full(padded.ids.sizes(), kIgnoreLabel, torch::kInt64)};
+  auto acc = b.labels.accessor<int64_t, 2>();
+  for (size_t i = 0; i < labels.size(); ++i)
+    for (size_t j = 0; j < labels[i].size(); ++j) acc[static_cast<int64_t>(i)][static_cast<int64_t>(j)] = labels[i][j];
   return b;
 }
 
@@ -352,10 +342,10 @@ PretrainResult pretrain(const PretrainConfig& cfg) {
   const int64_t total_steps = state.total_steps;
   const int64_t warmup = static_cast<int64_t>(std::llround(cfg.warmup_ratio * static_cast<double>(total_steps)));
 
-  std::vector<std::vector<int64_t>> held;
+  std::vector<Encoding> held;
   for (const auto& text : held_texts) {
-    auto ids = encode_line(*tokenizer, text, max_len);
-    if (!ids.empty()) held.push_back(std::move(ids));
+    Encoding e = encode_line(*tokenizer, text, max_len);
+    if (!e.ids.empty()) held.push_back(std::move(e));
   }
   held_texts.clear();
 
@@ -376,9 +366,8 @@ PretrainResult pretrain(const PretrainConfig& cfg) {
     model->eval();
     double loss = 0;
     int64_t predicted = 0, correct = 0;
-    std::mt19937_64 unused;
-    for (const auto& rows : plan_inference_batches(lengths_of_ids(held), cfg.eval_batch_size)) {
-      MlmBatch b = make_batch(held, rows, masking_vocab, masking, tokenizer->pad_id(), unused, cfg.seed ^ 0x9e3779b97f4a7c15ULL, true);
+    for (const auto& rows : plan_inference_batches(lengths_of(held), cfg.eval_batch_size)) {
+      MlmBatch b = make_batch(held, rows, masking_vocab, masking, tokenizer->pad_id(), nullptr, cfg.seed ^ 0x9e3779b97f4a7c15ULL);
       MlmOutput o = mlm_forward(model, head, b, precision);
       if (o.predicted == 0) continue;
       loss += o.loss_sum.item<double>();
@@ -438,18 +427,18 @@ PretrainResult pretrain(const PretrainConfig& cfg) {
     bool epoch_end = false;
     while (!stop && !epoch_end && state.step < total_steps) {
       // Read and tokenize one chunk.
-      std::vector<std::vector<int64_t>> seqs;
+      std::vector<Encoding> seqs;
       int64_t read = 0;
       while (read < cfg.chunk_lines && reader.next(line)) {
         ++read;
         const int64_t index = reader.line_no() - 1;
         if (is_blank(line) || held_back(index, cfg)) continue;
-        auto ids = encode_line(*tokenizer, line, max_len);
-        if (!ids.empty()) seqs.push_back(std::move(ids));
+        Encoding e = encode_line(*tokenizer, line, max_len);
+        if (!e.ids.empty()) seqs.push_back(std::move(e));
       }
       if (read < cfg.chunk_lines) epoch_end = true;
       const auto batches = plan_training_batches(
-          lengths_of_ids(seqs), cfg.batch_size,
+          lengths_of(seqs), cfg.batch_size,
           cfg.seed + 1000003ULL * static_cast<uint64_t>(state.epoch) + 7919ULL * static_cast<uint64_t>(state.chunk));
       while (!stop && state.batch_in_epoch < static_cast<int64_t>(batches.size()) && state.step < total_steps) {
         const int64_t first = state.batch_in_epoch;
@@ -462,7 +451,7 @@ PretrainResult pretrain(const PretrainConfig& cfg) {
           std::mt19937_64 rng(cfg.seed * 6364136223846793005ULL + static_cast<uint64_t>(state.step) * 1442695040888963407ULL +
                               static_cast<uint64_t>(k));
           const auto& rows = batches[static_cast<size_t>(first + k)];
-          micro.push_back(make_batch(seqs, rows, masking_vocab, masking, tokenizer->pad_id(), rng));
+          micro.push_back(make_batch(seqs, rows, masking_vocab, masking, tokenizer->pad_id(), &rng));
           predicted += micro.back().labels.ne(kIgnoreLabel).sum().item<int64_t>();
           samples += static_cast<int64_t>(rows.size());
           tokens_seen += micro.back().mask.sum().item<int64_t>();
@@ -487,9 +476,10 @@ PretrainResult pretrain(const PretrainConfig& cfg) {
         if (!std::isfinite(loss_value) || !std::isfinite(grad_norm)) {
           optimizer.zero_grad();
           log->warn("step {}: loss or gradient is not finite; step skipped", state.step + 1);
-          if (++non_finite_in_a_row >= 5)
-            throw Error("pretraining diverged: 5 steps in a row had a non-finite loss or gradient; lower --lr (the last "
-                        "good checkpoint is in " + last_dir.string() + ")");
+          if (++non_finite_in_a_row >= detail::kMaxNonFiniteSteps)
+            throw Error("pretraining diverged: " + std::to_string(detail::kMaxNonFiniteSteps) +
+                        " steps in a row had a non-finite loss or gradient; lower --lr (the last good checkpoint is in " +
+                        last_dir.string() + ")");
           continue;
         }
         non_finite_in_a_row = 0;

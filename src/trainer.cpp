@@ -25,9 +25,6 @@ namespace {
 
 std::atomic<int> g_stop_signal{0};
 
-// Optimizer steps in a row whose loss or gradients were not finite before the run stops.
-constexpr int kMaxNonFiniteSteps = 5;
-
 }  // namespace
 
 void request_stop(int signal_number) { g_stop_signal.store(signal_number); }
@@ -389,8 +386,8 @@ TrainResult train(const TrainConfig& cfg) {
       if (!std::isfinite(loss_value) || !std::isfinite(grad_norm)) {
         optimizer.zero_grad();
         log->warn("step {}: loss or gradient is not finite; step skipped", state.step + 1);
-        if (++non_finite_in_a_row >= kMaxNonFiniteSteps)
-          throw Error("training diverged: " + std::to_string(kMaxNonFiniteSteps) +
+        if (++non_finite_in_a_row >= detail::kMaxNonFiniteSteps)
+          throw Error("training diverged: " + std::to_string(detail::kMaxNonFiniteSteps) +
                       " steps in a row had a non-finite loss or gradient; lower --lr or check the labels (the last good "
                       "checkpoint is in " + last_dir.string() + ")");
         if (epoch_end) break;

@@ -13,6 +13,9 @@
 
 namespace dqe::detail {
 
+// Optimizer steps in a row whose loss or gradients were not finite before a run stops.
+constexpr int kMaxNonFiniteSteps = 5;
+
 // Creates dir and proves it writable now, not after an hour of training. Throws IoError.
 void check_writable(const std::filesystem::path& dir);
 
