@@ -193,8 +193,12 @@ TrainerState load_trainer_state(const std::string& dir, torch::optim::Optimizer*
   if (optimizer) {
     const std::string opt_path = (fs::path(dir) / "optimizer.pt").string();
     if (!fs::exists(opt_path)) throw ModelError(dir + ": no optimizer.pt to resume from");
+    // The moments go where the parameters are (a run may resume on another device).
+    c10::Device device(c10::kCPU);
+    for (const auto& group : optimizer->param_groups())
+      if (!group.params().empty()) device = group.params().front().device();
     try {
-      torch::load(*optimizer, opt_path);
+      torch::load(*optimizer, opt_path, device);
     } catch (const c10::Error& e) {
       throw ModelError(opt_path + ": cannot read optimizer state");
     }

@@ -132,7 +132,8 @@ EncodedSet encode_records(const std::vector<Record>& records, const Tokenizer& t
   return set;
 }
 
-Batch collate(const std::vector<Encoding>& inputs, const std::vector<size_t>& rows, int64_t pad_id) {
+Batch collate(const std::vector<Encoding>& inputs, const std::vector<size_t>& rows, int64_t pad_id,
+              const c10::Device& device) {
   size_t longest = 0;
   for (size_t r : rows) longest = std::max(longest, inputs[r].ids.size());
   const int64_t b = static_cast<int64_t>(rows.size()), t = static_cast<int64_t>(longest);
@@ -152,6 +153,11 @@ Batch collate(const std::vector<Encoding>& inputs, const std::vector<size_t>& ro
     }
   }
   batch.rows = rows;
+  if (!device.is_cpu()) {
+    batch.ids = batch.ids.to(device);
+    batch.type_ids = batch.type_ids.to(device);
+    batch.mask = batch.mask.to(device);
+  }
   return batch;
 }
 

@@ -18,14 +18,15 @@ namespace dqe {
 torch::Tensor predict_logits(SequenceModel& model, const std::vector<Encoding>& inputs, int64_t batch_size,
                              int64_t pad_id, Precision precision) {
   torch::InferenceMode guard;
-  AutocastGuard autocast(precision);
+  const c10::Device device = device_of(*model);
+  AutocastGuard autocast(precision, device);
   const bool was_training = model->is_training();
   model->eval();
   const int64_t n = static_cast<int64_t>(inputs.size());
   torch::Tensor out;
   for (const auto& rows : plan_inference_batches(lengths_of(inputs), batch_size)) {
-    Batch batch = collate(inputs, rows, pad_id);
-    torch::Tensor logits = model->forward(batch.ids, batch.type_ids, batch.mask).to(torch::kFloat32);
+    Batch batch = collate(inputs, rows, pad_id, device);
+    torch::Tensor logits = model->forward(batch.ids, batch.type_ids, batch.mask).to(torch::kCPU, torch::kFloat32);
     if (!out.defined()) out = torch::empty({n, logits.size(1)}, torch::kFloat32);
     out.index_copy_(0, torch::tensor(std::vector<int64_t>(rows.begin(), rows.end()), torch::kInt64), logits);
   }
@@ -130,11 +131,13 @@ EvalResult evaluate(const EvalConfig& config) {
     if (!parent.empty() && !std::filesystem::is_directory(parent))
       throw IoError(config.metrics_out + ": cannot write (no such directory)");
   }
-  const Precision precision = resolve_precision(config.precision);
+  const c10::Device device = resolve_device(config.device);
+  const Precision precision = resolve_precision(config.precision, device);
   const int threads = configure_threads(config.threads);
   auto log = detail::logger("eval");
-  log->info(runtime_description() + ", " + precision_name(precision));
+  log->info(runtime_description() + ", " + device.str() + ", " + precision_name(precision));
   LoadedModel loaded = load_model(config.model);
+  loaded.model->to(device);
   const TaskSpec task = inference_task(loaded.spec, config.max_len, config.fields);
   ReaderOptions ro;
   ro.fields = task.fields;

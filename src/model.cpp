@@ -245,6 +245,11 @@ LoadReport load_weights(SequenceModel& model, std::map<std::string, torch::Tenso
   return report;
 }
 
+c10::Device device_of(const nn::Module& module) {
+  for (const auto& p : module.parameters()) return p.device();
+  return c10::Device(c10::kCPU);
+}
+
 std::vector<std::pair<std::string, torch::Tensor>> named_weights(SequenceModel& model) {
   std::vector<std::pair<std::string, torch::Tensor>> out;
   for (const auto& item : model->named_parameters()) out.emplace_back(item.key(), item.value());

@@ -51,7 +51,7 @@ void PretrainConfig::validate() const {
   if (eval_every < 0) throw ConfigError("--eval-every must be >= 0");
   if (eval_batch_size <= 0) throw ConfigError("--eval-batch-size must be > 0");
   if (chunk_lines < 1) throw ConfigError("--chunk-lines must be >= 1");
-  resolve_precision(precision);
+  resolve_precision(precision, resolve_device(device));
 }
 
 nlohmann::ordered_json PretrainConfig::to_json() const {
@@ -81,6 +81,7 @@ nlohmann::ordered_json PretrainConfig::to_json() const {
   j["seed"] = seed;
   j["threads"] = threads;
   j["precision"] = precision;
+  j["device"] = device;
   j["held-out-every"] = held_out_every;
   j["held-out-max"] = held_out_max;
   j["eval-every"] = eval_every;
@@ -173,10 +174,12 @@ struct MlmOutput {
 
 MlmOutput mlm_forward(SequenceModel& model, BertLmHead& head, const MlmBatch& b, Precision precision) {
   MlmOutput out;
-  AutocastGuard autocast(precision);
-  torch::Tensor hidden = model->bert->encode(b.ids, b.type_ids, b.mask);
-  torch::Tensor selected = b.labels.ne(kIgnoreLabel);
-  torch::Tensor targets = b.labels.masked_select(selected);
+  const c10::Device device = device_of(*model);
+  AutocastGuard autocast(precision, device);
+  torch::Tensor hidden = model->bert->encode(b.ids.to(device), b.type_ids.to(device), b.mask.to(device));
+  torch::Tensor labels = b.labels.to(device);
+  torch::Tensor selected = labels.ne(kIgnoreLabel);
+  torch::Tensor targets = labels.masked_select(selected);
   out.predicted = targets.numel();
   if (out.predicted == 0) return out;
   torch::Tensor states = hidden.index({selected});
@@ -205,9 +208,10 @@ PretrainResult pretrain(const PretrainConfig& cfg) {
   }
   if (!fs::is_regular_file(cfg.corpus)) throw IoError(cfg.corpus + ": no such corpus file");
   detail::check_writable(out);
-  const Precision precision = resolve_precision(cfg.precision);
+  const c10::Device device = resolve_device(cfg.device);
+  const Precision precision = resolve_precision(cfg.precision, device);
   configure_threads(cfg.threads);
-  log->info(runtime_description() + ", " + precision_name(precision));
+  log->info(runtime_description() + ", " + device.str() + ", " + precision_name(precision));
 
   // Pass 1 over the corpus: the held-back lines, the training line count per chunk (for
   // the schedule), and, when a vocabulary must be built, the training texts.
@@ -304,6 +308,8 @@ PretrainResult pretrain(const PretrainConfig& cfg) {
   else if (!weights_path.empty())
     log->info("{}: no masked-language-model head (cls.predictions.*); starting a new one", weights_path);
 
+  model->to(device);  // before the optimizer takes the parameters
+  head->to(device);
   int64_t num_params = 0;
   for (const auto& p : model->bert->parameters()) num_params += p.numel();
   log->info("encoder: {} layers x {} hidden x {} heads, {:.1f}M parameters, vocabulary {}; max length {}; masking {}{}",

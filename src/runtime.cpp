@@ -85,21 +85,63 @@ bool cpu_has_native_bf16() {
   return has;
 }
 
-Precision resolve_precision(const std::string& name, const std::string& flag) {
+Precision resolve_precision(const std::string& name, const c10::Device& device, const std::string& flag) {
   if (name == "fp32") return Precision::kFp32;
   if (name == "bf16") return Precision::kBf16;
-  if (name == "auto") return cpu_has_native_bf16() ? Precision::kBf16 : Precision::kFp32;
+  if (name == "auto") return device.is_cuda() || cpu_has_native_bf16() ? Precision::kBf16 : Precision::kFp32;
   throw ConfigError(flag + " must be auto, fp32 or bf16, got \"" + name + "\"");
 }
 
 std::string precision_name(Precision precision) { return precision == Precision::kBf16 ? "bf16" : "fp32"; }
 
-AutocastGuard::AutocastGuard(Precision precision) {
+c10::Device resolve_device(const std::string& name, const std::string& flag) {
+  if (name == "cpu") return c10::Device(c10::kCPU);
+  if (name == "auto") return torch::cuda::is_available() ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+  if (name == "cuda" || name.rfind("cuda:", 0) == 0) {
+    int64_t index = 0;
+    if (name != "cuda") {
+      const std::string digits = name.substr(5);
+      if (digits.empty() || digits.size() > 3 || digits.find_first_not_of("0123456789") != std::string::npos)
+        throw ConfigError(flag + " must be auto, cpu, cuda or cuda:N, got \"" + name + "\"");
+      index = std::stoll(digits);
+    }
+    if (!torch::cuda::is_available())
+      throw ConfigError(flag + " " + name + ": no GPU is usable (this dqe is built against a " +
+                        (at::hasCUDA() ? "CUDA LibTorch but no GPU is visible" : "CPU-only LibTorch") +
+                        "); use --device cpu or auto");
+    const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
+    if (index >= count)
+      throw ConfigError(flag + " " + name + ": only " + std::to_string(count) + " GPU(s) are visible");
+    return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(index));
+  }
+  throw ConfigError(flag + " must be auto, cpu, cuda or cuda:N, got \"" + name + "\"");
+}
+
+// LibTorch 2.4 replaced the per-backend autocast switches with ones taking a device type.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#define DQE_AUTOCAST_BY_DEVICE_TYPE 1
+#endif
+
+AutocastGuard::AutocastGuard(Precision precision, const c10::Device& device) {
   if (precision != Precision::kBf16) return;
   active_ = true;
-  previous_enabled_ = at::autocast::is_cpu_enabled();
-  at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-  at::autocast::set_cpu_enabled(true);
+  cuda_ = device.is_cuda();
+#ifdef DQE_AUTOCAST_BY_DEVICE_TYPE
+  const c10::DeviceType type = cuda_ ? c10::kCUDA : c10::kCPU;
+  previous_enabled_ = at::autocast::is_autocast_enabled(type);
+  at::autocast::set_autocast_dtype(type, at::kBFloat16);
+  at::autocast::set_autocast_enabled(type, true);
+#else
+  if (cuda_) {
+    previous_enabled_ = at::autocast::is_enabled();
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    at::autocast::set_enabled(true);
+  } else {
+    previous_enabled_ = at::autocast::is_cpu_enabled();
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::set_cpu_enabled(true);
+  }
+#endif
   at::autocast::increment_nesting();
 }
 
@@ -107,7 +149,12 @@ AutocastGuard::~AutocastGuard() {
   if (!active_) return;
   // The cast-weight cache lives until the outermost region ends, as in PyTorch.
   if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-  at::autocast::set_cpu_enabled(previous_enabled_);
+#ifdef DQE_AUTOCAST_BY_DEVICE_TYPE
+  at::autocast::set_autocast_enabled(cuda_ ? c10::kCUDA : c10::kCPU, previous_enabled_);
+#else
+  if (cuda_) at::autocast::set_enabled(previous_enabled_);
+  else at::autocast::set_cpu_enabled(previous_enabled_);
+#endif
 }
 
 }  // namespace dqe

@@ -29,11 +29,13 @@ ScoreSummary score(const ScoreConfig& config) {
     else if (f == "keep") add_keep = true;
     else throw ConfigError("--fields: unknown field \"" + f + "\" (choose among score, pred, probs, keep)");
   }
-  const Precision precision = resolve_precision(config.precision);
+  const c10::Device device = resolve_device(config.device);
+  const Precision precision = resolve_precision(config.precision, device);
   const int threads = configure_threads(config.threads);
   auto log = detail::logger("score");
-  log->info(runtime_description() + ", " + precision_name(precision));
+  log->info(runtime_description() + ", " + device.str() + ", " + precision_name(precision));
   LoadedModel loaded = load_model(config.model);
+  loaded.model->to(device);
   const TaskSpec task = inference_task(loaded.spec, config.max_len, config.fields);
   ReaderOptions ro;
   ro.fields = task.fields;

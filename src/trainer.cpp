@@ -64,7 +64,7 @@ void TrainConfig::validate() const {
       for (size_t j = i + 1; j < labels.size(); ++j)
         if (labels[i] == labels[j]) throw ConfigError("--labels names \"" + labels[i] + "\" twice");
   }
-  resolve_precision(precision);
+  resolve_precision(precision, resolve_device(device));
   if (match_types != "auto" && match_types != "on" && match_types != "off")
     throw ConfigError("--match-types must be auto, on or off");
 }
@@ -98,6 +98,7 @@ nlohmann::ordered_json TrainConfig::to_json() const {
   j["seed"] = seed;
   j["threads"] = threads;
   j["precision"] = precision;
+  j["device"] = device;
   j["eval-every"] = eval_every;
   j["patience"] = patience;
   j["eval-batch-size"] = eval_batch_size;
@@ -124,9 +125,10 @@ TrainResult train(const TrainConfig& cfg) {
     throw ConfigError("--out " + cfg.out_dir + " already holds a run: add --resume to continue it, or choose another directory");
   }
   detail::check_writable(out);  // fail now, not after an hour of training
-  const Precision precision = resolve_precision(cfg.precision);
+  const c10::Device device = resolve_device(cfg.device);
+  const Precision precision = resolve_precision(cfg.precision, device);
   const int threads = configure_threads(cfg.threads);
-  log->info(runtime_description() + ", " + precision_name(precision));
+  log->info(runtime_description() + ", " + device.str() + ", " + precision_name(precision));
 
   ReaderOptions ro;
   ro.fields = cfg.fields;
@@ -241,6 +243,7 @@ TrainResult train(const TrainConfig& cfg) {
       init_bert_weights(*model, b.initializer_range, b.pad_token_id);
     }
   }
+  model->to(device);  // before the optimizer takes the parameters
   const TaskSpec& ts = spec.task;
   int64_t num_params = 0;
   for (const auto& p : model->parameters()) num_params += p.numel();
@@ -348,14 +351,14 @@ TrainResult train(const TrainConfig& cfg) {
         torch::manual_seed(cfg.seed * 6364136223846793005ULL + static_cast<uint64_t>(state.step) * 1442695040888963407ULL +
                            static_cast<uint64_t>(k));
         const auto& rows = batches[static_cast<size_t>(first + k)];
-        Batch batch = collate(train_set.inputs, rows, tokenizer->pad_id());
+        Batch batch = collate(train_set.inputs, rows, tokenizer->pad_id(), device);
         std::vector<float> y;
         y.reserve(rows.size());
         for (size_t r : rows) y.push_back(targets[r]);
-        torch::Tensor target = torch::tensor(y);
+        torch::Tensor target = torch::tensor(y).to(device);
         torch::Tensor logits;
         {
-          AutocastGuard autocast(precision);
+          AutocastGuard autocast(precision, device);
           logits = model->forward(batch.ids, batch.type_ids, batch.mask).to(torch::kFloat32);
         }
         torch::Tensor loss;

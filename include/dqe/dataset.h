@@ -42,7 +42,9 @@ struct Batch {
   torch::Tensor ids, type_ids, mask;
   std::vector<size_t> rows;  // which inputs, in batch order
 };
-Batch collate(const std::vector<Encoding>& inputs, const std::vector<size_t>& rows, int64_t pad_id);
+// Built on the CPU, then moved to device.
+Batch collate(const std::vector<Encoding>& inputs, const std::vector<size_t>& rows, int64_t pad_id,
+              const c10::Device& device = c10::Device(c10::kCPU));
 
 // Training order for one epoch: a seeded shuffle, then within windows of 50 batches the
 // inputs are sorted by length and cut into batches (little padding), and the batch order

@@ -18,8 +18,9 @@
 
 namespace dqe {
 
-// Raw logits [N, num_outputs] in input order; batches run in length order for little padding.
-// bf16 precision runs the encoder under autocast (faster, not bit-exact); logits are fp32.
+// Raw logits [N, num_outputs] in input order, on the CPU; batches run in length order for
+// little padding, on the model's device. bf16 precision runs the encoder under autocast
+// (faster, not bit-exact); logits are fp32.
 torch::Tensor predict_logits(SequenceModel& model, const std::vector<Encoding>& inputs, int64_t batch_size,
                              int64_t pad_id, Precision precision = Precision::kFp32);
 
@@ -57,8 +58,11 @@ struct EvalConfig {
   int64_t max_len = 0;
   int64_t batch_size = 64;
   int threads = 0;
-  // "auto" (bf16 autocast where the CPU has native bf16, else fp32), "fp32" (exact) or "bf16".
+  // "auto" (bf16 autocast on a GPU or where the CPU has native bf16, else fp32), "fp32"
+  // (exact) or "bf16".
   std::string precision = "auto";
+  // "auto" (a GPU when there is one), "cpu", "cuda" or "cuda:N".
+  std::string device = "auto";
   int64_t max_bad_lines = 0;
   std::string rejects;
   // Overrides the field names saved with the model.

@@ -127,6 +127,9 @@ struct LoadReport {
 LoadReport load_weights(SequenceModel& model, std::map<std::string, torch::Tensor> tensors,
                         const std::string& origin, bool allow_new_head);
 
+// The device of the module's first parameter (the CPU for a module without parameters).
+c10::Device device_of(const torch::nn::Module& module);
+
 // Named parameters in Hugging Face layout, for saving.
 std::vector<std::pair<std::string, torch::Tensor>> named_weights(SequenceModel& model);
 

@@ -50,8 +50,10 @@ struct PretrainConfig {
   int64_t max_len = 128;
   uint64_t seed = 42;
   int threads = 0;
-  // "auto" (bf16 autocast where the CPU has native bf16, else fp32), "fp32" or "bf16".
+  // "auto" (bf16 autocast on a GPU or where the CPU has native bf16, else fp32), "fp32" or "bf16".
   std::string precision = "auto";
+  // "auto" (a GPU when there is one), "cpu", "cuda" or "cuda:N".
+  std::string device = "auto";
 
   // Every Nth line is held back to measure MLM loss and accuracy, up to held_out_max lines.
   int64_t held_out_every = 100;

@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include <c10/core/Device.h>
+
 namespace dqe {
 
 // Sets LibTorch's intra-op threads and, when OpenBLAS is the BLAS, its thread pool.
@@ -29,21 +31,29 @@ enum class Precision { kFp32, kBf16 };
 
 // Whether the CPU multiplies bfloat16 natively (avx512_bf16 or AMX); without it bf16 is slow.
 bool cpu_has_native_bf16();
-// "fp32", "bf16", or "auto" (bf16 when cpu_has_native_bf16(), else fp32). Throws
-// ConfigError naming flag for anything else.
-Precision resolve_precision(const std::string& name, const std::string& flag = "--precision");
+// "fp32", "bf16", or "auto": bf16 on a GPU, and on a CPU when cpu_has_native_bf16(); fp32
+// otherwise. Throws ConfigError naming flag for anything else.
+Precision resolve_precision(const std::string& name, const c10::Device& device = c10::Device(c10::kCPU),
+                            const std::string& flag = "--precision");
 std::string precision_name(Precision precision);
 
-// Turns CPU autocast on for its lifetime when precision is bf16 (no-op for fp32).
+// Where the model runs: "cpu", "cuda", "cuda:N", or "auto" (the first GPU when this dqe was
+// built against a CUDA LibTorch and a GPU is visible, else the CPU). Throws ConfigError
+// naming flag for an unknown name, or for a GPU that this build or machine does not have.
+c10::Device resolve_device(const std::string& name, const std::string& flag = "--device");
+
+// Turns autocast on for its lifetime, on the device's backend, when precision is bf16
+// (no-op for fp32).
 class AutocastGuard {
  public:
-  explicit AutocastGuard(Precision precision);
+  explicit AutocastGuard(Precision precision, const c10::Device& device = c10::Device(c10::kCPU));
   ~AutocastGuard();
   AutocastGuard(const AutocastGuard&) = delete;
   AutocastGuard& operator=(const AutocastGuard&) = delete;
 
  private:
   bool active_ = false;
+  bool cuda_ = false;
   bool previous_enabled_ = false;
 };
 

@@ -23,8 +23,11 @@ struct ScoreConfig {
   // With a threshold, drops the lines that are not kept.
   bool filter = false;
   int threads = 0;
-  // "auto" (bf16 autocast where the CPU has native bf16, else fp32), "fp32" (exact) or "bf16".
+  // "auto" (bf16 autocast on a GPU or where the CPU has native bf16, else fp32), "fp32"
+  // (exact) or "bf16".
   std::string precision = "auto";
+  // "auto" (a GPU when there is one), "cpu", "cuda" or "cuda:N".
+  std::string device = "auto";
   int64_t max_bad_lines = 0;
   std::string rejects;
   std::optional<FieldMap> fields;

@@ -64,8 +64,10 @@ struct TrainConfig {
   uint64_t seed = 42;
   // Compute threads (0: all cores available).
   int threads = 0;
-  // "auto" (bf16 autocast where the CPU has native bf16, else fp32), "fp32" or "bf16".
+  // "auto" (bf16 autocast on a GPU or where the CPU has native bf16, else fp32), "fp32" or "bf16".
   std::string precision = "auto";
+  // "auto" (a GPU when there is one), "cpu", "cuda" or "cuda:N".
+  std::string device = "auto";
   // Evaluate on dev every N optimizer steps (0: at the end of each epoch).
   int64_t eval_every = 0;
   // Stop after this many evaluations without improvement (0: never).

@@ -43,6 +43,23 @@ void add_field_options(CLI::App& cmd, FieldMap& fields) {
   cmd.add_option("--id-field", fields.id, "JSON field holding the record id")->capture_default_str()->group(group);
 }
 
+void add_compute_options(CLI::App& cmd, int& threads, std::string& precision, std::string& device,
+                         const std::string& group) {
+  std::vector<CLI::Option*> options;
+  options.push_back(cmd.add_option("--threads", threads, "Compute threads (0: all cores)")->capture_default_str());
+  options.push_back(cmd.add_option("--precision", precision,
+                                   "auto (bf16 autocast on a GPU, or on a CPU with avx512_bf16/AMX; else fp32), fp32 "
+                                   "(exact) or bf16")
+                        ->capture_default_str()
+                        ->check(CLI::IsMember({"auto", "fp32", "bf16"})));
+  options.push_back(cmd.add_option("--device", device,
+                                   "auto (the GPU when dqe is built with CUDA and one is visible, else the CPU), cpu, "
+                                   "cuda or cuda:N")
+                        ->capture_default_str());
+  if (!group.empty())
+    for (auto* o : options) o->group(group);
+}
+
 bool field_options_given(const CLI::App& cmd) {
   for (const char* name : {"--query-field", "--text-fields", "--label-field", "--query-id-field", "--id-field"})
     if (cmd.count(name) > 0) return true;

@@ -67,6 +67,9 @@ void add_tokenizer_command(CLI::App& app, CliState& state);
 
 // Adds --query-field, --text-fields, --label-field, --query-id-field, --id-field.
 void add_field_options(CLI::App& cmd, FieldMap& fields);
+// Adds --threads, --precision and --device, in group (none when empty).
+void add_compute_options(CLI::App& cmd, int& threads, std::string& precision, std::string& device,
+                         const std::string& group = "");
 // True when any field-name flag was given on cmd.
 bool field_options_given(const CLI::App& cmd);
 

@@ -14,11 +14,7 @@ void add_eval_command(CLI::App& app, CliState& state) {
   cmd->add_option("--metrics-out", c.metrics_out, "Write the metrics as JSON here");
   cmd->add_option("--max-len", c.max_len, "Longest input in tokens (0: the model's)")->capture_default_str();
   cmd->add_option("--batch-size", c.batch_size, "Examples per batch")->capture_default_str();
-  cmd->add_option("--threads", c.threads, "Compute threads (0: all cores)")->capture_default_str();
-  cmd->add_option("--precision", c.precision,
-                  "auto (bf16 autocast where the CPU has avx512_bf16/AMX, else fp32), fp32 (exact) or bf16")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
+  add_compute_options(*cmd, c.threads, c.precision, c.device);
   cmd->add_option("--max-bad-lines", c.max_bad_lines, "Skip up to N malformed lines instead of stopping")->capture_default_str();
   cmd->add_option("--rejects", c.rejects, "Write skipped lines here");
   const char* gate = "Regression gates (exit 4 when one fails)";

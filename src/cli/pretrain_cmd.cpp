@@ -52,12 +52,7 @@ void add_pretrain_command(CLI::App& app, CliState& state) {
   cmd->add_option("--max-grad-norm", c.max_grad_norm, "Clip gradients to this L2 norm (0: off)")->capture_default_str()->group(opt);
   cmd->add_option("--max-len", c.max_len, "Longest sequence in tokens; longer texts are cut")->capture_default_str()->group(opt);
   cmd->add_option("--seed", c.seed, "Random seed")->capture_default_str()->group(opt);
-  cmd->add_option("--threads", c.threads, "Compute threads (0: all cores)")->capture_default_str()->group(opt);
-  cmd->add_option("--precision", c.precision,
-                  "auto (bf16 autocast where the CPU has avx512_bf16/AMX, else fp32), fp32 or bf16")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "fp32", "bf16"}))
-      ->group(opt);
+  add_compute_options(*cmd, c.threads, c.precision, c.device, opt);
   cmd->add_option("--chunk-lines", c.chunk_lines, "Lines read, tokenized and shuffled together (bounds memory)")
       ->capture_default_str()
       ->group(opt);

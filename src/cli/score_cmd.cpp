@@ -24,11 +24,7 @@ void add_score_command(CLI::App& app, CliState& state) {
   cmd->add_option("--psi-warn", c.psi_warn,
                   "Warn when the score distribution's PSI against the model's dev scores exceeds this (0: off)")
       ->capture_default_str();
-  cmd->add_option("--threads", c.threads, "Compute threads (0: all cores)")->capture_default_str();
-  cmd->add_option("--precision", c.precision,
-                  "auto (bf16 autocast where the CPU has avx512_bf16/AMX, else fp32), fp32 (exact) or bf16")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
+  add_compute_options(*cmd, c.threads, c.precision, c.device);
   cmd->add_option("--max-bad-lines", c.max_bad_lines, "Skip up to N malformed lines instead of stopping")->capture_default_str();
   cmd->add_option("--rejects", c.rejects, "Write skipped lines here");
   add_field_options(*cmd, state.score_fields);

@@ -24,6 +24,12 @@ Outcome dqe(const test::TempDir& dir, const std::string& args) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, test::read_text(out), test::read_text(err)};
 }
 
+// Whether the binary sees a GPU, from its --version.
+bool torch_has_gpu() {
+  test::TempDir dir;
+  return dqe(dir, "--version").out.find("cuda (") != std::string::npos;
+}
+
 int count_lines(const std::string& text) { return static_cast<int>(std::count(text.begin(), text.end(), '\n')); }
 
 // One tiny model, trained once for all the tests here.
@@ -141,6 +147,15 @@ TEST_F(CliTest, UsageErrorsExitWithTwo) {
   r = dqe(scratch_, "score --model " + path("run") + " --filter");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.err.find("--filter needs --threshold"), std::string::npos) << r.err;
+  r = dqe(scratch_, "eval --model " + path("run") + " --data " + path("dev.jsonl") + " --device tpu");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--device must be auto, cpu, cuda or cuda:N"), std::string::npos) << r.err;
+  if (!torch_has_gpu()) {
+    r = dqe(scratch_, "score --model " + path("run") + " --input " + path("dev.jsonl") + " --device cuda");
+    EXPECT_EQ(r.code, 2);
+    EXPECT_NE(r.err.find("--device cuda: no GPU is usable"), std::string::npos) << r.err;
+    EXPECT_EQ(count_lines(r.out), 0);
+  }
   r = dqe(scratch_, "train --help");
   EXPECT_EQ(r.code, 0);
   EXPECT_NE(r.out.find("--lr"), std::string::npos);

@@ -61,6 +61,30 @@ class TrainTest : public ::testing::Test {
   TrainConfig config_;
 };
 
+// Trains on the GPU, resumes there, and leaves checkpoints that load and score the same on
+// the CPU.
+TEST_F(TrainTest, TrainsOnTheGpuAndItsCheckpointsScoreTheSameOnTheCpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no GPU (this LibTorch has no CUDA, or none is visible)";
+  config_.device = "cuda";
+  config_.stop_after_step = [](int64_t step) { return step == 30; };
+  TrainResult first = train(config_);
+  ASSERT_TRUE(first.interrupted);
+  config_.stop_after_step = nullptr;
+  config_.resume = true;
+  TrainResult r = train(config_);
+  EXPECT_FALSE(r.interrupted);
+  EXPECT_LT(r.best_metric, 0.5 * constant_rmse());
+  EvalConfig ec;
+  ec.model = dir_.path("run/best");
+  ec.data = config_.dev_path;
+  ec.device = "cpu";
+  ec.precision = "fp32";
+  const double cpu_rmse = evaluate(ec).primary;
+  ec.device = "cuda";
+  const double gpu_rmse = evaluate(ec).primary;
+  EXPECT_NEAR(cpu_rmse, gpu_rmse, 1e-4);
+}
+
 TEST_F(TrainTest, LowersTheLossAndBeatsTheConstantPredictor) {
   TrainResult r = train(config_);
   EXPECT_FALSE(r.interrupted);

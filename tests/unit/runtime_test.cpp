@@ -18,7 +18,7 @@ TEST(Precision, NamesResolveAndAutoFollowsTheCpu) {
   EXPECT_EQ(resolve_precision("bf16"), Precision::kBf16);
   EXPECT_EQ(resolve_precision("auto"), cpu_has_native_bf16() ? Precision::kBf16 : Precision::kFp32);
   try {
-    resolve_precision("half", "--precision");
+    resolve_precision("half", c10::Device(c10::kCPU), "--precision");
     FAIL();
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("--precision"), std::string::npos);
@@ -72,6 +72,63 @@ TEST(Precision, Bf16LogitsOfTheFixtureAreCloseToFp32) {
   const torch::Tensor a = fp32.flatten() - fp32.mean(), b = bf16.flatten() - bf16.mean();
   const double correlation = (a * b).sum().item<double>() / std::sqrt((a * a).sum().item<double>() * (b * b).sum().item<double>());
   EXPECT_GT(correlation, 0.99);
+  const double range = (fp32.max() - fp32.min()).item<double>();
+  EXPECT_LT((fp32 - bf16).abs().max().item<double>(), 0.05 * range);
+}
+
+TEST(Device, NamesResolveAndAutoFollowsTheBuild) {
+  EXPECT_TRUE(resolve_device("cpu").is_cpu());
+  EXPECT_EQ(resolve_device("auto").is_cuda(), torch::cuda::is_available());
+  for (const std::string bad : {"gpu", "cuda:", "cuda:x", "cuda:-1", "CPU", ""}) {
+    try {
+      resolve_device(bad);
+      FAIL() << bad;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("--device must be auto, cpu, cuda or cuda:N"), std::string::npos) << e.what();
+    }
+  }
+  // On a GPU, auto precision is bf16 whatever the CPU has.
+  EXPECT_EQ(resolve_precision("auto", c10::Device(c10::kCUDA, 0)), Precision::kBf16);
+  EXPECT_EQ(resolve_precision("fp32", c10::Device(c10::kCUDA, 0)), Precision::kFp32);
+}
+
+TEST(Device, CudaWithoutAGpuIsAConfigErrorNamingTheFlag) {
+  if (torch::cuda::is_available()) GTEST_SKIP() << "a GPU is visible";
+  for (const std::string name : {"cuda", "cuda:0"}) {
+    try {
+      resolve_device(name, "--device");
+      FAIL() << name;
+    } catch (const ConfigError& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("--device " + name + ": no GPU is usable"), std::string::npos) << what;
+      EXPECT_NE(what.find("--device cpu"), std::string::npos) << what;
+    }
+  }
+}
+
+// On a GPU the fixture's fp32 logits match the oracle as on the CPU, and bf16 autocast on
+// the GPU tracks them.
+TEST(Device, CudaLogitsOfTheFixtureMatchTheOracle) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no GPU (this LibTorch has no CUDA, or none is visible)";
+  const std::string fixture = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-hf";
+  LoadedModel m = load_model(fixture);
+  m.model->to(resolve_device("cuda"));
+  std::ifstream in(fixture + "/expected.json");
+  const nlohmann::json expected = nlohmann::json::parse(in);
+  std::vector<Encoding> inputs;
+  for (const auto& c : expected["cases"])
+    inputs.push_back(m.tokenizer->encode_pair(c["query"].get<std::string>(), c["title"].get<std::string>(),
+                                              c["max_len"].get<size_t>()));
+  torch::Tensor fp32 = predict_logits(m.model, inputs, 4, m.tokenizer->pad_id(), Precision::kFp32);
+  torch::Tensor bf16 = predict_logits(m.model, inputs, 4, m.tokenizer->pad_id(), Precision::kBf16);
+  ASSERT_TRUE(fp32.is_cpu());
+  size_t i = 0;
+  for (const auto& c : expected["cases"]) {
+    const auto want = c["logits"].get<std::vector<float>>();
+    for (size_t k = 0; k < want.size(); ++k)
+      EXPECT_NEAR(fp32[static_cast<int64_t>(i)][static_cast<int64_t>(k)].item<float>(), want[k], 1e-4);
+    ++i;
+  }
   const double range = (fp32.max() - fp32.min()).item<double>();
   EXPECT_LT((fp32 - bf16).abs().max().item<double>(), 0.05 * range);
 }
