@@ -14,6 +14,15 @@
 #include "dqe/runtime.h"
 
 namespace dqe {
+namespace {
+
+std::string join(const std::vector<std::string>& parts, const std::string& sep) {
+  std::string out;
+  for (size_t i = 0; i < parts.size(); ++i) out += (i ? sep : "") + parts[i];
+  return out;
+}
+
+}  // namespace
 
 torch::Tensor predict_logits(SequenceModel& model, const std::vector<Encoding>& inputs, int64_t batch_size,
                              int64_t pad_id, Precision precision) {
@@ -123,6 +132,86 @@ TaskSpec inference_task(const ModelSpec& spec, int64_t max_len, const std::optio
   return task;
 }
 
+std::vector<std::string> Ensemble::dirs() const {
+  std::vector<std::string> out;
+  for (const auto& m : members) out.push_back(m.dir);
+  return out;
+}
+
+std::vector<std::string> ensemble_members(const std::string& dir) {
+  const std::filesystem::path file = std::filesystem::path(dir) / "ensemble.json";
+  if (!std::filesystem::is_regular_file(file)) return {dir};
+  const nlohmann::json j = read_json_file(file.string());
+  const auto it = j.find("members");
+  if (it == j.end() || !it->is_array() || it->empty())
+    throw ModelError(file.string() + ": needs \"members\": a non-empty list of model directories");
+  std::vector<std::string> out;
+  for (const auto& m : *it) {
+    if (!m.is_string() || m.get<std::string>().empty())
+      throw ModelError(file.string() + ": every member must be a directory name");
+    const std::filesystem::path p(m.get<std::string>());
+    out.push_back((p.is_absolute() ? p : std::filesystem::path(dir) / p).string());
+  }
+  return out;
+}
+
+Ensemble load_ensemble(const std::vector<std::string>& model_args, int64_t max_len, const std::optional<FieldMap>& fields,
+                       const c10::Device& device) {
+  if (model_args.empty()) throw ConfigError("--model is required");
+  std::vector<std::string> models;
+  for (const auto& arg : model_args)
+    for (auto& m : ensemble_members(arg)) models.push_back(std::move(m));
+  Ensemble e;
+  for (const auto& path : models) {
+    LoadedModel loaded = load_model(path);
+    TaskSpec task = inference_task(loaded.spec, max_len, fields);
+    if (!e.tasks.empty()) {
+      const TaskSpec& first = e.tasks.front();
+      if (task.task != first.task)
+        throw ConfigError("--model " + path + ": its task (" + task_name(task.task) + ") differs from --model " +
+                          models.front() + "'s (" + task_name(first.task) + "); an ensemble needs one task");
+      if (task.labels != first.labels)
+        throw ConfigError("--model " + path + ": its class names differ from --model " + models.front() +
+                          "'s; an ensemble needs the same classes in the same order");
+    }
+    loaded.model->to(device);
+    e.members.push_back(std::move(loaded));
+    e.tasks.push_back(std::move(task));
+  }
+  return e;
+}
+
+Predictions predict_ensemble(const Ensemble& ensemble, const std::vector<Record>& records, const std::string& path,
+                             int64_t batch_size, Precision precision, int threads) {
+  Predictions sum;
+  const double k = static_cast<double>(ensemble.members.size());
+  for (size_t m = 0; m < ensemble.members.size(); ++m) {
+    const LoadedModel& member = ensemble.members[m];
+    EncodedSet set = encode_records(records, *member.tokenizer, ensemble.tasks[m], path, false, threads);
+    SequenceModel model = member.model;
+    Predictions p = predictions_from_logits(
+        predict_logits(model, set.inputs, batch_size, member.tokenizer->pad_id(), precision), ensemble.tasks[m]);
+    if (ensemble.members.size() == 1) return p;
+    if (m == 0) {
+      sum = std::move(p);
+      continue;
+    }
+    for (size_t i = 0; i < p.scores.size(); ++i) sum.scores[i] += p.scores[i];
+    for (size_t i = 0; i < p.probs.size(); ++i)
+      for (size_t c = 0; c < p.probs[i].size(); ++c) sum.probs[i][c] += p.probs[i][c];
+  }
+  for (auto& s : sum.scores) s /= k;
+  for (auto& row : sum.probs)
+    for (auto& v : row) v /= k;
+  const Task task = ensemble.task().task;
+  for (size_t i = 0; i < sum.classes.size(); ++i) {
+    if (task == Task::kBinary) sum.classes[i] = sum.scores[i] >= 0.5 ? 1 : 0;
+    else
+      sum.classes[i] = std::max_element(sum.probs[i].begin(), sum.probs[i].end()) - sum.probs[i].begin();
+  }
+  return sum;
+}
+
 EvalResult evaluate(const EvalConfig& config) {
   if (config.batch_size <= 0) throw ConfigError("--batch-size must be > 0");
   if (config.max_len < 0) throw ConfigError("--max-len must be >= 0");
@@ -136,33 +225,39 @@ EvalResult evaluate(const EvalConfig& config) {
   const int threads = configure_threads(config.threads);
   auto log = detail::logger("eval");
   log->info(runtime_description() + ", " + device.str() + ", " + precision_name(precision));
-  LoadedModel loaded = load_model(config.model);
-  loaded.model->to(device);
-  const TaskSpec task = inference_task(loaded.spec, config.max_len, config.fields);
+  const Ensemble ensemble = load_ensemble(config.models, config.max_len, config.fields, device);
+  const TaskSpec& task = ensemble.task();
   ReaderOptions ro;
   ro.fields = task.fields;
   ro.require_label = true;
   ro.max_bad_lines = config.max_bad_lines;
   ro.rejects_path = config.rejects;
   std::vector<Record> records = read_jsonl(config.data, ro);
-  log->info("{}: {} examples; model {} ({} task, max length {})", config.data, records.size(), loaded.dir,
-            task_name(task.task), task.max_len);
-  EncodedSet set = encode_records(records, *loaded.tokenizer, task, config.data, true, threads);
-  torch::Tensor logits =
-      predict_logits(loaded.model, set.inputs, config.batch_size, loaded.tokenizer->pad_id(), precision);
-  EvalResult result = compute_metrics(task, predictions_from_logits(logits, task), set.labels, set.query_ids);
-  if (task.task == Task::kRegression && loaded.spec.has_dqe_section) {
+  log->info("{}: {} examples; model {} ({} task, max length {})", config.data, records.size(),
+            join(ensemble.dirs(), " + "), task_name(task.task), task.max_len);
+  std::vector<double> labels;
+  std::vector<std::string> query_ids;
+  labels.reserve(records.size());
+  query_ids.reserve(records.size());
+  for (const auto& r : records) {
+    labels.push_back(encode_label(r, task, config.data));
+    query_ids.push_back(r.query_id);
+  }
+  const Predictions predictions = predict_ensemble(ensemble, records, config.data, config.batch_size, precision, threads);
+  EvalResult result = compute_metrics(task, predictions, labels, query_ids);
+  if (task.task == Task::kRegression && ensemble.members.front().spec.has_dqe_section) {
     // The constant predictor a model has to beat: the mean of its training labels.
     double sq = 0;
-    for (double y : set.labels) sq += (y - task.label_mean) * (y - task.label_mean);
-    const double rmse = std::sqrt(sq / static_cast<double>(set.labels.size()));
+    for (double y : labels) sq += (y - task.label_mean) * (y - task.label_mean);
+    const double rmse = std::sqrt(sq / static_cast<double>(labels.size()));
     result.metrics["train_mean_rmse"] = rmse;
     char line[96];
     std::snprintf(line, sizeof line, "rmse of predicting the training mean (%.4f): %.4f\n", task.label_mean, rmse);
     result.table += line;
   }
   result.metrics["data"] = config.data;
-  result.metrics["model"] = loaded.dir;
+  if (ensemble.members.size() == 1) result.metrics["model"] = ensemble.members.front().dir;
+  else result.metrics["model"] = ensemble.dirs();
   if (!config.metrics_out.empty()) write_file_atomic(config.metrics_out, result.metrics.dump(2) + "\n");
   return result;
 }

@@ -34,9 +34,11 @@ ScoreSummary score(const ScoreConfig& config) {
   const int threads = configure_threads(config.threads);
   auto log = detail::logger("score");
   log->info(runtime_description() + ", " + device.str() + ", " + precision_name(precision));
-  LoadedModel loaded = load_model(config.model);
-  loaded.model->to(device);
-  const TaskSpec task = inference_task(loaded.spec, config.max_len, config.fields);
+  const Ensemble ensemble = load_ensemble(config.models, config.max_len, config.fields, device);
+  const TaskSpec& task = ensemble.task();
+  // The drift check compares with the dev scores saved with a single model.
+  const std::optional<ScoreReference>& reference =
+      ensemble.members.size() == 1 ? ensemble.members.front().score_reference : std::nullopt;
   ReaderOptions ro;
   ro.fields = task.fields;
   ro.max_bad_lines = config.max_bad_lines;
@@ -46,7 +48,7 @@ ScoreSummary score(const ScoreConfig& config) {
   detail::OutputFile output(config.output);  // before any work: an unwritable output fails now
 
   ScoreSummary summary;
-  std::vector<int64_t> bin_counts(loaded.score_reference ? loaded.score_reference->fractions.size() : 0, 0);
+  std::vector<int64_t> bin_counts(reference ? reference->fractions.size() : 0, 0);
   const auto t0 = std::chrono::steady_clock::now();
   Progress progress("score", 0, "lines");
   std::vector<Record> chunk;
@@ -58,13 +60,11 @@ ScoreSummary score(const ScoreConfig& config) {
     while (static_cast<int64_t>(chunk.size()) < config.chunk_lines && (more = reader.next(rec)))
       chunk.push_back(std::move(rec));
     if (chunk.empty()) break;
-    EncodedSet set = encode_records(chunk, *loaded.tokenizer, task, config.input, false, threads);
-    torch::Tensor logits = predict_logits(loaded.model, set.inputs, config.batch_size, loaded.tokenizer->pad_id(), precision);
-    Predictions p = predictions_from_logits(logits, task);
+    const Predictions p = predict_ensemble(ensemble, chunk, config.input, config.batch_size, precision, threads);
     std::ostream& out = output.stream();
     for (size_t i = 0; i < chunk.size(); ++i) {
       auto& obj = chunk[i].object;
-      if (loaded.score_reference) ++bin_counts[loaded.score_reference->bin_of(p.scores[i])];
+      if (reference) ++bin_counts[reference->bin_of(p.scores[i])];
       if (add_score) obj["score"] = p.scores[i];
       if (task.task == Task::kClassification) {
         if (add_pred) obj["pred"] = task.labels[static_cast<size_t>(p.classes[i])];
@@ -96,9 +96,9 @@ ScoreSummary score(const ScoreConfig& config) {
   output.commit();
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   summary.psi = std::numeric_limits<double>::quiet_NaN();
-  if (loaded.score_reference) {
-    summary.psi = population_stability_index(*loaded.score_reference, bin_counts);
-    summary.shift = describe_shift(*loaded.score_reference, bin_counts);
+  if (reference) {
+    summary.psi = population_stability_index(*reference, bin_counts);
+    summary.shift = describe_shift(*reference, bin_counts);
     if (config.psi_warn > 0 && summary.psi > config.psi_warn)
       log->warn("score distribution differs from dev (PSI {:.3f} > {:.2f}): {}", summary.psi, config.psi_warn,
                 summary.shift);

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "dqe/checkpoint.h"
 #include "dqe/config.h"
 #include "dqe/jsonl_reader.h"
 #include "dqe/model.h"
@@ -50,8 +51,36 @@ EvalResult compute_metrics(const TaskSpec& task, const Predictions& predictions,
 // 3..max_position_embeddings, else ConfigError naming --max-len) and field names.
 TaskSpec inference_task(const ModelSpec& spec, int64_t max_len, const std::optional<FieldMap>& fields);
 
+// One model, or several whose predictions are averaged (an ensemble, e.g. fine-tuning runs
+// with different seeds). Each member keeps its own tokenizer, length and label scaling;
+// they must share the task and class names.
+struct Ensemble {
+  std::vector<LoadedModel> members;
+  std::vector<TaskSpec> tasks;  // inference_task() of each member
+
+  const TaskSpec& task() const { return tasks.front(); }
+  // Every member's directory, in order.
+  std::vector<std::string> dirs() const;
+};
+
+// The models a --model argument names: the directory itself, or, when it holds an
+// ensemble.json ({"members": ["seed1", "seed2"]}, paths relative to it), its members.
+// Throws ModelError naming the file when it is malformed.
+std::vector<std::string> ensemble_members(const std::string& dir);
+
+// Loads the models (ensemble directories expanded) onto device. Throws ConfigError naming
+// --model when there is none or when a member's task or class names differ from the first's.
+Ensemble load_ensemble(const std::vector<std::string>& models, int64_t max_len, const std::optional<FieldMap>& fields,
+                       const c10::Device& device);
+
+// The members' predictions averaged: scores, and class probabilities (the class is then
+// the most probable; binary: score >= 0.5). path names the records in error messages.
+Predictions predict_ensemble(const Ensemble& ensemble, const std::vector<Record>& records, const std::string& path,
+                             int64_t batch_size, Precision precision, int threads);
+
 struct EvalConfig {
-  std::string model;  // checkpoint, Hugging Face or run directory
+  // Checkpoint, Hugging Face or run directory; with several, their predictions are averaged.
+  std::vector<std::string> models;
   std::string data;
   std::string metrics_out;  // optional JSON output
   // Longest input; 0 means the model's own.

@@ -12,7 +12,8 @@
 namespace dqe {
 
 struct ScoreConfig {
-  std::string model;
+  // Checkpoint, Hugging Face or run directory; with several, their predictions are averaged.
+  std::vector<std::string> models;
   std::string input = "-";   // "-" is stdin
   std::string output = "-";  // "-" is stdout; a file appears only when complete
   int64_t batch_size = 64;
@@ -48,7 +49,8 @@ struct ScoreSummary {
   int64_t filtered = 0;  // dropped by --filter
   int64_t rejected = 0;  // bad lines skipped under --max-bad-lines
   double seconds = 0;
-  // Population stability index against the dev scores saved with the model; NaN without them.
+  // Population stability index against the dev scores saved with the model; NaN without
+  // them, and for an ensemble (no dev scores of the average were saved).
   double psi = 0;
   std::string shift;  // the largest move between bins, in words
 };

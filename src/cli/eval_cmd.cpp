@@ -9,7 +9,10 @@ void add_eval_command(CLI::App& app, CliState& state) {
   CLI::App* cmd = app.add_subcommand("eval", "Evaluate a model on labelled data and print its metrics");
   state.eval_cmd = cmd;
   cmd->add_option("--config", state.config_files, "JSON file of flag values (keys are long flag names); repeatable");
-  cmd->add_option("--model", c.model, "Model: checkpoint, run directory (its best) or Hugging Face directory")->required();
+  cmd->add_option("--model", c.models,
+                  "Model: checkpoint, run directory (its best) or Hugging Face directory; repeat it to average "
+                  "several (an ensemble)")
+      ->required();
   cmd->add_option("--data", c.data, "Labelled data (JSONL)")->required();
   cmd->add_option("--metrics-out", c.metrics_out, "Write the metrics as JSON here");
   cmd->add_option("--max-len", c.max_len, "Longest input in tokens (0: the model's)")->capture_default_str();

@@ -11,7 +11,10 @@ void add_score_command(CLI::App& app, CliState& state) {
   CLI::App* cmd = app.add_subcommand("score", "Score query-result pairs; every input line is written back with its score");
   state.score_cmd = cmd;
   cmd->add_option("--config", state.config_files, "JSON file of flag values (keys are long flag names); repeatable");
-  cmd->add_option("--model", c.model, "Model: checkpoint, run directory (its best) or Hugging Face directory")->required();
+  cmd->add_option("--model", c.models,
+                  "Model: checkpoint, run directory (its best) or Hugging Face directory; repeat it to average "
+                  "several (an ensemble)")
+      ->required();
   cmd->add_option("--input", c.input, "JSONL input, - for stdin")->capture_default_str();
   cmd->add_option("--output", c.output, "JSONL output, - for stdout (a file appears only when complete)")->capture_default_str();
   cmd->add_option("--batch-size", c.batch_size, "Examples per batch")->capture_default_str();

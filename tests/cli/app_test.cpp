@@ -124,9 +124,16 @@ TEST(CliParse, ValuesThatParseButMakeNoSenseFailValidation) {
   EXPECT_THROW(p->state.train.validate(), ConfigError);
 }
 
+TEST(CliParse, RepeatedModelsMakeAnEnsemble) {
+  auto p = parse({"score", "--model", "a", "--model", "b", "--input", "x.jsonl"});
+  EXPECT_EQ(p->state.score.models, (std::vector<std::string>{"a", "b"}));
+  p = parse({"eval", "--model", "a", "--data", "d.jsonl", "--model", "b", "--model", "c"});
+  EXPECT_EQ(p->state.eval.models, (std::vector<std::string>{"a", "b", "c"}));
+}
+
 TEST(CliParse, EvalAndScoreKeepModelFieldsUnlessGiven) {
   auto p = parse({"eval", "--model", "m", "--data", "d.jsonl", "--metrics-out", "m.json"});
-  EXPECT_EQ(p->state.eval.model, "m");
+  EXPECT_EQ(p->state.eval.models, std::vector<std::string>{"m"});
   EXPECT_EQ(p->state.eval.metrics_out, "m.json");
   EXPECT_FALSE(p->state.eval.fields.has_value());
   p = parse({"eval", "--model", "m", "--data", "d.jsonl", "--label-field", "grade"});

@@ -75,7 +75,7 @@ TEST_F(TrainTest, TrainsOnTheGpuAndItsCheckpointsScoreTheSameOnTheCpu) {
   EXPECT_FALSE(r.interrupted);
   EXPECT_LT(r.best_metric, 0.5 * constant_rmse());
   EvalConfig ec;
-  ec.model = dir_.path("run/best");
+  ec.models = {dir_.path("run/best")};
   ec.data = config_.dev_path;
   ec.device = "cpu";
   ec.precision = "fp32";
@@ -133,7 +133,7 @@ TEST_F(TrainTest, InterruptedRunResumedReachesTheSameMetrics) {
 TEST_F(TrainTest, SavedModelEvaluatesAndScoresToTheSameNumbers) {
   TrainResult r = train(config_);
   EvalConfig ec;
-  ec.model = config_.out_dir;  // the run directory means its best checkpoint
+  ec.models = {config_.out_dir};  // the run directory means its best checkpoint
   ec.data = config_.dev_path;
   ec.metrics_out = dir_.path("metrics.json");
   ec.threads = 2;
@@ -144,7 +144,7 @@ TEST_F(TrainTest, SavedModelEvaluatesAndScoresToTheSameNumbers) {
   EXPECT_NEAR(saved["rmse"].get<double>(), r.best_metric, 1e-7);
 
   ScoreConfig sc;
-  sc.model = config_.out_dir;
+  sc.models = {config_.out_dir};
   sc.input = config_.dev_path;
   sc.output = dir_.path("scored.jsonl");
   sc.threads = 2;
@@ -163,6 +163,82 @@ TEST_F(TrainTest, SavedModelEvaluatesAndScoresToTheSameNumbers) {
   EXPECT_NEAR(std::sqrt(sq / static_cast<double>(in.size())), r.best_metric, 1e-5);
 }
 
+// Two seeds of the same run: the ensemble's scores are the mean of the members', line by
+// line, in eval and score alike; members must share the task.
+TEST_F(TrainTest, EnsembleAveragesItsMembers) {
+  config_.epochs = 2;
+  train(config_);
+  TrainConfig other = config_;
+  other.out_dir = dir_.path("run_seed6");
+  other.seed = 6;
+  train(other);
+
+  auto scores_of = [&](const std::vector<std::string>& models, const std::string& name, bool single) {
+    ScoreConfig sc;
+    sc.models = models;
+    sc.input = config_.dev_path;
+    sc.output = dir_.path(name);
+    sc.threads = 2;
+    sc.precision = "fp32";
+    sc.chunk_lines = 13;
+    ScoreSummary s = score(sc);
+    EXPECT_EQ(std::isnan(s.psi), !single) << "PSI needs the dev scores of a single model";
+    std::vector<double> out;
+    for (const auto& o : read_jsonl_file(sc.output)) out.push_back(o["score"].get<double>());
+    return out;
+  };
+  const auto a = scores_of({config_.out_dir}, "a.jsonl", true);
+  const auto b = scores_of({other.out_dir}, "b.jsonl", true);
+  const auto both = scores_of({config_.out_dir, other.out_dir}, "ab.jsonl", false);
+  ASSERT_EQ(a.size(), 80u);
+  ASSERT_EQ(both.size(), a.size());
+  double differ = 0, sq = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_NEAR(both[i], (a[i] + b[i]) / 2, 1e-6);
+    differ = std::max(differ, std::abs(a[i] - b[i]));
+  }
+  EXPECT_GT(differ, 1e-3) << "the two seeds should give different models";
+  // A directory with an ensemble.json stands for its members.
+  fs::create_directories(dir_.path("ens"));
+  test::write_text(dir_.path("ens/ensemble.json"), R"({"members": ["../run", ")" + other.out_dir + R"("]})");
+  const auto from_dir = scores_of({dir_.path("ens")}, "ens.jsonl", false);
+  ASSERT_EQ(from_dir.size(), both.size());
+  for (size_t i = 0; i < both.size(); ++i) EXPECT_NEAR(from_dir[i], both[i], 1e-9);
+  test::write_text(dir_.path("ens/ensemble.json"), R"({"members": []})");
+  try {
+    ensemble_members(dir_.path("ens"));
+    FAIL() << "an empty member list was accepted";
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("ens/ensemble.json: needs \"members\""), std::string::npos) << e.what();
+  }
+
+  EvalConfig ec;
+  ec.models = {config_.out_dir, other.out_dir};
+  ec.data = config_.dev_path;
+  ec.threads = 2;
+  ec.precision = "fp32";
+  const EvalResult ev = evaluate(ec);
+  auto dev = read_jsonl_file(config_.dev_path);
+  for (size_t i = 0; i < dev.size(); ++i) sq += std::pow(both[i] - dev[i]["label"].get<double>(), 2);
+  EXPECT_NEAR(ev.primary, std::sqrt(sq / static_cast<double>(dev.size())), 1e-6);
+  EXPECT_EQ(ev.metrics["model"].size(), 2u);
+
+  TrainConfig binary = config_;
+  binary.out_dir = dir_.path("run_binary");
+  binary.task = "binary";
+  binary.fields.label = "match";
+  binary.max_steps = 2;
+  train(binary);
+  ec.models = {config_.out_dir, binary.out_dir};
+  try {
+    evaluate(ec);
+    FAIL() << "a regression and a binary model made an ensemble";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("--model " + binary.out_dir + ": its task (binary) differs"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST_F(TrainTest, ClassificationWithNamedLabels) {
   config_.task = "classification";
   config_.fields.label = "grade";
@@ -178,7 +254,7 @@ TEST_F(TrainTest, ClassificationWithNamedLabels) {
   EXPECT_TRUE(r.final_metrics.contains("confusion_matrix"));
 
   ScoreConfig sc;
-  sc.model = config_.out_dir;
+  sc.models = {config_.out_dir};
   sc.input = config_.dev_path;
   sc.output = dir_.path("scored.jsonl");
   sc.threshold = 0.5;
