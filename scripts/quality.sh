@@ -4,12 +4,16 @@
 #
 #   1. dqe tokenizer train   WordPiece, 8000 tokens, on ../shared/data/corpus/product_text.txt
 #   2. dqe pretrain          4x256 encoder, masked LM on the same corpus (configs/quality-pretrain.json)
-#   3. dqe train --init      fine-tune on train.jsonl, select on dev.jsonl (configs/quality-finetune.json)
-#   4. dqe eval              dev RMSE, MAE, Spearman, nDCG@10
+#   3. dqe train --init      fine-tune on train.jsonl, select on dev.jsonl (configs/quality-finetune.json),
+#                            once per seed in $SEEDS (default "42 7")
+#   4. dqe eval              dev RMSE, MAE, Spearman, nDCG@10 of the first seed's model and of the
+#                            ensemble of all seeds (their scores averaged)
 #   5. scripts/baselines.py  train mean, lexical features + boosting, fastText (tuned on dev)
 #
-# Leaves OUT_DIR/model (the final model), OUT_DIR/metrics.md and .json (the table), and
-# OUT_DIR/times.tsv (wall and CPU seconds per stage). Everything is selected on dev only.
+# Leaves OUT_DIR/model (the final model: one directory per seed and an ensemble.json, so that
+# `dqe score --model OUT_DIR/model` scores with the ensemble), OUT_DIR/metrics.md and .json
+# (the table), and OUT_DIR/times.tsv (wall and CPU seconds per stage). Everything is selected
+# on dev only. PRETRAIN_ARGS and FINETUNE_ARGS add flags (e.g. "--max-steps 20" for a smoke run).
 # Usage: scripts/quality.sh OUT_DIR   (about 40 minutes on 2 cores)
 set -euo pipefail
 trap 'echo "quality.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
@@ -30,7 +34,7 @@ fi
 
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-rm -rf "$out/tokenizer" "$out/pretrain" "$out/finetune" "$out/model" "$out/metrics.md" "$out/metrics.json"
+rm -rf "$out/tokenizer" "$out/pretrain" "$out"/finetune* "$out/model" "$out/metrics.md" "$out/metrics.json"
 printf 'stage\twall_s\tcpu_s\n' > "$out/times.tsv"
 stage() {  # stage NAME COMMAND...: runs it, records wall and CPU (user + sys) seconds
   local name=$1; shift
@@ -42,26 +46,36 @@ stage() {  # stage NAME COMMAND...: runs it, records wall and CPU (user + sys) s
 
 stage tokenizer "$dqe" tokenizer train --corpus "$corpus" --type wordpiece --vocab-size 8000 --out "$out/tokenizer"
 stage pretrain "$dqe" pretrain --config "$here/configs/quality-pretrain.json" --corpus "$corpus" \
-  --tokenizer "$out/tokenizer" --out "$out/pretrain"
-stage finetune "$dqe" train --config "$here/configs/quality-finetune.json" --init "$out/pretrain" \
-  --train "$train" --dev "$dev" --out "$out/finetune"
-cp -r "$out/finetune/best" "$out/model.tmp" && mv "$out/model.tmp" "$out/model"
-stage eval "$dqe" eval --model "$out/model" --data "$dev" --metrics-out "$out/dqe_dev.json"
+  --tokenizer "$out/tokenizer" --out "$out/pretrain" ${PRETRAIN_ARGS:-}
+read -r -a seeds <<< "${SEEDS:-42 7}"
+rm -rf "$out/model.tmp" && mkdir -p "$out/model.tmp"
+members=()
+for seed in "${seeds[@]}"; do
+  stage "finetune (seed $seed)" "$dqe" train --config "$here/configs/quality-finetune.json" --init "$out/pretrain" \
+    --train "$train" --dev "$dev" --out "$out/finetune-$seed" --seed "$seed" ${FINETUNE_ARGS:-}
+  cp -r "$out/finetune-$seed/best" "$out/model.tmp/seed$seed"
+  members+=("\"seed$seed\"")
+done
+(IFS=,; printf '{"members": [%s]}\n' "${members[*]}") > "$out/model.tmp/ensemble.json"
+mv "$out/model.tmp" "$out/model"
+stage "eval (seed ${seeds[0]})" "$dqe" eval --model "$out/model/seed${seeds[0]}" --data "$dev" --metrics-out "$out/dqe_single_dev.json"
+stage "eval (ensemble)" "$dqe" eval --model "$out/model" --data "$dev" --metrics-out "$out/dqe_dev.json"
 stage baselines /usr/bin/python3 "$here/scripts/baselines.py" --train "$train" --dev "$dev" \
   --out "$out/baselines.json" --threads "$(nproc)"
 
-/usr/bin/python3 - "$out" <<'PY'
+/usr/bin/python3 - "$out" "${#seeds[@]}" "${seeds[0]}" <<'PY'
 import json, sys
-out = sys.argv[1]
+out, n_seeds, first_seed = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 dqe = json.load(open(f"{out}/dqe_dev.json"))
+single = json.load(open(f"{out}/dqe_single_dev.json"))
 base = json.load(open(f"{out}/baselines.json"))
 times = {l.split("\t")[0]: l.split("\t")[1:] for l in open(f"{out}/times.tsv").read().split("\n")[1:] if l}
 pre = [json.loads(l) for l in open(f"{out}/pretrain/eval_log.jsonl")]
 best_pre = min(pre, key=lambda r: r["value"])
-rank = dqe["ranking"]
-rows = {"dqe: WordPiece + MLM pretraining + fine-tuning (4x256)": {
-    "rmse": dqe["rmse"], "mae": dqe["mae"], "spearman": dqe["spearman"], "ndcg@10": rank["ndcg_at_10"],
-    "ndcg@10_gain": rank["ndcg_at_10"] - rank["random_ndcg_at_10"]}}
+row = lambda m: {"rmse": m["rmse"], "mae": m["mae"], "spearman": m["spearman"], "ndcg@10": m["ranking"]["ndcg_at_10"],
+                 "ndcg@10_gain": m["ranking"]["ndcg_at_10"] - m["ranking"]["random_ndcg_at_10"]}
+rows = {f"dqe: WordPiece + MLM pretraining + fine-tuning (4x256), ensemble of {n_seeds} seeds": row(dqe),
+        f"dqe: the same, one fine-tuning (seed {first_seed})": row(single)}
 rows.update(base)
 best_base = min(v["rmse"] for k, v in base.items())
 lines = ["| Home Depot dev | RMSE | MAE | Spearman | nDCG@10 | gain over random |", "|---|---|---|---|---|---|"]
