@@ -118,9 +118,14 @@ LoadedModel load_model(const std::string& path, bool allow_new_head, const std::
   if (m.tokenizer->vocab_size() > m.spec.bert.vocab_size)
     throw ModelError(m.dir + ": tokenizer has " + std::to_string(m.tokenizer->vocab_size()) +
                      " tokens but the model's vocab_size is " + std::to_string(m.spec.bert.vocab_size));
-  m.model = SequenceModel(m.spec.bert, m.spec.task.num_outputs());
-  init_bert_weights(*m.model, m.spec.bert.initializer_range, m.spec.bert.pad_token_id);
+  m.model = SequenceModel(m.spec.bert, m.spec.task.num_outputs(), m.spec.task.lexical_features ? kNumLexicalFeatures : 0);
+  init_bert_weights(m.model, m.spec.bert.initializer_range, m.spec.bert.pad_token_id);
   m.report = load_weights(m.model, load_safetensors(weights), weights, allow_new_head);
+  const std::string stats = (fs::path(m.dir) / "lexical_stats.json").string();
+  if (m.spec.task.lexical_features && fs::exists(stats))
+    m.model->lexical_stats = std::make_shared<const LexicalStats>(LexicalStats::from_json(read_json_file(stats), stats));
+  else if (m.spec.task.lexical_features && !task_override)
+    throw ModelError(m.dir + ": the model uses lexical features but lexical_stats.json is missing");
   const std::string reference = (fs::path(m.dir) / "score_reference.json").string();
   if (fs::exists(reference)) m.score_reference = ScoreReference::from_json(read_json_file(reference), reference);
   return m;
@@ -171,6 +176,8 @@ void save_checkpoint(const std::string& dir, const ModelSpec& spec, SequenceMode
   }
   if (reference)
     write_file_atomic((fs::path(tmp) / "score_reference.json").string(), reference->to_json().dump(2) + "\n");
+  if (model->lexical_stats)
+    write_file_atomic((fs::path(tmp) / "lexical_stats.json").string(), model->lexical_stats->to_json().dump() + "\n");
   // The state file goes last: its presence marks a complete training checkpoint.
   if (state) write_file_atomic((fs::path(tmp) / "trainer_state.json").string(), to_json(*state).dump(2) + "\n");
   fsync_path(tmp);

@@ -227,6 +227,7 @@ ModelSpec model_spec_from_json(const nlohmann::json& j, const std::string& origi
     read_key(*dq, "max_len", t.max_len, origin);
     read_key(*dq, "lower_case", t.lower_case, origin);
     read_key(*dq, "match_types", t.match_types, origin);
+    read_key(*dq, "lexical_features", t.lexical_features, origin);
     read_key(*dq, "query_field", t.fields.query, origin);
     read_key(*dq, "text_fields", t.fields.text, origin);
     read_key(*dq, "label_field", t.fields.label, origin);
@@ -311,6 +312,7 @@ nlohmann::ordered_json to_json(const ModelSpec& spec) {
   d["max_len"] = t.max_len;
   d["lower_case"] = t.lower_case;
   d["match_types"] = t.match_types;
+  d["lexical_features"] = t.lexical_features;
   d["query_field"] = t.fields.query;
   d["text_fields"] = t.fields.text;
   d["label_field"] = t.fields.label;

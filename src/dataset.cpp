@@ -101,7 +101,8 @@ void mark_matches(Encoding& e, const Tokenizer& tok) {
 }
 
 EncodedSet encode_records(const std::vector<Record>& records, const Tokenizer& tokenizer, const TaskSpec& task,
-                          const std::string& path, bool with_labels, int threads) {
+                          const std::string& path, bool with_labels, int threads, const LexicalStats* lexical) {
+  if (task.lexical_features && !lexical) throw ModelError("the model uses lexical features but has no lexical statistics");
   EncodedSet set;
   const size_t n = records.size();
   set.inputs.resize(n);
@@ -120,6 +121,7 @@ EncodedSet encode_records(const std::vector<Record>& records, const Tokenizer& t
         for (size_t i = w; i < n; i += workers) {
           set.inputs[i] = tokenizer.encode_pair(records[i].query, records[i].text, static_cast<size_t>(task.max_len));
           if (task.match_types) mark_matches(set.inputs[i], tokenizer);
+          if (task.lexical_features) set.inputs[i].features = lexical_features(records[i].query, records[i].text, *lexical);
         }
       } catch (...) {
         errors[w] = std::current_exception();
@@ -153,10 +155,20 @@ Batch collate(const std::vector<Encoding>& inputs, const std::vector<size_t>& ro
     }
   }
   batch.rows = rows;
+  if (b > 0 && !inputs[rows.front()].features.empty()) {
+    const int64_t f = static_cast<int64_t>(inputs[rows.front()].features.size());
+    batch.features = torch::empty({b, f}, torch::kFloat32);
+    auto acc = batch.features.accessor<float, 2>();
+    for (int64_t i = 0; i < b; ++i) {
+      const auto& v = inputs[rows[static_cast<size_t>(i)]].features;
+      for (int64_t j = 0; j < f; ++j) acc[i][j] = v[static_cast<size_t>(j)];
+    }
+  }
   if (!device.is_cpu()) {
     batch.ids = batch.ids.to(device);
     batch.type_ids = batch.type_ids.to(device);
     batch.mask = batch.mask.to(device);
+    if (batch.features.defined()) batch.features = batch.features.to(device);
   }
   return batch;
 }

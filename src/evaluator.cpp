@@ -35,7 +35,7 @@ torch::Tensor predict_logits(SequenceModel& model, const std::vector<Encoding>& 
   torch::Tensor out;
   for (const auto& rows : plan_inference_batches(lengths_of(inputs), batch_size)) {
     Batch batch = collate(inputs, rows, pad_id, device);
-    torch::Tensor logits = model->forward(batch.ids, batch.type_ids, batch.mask).to(torch::kCPU, torch::kFloat32);
+    torch::Tensor logits = model->forward(batch.ids, batch.type_ids, batch.mask, batch.features).to(torch::kCPU, torch::kFloat32);
     if (!out.defined()) out = torch::empty({n, logits.size(1)}, torch::kFloat32);
     out.index_copy_(0, torch::tensor(std::vector<int64_t>(rows.begin(), rows.end()), torch::kInt64), logits);
   }
@@ -187,7 +187,8 @@ Predictions predict_ensemble(const Ensemble& ensemble, const std::vector<Record>
   const double k = static_cast<double>(ensemble.members.size());
   for (size_t m = 0; m < ensemble.members.size(); ++m) {
     const LoadedModel& member = ensemble.members[m];
-    EncodedSet set = encode_records(records, *member.tokenizer, ensemble.tasks[m], path, false, threads);
+    EncodedSet set = encode_records(records, *member.tokenizer, ensemble.tasks[m], path, false, threads,
+                                    member.model->lexical_stats.get());
     SequenceModel model = member.model;
     Predictions p = predictions_from_logits(
         predict_logits(model, set.inputs, batch_size, member.tokenizer->pad_id(), precision), ensemble.tasks[m]);

@@ -104,15 +104,21 @@ torch::Tensor BertModelImpl::forward(const torch::Tensor& ids, const torch::Tens
   return torch::tanh(pooler_dense(hidden.select(1, 0)));
 }
 
-SequenceModelImpl::SequenceModelImpl(const BertConfig& c, int64_t num_outputs) {
+SequenceModelImpl::SequenceModelImpl(const BertConfig& c, int64_t num_outputs, int64_t num_lexical_features) {
   bert = register_module("bert", BertModel(c));
   dropout = register_module("dropout", nn::Dropout(c.classifier_dropout.value_or(c.hidden_dropout_prob)));
   classifier = register_module("classifier", nn::Linear(c.hidden_size, num_outputs));
+  if (num_lexical_features > 0)
+    lexical = register_module("lexical", nn::Sequential(nn::Linear(num_lexical_features, 64), nn::GELU(),
+                                                        nn::Linear(64, num_outputs)));
 }
 
 torch::Tensor SequenceModelImpl::forward(const torch::Tensor& ids, const torch::Tensor& type_ids,
-                                         const torch::Tensor& mask) {
-  return classifier(dropout(bert(ids, type_ids, mask)));
+                                         const torch::Tensor& mask, const torch::Tensor& features) {
+  torch::Tensor logits = classifier(dropout(bert(ids, type_ids, mask)));
+  if (!lexical) return logits;
+  TORCH_CHECK(features.defined(), "this model needs the pairs' lexical features");
+  return logits + lexical->forward(features).to(logits.scalar_type());
 }
 
 namespace {
@@ -125,7 +131,8 @@ std::string canonical_name(std::string name) {
   };
   if (ends_with("LayerNorm.gamma")) name.replace(name.size() - 5, 5, "weight");
   else if (ends_with("LayerNorm.beta")) name.replace(name.size() - 4, 4, "bias");
-  if (name.rfind("bert.", 0) != 0 && name.rfind("classifier.", 0) != 0 && name.rfind("cls.", 0) != 0)
+  if (name.rfind("bert.", 0) != 0 && name.rfind("classifier.", 0) != 0 && name.rfind("cls.", 0) != 0 &&
+      name.rfind("lexical.", 0) != 0)
     name = "bert." + name;
   return name;
 }
@@ -178,6 +185,20 @@ bool load_lm_head(BertLmHead& head, const std::map<std::string, torch::Tensor>& 
   return true;
 }
 
+void init_bert_weights(SequenceModel& model, double initializer_range, int64_t pad_token_id) {
+  init_bert_weights(*model, initializer_range, pad_token_id);
+  if (model->lexical) {
+    // PyTorch's default init for the hidden layer (BERT's N(0, 0.02) would leave it nearly
+    // flat on features in [0, 1]); the output layer starts at zero, so at first the model is
+    // the text model alone.
+    torch::NoGradGuard no_grad;
+    model->lexical->ptr(0)->as<nn::Linear>()->reset_parameters();
+    auto out = model->lexical->ptr(2)->as<nn::Linear>();
+    out->weight.zero_();
+    out->bias.zero_();
+  }
+}
+
 void init_bert_weights(nn::Module& module, double initializer_range, int64_t pad_token_id) {
   torch::NoGradGuard no_grad;
   for (auto& m : module.modules(/*include_self=*/true)) {
@@ -205,7 +226,7 @@ LoadReport load_weights(SequenceModel& model, std::map<std::string, torch::Tenso
   for (auto& item : model->named_parameters()) {
     const std::string& name = item.key();
     torch::Tensor& param = item.value();
-    const bool is_head = name.rfind("classifier.", 0) == 0;
+    const bool is_head = name.rfind("classifier.", 0) == 0 || name.rfind("lexical.", 0) == 0;
     auto it = by_name.find(name);
     if (it == by_name.end()) {
       if (!is_head && name.rfind("bert.pooler.", 0) != 0)
@@ -240,6 +261,10 @@ LoadReport load_weights(SequenceModel& model, std::map<std::string, torch::Tenso
   const bool head_missing = std::any_of(report.missing.begin(), report.missing.end(),
                                         [](const std::string& n) { return n.rfind("classifier.", 0) == 0; });
   if (head_missing && !allow_new_head) throw ModelError(origin + ": has no classifier head");
+  const bool lexical_missing = std::any_of(report.missing.begin(), report.missing.end(),
+                                           [](const std::string& n) { return n.rfind("lexical.", 0) == 0; });
+  if (lexical_missing && !allow_new_head)
+    throw ModelError(origin + ": the config asks for lexical features but the lexical.* weights are missing");
   for (const auto& [name, t] : by_name)
     if (name != "bert.embeddings.position_ids") report.unexpected.push_back(name);
   return report;

@@ -753,7 +753,8 @@ PredictionRun run_predictions(ModelRun& run, const ReportConfig& config, const s
   ro.require_label = true;
   std::vector<Record> records = read_jsonl(data, ro);
   log->info("{}: {} examples; model {} ({} task)", data, records.size(), run.loaded.dir, task_name(p.task.task));
-  EncodedSet set = encode_records(records, *run.loaded.tokenizer, p.task, data, true, threads);
+  EncodedSet set = encode_records(records, *run.loaded.tokenizer, p.task, data, true, threads,
+                                  run.loaded.model->lexical_stats.get());
   torch::Tensor logits =
       predict_logits(run.loaded.model, set.inputs, config.batch_size, run.loaded.tokenizer->pad_id());
   p.predictions = predictions_from_logits(logits, p.task);

@@ -85,6 +85,7 @@ nlohmann::ordered_json TrainConfig::to_json() const {
   j["vocab-size"] = vocab_size;
   j["dropout"] = dropout;
   j["match-types"] = match_types;
+  j["lexical-features"] = lexical_features;
   j["lower-case"] = lower_case;
   j["epochs"] = epochs;
   j["max-steps"] = max_steps;
@@ -162,8 +163,10 @@ TrainResult train(const TrainConfig& cfg) {
       init_spec = load_model_spec(resolve_model_dir(cfg.init));
       ts.lower_case = init_spec->task.lower_case;
       ts.match_types = cfg.match_types == "on" || (cfg.match_types == "auto" && init_spec->task.match_types);
+      ts.lexical_features = cfg.lexical_features || (!init_spec->mlm_encoder && init_spec->task.lexical_features);
     } else {
       ts.match_types = cfg.match_types != "off";
+      ts.lexical_features = cfg.lexical_features;
     }
     if (!cfg.labels.empty()) {
       ts.labels = cfg.labels;
@@ -239,9 +242,17 @@ TrainResult train(const TrainConfig& cfg) {
       spec.has_dqe_section = true;
       spec.task = ts;
       torch::manual_seed(cfg.seed);
-      model = SequenceModel(b, ts.num_outputs());
-      init_bert_weights(*model, b.initializer_range, b.pad_token_id);
+      model = SequenceModel(b, ts.num_outputs(), ts.lexical_features ? kNumLexicalFeatures : 0);
+      init_bert_weights(model, b.initializer_range, b.pad_token_id);
     }
+  }
+  if (spec.task.lexical_features && !model->lexical_stats) {
+    std::vector<std::string> texts;
+    texts.reserve(train_records.size());
+    for (const auto& r : train_records) texts.push_back(r.text);
+    model->lexical_stats = std::make_shared<const LexicalStats>(LexicalStats::build(texts));
+    log->info("lexical features on: word statistics of {} distinct results in {}", model->lexical_stats->docs,
+              cfg.train_path);
   }
   model->to(device);  // before the optimizer takes the parameters
   const TaskSpec& ts = spec.task;
@@ -252,8 +263,9 @@ TrainResult train(const TrainConfig& cfg) {
             task_name(ts.task), ts.task == Task::kClassification ? " (" + std::to_string(ts.labels.size()) + " classes)" : "",
             ts.max_len);
 
-  EncodedSet train_set = encode_records(train_records, *tokenizer, ts, cfg.train_path, true, threads);
-  EncodedSet dev_set = encode_records(dev_records, *tokenizer, ts, cfg.dev_path, true, threads);
+  EncodedSet train_set =
+      encode_records(train_records, *tokenizer, ts, cfg.train_path, true, threads, model->lexical_stats.get());
+  EncodedSet dev_set = encode_records(dev_records, *tokenizer, ts, cfg.dev_path, true, threads, model->lexical_stats.get());
   train_records.clear();
   train_records.shrink_to_fit();
   std::vector<float> targets(train_set.labels.begin(), train_set.labels.end());
@@ -359,7 +371,7 @@ TrainResult train(const TrainConfig& cfg) {
         torch::Tensor logits;
         {
           AutocastGuard autocast(precision, device);
-          logits = model->forward(batch.ids, batch.type_ids, batch.mask).to(torch::kFloat32);
+          logits = model->forward(batch.ids, batch.type_ids, batch.mask, batch.features).to(torch::kFloat32);
         }
         torch::Tensor loss;
         if (ts.task == Task::kRegression) loss = torch::mse_loss(logits.squeeze(1), target);

@@ -58,6 +58,9 @@ struct TaskSpec {
   // from scratch sees at once which words the query and the result share. Needs
   // type_vocab_size >= 4.
   bool match_types = false;
+  // The model adds an MLP of lexical_features() to its logits (lexical.h); the statistics
+  // they need are saved beside the weights (lexical_stats.json).
+  bool lexical_features = false;
 
   // Size of the head's output layer.
   int64_t num_outputs() const;

@@ -10,6 +10,7 @@
 
 #include "dqe/config.h"
 #include "dqe/jsonl_reader.h"
+#include "dqe/lexical.h"
 #include "dqe/tokenizer.h"
 
 namespace dqe {
@@ -33,13 +34,16 @@ struct EncodedSet {
 // on the query side, 1 -> 3 on the result side. Special tokens keep their type.
 void mark_matches(Encoding& encoding, const Tokenizer& tokenizer);
 
-// Tokenizes every record (on `threads` threads) and encodes labels when with_labels.
+// Tokenizes every record (on `threads` threads) and encodes labels when with_labels. When
+// task.lexical_features, also computes the lexical features with lexical (required then).
 EncodedSet encode_records(const std::vector<Record>& records, const Tokenizer& tokenizer, const TaskSpec& task,
-                          const std::string& path, bool with_labels, int threads);
+                          const std::string& path, bool with_labels, int threads,
+                          const LexicalStats* lexical = nullptr);
 
-// A padded batch. mask is 1 for real tokens.
+// A padded batch. mask is 1 for real tokens. features is [batch, F] when the inputs have
+// lexical features, else undefined.
 struct Batch {
-  torch::Tensor ids, type_ids, mask;
+  torch::Tensor ids, type_ids, mask, features;
   std::vector<size_t> rows;  // which inputs, in batch order
 };
 // Built on the CPU, then moved to device.

@@ -9,6 +9,8 @@
 
 #include <torch/torch.h>
 
+#include "dqe/lexical.h"
+
 #include "dqe/config.h"
 
 namespace dqe {
@@ -79,14 +81,20 @@ struct BertModelImpl : torch::nn::Module {
 TORCH_MODULE(BertModel);
 
 // BertForSequenceClassification: encoder, dropout, linear head with num_outputs logits.
+// With num_lexical_features > 0, a small MLP of the pair's lexical features ("lexical.*",
+// its output layer starting at zero) is added to the logits.
 struct SequenceModelImpl : torch::nn::Module {
-  SequenceModelImpl(const BertConfig& c, int64_t num_outputs);
-  // Logits, [batch, num_outputs].
-  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& type_ids, const torch::Tensor& mask);
+  SequenceModelImpl(const BertConfig& c, int64_t num_outputs, int64_t num_lexical_features = 0);
+  // Logits, [batch, num_outputs]. features: [batch, num_lexical_features] when the model has them.
+  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& type_ids, const torch::Tensor& mask,
+                        const torch::Tensor& features = {});
 
   BertModel bert{nullptr};
   torch::nn::Dropout dropout{nullptr};
   torch::nn::Linear classifier{nullptr};
+  torch::nn::Sequential lexical{nullptr};
+  // The training results' word statistics the features are computed with (lexical_stats.json).
+  std::shared_ptr<const LexicalStats> lexical_stats;
 };
 TORCH_MODULE(SequenceModel);
 
@@ -113,6 +121,8 @@ bool load_lm_head(BertLmHead& head, const std::map<std::string, torch::Tensor>& 
 // BERT's initialisation: N(0, initializer_range) for Linear and Embedding weights (the
 // padding row zeroed), zero biases, LayerNorm weight 1 and bias 0.
 void init_bert_weights(torch::nn::Module& module, double initializer_range, int64_t pad_token_id);
+// The same, and the lexical MLP's output layer at zero.
+void init_bert_weights(SequenceModel& model, double initializer_range, int64_t pad_token_id);
 
 struct LoadReport {
   std::vector<std::string> missing;     // parameters left at their initial values

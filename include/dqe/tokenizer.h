@@ -14,6 +14,8 @@ namespace dqe {
 struct Encoding {
   std::vector<int64_t> ids;
   std::vector<int64_t> type_ids;
+  // The pair's lexical features, for models that use them (lexical.h); else empty.
+  std::vector<float> features;
 };
 
 class Tokenizer {

@@ -43,6 +43,9 @@ struct TrainConfig {
   // trained from scratch and keeps the --init model's setting; "on" adds them to an --init
   // model too; "off".
   std::string match_types = "auto";
+  // Add an MLP of the pairs' lexical match features (lexical.h) to the logits; an --init
+  // model that has them keeps them.
+  bool lexical_features = false;
   // Lower-case and strip accents (uncased model); with --init the model's own setting wins.
   bool lower_case = true;
 

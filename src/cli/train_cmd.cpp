@@ -40,6 +40,10 @@ void add_train_command(CLI::App& app, CliState& state) {
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "on", "off"}))
       ->group(shape);
+  cmd->add_flag("--lexical-features", c.lexical_features,
+                "Add an MLP of lexical match features (exact, stemmed and partial term matches, IDF, BM25, "
+                "numbers) to the logits")
+      ->group(shape);
   cmd->add_option("--lower-case", c.lower_case, "Lower-case and strip accents (uncased model)")
       ->capture_default_str()
       ->group(shape);

@@ -239,6 +239,43 @@ TEST_F(TrainTest, EnsembleAveragesItsMembers) {
   }
 }
 
+// Lexical features: the MLP learns (its output layer leaves zero), the statistics travel
+// with the checkpoint, and eval and score reproduce the training run's dev metric.
+TEST_F(TrainTest, LexicalFeaturesTrainAndTravelWithTheModel) {
+  config_.lexical_features = true;
+  config_.precision = "fp32";
+  TrainResult r = train(config_);
+  EXPECT_LT(r.best_metric, 0.5 * constant_rmse());
+  ASSERT_TRUE(fs::exists(dir_.path("run/best/lexical_stats.json")));
+  LoadedModel m = load_model(config_.out_dir);
+  EXPECT_TRUE(m.spec.task.lexical_features);
+  ASSERT_TRUE(m.model->lexical);
+  ASSERT_TRUE(m.model->lexical_stats);
+  EXPECT_GT(m.model->lexical_stats->docs, 10);
+  const torch::Tensor out_weight = m.model->lexical->ptr(2)->as<torch::nn::Linear>()->weight;
+  EXPECT_GT(out_weight.abs().max().item<double>(), 1e-4) << "the lexical MLP did not learn";
+
+  EvalConfig ec;
+  ec.models = {config_.out_dir};
+  ec.data = config_.dev_path;
+  ec.precision = "fp32";
+  EXPECT_NEAR(evaluate(ec).primary, r.best_metric, 1e-6);
+  ScoreConfig sc;
+  sc.models = {config_.out_dir};
+  sc.input = config_.dev_path;
+  sc.output = dir_.path("scored.jsonl");
+  sc.precision = "fp32";
+  EXPECT_EQ(score(sc).written, 80);
+
+  fs::remove(dir_.path("run/best/lexical_stats.json"));
+  try {
+    load_model(dir_.path("run/best"));
+    FAIL() << "a lexical model loaded without its statistics";
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("lexical_stats.json is missing"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(TrainTest, ClassificationWithNamedLabels) {
   config_.task = "classification";
   config_.fields.label = "grade";
