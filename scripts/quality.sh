@@ -4,8 +4,8 @@
 #
 #   1. dqe tokenizer train   WordPiece, 8000 tokens, on ../shared/data/corpus/product_text.txt
 #   2. dqe pretrain          4x256 encoder, masked LM on the same corpus (configs/quality-pretrain.json)
-#   3. dqe train --init      fine-tune on train.jsonl, select on dev.jsonl (configs/quality-finetune.json),
-#                            once per seed in $SEEDS (default "42 7")
+#   3. dqe train --init      fine-tune on train.jsonl with lexical features, select on dev.jsonl
+#                            (configs/quality-finetune.json), once per seed in $SEEDS (default "42 7")
 #   4. dqe eval              dev RMSE, MAE, Spearman, nDCG@10 of the first seed's model and of the
 #                            ensemble of all seeds (their scores averaged)
 #   5. scripts/baselines.py  train mean, lexical features + boosting, fastText (tuned on dev)
@@ -74,7 +74,7 @@ pre = [json.loads(l) for l in open(f"{out}/pretrain/eval_log.jsonl")]
 best_pre = min(pre, key=lambda r: r["value"])
 row = lambda m: {"rmse": m["rmse"], "mae": m["mae"], "spearman": m["spearman"], "ndcg@10": m["ranking"]["ndcg_at_10"],
                  "ndcg@10_gain": m["ranking"]["ndcg_at_10"] - m["ranking"]["random_ndcg_at_10"]}
-rows = {f"dqe: WordPiece + MLM pretraining + fine-tuning (4x256), ensemble of {n_seeds} seeds": row(dqe),
+rows = {f"dqe: WordPiece + MLM pretraining + fine-tuning with lexical features (4x256), ensemble of {n_seeds} seeds": row(dqe),
         f"dqe: the same, one fine-tuning (seed {first_seed})": row(single)}
 rows.update(base)
 best_base = min(v["rmse"] for k, v in base.items())
