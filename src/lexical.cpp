@@ -138,14 +138,15 @@ std::vector<float> lexical_features(const std::string& query, const std::string&
   f[4] = static_cast<float>(std::min(1.0, bm25 / 20.0));
   f[5] = static_cast<float>(t_stems.count(q.back()) > 0);
   f[6] = static_cast<float>(t_stems.count(q.front()) > 0);
-  std::string q_phrase, t_phrase;
-  for (const auto& w : q) q_phrase += " " + w;
-  for (const auto& w : t) t_phrase += " " + w;
-  f[7] = static_cast<float>((t_phrase + " ").find(q_phrase + " ") != std::string::npos);
+  // Space-delimited on both ends, so that a find() matches whole words only.
+  std::string q_phrase = " ", t_phrase = " ";
+  for (const auto& w : q) q_phrase += w + " ";
+  for (const auto& w : t) t_phrase += w + " ";
+  f[7] = static_cast<float>(t_phrase.find(q_phrase) != std::string::npos);
   if (q.size() >= 2) {
     double bigrams = 0;
     for (size_t i = 0; i + 1 < q.size(); ++i)
-      bigrams += (t_phrase + " ").find(" " + q[i] + " " + q[i + 1] + " ") != std::string::npos;
+      bigrams += t_phrase.find(" " + q[i] + " " + q[i + 1] + " ") != std::string::npos;
     f[8] = static_cast<float>(bigrams / static_cast<double>(q.size() - 1));
   }
   f[9] = static_cast<float>(numbers > 0);

@@ -13,6 +13,20 @@
 namespace dqe {
 namespace {
 
+nlohmann::json fixture_cases(const std::string& fixture) {
+  std::ifstream in(fixture + "/expected.json");
+  return nlohmann::json::parse(in);
+}
+
+// The fixture's cases, encoded as the oracle encoded them.
+std::vector<Encoding> encode_cases(const nlohmann::json& expected, const Tokenizer& tokenizer) {
+  std::vector<Encoding> inputs;
+  for (const auto& c : expected["cases"])
+    inputs.push_back(tokenizer.encode_pair(c["query"].get<std::string>(), c["title"].get<std::string>(),
+                                           c["max_len"].get<size_t>()));
+  return inputs;
+}
+
 TEST(Precision, NamesResolveAndAutoFollowsTheCpu) {
   EXPECT_EQ(resolve_precision("fp32"), Precision::kFp32);
   EXPECT_EQ(resolve_precision("bf16"), Precision::kBf16);
@@ -50,12 +64,8 @@ TEST(Precision, AutocastGuardCoversItsScopeOnly) {
 TEST(Precision, Bf16LogitsOfTheFixtureAreCloseToFp32) {
   const std::string fixture = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-hf";
   LoadedModel m = load_model(fixture);
-  std::ifstream in(fixture + "/expected.json");
-  const nlohmann::json expected = nlohmann::json::parse(in);
-  std::vector<Encoding> inputs;
-  for (const auto& c : expected["cases"])
-    inputs.push_back(m.tokenizer->encode_pair(c["query"].get<std::string>(), c["title"].get<std::string>(),
-                                              c["max_len"].get<size_t>()));
+  const nlohmann::json expected = fixture_cases(fixture);
+  const std::vector<Encoding> inputs = encode_cases(expected, *m.tokenizer);
   torch::Tensor fp32 = predict_logits(m.model, inputs, 4, m.tokenizer->pad_id(), Precision::kFp32);
   torch::Tensor bf16 = predict_logits(m.model, inputs, 4, m.tokenizer->pad_id(), Precision::kBf16);
   EXPECT_EQ(bf16.scalar_type(), torch::kFloat32);
@@ -113,12 +123,8 @@ TEST(Device, CudaLogitsOfTheFixtureMatchTheOracle) {
   const std::string fixture = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-hf";
   LoadedModel m = load_model(fixture);
   m.model->to(resolve_device("cuda"));
-  std::ifstream in(fixture + "/expected.json");
-  const nlohmann::json expected = nlohmann::json::parse(in);
-  std::vector<Encoding> inputs;
-  for (const auto& c : expected["cases"])
-    inputs.push_back(m.tokenizer->encode_pair(c["query"].get<std::string>(), c["title"].get<std::string>(),
-                                              c["max_len"].get<size_t>()));
+  const nlohmann::json expected = fixture_cases(fixture);
+  const std::vector<Encoding> inputs = encode_cases(expected, *m.tokenizer);
   torch::Tensor fp32 = predict_logits(m.model, inputs, 4, m.tokenizer->pad_id(), Precision::kFp32);
   torch::Tensor bf16 = predict_logits(m.model, inputs, 4, m.tokenizer->pad_id(), Precision::kBf16);
   ASSERT_TRUE(fp32.is_cpu());
