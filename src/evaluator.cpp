@@ -132,6 +132,14 @@ TaskSpec inference_task(const ModelSpec& spec, int64_t max_len, const std::optio
   return task;
 }
 
+namespace {
+
+bool same_fields(const FieldMap& a, const FieldMap& b) {
+  return a.query == b.query && a.text == b.text && a.label == b.label && a.query_id == b.query_id && a.id == b.id;
+}
+
+}  // namespace
+
 std::vector<std::string> Ensemble::dirs() const {
   std::vector<std::string> out;
   for (const auto& m : members) out.push_back(m.dir);
@@ -173,6 +181,11 @@ Ensemble load_ensemble(const std::vector<std::string>& model_args, int64_t max_l
       if (task.labels != first.labels)
         throw ConfigError("--model " + path + ": its class names differ from --model " + models.front() +
                           "'s; an ensemble needs the same classes in the same order");
+      // The input is read once, through the first member's field names; a flag given on the
+      // command line applies to every member alike.
+      if (!fields && !same_fields(task.fields, first.fields))
+        throw ConfigError("--model " + path + ": it reads other JSON fields than --model " + models.front() +
+                          " (query, text, label, query id or id); give the field flags to read them one way");
     }
     loaded.model->to(device);
     e.members.push_back(std::move(loaded));

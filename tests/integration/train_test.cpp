@@ -223,6 +223,25 @@ TEST_F(TrainTest, EnsembleAveragesItsMembers) {
   EXPECT_NEAR(ev.primary, std::sqrt(sq / static_cast<double>(dev.size())), 1e-6);
   EXPECT_EQ(ev.metrics["model"].size(), 2u);
 
+  // Members that read other fields are refused unless the field flags say how to read them all.
+  TrainConfig titled = config_;
+  titled.out_dir = dir_.path("run_titled");
+  titled.fields.text = {"title"};
+  titled.max_steps = 2;
+  train(titled);
+  ec.models = {config_.out_dir, titled.out_dir};
+  try {
+    evaluate(ec);
+    FAIL() << "members reading other fields made an ensemble";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("--model " + titled.out_dir + ": it reads other JSON fields"),
+              std::string::npos)
+        << e.what();
+  }
+  ec.fields = config_.fields;
+  EXPECT_NO_THROW(evaluate(ec));
+  ec.fields.reset();
+
   TrainConfig binary = config_;
   binary.out_dir = dir_.path("run_binary");
   binary.task = "binary";
