@@ -41,7 +41,7 @@ for t in "${tests[@]}"; do
   "build-asan/$t" --gtest_filter="$filter" --gtest_brief=1 >"$log" 2>&1 || status=$?
   passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\{0,1\}\..*/\1/p' "$log" | tail -n 1)
   total=$(sed -n 's/^\[==========\] \([0-9]*\) tests\{0,1\} from .* ran\..*/\1/p' "$log" | tail -n 1)
-  skipped=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) tests\{0,1\},.*/\1/p' "$log" | tail -n 1)
+  skipped=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) tests\{0,1\}[.,].*/\1/p' "$log" | tail -n 1)
   if [ "$status" -eq 0 ] && ! grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$log"; then
     echo "asan $t: ${passed:-0}/${total:-0} tests passed, ${skipped:-0} skipped, no sanitizer report ($(( $(date +%s) - t0 )) s)"
   else
