@@ -7,11 +7,10 @@
 #   3. dqe train --init      fine-tune on train.jsonl with lexical features, select on dev.jsonl
 #                            (configs/quality-finetune.json), once per seed in $SEEDS (default "42 7")
 #   4. dqe eval              dev RMSE, MAE, Spearman, nDCG@10 of the first seed's model and of the
-#                            ensemble (scores averaged) of each seed's best and last checkpoint:
-#                            the last, where early stopping ended, is a second, cheaper member
+#                            ensemble of all seeds (their scores averaged)
 #   5. scripts/baselines.py  train mean, lexical features + boosting, fastText (tuned on dev)
 #
-# Leaves OUT_DIR/model (the final model: two directories per seed and an ensemble.json, so that
+# Leaves OUT_DIR/model (the final model: one directory per seed and an ensemble.json, so that
 # `dqe score --model OUT_DIR/model` scores with the ensemble), OUT_DIR/metrics.md and .json
 # (the table), and OUT_DIR/times.tsv (wall and CPU seconds per stage). Everything is selected
 # on dev only. PRETRAIN_ARGS and FINETUNE_ARGS add flags (e.g. "--max-steps 20" for a smoke run).
@@ -54,12 +53,9 @@ members=()
 for seed in "${seeds[@]}"; do
   stage "finetune (seed $seed)" "$dqe" train --config "$here/configs/quality-finetune.json" --init "$out/pretrain" \
     --train "$train" --dev "$dev" --out "$out/finetune-$seed" --seed "$seed" ${FINETUNE_ARGS:-}
-  for ckpt in best last; do
-    name=seed$seed; [ "$ckpt" = best ] || name=seed$seed-$ckpt
-    cp -r "$out/finetune-$seed/$ckpt" "$out/model.tmp/$name"
-    rm -f "$out/model.tmp/$name/optimizer.pt"  # only resuming needs it
-    members+=("\"$name\"")
-  done
+  cp -r "$out/finetune-$seed/best" "$out/model.tmp/seed$seed"
+  rm -f "$out/model.tmp/seed$seed/optimizer.pt"  # only resuming needs it
+  members+=("\"seed$seed\"")
 done
 (IFS=,; printf '{"members": [%s]}\n' "${members[*]}") > "$out/model.tmp/ensemble.json"
 mv "$out/model.tmp" "$out/model"
@@ -79,7 +75,7 @@ pre = [json.loads(l) for l in open(f"{out}/pretrain/eval_log.jsonl")]
 best_pre = min(pre, key=lambda r: r["value"])
 row = lambda m: {"rmse": m["rmse"], "mae": m["mae"], "spearman": m["spearman"], "ndcg@10": m["ranking"]["ndcg_at_10"],
                  "ndcg@10_gain": m["ranking"]["ndcg_at_10"] - m["ranking"]["random_ndcg_at_10"]}
-rows = {f"dqe: WordPiece + MLM pretraining + fine-tuning with lexical features (4x256), ensemble of {n_seeds} seeds x (best, last)": row(dqe),
+rows = {f"dqe: WordPiece + MLM pretraining + fine-tuning with lexical features (4x256), ensemble of {n_seeds} seeds": row(dqe),
         f"dqe: the same, one fine-tuning (seed {first_seed})": row(single)}
 rows.update(base)
 best_base = min(v["rmse"] for k, v in base.items())
