@@ -123,6 +123,25 @@ torch::Tensor SequenceModelImpl::forward(const torch::Tensor& ids, const torch::
 
 namespace {
 
+// The task heads on top of the encoder, with what their absence means. Fine-tuning may start
+// them afresh; a model used as it is must have them.
+struct Head {
+  const char* prefix;
+  const char* missing;
+};
+constexpr Head kHeads[] = {
+    {"classifier.", "has no classifier head"},
+    {"lexical.", "the config asks for lexical features but the lexical.* weights are missing"},
+};
+
+bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
+
+const Head* head_of(const std::string& name) {
+  for (const Head& h : kHeads)
+    if (starts_with(name, h.prefix)) return &h;
+  return nullptr;
+}
+
 // Maps a checkpoint's tensor name onto ours: adds the "bert." prefix of a bare BertModel
 // and renames TensorFlow-era LayerNorm gamma/beta.
 std::string canonical_name(std::string name) {
@@ -131,9 +150,7 @@ std::string canonical_name(std::string name) {
   };
   if (ends_with("LayerNorm.gamma")) name.replace(name.size() - 5, 5, "weight");
   else if (ends_with("LayerNorm.beta")) name.replace(name.size() - 4, 4, "bias");
-  if (name.rfind("bert.", 0) != 0 && name.rfind("classifier.", 0) != 0 && name.rfind("cls.", 0) != 0 &&
-      name.rfind("lexical.", 0) != 0)
-    name = "bert." + name;
+  if (!starts_with(name, "bert.") && !starts_with(name, "cls.") && !head_of(name)) name = "bert." + name;
   return name;
 }
 
@@ -169,7 +186,7 @@ bool load_lm_head(BertLmHead& head, const std::map<std::string, torch::Tensor>& 
   std::map<std::string, torch::Tensor> tensors;
   for (const auto& [name, t] : file_tensors) tensors[canonical_name(name)] = t;
   const bool any = std::any_of(tensors.begin(), tensors.end(),
-                               [](const auto& kv) { return kv.first.rfind("cls.predictions.", 0) == 0; });
+                               [](const auto& kv) { return starts_with(kv.first, "cls.predictions."); });
   if (!any) return false;
   torch::NoGradGuard no_grad;
   for (auto& item : head->named_parameters()) {
@@ -226,10 +243,10 @@ LoadReport load_weights(SequenceModel& model, std::map<std::string, torch::Tenso
   for (auto& item : model->named_parameters()) {
     const std::string& name = item.key();
     torch::Tensor& param = item.value();
-    const bool is_head = name.rfind("classifier.", 0) == 0 || name.rfind("lexical.", 0) == 0;
+    const bool is_head = head_of(name) != nullptr;
     auto it = by_name.find(name);
     if (it == by_name.end()) {
-      if (!is_head && name.rfind("bert.pooler.", 0) != 0)
+      if (!is_head && !starts_with(name, "bert.pooler."))
         throw ModelError(origin + ": missing tensor \"" + name + "\"");
       report.missing.push_back(name);
       continue;
@@ -258,13 +275,10 @@ LoadReport load_weights(SequenceModel& model, std::map<std::string, torch::Tenso
     }
     by_name.erase(it);
   }
-  const bool head_missing = std::any_of(report.missing.begin(), report.missing.end(),
-                                        [](const std::string& n) { return n.rfind("classifier.", 0) == 0; });
-  if (head_missing && !allow_new_head) throw ModelError(origin + ": has no classifier head");
-  const bool lexical_missing = std::any_of(report.missing.begin(), report.missing.end(),
-                                           [](const std::string& n) { return n.rfind("lexical.", 0) == 0; });
-  if (lexical_missing && !allow_new_head)
-    throw ModelError(origin + ": the config asks for lexical features but the lexical.* weights are missing");
+  if (!allow_new_head)
+    for (const Head& h : kHeads)
+      if (std::any_of(report.missing.begin(), report.missing.end(), [&](const std::string& n) { return starts_with(n, h.prefix); }))
+        throw ModelError(origin + ": " + h.missing);
   for (const auto& [name, t] : by_name)
     if (name != "bert.embeddings.position_ids") report.unexpected.push_back(name);
   return report;
