@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "dqe/errors.h"
@@ -26,7 +27,7 @@ std::vector<std::string> stems_of(const std::vector<std::string>& words) {
 
 }  // namespace
 
-std::vector<std::string> lexical_words(const std::string& text) {
+std::vector<std::string> lexical_words(std::string_view text) {
   std::vector<std::string> words;
   std::string current;
   for (const char ch : text) {
@@ -55,9 +56,9 @@ std::string lexical_stem(const std::string& w) {
   return w;
 }
 
-LexicalStats LexicalStats::build(const std::vector<std::string>& texts) {
+LexicalStats LexicalStats::build(const std::vector<std::string_view>& texts) {
   LexicalStats s;
-  std::unordered_set<std::string> seen;
+  std::unordered_set<std::string_view> seen;
   double total = 0;
   for (const auto& t : texts) {
     if (!seen.insert(t).second) continue;
@@ -110,7 +111,7 @@ std::vector<float> lexical_features(const std::string& query, const std::string&
 
   const double nq = static_cast<double>(q.size());
   double exact = 0, stemmed = 0, partial = 0, idf_all = 0, idf_hit = 0, bm25 = 0, numbers = 0, numbers_hit = 0;
-  std::map<std::string, int> tf;
+  std::unordered_map<std::string, int> tf;
   for (const auto& w : t) ++tf[w];
   for (size_t i = 0; i < q.size(); ++i) {
     const bool hit = t_stems.count(q[i]) > 0;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <string_view>
 
 #include "detail/log.h"
 #include "detail/train_util.h"
@@ -247,9 +248,9 @@ TrainResult train(const TrainConfig& cfg) {
     }
   }
   if (spec.task.lexical_features && !model->lexical_stats) {
-    std::vector<std::string> texts;
+    std::vector<std::string_view> texts;
     texts.reserve(train_records.size());
-    for (const auto& r : train_records) texts.push_back(r.text);
+    for (const auto& r : train_records) texts.emplace_back(r.text);
     model->lexical_stats = std::make_shared<const LexicalStats>(LexicalStats::build(texts));
     log->info("lexical features on: word statistics of {} distinct results in {}", model->lexical_stats->docs,
               cfg.train_path);

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -15,7 +16,7 @@
 namespace dqe {
 
 // Lower-cased (ASCII) runs of letters and digits; bytes of UTF-8 sequences count as letters.
-std::vector<std::string> lexical_words(const std::string& text);
+std::vector<std::string> lexical_words(std::string_view text);
 // A light suffix stemmer ("drills" -> "drill", "lighting" -> "light"), for matching only.
 std::string lexical_stem(const std::string& word);
 
@@ -25,7 +26,7 @@ struct LexicalStats {
   double avg_len = 0;  // words per result
   std::map<std::string, int64_t> df;
 
-  static LexicalStats build(const std::vector<std::string>& texts);
+  static LexicalStats build(const std::vector<std::string_view>& texts);
   // BM25's idf: log(1 + (docs - df + 0.5) / (df + 0.5)).
   double idf(const std::string& stem) const;
   nlohmann::ordered_json to_json() const;
