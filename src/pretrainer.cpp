@@ -153,7 +153,7 @@ MlmBatch make_batch(const std::vector<Encoding>& seqs, const std::vector<size_t>
     std::mt19937_64 row_rng;
     if (!rng) row_rng.seed(fixed_seed + rows[i]);
     MaskedSequence m = mask_sequence(seqs[rows[i]].ids, vocab, options, rng ? *rng : row_rng);
-    masked[i] = Encoding{std::move(m.ids), seqs[rows[i]].type_ids};
+    masked[i] = Encoding{std::move(m.ids), seqs[rows[i]].type_ids, {}};
     labels[i] = std::move(m.labels);
     order[i] = i;
   }

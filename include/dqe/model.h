@@ -9,9 +9,8 @@
 
 #include <torch/torch.h>
 
-#include "dqe/lexical.h"
-
 #include "dqe/config.h"
+#include "dqe/lexical.h"
 
 namespace dqe {
 
