@@ -5,7 +5,7 @@
 #   1. dqe tokenizer train   WordPiece, 8000 tokens, on ../shared/data/corpus/product_text.txt
 #   2. dqe pretrain          4x256 encoder, masked LM on the same corpus (configs/quality-pretrain.json)
 #   3. dqe train --init      fine-tune on train.jsonl with lexical features, select on dev.jsonl
-#                            (configs/quality-finetune.json), once per seed in $SEEDS (default "42 7")
+#                            (configs/quality-finetune.json), once per seed in $SEEDS (default "42 7 1")
 #   4. dqe eval              dev RMSE, MAE, Spearman, nDCG@10 of the first seed's model and of the
 #                            ensemble of all seeds (their scores averaged)
 #   5. scripts/baselines.py  train mean, lexical features + boosting, fastText (tuned on dev)
@@ -14,7 +14,7 @@
 # `dqe score --model OUT_DIR/model` scores with the ensemble), OUT_DIR/metrics.md and .json
 # (the table), and OUT_DIR/times.tsv (wall and CPU seconds per stage). Everything is selected
 # on dev only. PRETRAIN_ARGS and FINETUNE_ARGS add flags (e.g. "--max-steps 20" for a smoke run).
-# Usage: scripts/quality.sh OUT_DIR   (about 40 minutes on 2 cores)
+# Usage: scripts/quality.sh OUT_DIR   (about 50 minutes on 2 cores)
 set -euo pipefail
 trap 'echo "quality.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 out=${1:?usage: scripts/quality.sh OUT_DIR}
@@ -47,7 +47,7 @@ stage() {  # stage NAME COMMAND...: runs it, records wall and CPU (user + sys) s
 stage tokenizer "$dqe" tokenizer train --corpus "$corpus" --type wordpiece --vocab-size 8000 --out "$out/tokenizer"
 stage pretrain "$dqe" pretrain --config "$here/configs/quality-pretrain.json" --corpus "$corpus" \
   --tokenizer "$out/tokenizer" --out "$out/pretrain" ${PRETRAIN_ARGS:-}
-read -r -a seeds <<< "${SEEDS:-42 7}"
+read -r -a seeds <<< "${SEEDS:-42 7 1}"
 rm -rf "$out/model.tmp" && mkdir -p "$out/model.tmp"
 members=()
 for seed in "${seeds[@]}"; do
