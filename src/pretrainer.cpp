@@ -249,6 +249,9 @@ PretrainResult pretrain(const PretrainConfig& cfg) {
   SequenceModel model{nullptr};
   BertLmHead head{nullptr};
   std::string weights_path;  // where the MLM head may come from
+  // Every weight not loaded (a new encoder, or a head the --init model lacks) is drawn from
+  // the seed, so that a run is reproducible; the default generator is seeded at random.
+  torch::manual_seed(cfg.seed);
   if (cfg.resume || !cfg.init.empty()) {
     LoadedModel loaded = load_model(cfg.resume ? last_dir.string() : cfg.init, /*allow_new_head=*/true);
     spec = loaded.spec;
@@ -288,7 +291,6 @@ PretrainResult pretrain(const PretrainConfig& cfg) {
     spec.task.lower_case = cfg.lower_case;
     spec.task.match_types = true;
     spec.task.max_len = cfg.max_len;
-    torch::manual_seed(cfg.seed);
     model = SequenceModel(b, spec.task.num_outputs());
     init_bert_weights(*model, b.initializer_range, b.pad_token_id);
   }

@@ -148,6 +148,9 @@ TrainResult train(const TrainConfig& cfg) {
   std::unique_ptr<Tokenizer> tokenizer;
   SequenceModel model{nullptr};
   const Task task = parse_task(cfg.task);
+  // Every weight not loaded (a new model, or a head the --init model lacks) is drawn from the
+  // seed, so that a run is reproducible; the default generator is seeded at random.
+  torch::manual_seed(cfg.seed);
   if (cfg.resume) {
     LoadedModel loaded = load_model(last_dir.string());
     spec = loaded.spec;
@@ -242,7 +245,6 @@ TrainResult train(const TrainConfig& cfg) {
       b.validate("model shape");
       spec.has_dqe_section = true;
       spec.task = ts;
-      torch::manual_seed(cfg.seed);
       model = SequenceModel(b, ts.num_outputs(), ts.lexical_features ? kNumLexicalFeatures : 0);
       init_bert_weights(model, b.initializer_range, b.pad_token_id);
     }

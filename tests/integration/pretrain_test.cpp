@@ -154,6 +154,11 @@ TEST_F(PretrainTest, ContinuesPretrainingAHuggingFaceCheckpoint) {
                             after.at("bert.encoder.layer.0.attention.self.query.weight")));
   EXPECT_TRUE(torch::equal(before.at("bert.pooler.dense.weight"), after.at("bert.pooler.dense.weight")));
   EXPECT_EQ(after.count("classifier.weight"), 0u);
+  // The new head is drawn from --seed: a second run in the same process gives the same weights.
+  config_.out_dir = dir_.path("again");
+  const auto again = load_safetensors((fs::path(pretrain(config_).last_dir) / "model.safetensors").string());
+  for (const char* name : {"cls.predictions.transform.dense.weight", "bert.encoder.layer.0.attention.self.query.weight"})
+    EXPECT_TRUE(torch::equal(after.at(name), again.at(name))) << name;
 }
 
 TEST_F(PretrainTest, BadInputsAreNamedErrors) {

@@ -348,6 +348,28 @@ TEST_F(TrainTest, FineTunesAHuggingFaceCheckpoint) {
   EXPECT_EQ(test::read_text(m.dir + "/vocab.txt"), test::read_text(config_.init + "/vocab.txt"));
 }
 
+// A fine-tuning from --init draws the heads it adds (here the lexical MLP) from --seed: the
+// same seed gives the same run, another seed another one.
+TEST_F(TrainTest, FineTuningFromInitIsReproducible) {
+  config_.init = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-hf";
+  config_.lexical_features = true;
+  config_.max_steps = 5;
+  config_.lr = 1e-4;
+  config_.max_len = 0;
+  config_.precision = "fp32";
+  auto lexical_weight = [&](const std::string& out) {
+    config_.out_dir = out;
+    train(config_);
+    return load_model(out).model->lexical->ptr(0)->as<torch::nn::Linear>()->weight.clone();
+  };
+  const torch::Tensor first = lexical_weight(dir_.path("first"));
+  const torch::Tensor again = lexical_weight(dir_.path("again"));
+  config_.seed = 6;
+  const torch::Tensor other = lexical_weight(dir_.path("other"));
+  EXPECT_TRUE(torch::equal(first, again));
+  EXPECT_FALSE(torch::equal(first, other));
+}
+
 TEST_F(TrainTest, RefusesToOverwriteARunWithoutResume) {
   config_.max_steps = 2;
   train(config_);
