@@ -14,7 +14,7 @@
 # `dqe score --model OUT_DIR/model` scores with the ensemble), OUT_DIR/metrics.md and .json
 # (the table), and OUT_DIR/times.tsv (wall and CPU seconds per stage). Everything is selected
 # on dev only. PRETRAIN_ARGS and FINETUNE_ARGS add flags (e.g. "--max-steps 20" for a smoke run).
-# Usage: scripts/quality.sh OUT_DIR   (about 50 minutes on 2 cores)
+# Usage: scripts/quality.sh OUT_DIR   (41-46 minutes on 2 cores)
 set -euo pipefail
 trap 'echo "quality.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 out=${1:?usage: scripts/quality.sh OUT_DIR}
