@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "detail/remove_tree.h"
 #include "dqe/errors.h"
 #include "dqe/safetensors.h"
 
@@ -150,7 +151,7 @@ void save_checkpoint(const std::string& dir, const ModelSpec& spec, SequenceMode
   const std::string tmp = dir + ".tmp";
   const std::string old = dir + ".old";
   std::error_code ec;
-  fs::remove_all(tmp, ec);
+  detail::remove_tree(tmp);
   if (!fs::create_directories(tmp, ec) && ec)
     throw IoError(tmp + ": cannot create directory (" + ec.message() + ")");
 
@@ -182,7 +183,7 @@ void save_checkpoint(const std::string& dir, const ModelSpec& spec, SequenceMode
   if (state) write_file_atomic((fs::path(tmp) / "trainer_state.json").string(), to_json(*state).dump(2) + "\n");
   fsync_path(tmp);
 
-  fs::remove_all(old, ec);
+  detail::remove_tree(old);
   if (fs::exists(target)) {
     fs::rename(target, old, ec);
     if (ec) throw IoError(dir + ": cannot replace checkpoint (" + ec.message() + ")");
@@ -190,7 +191,7 @@ void save_checkpoint(const std::string& dir, const ModelSpec& spec, SequenceMode
   fs::rename(tmp, target, ec);
   if (ec) throw IoError(dir + ": cannot move checkpoint into place (" + ec.message() + ")");
   fsync_path(target.parent_path().empty() ? "." : target.parent_path().string());
-  fs::remove_all(old, ec);
+  detail::remove_tree(old);
 }
 
 TrainerState load_trainer_state(const std::string& dir, torch::optim::Optimizer* optimizer) {

@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "detail/remove_tree.h"
+
 namespace dqe::test {
 
 // A fresh directory under the system temp dir, removed when the object goes away.
@@ -19,10 +21,7 @@ class TempDir {
     path_ = std::filesystem::temp_directory_path() / ("dqe-test-" + std::to_string(rd()) + std::to_string(rd()));
     std::filesystem::create_directories(path_);
   }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
+  ~TempDir() { detail::remove_tree(path_.string()); }
   std::string path(const std::string& name = "") const { return name.empty() ? path_.string() : (path_ / name).string(); }
 
  private:

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "detail/remove_tree.h"
 #include "dqe/errors.h"
 
 namespace dqe {
@@ -23,10 +24,10 @@ class JsonlReaderTest : public ::testing::Test {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     dir_ = fs::temp_directory_path() /
            ("dqe_jsonl_" + std::string(info->name()) + "_" + std::to_string(static_cast<long>(::getpid())));
-    fs::remove_all(dir_);
+    detail::remove_tree(dir_.string());
     fs::create_directories(dir_);
   }
-  void TearDown() override { fs::remove_all(dir_); }
+  void TearDown() override { detail::remove_tree(dir_.string()); }
 
   std::string write(const std::string& name, const std::string& content) {
     const std::string path = (dir_ / name).string();

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "detail/remove_tree.h"
 #include "dqe/errors.h"
 
 namespace dqe {
@@ -28,7 +29,7 @@ class TempDir {
   }
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() { fs::remove_all(path_); }
+  ~TempDir() { detail::remove_tree(path_.string()); }
   const fs::path& path() const { return path_; }
 
  private:
