@@ -41,7 +41,14 @@ ScoreReference make_score_reference(const std::vector<double>& scores, int bins)
     return r;
   }
   for (int i = 1; i < bins; ++i) {
-    const double edge = sorted[static_cast<size_t>(i) * sorted.size() / static_cast<size_t>(bins)];
+    const double q = sorted[static_cast<size_t>(i) * sorted.size() / static_cast<size_t>(bins)];
+    // The edge goes halfway between the quantile and the next lower dev score, not on the
+    // quantile itself: dev scores are often tied (a bf16 output has 128 values in [2, 4)),
+    // and a score that differs from a tied one by rounding alone (fp32 against bf16) must
+    // land in the same bin, or a tie on an edge reads as drift.
+    const auto first_q = std::lower_bound(sorted.begin(), sorted.end(), q);
+    if (first_q == sorted.begin()) continue;  // nothing below: no edge
+    const double edge = *(first_q - 1) + (q - *(first_q - 1)) / 2;
     if (r.edges.empty() || edge > r.edges.back()) r.edges.push_back(edge);
   }
   std::vector<int64_t> counts(r.edges.size() + 1, 0);

@@ -23,7 +23,9 @@ struct ScoreReference {
   static ScoreReference from_json(const nlohmann::json& j, const std::string& origin);
 };
 
-// Quantile bins of the scores (ties merged, so there may be fewer than `bins`).
+// Quantile bins of the scores (ties merged, so there may be fewer than `bins`). Each edge lies
+// halfway between a quantile and the next lower score, so rounding never moves a score that
+// ties a dev score into another bin.
 ScoreReference make_score_reference(const std::vector<double>& scores, int bins = 10);
 
 // PSI = sum over bins of (actual - expected) * ln(actual / expected), with shares floored
