@@ -103,19 +103,14 @@ for p in fp32 bf16; do
   "$dqe" eval --model "$work/q_$p" --data "$dev" --metrics-out "$work/q_$p.json" --precision fp32 >/dev/null 2>&1
 done
 
-$py - "$work" "$out" "$threads" <<'PY'
+$py - "$work" "$out" "$threads" "$here/scripts" <<'PY'
 import json, sys
 work, out, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+sys.path.insert(0, sys.argv[4])
+import bench_rates
+from bench_rates import flops_per_token
 def log_rate(run, skip=3):
-    """samples/s and padded tokens/s of a dqe run between step `skip` and the last step."""
-    recs = [json.loads(l) for l in open(f"{work}/{run}/train_log.jsonl")]
-    a, b = recs[min(skip, len(recs) - 2) - 1], recs[-1]
-    dt = b["elapsed_s"] - a["elapsed_s"]
-    return (b["step"] - a["step"]) * 32 / dt, (b["tokens"] - a["tokens"]) / dt
-def flops_per_token(layers, hidden, inter, seq):
-    # forward + backward = 3x forward; forward = 2 x (weights touched per token) + attention scores
-    per_layer = 2 * (4 * hidden * hidden + 2 * hidden * inter) + 2 * 2 * seq * hidden
-    return 3 * layers * per_layer
+    return bench_rates.train_rate(f"{work}/{run}", skip)
 mm = json.load(open(f"{work}/matmul.json"))
 ref = {k: json.load(open(f"{work}/{k}.json")) for k in ("r4", "r4pad", "rB", "rscore")}
 d4, _ = log_rate("d4"); d4f, _ = log_rate("d4fp32")
@@ -127,10 +122,7 @@ def timed(name):
     wall, rss = open(f"{work}/{name}.time").read().split()
     return float(wall), int(rss) / 1024
 def score_rate(name):
-    for line in open(f"{work}/{name}.log"):
-        if "pairs/s" in line:
-            return float(line.split("pairs/s")[0].split()[-1])
-    return None
+    return bench_rates.score_rate(f"{work}/{name}.log")
 s32, s16 = score_rate("score_fp32"), score_rate("score_bf16")
 rss100, rss1m = timed("rss_100k")[1], timed("rss_1m")[1]
 q32 = json.load(open(f"{work}/q_fp32.json"))["rmse"]; q16 = json.load(open(f"{work}/q_bf16.json"))["rmse"]

@@ -27,8 +27,9 @@ limit=${GPU_STEP_TIMEOUT:-90}  # seconds for any one run: a hang must not eat th
 mkdir -p "$out" && out=$(cd "$out" && pwd)
 work=${GPU_WORK:-/tmp/dqe-gpu-work}
 rm -rf "$work" && mkdir -p "$work"
-log() { echo "== $(date +%T) $*" | tee -a "$out/gpu_check.log" >&2; }
-run() { "$@" 2>&1 | tee -a "$out/gpu_check.log"; return "${PIPESTATUS[0]}"; }
+note() { tee -a "$out/gpu_check.log"; }  # what goes to stdout also goes to the log
+log() { echo "== $(date +%T) $*" | note >&2; }
+run() { "$@" 2>&1 | note; return "${PIPESTATUS[0]}"; }
 cd "$here"
 
 log "machine"
@@ -65,14 +66,14 @@ cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_POLICY_VERS
 rc=$?
 log "build exited $rc in $(( $(date +%s) - t0 )) s"
 if [ $rc -ne 0 ]; then
-  grep -E "error|Error|undefined reference" "$out/build.log" | head -n 40 | tee -a "$out/gpu_check.log"
+  grep -E "error|Error|undefined reference" "$out/build.log" | head -n 40 | note
   exit 1
 fi
 dqe=$here/build-cuda/dqe
 run "$dqe" --version
 
 log "GPU tests (and which C++ runtime the binaries load)"
-ldd "$dqe" | grep -E "libstdc|libgcc_s|libprotobuf|libtorch_cuda" | tee -a "$out/gpu_check.log"
+ldd "$dqe" | grep -E "libstdc|libgcc_s|libprotobuf|libtorch_cuda" | note
 outcome() {  # outcome EXIT FILE: passed, skipped or failed
   if [ "$1" -ne 0 ]; then echo failed; elif grep -q "SKIPPED \]" "$2"; then echo skipped; else echo passed; fi
 }
@@ -89,66 +90,66 @@ dqe_train() {  # dqe_train NAME ARGS...
     --max-steps "$steps" --warmup-ratio 0 --lr 1e-4 --vocab-size 8000 --match-types off "${shapeB[@]}" "$@" \
     > /dev/null 2> "$work/$name.log"
 }
-ref() { timeout "$limit" "$py" scripts/gpu_ref.py --ref "$shared/reference/bert_ref.py" "$@"; }
+ref() {  # ref NAME ARGS...: the reference on the GPU, its JSON line in $work/NAME.json
+  local name=$1; shift
+  timeout "$limit" "$py" scripts/gpu_ref.py --ref "$shared/reference/bert_ref.py" "$@" > "$work/$name.json"
+  note < "$work/$name.json"
+}
+dqe_score() {  # dqe_score NAME ARGS...: scores $work/score.jsonl with the 12x768 model
+  local name=$1; shift
+  timeout "$limit" "$dqe" score --model "$work/dB" --input "$work/score.jsonl" --output "$work/$name.jsonl" \
+    --batch-size 256 --device cuda "$@" 2> "$work/$name.log"
+  echo "dqe $name exit $?: $(grep "pairs/s" "$work/$name.log")" | note
+}
 
 log "matmul rate"
-ref matmul > "$work/matmul.json"; cat "$work/matmul.json" | tee -a "$out/gpu_check.log"
+ref matmul matmul
 log "train 12x768, $steps steps: dqe bf16 (auto), reference bf16 (inline and pretokenized)"
-dqe_train dB --device cuda; echo "dqe train bf16 exit $?" | tee -a "$out/gpu_check.log"
-tail -n 3 "$work/dB.log" | tee -a "$out/gpu_check.log"
+dqe_train dB --device cuda; echo "dqe train bf16 exit $?" | note
+tail -n 3 "$work/dB.log" | note
 log "dev200 RMSE of that model: CPU fp32, GPU fp32, GPU bf16"
 for dp in cpu:fp32 cuda:fp32 cuda:bf16; do
+  metrics=$work/eval_${dp/:/_}.json
   timeout "$limit" "$dqe" eval --model "$work/dB" --data "$work/dev200.jsonl" --device "${dp%%:*}" --precision "${dp##*:}" \
-    --metrics-out "$work/eval_${dp/:/_}.json" > /dev/null 2>&1
-  echo "$dp rmse $("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["rmse"])' "$work/eval_${dp/:/_}.json" 2>&1)" |
-    tee -a "$out/gpu_check.log"
+    --metrics-out "$metrics" > /dev/null 2>&1
+  echo "$dp rmse $("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["rmse"])' "$metrics" 2>&1)" | note
 done
-ref train --data "$train" --steps "$steps" --bf16 > "$work/rB.json"; cat "$work/rB.json" | tee -a "$out/gpu_check.log"
-ref train --data "$train" --steps "$steps" --bf16 --pretokenized > "$work/rBpre.json"; cat "$work/rBpre.json" | tee -a "$out/gpu_check.log"
+ref rB train --data "$train" --steps "$steps" --bf16
+ref rBpre train --data "$train" --steps "$steps" --bf16 --pretokenized
 
 log "score $lines lines with the 12x768 model: dqe bf16, reference bf16"
 : > "$work/big.jsonl"
 while [ "$(wc -l < "$work/big.jsonl")" -lt "$lines" ]; do cat "$dev" >> "$work/big.jsonl"; done
 head -n "$lines" "$work/big.jsonl" > "$work/score.jsonl"
-timeout "$limit" "$dqe" score --model "$work/dB" --input "$work/score.jsonl" --output "$work/scored.jsonl" --batch-size 256 \
-  --device cuda 2> "$work/score_bf16.log"; echo "dqe score bf16 exit $?" | tee -a "$out/gpu_check.log"
-grep "pairs/s" "$work/score_bf16.log" | tee -a "$out/gpu_check.log"
-ref score --data "$work/score.jsonl" --limit "$lines" --batch 256 --bf16 > "$work/rscore.json"; cat "$work/rscore.json" | tee -a "$out/gpu_check.log"
-ref score --data "$work/score.jsonl" --limit "$lines" --batch 256 --bf16 --pretokenized > "$work/rscorepre.json"; cat "$work/rscorepre.json" | tee -a "$out/gpu_check.log"
+dqe_score score_bf16
+ref rscore score --data "$work/score.jsonl" --limit "$lines" --batch 256 --bf16
+ref rscorepre score --data "$work/score.jsonl" --limit "$lines" --batch 256 --bf16 --pretokenized
 
 log "fp32: dqe train and score, reference train"
-dqe_train dBfp32 --device cuda --precision fp32; echo "dqe train fp32 exit $?" | tee -a "$out/gpu_check.log"
-ref train --data "$train" --steps "$steps" > "$work/rBfp32.json"; cat "$work/rBfp32.json" | tee -a "$out/gpu_check.log"
-timeout "$limit" "$dqe" score --model "$work/dB" --input "$work/score.jsonl" --output "$work/scored_fp32.jsonl" --batch-size 256 \
-  --device cuda --precision fp32 2> "$work/score_fp32.log"; grep "pairs/s" "$work/score_fp32.log" | tee -a "$out/gpu_check.log"
+dqe_train dBfp32 --device cuda --precision fp32; echo "dqe train fp32 exit $?" | note
+ref rBfp32 train --data "$train" --steps "$steps"
+dqe_score score_fp32 --precision fp32
 
-"$py" - "$work" "$out" "$steps" "$core_gpu" "$train_gpu" <<'PY' 2>&1 | tee -a "$out/gpu_check.log"
+"$py" - "$work" "$out" "$steps" "$core_gpu" "$train_gpu" "$here/scripts" <<'PY' 2>&1 | note
 import json, sys
 work, out, steps, core_gpu, train_gpu = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
-def load(name):
-    try: return json.load(open(f"{work}/{name}.json"))
-    except Exception: return None
-def log_rate(run, skip=3):
-    try: recs = [json.loads(l) for l in open(f"{work}/{run}/train_log.jsonl")]
-    except Exception: return None, None
-    a, b = recs[min(skip, len(recs) - 2) - 1], recs[-1]
-    dt = b["elapsed_s"] - a["elapsed_s"]
-    return (b["step"] - a["step"]) * 32 / dt, (b["tokens"] - a["tokens"]) / dt
-def score_rate(name):
-    try:
-        for line in open(f"{work}/{name}.log"):
-            if "pairs/s" in line: return float(line.split("pairs/s")[0].split()[-1])
-    except Exception: pass
-    return None
+sys.path.insert(0, sys.argv[6])
+import bench_rates
+def maybe(f, path, default=None):
+    """f(path), or `default` where that run left nothing to read (it failed or timed out)."""
+    try: return f(path)
+    except (OSError, ValueError, IndexError, KeyError): return default
+def load(name): return maybe(lambda p: json.load(open(p)), f"{work}/{name}.json", {})
+def log_rate(run): return maybe(bench_rates.train_rate, f"{work}/{run}", (None, None))
+def score_rate(name): return maybe(bench_rates.score_rate, f"{work}/{name}.log")
 def ratio(a, b): return a / b if a and b else None
 dB, tB = log_rate("dB"); dBf, _ = log_rate("dBfp32")
-mm = load("matmul") or {}
-rB, rBpre, rBf = (load(k) or {} for k in ("rB", "rBpre", "rBfp32"))
-rs, rspre = (load(k) or {} for k in ("rscore", "rscorepre"))
+mm = load("matmul")
+rB, rBpre, rBf = (load(k) for k in ("rB", "rBpre", "rBfp32"))
+rs, rspre = (load(k) for k in ("rscore", "rscorepre"))
 s16, s32 = score_rate("score_bf16"), score_rate("score_fp32")
-# FLOPs per token of forward + backward (3x forward), as scripts/bench.sh counts them.
 seq = tB / dB if dB else None
-flops = 3 * 12 * (2 * (4 * 768 * 768 + 2 * 768 * 3072) + 2 * 2 * (seq or 0) * 768)
+flops = bench_rates.flops_per_token(12, 768, 3072, seq or 0)
 r = {"gpu": mm.get("device"), "steps": steps,
      "gpu_tests": {"Device.CudaLogitsOfTheFixtureMatchTheOracle": core_gpu,
                    "TrainTest.TrainsOnTheGpuAndItsCheckpointsScoreTheSameOnTheCpu": train_gpu},
@@ -186,12 +187,12 @@ PY
 log "core_tests, all of them, on the GPU by default"
 timeout 120 build-cuda/core_tests > "$work/core_all.txt" 2>&1
 rc=$?
-tail -n 25 "$work/core_all.txt" | tee -a "$out/gpu_check.log"
+tail -n 25 "$work/core_all.txt" | note
 if [ $rc -ge 128 ] && command -v cuda-gdb > /dev/null; then
   failed=$(grep "^\[ RUN" "$work/core_all.txt" | tail -n 1 | awk '{print $NF}')
   log "core_tests died in $failed (exit $rc): its backtrace"
   timeout 90 cuda-gdb -batch -ex run -ex bt --args build-cuda/core_tests --gtest_filter="$failed" 2>&1 |
-    grep -E "^#|signal" | head -n 30 | tee -a "$out/gpu_check.log"
+    grep -E "^#|signal" | head -n 30 | note
 fi
 (cd "$work" && find . -maxdepth 2 \( -name '*.log' -o -name '*.json' -o -name '*.txt' -o -name train_log.jsonl \) -print0 |
   tar czf "$out/logs.tgz" --null -T -)
