@@ -284,6 +284,13 @@ LoadReport load_weights(SequenceModel& model, std::map<std::string, torch::Tenso
   return report;
 }
 
+void set_dropout(SequenceModel& model, BertConfig& config, double p) {
+  for (const auto& module : model->modules())
+    if (auto* dropout = module->as<nn::DropoutImpl>()) dropout->options.p(p);
+  config.hidden_dropout_prob = config.attention_probs_dropout_prob = p;
+  config.classifier_dropout.reset();  // falls back to hidden_dropout_prob
+}
+
 c10::Device device_of(const nn::Module& module) {
   for (const auto& p : module.parameters()) return p.device();
   return c10::Device(c10::kCPU);

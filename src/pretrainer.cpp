@@ -35,7 +35,7 @@ void PretrainConfig::validate() const {
   if (hidden <= 0 || heads <= 0 || hidden % heads != 0) throw ConfigError("--hidden must be a positive multiple of --heads");
   if (intermediate <= 0) throw ConfigError("--intermediate must be > 0");
   if (vocab_size < 10) throw ConfigError("--vocab-size must be >= 10");
-  if (dropout < 0 || dropout >= 1) throw ConfigError("--dropout must be in [0, 1)");
+  if (dropout && (*dropout < 0 || *dropout >= 1)) throw ConfigError("--dropout must be in [0, 1)");
   if (!(mask_prob > 0 && mask_prob < 1)) throw ConfigError("--mask-prob must be in (0, 1)");
   if (epochs <= 0 && max_steps <= 0) throw ConfigError("--epochs or --max-steps must be > 0");
   if (max_steps < 0) throw ConfigError("--max-steps must be >= 0");
@@ -65,7 +65,7 @@ nlohmann::ordered_json PretrainConfig::to_json() const {
   j["heads"] = heads;
   j["intermediate"] = intermediate;
   j["vocab-size"] = vocab_size;
-  j["dropout"] = dropout;
+  if (dropout || init.empty()) j["dropout"] = dropout.value_or(kDefaultDropout);
   j["lower-case"] = lower_case;
   j["mask-prob"] = mask_prob;
   j["whole-word"] = whole_word;
@@ -261,6 +261,10 @@ PretrainResult pretrain(const PretrainConfig& cfg) {
     if (!cfg.resume) {
       spec.has_dqe_section = true;
       spec.task.max_len = std::min(cfg.max_len, spec.bert.max_position_embeddings);
+      if (cfg.dropout) {
+        log->info("dropout {} (the --init model had {})", fmt_double(*cfg.dropout), fmt_double(spec.bert.hidden_dropout_prob));
+        set_dropout(model, spec.bert, *cfg.dropout);
+      }
     }
   } else {
     if (!cfg.tokenizer.empty()) {
@@ -281,7 +285,7 @@ PretrainResult pretrain(const PretrainConfig& cfg) {
     b.num_hidden_layers = cfg.layers;
     b.num_attention_heads = cfg.heads;
     b.intermediate_size = cfg.intermediate;
-    b.hidden_dropout_prob = b.attention_probs_dropout_prob = cfg.dropout;
+    b.hidden_dropout_prob = b.attention_probs_dropout_prob = cfg.dropout.value_or(kDefaultDropout);
     b.max_position_embeddings = std::max<int64_t>(512, cfg.max_len);
     // Rows for the match token types that fine-tuning uses (TaskSpec::match_types).
     b.type_vocab_size = 4;

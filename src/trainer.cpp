@@ -42,7 +42,7 @@ void TrainConfig::validate() const {
   if (hidden <= 0 || heads <= 0 || hidden % heads != 0) throw ConfigError("--hidden must be a positive multiple of --heads");
   if (intermediate <= 0) throw ConfigError("--intermediate must be > 0");
   if (vocab_size < 10) throw ConfigError("--vocab-size must be >= 10");
-  if (dropout < 0 || dropout >= 1) throw ConfigError("--dropout must be in [0, 1)");
+  if (dropout && (*dropout < 0 || *dropout >= 1)) throw ConfigError("--dropout must be in [0, 1)");
   if (epochs <= 0 && max_steps <= 0) throw ConfigError("--epochs or --max-steps must be > 0");
   if (max_steps < 0) throw ConfigError("--max-steps must be >= 0");
   if (batch_size <= 0) throw ConfigError("--batch-size must be > 0");
@@ -84,7 +84,7 @@ nlohmann::ordered_json TrainConfig::to_json() const {
   j["heads"] = heads;
   j["intermediate"] = intermediate;
   j["vocab-size"] = vocab_size;
-  j["dropout"] = dropout;
+  if (dropout || init.empty()) j["dropout"] = dropout.value_or(kDefaultDropout);
   j["match-types"] = match_types;
   j["lexical-features"] = lexical_features;
   j["lower-case"] = lower_case;
@@ -210,6 +210,10 @@ TrainResult train(const TrainConfig& cfg) {
       tokenizer = std::move(loaded.tokenizer);
       model = loaded.model;
       for (const auto& name : loaded.report.missing) log->info("{}: {} is newly initialised", cfg.init, name);
+      if (cfg.dropout) {
+        log->info("dropout {} (the --init model had {})", fmt_double(*cfg.dropout), fmt_double(spec.bert.hidden_dropout_prob));
+        set_dropout(model, spec.bert, *cfg.dropout);
+      }
       if (!loaded.report.unexpected.empty())
         log->info("{}: {} tensors not used by the model (e.g. {})", cfg.init, loaded.report.unexpected.size(),
                   loaded.report.unexpected.front());
@@ -238,7 +242,7 @@ TrainResult train(const TrainConfig& cfg) {
       b.num_hidden_layers = cfg.layers;
       b.num_attention_heads = cfg.heads;
       b.intermediate_size = cfg.intermediate;
-      b.hidden_dropout_prob = b.attention_probs_dropout_prob = cfg.dropout;
+      b.hidden_dropout_prob = b.attention_probs_dropout_prob = cfg.dropout.value_or(kDefaultDropout);
       b.max_position_embeddings = std::max<int64_t>(512, ts.max_len);
       b.type_vocab_size = ts.match_types ? 4 : 2;
       b.pad_token_id = tokenizer->pad_id();

@@ -14,6 +14,9 @@
 
 namespace dqe {
 
+// BERT's dropout, for models that dqe builds from scratch.
+constexpr double kDefaultDropout = 0.1;
+
 struct BertConfig {
   int64_t vocab_size = 30522;
   int64_t hidden_size = 768;
@@ -22,8 +25,8 @@ struct BertConfig {
   int64_t intermediate_size = 3072;
   // "gelu" (erf), "gelu_new"/"gelu_pytorch_tanh" (tanh approximation) or "relu".
   std::string hidden_act = "gelu";
-  double hidden_dropout_prob = 0.1;
-  double attention_probs_dropout_prob = 0.1;
+  double hidden_dropout_prob = kDefaultDropout;
+  double attention_probs_dropout_prob = kDefaultDropout;
   int64_t max_position_embeddings = 512;
   int64_t type_vocab_size = 2;
   double layer_norm_eps = 1e-12;

@@ -136,6 +136,10 @@ struct LoadReport {
 LoadReport load_weights(SequenceModel& model, std::map<std::string, torch::Tensor> tensors,
                         const std::string& origin, bool allow_new_head);
 
+// Sets every dropout probability of the model (hidden states, attention and classifier) to p
+// and records it in config, so that saved checkpoints carry it.
+void set_dropout(SequenceModel& model, BertConfig& config, double p);
+
 // The device of the module's first parameter (the CPU for a module without parameters).
 c10::Device device_of(const torch::nn::Module& module);
 

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -29,7 +30,9 @@ struct PretrainConfig {
   int64_t heads = 4;
   int64_t intermediate = 1024;
   int64_t vocab_size = 8000;
-  double dropout = 0.1;
+  // Dropout of the encoder. Unset: 0.1 for a new model, the --init model's own otherwise;
+  // set, it applies to an --init model too.
+  std::optional<double> dropout;
   bool lower_case = true;
 
   // Fraction of tokens chosen for prediction (80% [MASK], 10% random, 10% kept).

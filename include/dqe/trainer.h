@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,7 +39,9 @@ struct TrainConfig {
   int64_t heads = 4;
   int64_t intermediate = 1024;
   int64_t vocab_size = 8000;
-  double dropout = 0.1;
+  // Dropout of the encoder and classifier. Unset: 0.1 for a new model, the --init model's
+  // own otherwise; set, it applies to an --init model too.
+  std::optional<double> dropout;
   // Lexical match token types (TaskSpec::match_types): "auto" turns them on for a model
   // trained from scratch and keeps the --init model's setting; "on" adds them to an --init
   // model too; "off".

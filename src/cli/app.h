@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "dqe/config.h"
 #include "dqe/evaluator.h"
 #include "dqe/gate.h"
 #include "dqe/pretrainer.h"
@@ -38,6 +39,8 @@ struct CliState {
   FieldMap eval_fields, score_fields;
   GateConfig gate;
   double score_threshold = 0.5;
+  // --dropout of train and pretrain: set on their configs only when given.
+  double train_dropout = kDefaultDropout, pretrain_dropout = kDefaultDropout;
   bool dump_config = false;
   // Shown by --help; the files are read by expand_config_files() before parsing.
   std::vector<std::string> config_files;

@@ -28,7 +28,6 @@ void add_pretrain_command(CLI::App& app, CliState& state) {
   cmd->add_option("--vocab-size", c.vocab_size, "Size of the WordPiece vocabulary built from the corpus")
       ->capture_default_str()
       ->group(shape);
-  cmd->add_option("--dropout", c.dropout, "Dropout probability")->capture_default_str()->group(shape);
   cmd->add_option("--lower-case", c.lower_case, "Lower-case and strip accents (uncased model)")
       ->capture_default_str()
       ->group(shape);
@@ -50,6 +49,9 @@ void add_pretrain_command(CLI::App& app, CliState& state) {
       ->capture_default_str()
       ->group(opt);
   cmd->add_option("--max-grad-norm", c.max_grad_norm, "Clip gradients to this L2 norm (0: off)")->capture_default_str()->group(opt);
+  cmd->add_option("--dropout", state.pretrain_dropout,
+                  "Dropout probability of the encoder (default: 0.1 from scratch, the --init model's own)")
+      ->group(opt);
   cmd->add_option("--max-len", c.max_len, "Longest sequence in tokens; longer texts are cut")->capture_default_str()->group(opt);
   cmd->add_option("--seed", c.seed, "Random seed")->capture_default_str()->group(opt);
   add_compute_options(*cmd, c.threads, c.precision, c.device, opt);

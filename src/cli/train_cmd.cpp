@@ -33,7 +33,6 @@ void add_train_command(CLI::App& app, CliState& state) {
   cmd->add_option("--vocab-size", c.vocab_size, "Size of the WordPiece vocabulary built from the training texts")
       ->capture_default_str()
       ->group(shape);
-  cmd->add_option("--dropout", c.dropout, "Dropout probability")->capture_default_str()->group(shape);
   cmd->add_option("--match-types", c.match_types,
                   "Mark tokens shared by query and result with their own token types (auto: on from scratch, "
                   "as the --init model otherwise)")
@@ -59,6 +58,9 @@ void add_train_command(CLI::App& app, CliState& state) {
       ->capture_default_str()
       ->group(opt);
   cmd->add_option("--max-grad-norm", c.max_grad_norm, "Clip gradients to this L2 norm (0: off)")->capture_default_str()->group(opt);
+  cmd->add_option("--dropout", state.train_dropout,
+                  "Dropout probability of the encoder and classifier (default: 0.1 from scratch, the --init model's own)")
+      ->group(opt);
   cmd->add_option("--max-len", c.max_len, "Longest input in tokens (0: the model's, else 128)")->capture_default_str()->group(opt);
   cmd->add_option("--seed", c.seed, "Random seed (same seed and threads give the same metrics)")->capture_default_str()->group(opt);
   add_compute_options(*cmd, c.threads, c.precision, c.device, opt);

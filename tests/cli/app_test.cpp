@@ -150,6 +150,24 @@ TEST(CliParse, EvalAndScoreKeepModelFieldsUnlessGiven) {
   EXPECT_TRUE(p->state.score.filter);
 }
 
+// --dropout is set only when given (or in a --config file), so that an --init model keeps its own.
+TEST(CliParse, DropoutIsUnsetUnlessGiven) {
+  auto p = parse({"train", "--train", "t", "--dev", "d", "--out", "o", "--init", "m"});
+  EXPECT_FALSE(p->state.train.dropout.has_value());
+  EXPECT_FALSE(p->state.train.to_json().contains("dropout"));
+  p = parse({"train", "--train", "t", "--dev", "d", "--out", "o"});
+  EXPECT_DOUBLE_EQ(p->state.train.to_json()["dropout"].get<double>(), kDefaultDropout);  // from scratch
+  p = parse({"train", "--train", "t", "--dev", "d", "--out", "o", "--init", "m", "--dropout", "0"});
+  ASSERT_TRUE(p->state.train.dropout.has_value());
+  EXPECT_EQ(*p->state.train.dropout, 0.0);
+  test::TempDir dir;
+  test::write_text(dir.path("c.json"), R"({"dropout": 0.2})");
+  p = parse({"pretrain", "--corpus", "c.txt", "--out", "pt", "--config", dir.path("c.json")});
+  ASSERT_TRUE(p->state.pretrain.dropout.has_value());
+  EXPECT_DOUBLE_EQ(*p->state.pretrain.dropout, 0.2);
+  p = parse({"train", "--train", "t", "--dev", "d", "--out", "o", "--dropout", "1"});
+  EXPECT_THROW(p->state.train.validate(), ConfigError);
+}
 
 TEST(CliParse, PretrainFlagsLandInPretrainConfig) {
   auto p = parse({"pretrain", "--corpus", "c.txt", "--out", "pt", "--whole-word", "--mask-prob", "0.2", "--max-len", "64",

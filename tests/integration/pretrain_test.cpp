@@ -159,6 +159,13 @@ TEST_F(PretrainTest, ContinuesPretrainingAHuggingFaceCheckpoint) {
   const auto again = load_safetensors((fs::path(pretrain(config_).last_dir) / "model.safetensors").string());
   for (const char* name : {"cls.predictions.transform.dense.weight", "bert.encoder.layer.0.attention.self.query.weight"})
     EXPECT_TRUE(torch::equal(after.at(name), again.at(name))) << name;
+  EXPECT_DOUBLE_EQ(read_json_file(fs::path(r.last_dir) / "config.json")["hidden_dropout_prob"].get<double>(), 0.1);
+  // --dropout overrides the Hugging Face model's and is saved with the encoder.
+  config_.out_dir = dir_.path("no-dropout");
+  config_.dropout = 0.0;
+  const fs::path no_dropout = pretrain(config_).last_dir;
+  EXPECT_EQ(read_json_file(no_dropout / "config.json")["hidden_dropout_prob"].get<double>(), 0.0);
+  EXPECT_EQ(read_json_file(no_dropout / "config.json")["attention_probs_dropout_prob"].get<double>(), 0.0);
 }
 
 TEST_F(PretrainTest, BadInputsAreNamedErrors) {

@@ -345,7 +345,28 @@ TEST_F(TrainTest, FineTunesAHuggingFaceCheckpoint) {
   EXPECT_EQ(m.spec.task.max_len, 64);
   EXPECT_EQ(m.spec.bert.hidden_size, 32);
   EXPECT_FALSE(m.spec.task.match_types);  // "auto" keeps the Hugging Face model's inputs
+  EXPECT_DOUBLE_EQ(m.spec.bert.hidden_dropout_prob, 0.1);  // the model's own
   EXPECT_EQ(test::read_text(m.dir + "/vocab.txt"), test::read_text(config_.init + "/vocab.txt"));
+}
+
+// --dropout applies to an --init model too, and the checkpoints (resumed ones included) keep it.
+TEST_F(TrainTest, DropoutOverridesTheInitModels) {
+  config_.init = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-hf";
+  config_.max_steps = 4;
+  config_.max_len = 0;
+  config_.dropout = 0.0;
+  config_.stop_after_step = [](int64_t step) { return step == 2; };
+  ASSERT_TRUE(train(config_).interrupted);
+  config_.stop_after_step = nullptr;
+  config_.init.clear();
+  config_.dropout.reset();
+  config_.resume = true;
+  EXPECT_EQ(train(config_).steps, 4);
+  LoadedModel m = load_model(config_.out_dir);
+  EXPECT_EQ(m.spec.bert.hidden_dropout_prob, 0.0);
+  EXPECT_EQ(m.spec.bert.attention_probs_dropout_prob, 0.0);
+  for (const auto& module : m.model->modules())
+    if (auto* dropout = module->as<torch::nn::DropoutImpl>()) EXPECT_EQ(dropout->options.p(), 0.0);
 }
 
 // A fine-tuning from --init draws the heads it adds (here the lexical MLP) from --seed: the

@@ -71,6 +71,29 @@ TEST(SequenceModel, PaddedBatchGivesTheSameLogitsPerRow) {
   EXPECT_TRUE(torch::allclose(via_predict, logits, 1e-5, 1e-4));
 }
 
+// In training mode, dropout 0 makes two forward passes agree; the fixture's own 0.1 does not.
+TEST(SequenceModel, SetDropoutReachesEveryLayerAndTheConfig) {
+  LoadedModel m = load_model(kFixture);
+  auto exp = expected();
+  const auto& c = exp["cases"][0];
+  Encoding e = m.tokenizer->encode_pair(c["query"].get<std::string>(), c["title"].get<std::string>(), 64);
+  Batch b = collate({e}, {0}, m.tokenizer->pad_id());
+  torch::NoGradGuard no_grad;
+  m.model->train();
+  auto twice_agree = [&] {
+    // The encoder's hidden states show the encoder's dropout; the logits add the classifier's.
+    return torch::equal(m.model->bert->encode(b.ids, b.type_ids, b.mask), m.model->bert->encode(b.ids, b.type_ids, b.mask)) &&
+           torch::equal(m.model->forward(b.ids, b.type_ids, b.mask), m.model->forward(b.ids, b.type_ids, b.mask));
+  };
+  ASSERT_DOUBLE_EQ(m.spec.bert.hidden_dropout_prob, 0.1);
+  EXPECT_FALSE(twice_agree());
+  set_dropout(m.model, m.spec.bert, 0.0);
+  EXPECT_TRUE(twice_agree());
+  EXPECT_EQ(m.spec.bert.hidden_dropout_prob, 0.0);
+  EXPECT_EQ(m.spec.bert.attention_probs_dropout_prob, 0.0);
+  EXPECT_EQ(m.spec.bert.classifier_dropout.value_or(m.spec.bert.hidden_dropout_prob), 0.0);
+}
+
 TEST(SequenceModel, HeadNamesMatchHuggingFace) {
   BertConfig c;
   c.vocab_size = 10;
