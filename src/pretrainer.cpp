@@ -261,11 +261,8 @@ PretrainResult pretrain(const PretrainConfig& cfg) {
     if (!cfg.resume) {
       spec.has_dqe_section = true;
       spec.task.max_len = std::min(cfg.max_len, spec.bert.max_position_embeddings);
-      if (cfg.dropout) {
-        log->info("dropout {} (the --init model had {})", fmt_double(*cfg.dropout), fmt_double(spec.bert.hidden_dropout_prob));
-        set_dropout(model, spec.bert, *cfg.dropout);
-      }
     }
+    detail::apply_dropout_flag(cfg.dropout, cfg.resume, model, spec.bert, *log);
   } else {
     if (!cfg.tokenizer.empty()) {
       tokenizer = fs::is_directory(cfg.tokenizer) ? load_tokenizer(cfg.tokenizer, cfg.lower_case)

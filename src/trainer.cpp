@@ -157,6 +157,7 @@ TrainResult train(const TrainConfig& cfg) {
     tokenizer = std::move(loaded.tokenizer);
     model = loaded.model;
     if (spec.task.task != task) throw ConfigError("--task " + cfg.task + " differs from the run's task " + task_name(spec.task.task));
+    detail::apply_dropout_flag(cfg.dropout, /*resume=*/true, model, spec.bert, *log);
   } else {
     TaskSpec ts;
     ts.task = task;
@@ -210,10 +211,7 @@ TrainResult train(const TrainConfig& cfg) {
       tokenizer = std::move(loaded.tokenizer);
       model = loaded.model;
       for (const auto& name : loaded.report.missing) log->info("{}: {} is newly initialised", cfg.init, name);
-      if (cfg.dropout) {
-        log->info("dropout {} (the --init model had {})", fmt_double(*cfg.dropout), fmt_double(spec.bert.hidden_dropout_prob));
-        set_dropout(model, spec.bert, *cfg.dropout);
-      }
+      detail::apply_dropout_flag(cfg.dropout, /*resume=*/false, model, spec.bert, *log);
       if (!loaded.report.unexpected.empty())
         log->info("{}: {} tensors not used by the model (e.g. {})", cfg.init, loaded.report.unexpected.size(),
                   loaded.report.unexpected.front());

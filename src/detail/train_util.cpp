@@ -60,6 +60,19 @@ void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {
   for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
 }
 
+void apply_dropout_flag(const std::optional<double>& dropout, bool resume, SequenceModel& model, BertConfig& config,
+                        spdlog::logger& log) {
+  if (!dropout) return;
+  if (resume) {
+    if (*dropout != config.hidden_dropout_prob)
+      throw ConfigError("--dropout " + fmt_double(*dropout) + " differs from the run's dropout " +
+                        fmt_double(config.hidden_dropout_prob) + " (--resume continues the run as it was)");
+    return;
+  }
+  log.info("dropout {} (the --init model had {})", fmt_double(*dropout), fmt_double(config.hidden_dropout_prob));
+  set_dropout(model, config, *dropout);
+}
+
 std::string fmt_double(double v, int precision) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.*g", precision, v);

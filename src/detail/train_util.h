@@ -5,11 +5,15 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include <spdlog/logger.h>
 #include <torch/torch.h>
+
+#include "dqe/model.h"
 
 namespace dqe::detail {
 
@@ -30,6 +34,12 @@ double linear_schedule(double peak, int64_t step, int64_t total, int64_t warmup)
 std::unique_ptr<torch::optim::AdamW> make_adamw(const std::vector<std::pair<std::string, torch::Tensor>>& named_params,
                                                 double lr, double weight_decay);
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr);
+
+// What --dropout (when given) does to a loaded model: on a new run from --init it sets the
+// model's dropout (set_dropout) and logs the model's own; on --resume a value other than
+// the run's is a ConfigError, since a resumed run continues as it was.
+void apply_dropout_flag(const std::optional<double>& dropout, bool resume, SequenceModel& model, BertConfig& config,
+                        spdlog::logger& log);
 
 // "%.4g" of v.
 std::string fmt_double(double v, int precision = 4);

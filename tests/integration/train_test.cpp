@@ -349,7 +349,8 @@ TEST_F(TrainTest, FineTunesAHuggingFaceCheckpoint) {
   EXPECT_EQ(test::read_text(m.dir + "/vocab.txt"), test::read_text(config_.init + "/vocab.txt"));
 }
 
-// --dropout applies to an --init model too, and the checkpoints (resumed ones included) keep it.
+// --dropout applies to an --init model too, and the checkpoints (resumed ones included) keep
+// it; --resume refuses another value.
 TEST_F(TrainTest, DropoutOverridesTheInitModels) {
   config_.init = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-hf";
   config_.max_steps = 4;
@@ -359,8 +360,15 @@ TEST_F(TrainTest, DropoutOverridesTheInitModels) {
   ASSERT_TRUE(train(config_).interrupted);
   config_.stop_after_step = nullptr;
   config_.init.clear();
-  config_.dropout.reset();
   config_.resume = true;
+  config_.dropout = 0.1;
+  try {
+    train(config_);
+    FAIL() << "resumed with another dropout";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("--dropout 0.1 differs from the run's dropout 0"), std::string::npos) << e.what();
+  }
+  config_.dropout.reset();
   EXPECT_EQ(train(config_).steps, 4);
   LoadedModel m = load_model(config_.out_dir);
   EXPECT_EQ(m.spec.bert.hidden_dropout_prob, 0.0);
