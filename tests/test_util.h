@@ -1,9 +1,11 @@
 // Helpers shared by the tests: temporary directories and small generated data sets.
 #pragma once
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -13,14 +15,17 @@
 
 namespace dqe::test {
 
-// A fresh directory under the system temp dir, removed when the object goes away.
+// A fresh directory under the system temp dir (mkdtemp: unique even when tests run in
+// parallel), removed with its contents when the object goes away.
 class TempDir {
  public:
   TempDir() {
-    std::random_device rd;
-    path_ = std::filesystem::temp_directory_path() / ("dqe-test-" + std::to_string(rd()) + std::to_string(rd()));
-    std::filesystem::create_directories(path_);
+    std::string pattern = (std::filesystem::temp_directory_path() / "dqe-test-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed for " + pattern);
+    path_ = pattern;
   }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
   ~TempDir() { detail::remove_tree(path_.string()); }
   std::string path(const std::string& name = "") const { return name.empty() ? path_.string() : (path_ / name).string(); }
 

@@ -1,36 +1,23 @@
 #include "dqe/jsonl_reader.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include "detail/remove_tree.h"
 #include "dqe/errors.h"
+#include "test_util.h"
 
 namespace dqe {
 namespace {
 
-namespace fs = std::filesystem;
-
-// A fresh directory per test, so that ctest can run tests in parallel.
+// A fresh directory per test (ctest runs tests in parallel).
 class JsonlReaderTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("dqe_jsonl_" + std::string(info->name()) + "_" + std::to_string(static_cast<long>(::getpid())));
-    detail::remove_tree(dir_.string());
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { detail::remove_tree(dir_.string()); }
-
   std::string write(const std::string& name, const std::string& content) {
-    const std::string path = (dir_ / name).string();
+    const std::string path = dir_.path(name);
     std::ofstream(path, std::ios::binary) << content;
     return path;
   }
@@ -56,7 +43,7 @@ class JsonlReaderTest : public ::testing::Test {
     return "no error";
   }
 
-  fs::path dir_;
+  test::TempDir dir_;
 };
 
 // Each line followed by '\n'.
@@ -249,7 +236,7 @@ TEST_F(JsonlReaderTest, EachProblemHasItsMessage) {
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.line);
-    const std::string path = (dir_ / "bad.jsonl").string();
+    const std::string path = dir_.path("bad.jsonl");
     EXPECT_EQ(first_error(lines({kGood, c.line, kGood})), path + ":2: " + c.message);
   }
 }
@@ -257,7 +244,7 @@ TEST_F(JsonlReaderTest, EachProblemHasItsMessage) {
 TEST_F(JsonlReaderTest, MissingLabelIsAnErrorOnlyWhenRequired) {
   ReaderOptions options;
   options.require_label = true;
-  const std::string path = (dir_ / "bad.jsonl").string();
+  const std::string path = dir_.path("bad.jsonl");
   EXPECT_EQ(first_error(lines({kGood}), options), path + ":1: missing field \"label\"");
   EXPECT_EQ(first_error(R"({"query":"q","title":"t","label":null})", options), path + ":1: missing field \"label\"");
   EXPECT_EQ(first_error(R"({"query":"q","title":"t","label":0})", options), "no error");
@@ -276,7 +263,7 @@ TEST_F(JsonlReaderTest, DepthLimitCountsContainersOutsideStrings) {
 
 TEST_F(JsonlReaderTest, DefaultLineLimitIsOneMebibyte) {
   const std::string long_title(1 << 20, 'x');
-  const std::string path = (dir_ / "bad.jsonl").string();
+  const std::string path = dir_.path("bad.jsonl");
   EXPECT_EQ(first_error(lines({R"({"query":"q","title":")" + long_title + R"("})"})),
             path + ":1: line longer than 1048576 bytes");
 }
@@ -285,7 +272,7 @@ TEST_F(JsonlReaderTest, SkipsOverLongLineAndReadsTheNextOne) {
   ReaderOptions options;
   options.max_line_bytes = 100;
   options.max_bad_lines = 1;
-  options.rejects_path = (dir_ / "rejects.jsonl").string();
+  options.rejects_path = dir_.path("rejects.jsonl");
   // 200 KB: longer than a read chunk, so the discarded tail spans several chunks.
   const std::string exactly_100 = R"({"query":"q","title":")" + std::string(100 - 24, 'y') + R"("})";
   ASSERT_EQ(exactly_100.size(), 100u);
@@ -311,7 +298,7 @@ TEST_F(JsonlReaderTest, SkipsOverLongLineAndReadsTheNextOne) {
 TEST_F(JsonlReaderTest, SkipsBadLinesIntoRejectsFileWithinBudget) {
   ReaderOptions options;
   options.max_bad_lines = 2;
-  options.rejects_path = (dir_ / "rejects.jsonl").string();
+  options.rejects_path = dir_.path("rejects.jsonl");
   const std::string path = write("dev.jsonl", lines({kGood, R"({"query":"q"})", kGood, "{\"query\":\"\xff\"", kGood}));
   JsonlReader reader(path, options);
   Record r;
@@ -334,7 +321,7 @@ TEST_F(JsonlReaderTest, SkipsBadLinesIntoRejectsFileWithinBudget) {
 TEST_F(JsonlReaderTest, ThrowsBudgetErrorOnTheLineOverBudget) {
   ReaderOptions options;
   options.max_bad_lines = 2;
-  options.rejects_path = (dir_ / "rejects.jsonl").string();
+  options.rejects_path = dir_.path("rejects.jsonl");
   const std::string path = write("dev.jsonl", lines({kGood, "[]", "[]", kGood, R"({"query":"q","title":1})", kGood}));
   JsonlReader reader(path, options);
   Record r;
@@ -361,7 +348,7 @@ TEST_F(JsonlReaderTest, FirstBadLineThrowsWithoutBudget) {
 }
 
 TEST_F(JsonlReaderTest, UnopenablePathsThrowIoError) {
-  const std::string missing = (dir_ / "missing.jsonl").string();
+  const std::string missing = dir_.path("missing.jsonl");
   try {
     JsonlReader reader(missing, {});
     FAIL() << "expected IoError";
@@ -369,10 +356,10 @@ TEST_F(JsonlReaderTest, UnopenablePathsThrowIoError) {
     EXPECT_EQ(std::string(e.what()), missing + ": cannot open (No such file or directory)");
   }
   try {
-    JsonlReader reader(dir_.string(), {});
+    JsonlReader reader(dir_.path(), {});
     FAIL() << "expected IoError";
   } catch (const IoError& e) {
-    EXPECT_EQ(std::string(e.what()), dir_.string() + ": cannot open (Is a directory)");
+    EXPECT_EQ(std::string(e.what()), dir_.path() + ": cannot open (Is a directory)");
   }
 }
 

@@ -2,43 +2,19 @@
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <string>
 #include <vector>
 
-#include "detail/remove_tree.h"
 #include "dqe/errors.h"
+#include "test_util.h"
 
 namespace dqe {
 namespace {
 
 namespace fs = std::filesystem;
-
-// A fresh directory under the system temp dir, removed with its contents.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "dqe-sentencepiece-XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() { detail::remove_tree(path_.string()); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
 
 // A few hundred product titles, generated deterministically.
 std::vector<std::string> product_titles() {
@@ -58,16 +34,16 @@ std::vector<std::string> product_titles() {
 // Two models trained on product_titles(), in a directory that lives as long as they do.
 struct TrainedModels {
   TrainedModels() {
-    const std::string corpus = (dir.path() / "corpus.txt").string();
+    const std::string corpus = dir.path("corpus.txt");
     std::ofstream out(corpus);
     for (const std::string& line : product_titles()) out << line << '\n';
     out.close();
     train_sentencepiece({corpus}, unigram, 200, "unigram");
     train_sentencepiece({corpus}, bpe, 200, "bpe");
   }
-  TempDir dir;
-  std::string unigram = (dir.path() / "unigram.model").string();
-  std::string bpe = (dir.path() / "bpe.model").string();
+  test::TempDir dir;
+  std::string unigram = dir.path("unigram.model");
+  std::string bpe = dir.path("bpe.model");
 };
 
 // Trained once per process: every test below reads the same two models.
@@ -137,10 +113,10 @@ TEST(SentencePieceTokenizer, SaveAndReloadGiveIdenticalIds) {
   for (const std::string& path : {models().unigram, models().bpe}) {
     SCOPED_TRACE(path);
     const SentencePieceTokenizer tok(path);
-    TempDir dir;
-    EXPECT_EQ(tok.save(dir.path().string()), "tokenizer.model");
-    EXPECT_EQ(read_file(dir.path() / "tokenizer.model"), read_file(path));
-    const auto reloaded = load_tokenizer(dir.path().string(), /*lower_case=*/true);
+    test::TempDir dir;
+    EXPECT_EQ(tok.save(dir.path()), "tokenizer.model");
+    EXPECT_EQ(test::read_text(dir.path("tokenizer.model")), test::read_text(path));
+    const auto reloaded = load_tokenizer(dir.path(), /*lower_case=*/true);
     EXPECT_EQ(reloaded->kind(), "sentencepiece");
     EXPECT_EQ(reloaded->vocab_size(), tok.vocab_size());
     for (const std::string& text : kTexts) EXPECT_EQ(reloaded->encode(text), tok.encode(text)) << text;
@@ -149,20 +125,20 @@ TEST(SentencePieceTokenizer, SaveAndReloadGiveIdenticalIds) {
 }
 
 TEST(SentencePieceTokenizer, TrainingIsDeterministic) {
-  TempDir dir;
-  const std::string corpus = (dir.path() / "corpus.txt").string();
+  test::TempDir dir;
+  const std::string corpus = dir.path("corpus.txt");
   std::ofstream out(corpus);
   for (const std::string& line : product_titles()) out << line << '\n';
   out.close();
-  const std::string again = (dir.path() / "again.model").string();
+  const std::string again = dir.path("again.model");
   train_sentencepiece({corpus}, again, 200, "unigram");
-  EXPECT_EQ(read_file(again), read_file(models().unigram));
+  EXPECT_EQ(test::read_text(again), test::read_text(models().unigram));
 }
 
 TEST(SentencePieceTokenizer, BadModelFilesThrowModelErrorNamingThem) {
-  TempDir dir;
-  const std::string missing = (dir.path() / "missing.model").string();
-  const std::string garbage = (dir.path() / "garbage.model").string();
+  test::TempDir dir;
+  const std::string missing = dir.path("missing.model");
+  const std::string garbage = dir.path("garbage.model");
   std::ofstream(garbage) << "this is not a protobuf";
   for (const std::string& path : {missing, garbage}) {
     try {
@@ -175,9 +151,9 @@ TEST(SentencePieceTokenizer, BadModelFilesThrowModelErrorNamingThem) {
 }
 
 TEST(SentencePieceTokenizer, TrainRejectsBadArguments) {
-  TempDir dir;
-  const std::string model = (dir.path() / "m.model").string();
-  const std::string missing = (dir.path() / "missing.txt").string();
+  test::TempDir dir;
+  const std::string model = dir.path("m.model");
+  const std::string missing = dir.path("missing.txt");
   EXPECT_THROW(train_sentencepiece({missing}, model, 100, "wordpiece"), ConfigError);
   EXPECT_THROW(train_sentencepiece({missing}, model, 0, "bpe"), ConfigError);
   EXPECT_THROW(train_sentencepiece({}, model, 100, "bpe"), ConfigError);

@@ -1,45 +1,19 @@
 #include "dqe/wordpiece_tokenizer.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
-#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include "detail/remove_tree.h"
 #include "dqe/errors.h"
+#include "test_util.h"
 
 namespace dqe {
 namespace {
 
-namespace fs = std::filesystem;
-
 const std::string kFixtureDir = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-hf";
-
-// A fresh directory under the system temp dir, removed with its contents.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "dqe-wordpiece-XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  ~TempDir() { detail::remove_tree(path_.string()); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-void write_file(const fs::path& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary);
-  out << bytes;
-}
 
 // Enough to spell "un", "aff", "able" and a few words; no [PAD] or [MASK].
 std::vector<std::string> small_vocab() {
@@ -102,9 +76,9 @@ TEST(WordPieceTokenizer, MissingVocabFileThrowsModelErrorNamingIt) {
 }
 
 TEST(WordPieceTokenizer, VocabWithoutRequiredTokenThrows) {
-  TempDir dir;
-  const std::string path = (dir.path() / "vocab.txt").string();
-  write_file(path, "[PAD]\n[UNK]\n[SEP]\nhello\n");
+  test::TempDir dir;
+  const std::string path = dir.path("vocab.txt");
+  test::write_text(path, "[PAD]\n[UNK]\n[SEP]\nhello\n");
   try {
     WordPieceTokenizer::from_file(path, true);
     FAIL() << "expected ModelError";
@@ -113,16 +87,16 @@ TEST(WordPieceTokenizer, VocabWithoutRequiredTokenThrows) {
   }
   EXPECT_THROW(WordPieceTokenizer({"[CLS]", "[SEP]"}, true), ModelError);  // no [UNK]
   EXPECT_THROW(WordPieceTokenizer({}, true), ModelError);
-  write_file(path, "");
+  test::write_text(path, "");
   EXPECT_THROW(WordPieceTokenizer::from_file(path, true), ModelError);
 }
 
 TEST(WordPieceTokenizer, ReadsVocabLinesAsPythonDoes) {
-  TempDir dir;
-  const std::string path = (dir.path() / "vocab.txt").string();
+  test::TempDir dir;
+  const std::string path = dir.path("vocab.txt");
   // CRLF and a lone CR end lines too, the last line has no newline, and a duplicate
   // token keeps its last id (Python's dict assignment).
-  write_file(path, "[CLS]\r\n[SEP]\n[UNK]\rred\nblue\nred");
+  test::write_text(path, "[CLS]\r\n[SEP]\n[UNK]\rred\nblue\nred");
   const auto tok = WordPieceTokenizer::from_file(path, true);
   EXPECT_EQ(tok->vocab(), (std::vector<std::string>{"[CLS]", "[SEP]", "[UNK]", "red", "blue", "red"}));
   EXPECT_EQ(tok->encode("red blue"), (std::vector<int64_t>{5, 4}));
@@ -198,10 +172,10 @@ TEST(WordPieceTokenizer, AsciiFastPathMatchesUnicodePath) {
 }
 
 TEST(WordPieceTokenizer, SaveRoundTrip) {
-  TempDir dir;
+  test::TempDir dir;
   const WordPieceTokenizer tok(small_vocab(), true);
-  EXPECT_EQ(tok.save(dir.path().string()), "vocab.txt");
-  const auto loaded = WordPieceTokenizer::from_file((dir.path() / "vocab.txt").string(), true);
+  EXPECT_EQ(tok.save(dir.path()), "vocab.txt");
+  const auto loaded = WordPieceTokenizer::from_file(dir.path("vocab.txt"), true);
   EXPECT_EQ(loaded->vocab(), tok.vocab());
   for (const char* text : {"unaffable red", "Café 手机", "abc d,e"}) {
     EXPECT_EQ(loaded->encode(text), tok.encode(text)) << text;
@@ -243,12 +217,12 @@ TEST(Tokenizer, LoadTokenizerFindsTheVocabFile) {
   EXPECT_EQ(tok->vocab_size(), WordPieceTokenizer::from_file(kFixtureDir + "/vocab.txt", true)->vocab_size());
   EXPECT_EQ(load_tokenizer_file(kFixtureDir + "/vocab.txt", true)->kind(), "wordpiece");
 
-  TempDir empty;
+  test::TempDir empty;
   try {
-    load_tokenizer(empty.path().string(), true);
+    load_tokenizer(empty.path(), true);
     FAIL() << "expected ModelError";
   } catch (const ModelError& e) {
-    EXPECT_NE(std::string(e.what()).find(empty.path().string()), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(empty.path()), std::string::npos) << e.what();
   }
 }
 
