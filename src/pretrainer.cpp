@@ -87,6 +87,7 @@ nlohmann::ordered_json PretrainConfig::to_json() const {
   j["eval-every"] = eval_every;
   j["eval-batch-size"] = eval_batch_size;
   j["chunk-lines"] = chunk_lines;
+  j["resume"] = resume;
   return j;
 }
 

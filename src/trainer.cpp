@@ -104,11 +104,14 @@ nlohmann::ordered_json TrainConfig::to_json() const {
   j["eval-every"] = eval_every;
   j["patience"] = patience;
   j["eval-batch-size"] = eval_batch_size;
+  j["resume"] = resume;
   j["query-field"] = fields.query;
   j["text-fields"] = fields.text;
   j["label-field"] = fields.label;
   j["query-id-field"] = fields.query_id;
+  j["id-field"] = fields.id;
   j["max-bad-lines"] = max_bad_lines;
+  j["rejects"] = rejects;
   return j;
 }
 

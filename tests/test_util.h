@@ -64,4 +64,14 @@ inline void write_toy_set(const std::string& path, int n, unsigned seed) {
   }
 }
 
+// The tiny Hugging Face BERT in ../shared (config, weights, vocab, expected outputs), read
+// by tests as the independent oracle.
+inline std::string hf_fixture() { return std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-hf"; }
+
 }  // namespace dqe::test
+
+// Skips the test, saying why, when this checkout is not beside the shared fixtures.
+#define DQE_REQUIRE_SHARED_FIXTURES()                                                              \
+  if (!std::filesystem::is_directory(::dqe::test::hf_fixture()))                                   \
+  GTEST_SKIP() << ::dqe::test::hf_fixture() << " not found: the shared fixtures are not beside this " \
+                  "checkout (DQE_SHARED_DIR)"

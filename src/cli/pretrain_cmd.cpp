@@ -71,6 +71,7 @@ void add_pretrain_command(CLI::App& app, CliState& state) {
 
 int run_pretrain(CliState& state) {
   if (state.dump_config) {
+    state.pretrain.validate();  // a dumped config is a valid one
     std::cout << state.pretrain.to_json().dump(2) << "\n";
     return kOk;
   }

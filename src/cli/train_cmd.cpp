@@ -83,6 +83,7 @@ void add_train_command(CLI::App& app, CliState& state) {
 
 int run_train(CliState& state) {
   if (state.dump_config) {
+    state.train.validate();  // a dumped config is a valid one
     std::cout << state.train.to_json().dump(2) << "\n";
     return kOk;
   }

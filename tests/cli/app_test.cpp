@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+
 #include "dqe/errors.h"
 #include "test_util.h"
 
@@ -184,6 +186,38 @@ TEST(CliParse, PretrainFlagsLandInPretrainConfig) {
   EXPECT_EQ(c.chunk_lines, 1000);
   EXPECT_TRUE(c.resume);
   EXPECT_THROW(parse({"pretrain", "--out", "pt"}), CLI::ParseError);
+}
+
+// --dump-config prints every flag of the command (a flag left out of to_json() would be
+// lost from the record of a run and from a dumped config), and a dumped config read back with
+// --config gives the same configuration.
+TEST(CliParse, DumpConfigHoldsEveryFlagAndRoundTrips) {
+  struct Case {
+    std::vector<std::string> args;
+    std::function<nlohmann::ordered_json(const CliState&)> dump;
+    std::function<CLI::App*(const CliState&)> cmd;
+  };
+  const std::vector<Case> cases = {
+      {{"train", "--train", "t", "--dev", "d", "--out", "o", "--id-field", "pid", "--rejects", "bad.jsonl", "--lr", "0.003",
+        "--labels", "a,b", "--task", "classification", "--lexical-features", "--max-bad-lines", "4"},
+       [](const CliState& s) { return s.train.to_json(); }, [](const CliState& s) { return s.train_cmd; }},
+      {{"pretrain", "--corpus", "c.txt", "--out", "pt", "--whole-word", "--mask-prob", "0.2", "--chunk-lines", "77"},
+       [](const CliState& s) { return s.pretrain.to_json(); }, [](const CliState& s) { return s.pretrain_cmd; }},
+  };
+  for (const Case& c : cases) {
+    auto p = parse(c.args);
+    const nlohmann::ordered_json dumped = c.dump(p->state);
+    for (const CLI::Option* opt : c.cmd(p->state)->get_options()) {
+      if (opt->get_lnames().empty()) continue;
+      const std::string name = opt->get_lnames().front();
+      if (name == "help" || name == "config" || name == "dump-config") continue;
+      EXPECT_TRUE(dumped.contains(name)) << c.args.front() << " --dump-config leaves out --" << name;
+    }
+    test::TempDir dir;
+    test::write_text(dir.path("dumped.json"), dumped.dump(2));
+    auto again = parse({c.args.front(), "--config", dir.path("dumped.json")});
+    EXPECT_EQ(c.dump(again->state), dumped) << c.args.front();
+  }
 }
 
 TEST(CliParse, TokenizerTrainTakesSeveralCorpusFiles) {

@@ -218,6 +218,14 @@ TEST_F(CliTest, DumpConfigIsAValidConfigFile) {
   r = dqe(scratch_, "train --config " + scratch_.path("dumped.json") + " --dump-config");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(nlohmann::json::parse(r.out), j);
+  // An invalid configuration is not dumped as if it were one.
+  r = dqe(scratch_, "train --train a.jsonl --dev b.jsonl --out o --warmup-ratio 1.5 --dump-config");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_TRUE(r.out.empty()) << r.out;
+  EXPECT_NE(r.err.find("--warmup-ratio"), std::string::npos) << r.err;
+  r = dqe(scratch_, "pretrain --corpus c.txt --out o --mask-prob 0 --dump-config");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--mask-prob"), std::string::npos) << r.err;
 }
 
 TEST_F(CliTest, VersionNamesLibTorchAndBlas) {

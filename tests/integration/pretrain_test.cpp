@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <random>
 
 #include "dqe/checkpoint.h"
@@ -75,6 +76,25 @@ TEST_F(PretrainTest, LearnsTheCorpusAndCountsItsLines) {
   EXPECT_TRUE(fs::exists(fs::path(r.last_dir) / "trainer_state.json"));
 }
 
+// Today's deterministic tiny pretraining run, recorded (fp32, one thread): held-back MLM
+// loss before training and after 20 steps, and the first and last step's loss. The
+// tolerance covers other CPUs' BLAS kernels, not a change of recipe.
+TEST_F(PretrainTest, PinnedTinyRunMetrics) {
+  config_.max_steps = 20;
+  config_.eval_every = 10;
+  config_.threads = 1;
+  config_.precision = "fp32";
+  PretrainResult r = pretrain(config_);
+  EXPECT_NEAR(r.initial_loss, 4.413874, 2e-4);
+  EXPECT_NEAR(r.best_loss, 3.996154, 2e-4);
+  std::ifstream in(dir_.path("run/train_log.jsonl"));
+  std::vector<double> losses;
+  for (std::string line; std::getline(in, line);) losses.push_back(nlohmann::json::parse(line)["loss"].get<double>());
+  ASSERT_EQ(losses.size(), 20u);
+  EXPECT_NEAR(losses.front(), 4.407504, 2e-4);
+  EXPECT_NEAR(losses.back(), 3.864612, 2e-4);
+}
+
 TEST_F(PretrainTest, ResultIsAnInitForTrainButNotAModelToScoreWith) {
   config_.epochs = 1;
   PretrainResult r = pretrain(config_);
@@ -140,6 +160,7 @@ TEST_F(PretrainTest, ResumeAcrossChunksMatchesAnUninterruptedRun) {
 }
 
 TEST_F(PretrainTest, ContinuesPretrainingAHuggingFaceCheckpoint) {
+  DQE_REQUIRE_SHARED_FIXTURES();
   const std::string hf = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-hf";
   config_.init = hf;
   config_.max_steps = 6;

@@ -104,6 +104,40 @@ TEST_F(TrainTest, LowersTheLossAndBeatsTheConstantPredictor) {
   EXPECT_TRUE(fs::exists(dir_.path("run/last/optimizer.pt")));
 }
 
+// The learning rate of every logged step follows the recipe: linear warmup over 10% of the
+// steps (rounded), then linear decay to zero, computed here independently of the trainer.
+TEST_F(TrainTest, LoggedLearningRateFollowsWarmupThenLinearDecay) {
+  config_.max_steps = 25;
+  config_.warmup_ratio = 0.2;  // 5 warmup steps
+  train(config_);
+  auto log = read_jsonl_file(dir_.path("run/train_log.jsonl"));
+  ASSERT_EQ(log.size(), 25u);
+  for (size_t i = 0; i < log.size(); ++i) {
+    const double s = static_cast<double>(i);  // the step's 0-based index
+    const double want = i < 5 ? config_.lr * (s + 1) / 5 : config_.lr * (25 - s) / 20;
+    EXPECT_NEAR(log[i]["lr"].get<double>(), want, 1e-15) << "step " << i + 1;
+  }
+}
+
+// Today's deterministic tiny run, recorded (fp32, one thread): a change to the data order,
+// the initialisation, the optimizer, the schedule or the loss moves these numbers. The
+// tolerance covers other CPUs' BLAS kernels, not a change of recipe.
+TEST_F(TrainTest, PinnedTinyRunMetrics) {
+  config_.max_steps = 30;
+  config_.eval_every = 10;
+  config_.threads = 1;
+  config_.precision = "fp32";
+  train(config_);
+  auto evals = read_jsonl_file(dir_.path("run/eval_log.jsonl"));
+  auto log = read_jsonl_file(dir_.path("run/train_log.jsonl"));
+  ASSERT_EQ(evals.size(), 3u);
+  ASSERT_EQ(log.size(), 30u);
+  const double want_rmse[] = {0.992492, 0.959965, 0.902430};
+  for (size_t i = 0; i < 3; ++i) EXPECT_NEAR(evals[i]["value"].get<double>(), want_rmse[i], 2e-4) << "eval " << i;
+  EXPECT_NEAR(log[0]["loss"].get<double>(), 1.007664, 2e-4);
+  EXPECT_NEAR(log[29]["loss"].get<double>(), 0.848196, 2e-4);
+}
+
 TEST_F(TrainTest, InterruptedRunResumedReachesTheSameMetrics) {
   config_.max_steps = 30;
   config_.eval_every = 10;
@@ -334,6 +368,7 @@ TEST_F(TrainTest, BinaryTask) {
 }
 
 TEST_F(TrainTest, FineTunesAHuggingFaceCheckpoint) {
+  DQE_REQUIRE_SHARED_FIXTURES();
   config_.init = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-hf";
   config_.max_steps = 10;
   config_.lr = 1e-4;
@@ -352,6 +387,7 @@ TEST_F(TrainTest, FineTunesAHuggingFaceCheckpoint) {
 // --dropout applies to an --init model too, and the checkpoints (resumed ones included) keep
 // it; --resume refuses another value.
 TEST_F(TrainTest, DropoutOverridesTheInitModels) {
+  DQE_REQUIRE_SHARED_FIXTURES();
   config_.init = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-hf";
   config_.max_steps = 4;
   config_.max_len = 0;
@@ -380,6 +416,7 @@ TEST_F(TrainTest, DropoutOverridesTheInitModels) {
 // A fine-tuning from --init draws the heads it adds (here the lexical MLP) from --seed: the
 // same seed gives the same run, another seed another one.
 TEST_F(TrainTest, FineTuningFromInitIsReproducible) {
+  DQE_REQUIRE_SHARED_FIXTURES();
   config_.init = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-hf";
   config_.lexical_features = true;
   config_.max_steps = 5;

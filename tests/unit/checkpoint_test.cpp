@@ -21,6 +21,7 @@ std::vector<Encoding> sample_inputs(const Tokenizer& tok) {
 }
 
 TEST(Checkpoint, SaveThenLoadGivesIdenticalLogits) {
+  DQE_REQUIRE_SHARED_FIXTURES();
   test::TempDir dir;
   LoadedModel m = load_model(kFixture);
   TrainerState state;
@@ -42,6 +43,7 @@ TEST(Checkpoint, SaveThenLoadGivesIdenticalLogits) {
 }
 
 TEST(Checkpoint, RunDirectoryMeansItsBestCheckpoint) {
+  DQE_REQUIRE_SHARED_FIXTURES();
   test::TempDir dir;
   LoadedModel m = load_model(kFixture);
   save_checkpoint(dir.path("run/last"), m.spec, m.model, *m.tokenizer);
@@ -54,6 +56,7 @@ TEST(Checkpoint, RunDirectoryMeansItsBestCheckpoint) {
 }
 
 TEST(Checkpoint, OverwriteIsAtomicAndRecoversFromAnInterruptedSwap) {
+  DQE_REQUIRE_SHARED_FIXTURES();
   test::TempDir dir;
   LoadedModel m = load_model(kFixture);
   const std::string ckpt = dir.path("last");
@@ -67,6 +70,7 @@ TEST(Checkpoint, OverwriteIsAtomicAndRecoversFromAnInterruptedSwap) {
 }
 
 TEST(Checkpoint, BrokenModelDirectoriesGiveOneLineErrors) {
+  DQE_REQUIRE_SHARED_FIXTURES();
   test::TempDir dir;
   LoadedModel m = load_model(kFixture);
   const std::string ckpt = dir.path("ckpt");
@@ -104,6 +108,7 @@ TEST(Checkpoint, BrokenModelDirectoriesGiveOneLineErrors) {
 }
 
 TEST(Checkpoint, NewHeadForADifferentNumberOfOutputs) {
+  DQE_REQUIRE_SHARED_FIXTURES();
   ModelSpec spec = load_model_spec(kFixture);
   TaskSpec regression = spec.task;
   regression.task = Task::kRegression;

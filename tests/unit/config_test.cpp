@@ -11,6 +11,7 @@ namespace {
 const std::string kFixture = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-hf";
 
 TEST(ModelSpec, ReadsHuggingFaceDirectory) {
+  DQE_REQUIRE_SHARED_FIXTURES();
   ModelSpec s = load_model_spec(kFixture);
   EXPECT_FALSE(s.has_dqe_section);
   EXPECT_EQ(s.bert.vocab_size, 226);
@@ -24,6 +25,7 @@ TEST(ModelSpec, ReadsHuggingFaceDirectory) {
 }
 
 TEST(ModelSpec, JsonRoundTripKeepsTheDqeSection) {
+  DQE_REQUIRE_SHARED_FIXTURES();
   ModelSpec s = load_model_spec(kFixture);
   s.task.task = Task::kRegression;
   s.task.labels.clear();

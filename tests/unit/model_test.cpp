@@ -9,6 +9,7 @@
 #include "dqe/checkpoint.h"
 #include "dqe/dataset.h"
 #include "dqe/evaluator.h"
+#include "test_util.h"
 
 namespace dqe {
 namespace {
@@ -21,6 +22,7 @@ nlohmann::json expected() {
 }
 
 TEST(SequenceModel, HuggingFaceFixtureGivesExpectedLogits) {
+  DQE_REQUIRE_SHARED_FIXTURES();
   LoadedModel m = load_model(kFixture);
   ASSERT_EQ(m.spec.task.task, Task::kClassification);
   ASSERT_EQ(m.spec.task.labels, (std::vector<std::string>{"irrelevant", "partial", "exact"}));
@@ -49,6 +51,7 @@ TEST(SequenceModel, HuggingFaceFixtureGivesExpectedLogits) {
 }
 
 TEST(SequenceModel, PaddedBatchGivesTheSameLogitsPerRow) {
+  DQE_REQUIRE_SHARED_FIXTURES();
   LoadedModel m = load_model(kFixture);
   auto exp = expected();
   std::vector<Encoding> inputs;
@@ -73,6 +76,7 @@ TEST(SequenceModel, PaddedBatchGivesTheSameLogitsPerRow) {
 
 // In training mode, dropout 0 makes two forward passes agree; the fixture's own 0.1 does not.
 TEST(SequenceModel, SetDropoutReachesEveryLayerAndTheConfig) {
+  DQE_REQUIRE_SHARED_FIXTURES();
   LoadedModel m = load_model(kFixture);
   auto exp = expected();
   const auto& c = exp["cases"][0];

@@ -233,6 +233,7 @@ TEST(ReportHtml, ConfusionMatrixIsATableWithRowTotals) {
 }
 
 TEST(ReportLogs, ReadsBothLogsAndIgnoresACutLastLine) {
+  DQE_REQUIRE_SHARED_FIXTURES();
   test::TempDir dir;
   test::write_text(dir.path("train_log.jsonl"),
                    "{\"step\":1,\"epoch\":0,\"loss\":1.5,\"lr\":1e-4,\"grad_norm\":0.7,\"samples_per_s\":100,\"elapsed_s\":0.5}\n"

@@ -9,6 +9,7 @@
 #include "dqe/checkpoint.h"
 #include "dqe/errors.h"
 #include "dqe/evaluator.h"
+#include "test_util.h"
 
 namespace dqe {
 namespace {
@@ -62,6 +63,7 @@ TEST(Precision, AutocastGuardCoversItsScopeOnly) {
 // (whose weights are large for its size, so errors of a few percent of the logit range
 // show), but does not equal them: fp32 stays the exact path.
 TEST(Precision, Bf16LogitsOfTheFixtureAreCloseToFp32) {
+  DQE_REQUIRE_SHARED_FIXTURES();
   const std::string fixture = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-hf";
   LoadedModel m = load_model(fixture);
   const nlohmann::json expected = fixture_cases(fixture);
@@ -119,6 +121,7 @@ TEST(Device, CudaWithoutAGpuIsAConfigErrorNamingTheFlag) {
 // On a GPU the fixture's fp32 logits match the oracle as on the CPU, and bf16 autocast on
 // the GPU tracks them.
 TEST(Device, CudaLogitsOfTheFixtureMatchTheOracle) {
+  DQE_REQUIRE_SHARED_FIXTURES();
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no GPU (this LibTorch has no CUDA, or none is visible)";
   const std::string fixture = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-hf";
   LoadedModel m = load_model(fixture);

@@ -28,6 +28,7 @@ std::string repeat(const std::string& s, size_t n) {
 }
 
 TEST(WordPieceTokenizer, MatchesHuggingFaceFixture) {
+  DQE_REQUIRE_SHARED_FIXTURES();
   std::ifstream in(kFixtureDir + "/expected.json");
   ASSERT_TRUE(in) << "missing fixture " << kFixtureDir;
   const auto expected = nlohmann::json::parse(in);
@@ -45,6 +46,7 @@ TEST(WordPieceTokenizer, MatchesHuggingFaceFixture) {
 }
 
 TEST(WordPieceTokenizer, SpecialIdsComeFromTheVocab) {
+  DQE_REQUIRE_SHARED_FIXTURES();
   const auto fixture = WordPieceTokenizer::from_file(kFixtureDir + "/vocab.txt", true);
   EXPECT_EQ(fixture->pad_id(), 0);
   EXPECT_EQ(fixture->unk_id(), 2);
@@ -212,6 +214,7 @@ TEST(Tokenizer, EncodePairTruncatesLongestFirst) {
 }
 
 TEST(Tokenizer, LoadTokenizerFindsTheVocabFile) {
+  DQE_REQUIRE_SHARED_FIXTURES();
   const auto tok = load_tokenizer(kFixtureDir, true);
   EXPECT_EQ(tok->kind(), "wordpiece");
   EXPECT_EQ(tok->vocab_size(), WordPieceTokenizer::from_file(kFixtureDir + "/vocab.txt", true)->vocab_size());
