@@ -12,6 +12,8 @@
 #include <unordered_map>
 #include <utility>
 
+#include "dqe/format.h"
+
 namespace dqe {
 namespace {
 
@@ -96,12 +98,7 @@ nlohmann::ordered_json number_or_null(double value) {
   return value;
 }
 
-std::string format_value(double value) {
-  if (std::isnan(value)) return "n/a";
-  std::ostringstream out;
-  out << std::fixed << std::setprecision(4) << value;
-  return out.str();
-}
+std::string format_value(double value) { return format_fixed(value, 4); }
 
 // Left column names, right column values right-aligned, under a "metric value" header.
 std::string two_columns(const std::vector<std::pair<std::string, std::string>>& rows) {

@@ -18,6 +18,7 @@
 #include "dqe/dataset.h"
 #include "dqe/errors.h"
 #include "dqe/evaluator.h"
+#include "dqe/format.h"
 #include "dqe/jsonl_reader.h"
 #include "dqe/runtime.h"
 
@@ -42,17 +43,6 @@ std::string html_escape(std::string_view text) {
     }
   }
   return out;
-}
-
-std::string format_number(double value, int digits) {
-  if (!std::isfinite(value)) return "n/a";
-  char buf[64];
-  if (value == std::round(value) && std::fabs(value) < 1e15) {
-    std::snprintf(buf, sizeof buf, "%.0f", value == 0 ? 0.0 : value);  // no "-0"
-  } else {
-    std::snprintf(buf, sizeof buf, "%.*g", std::max(1, digits), value);
-  }
-  return buf;
 }
 
 std::vector<double> moving_average(const std::vector<double>& values, size_t window) {
@@ -712,15 +702,6 @@ std::string with_thousands(int64_t n) {
     out += digits[i];
   }
   return out;
-}
-
-std::string format_duration(double seconds) {
-  if (!std::isfinite(seconds)) return "n/a";
-  char buf[64];
-  if (seconds < 120) std::snprintf(buf, sizeof buf, "%.1f s", seconds);
-  else if (seconds < 7200) std::snprintf(buf, sizeof buf, "%.1f min", seconds / 60);
-  else std::snprintf(buf, sizeof buf, "%.1f h", seconds / 3600);
-  return buf;
 }
 
 struct ModelRun {
