@@ -338,6 +338,9 @@ TEST(ReportRun, WritesASelfContainedReportForAClassificationRun) {
   EXPECT_NE(html.find(">Training loss</text>"), std::string::npos);
   EXPECT_NE(html.find(">Learning rate</text>"), std::string::npos);
   EXPECT_NE(html.find(">best 0.5 @ step 20</text>"), std::string::npos);
+  // The dev charts name metrics by their labels, as the metrics tables do.
+  EXPECT_NE(html.find(">macro F1</text>"), std::string::npos);
+  EXPECT_NE(html.find(">nDCG@10</text>"), std::string::npos);
   // Durations read as in the progress lines (30 steps, 0.1 s each).
   EXPECT_NE(html.find(">3s <small>(200 samples/s)</small>"), std::string::npos);
   // The confusion matrix: one header row and a row per class, with the fixture's names.
