@@ -12,6 +12,8 @@
 #include <unordered_map>
 #include <utility>
 
+#include "dqe/format.h"
+
 namespace dqe {
 namespace {
 
@@ -96,12 +98,7 @@ nlohmann::ordered_json number_or_null(double value) {
   return value;
 }
 
-std::string format_value(double value) {
-  if (std::isnan(value)) return "n/a";
-  std::ostringstream out;
-  out << std::fixed << std::setprecision(4) << value;
-  return out.str();
-}
+std::string format_value(double value) { return format_fixed(value, 4); }
 
 // Left column names, right column values right-aligned, under a "metric value" header.
 std::string two_columns(const std::vector<std::pair<std::string, std::string>>& rows) {
@@ -358,6 +355,49 @@ RankingMetrics ranking_metrics(const std::vector<std::string>& query_ids, const 
     m.random_ndcg_at_10 = random_sum / q;
   }
   return m;
+}
+
+const std::vector<MetricInfo>& metric_registry() {
+  using D = Direction;
+  static const std::vector<MetricInfo> kMetrics = {
+      {"count", "count", "examples", D::kNeither, false},
+      {"mse", "mse", "MSE", D::kLowerIsBetter, true},
+      {"rmse", "rmse", "RMSE", D::kLowerIsBetter, true},
+      {"mae", "mae", "MAE", D::kLowerIsBetter, true},
+      {"pearson", "pearson", "Pearson r", D::kHigherIsBetter, true},
+      {"spearman", "spearman", "Spearman \u03c1", D::kHigherIsBetter, true},
+      {"accuracy", "accuracy", "accuracy", D::kHigherIsBetter, true},
+      {"macro_f1", "macro_f1", "macro F1", D::kHigherIsBetter, true},
+      {"micro_f1", "micro_f1", "micro F1", D::kHigherIsBetter, true},
+      {"quadratic_weighted_kappa", "quadratic_weighted_kappa", "quadratic weighted kappa", D::kHigherIsBetter, true},
+      {"threshold", "threshold", "threshold", D::kNeither, false},
+      // Precision and recall trade off at the threshold; F1 and the AUCs are what to track.
+      {"precision", "precision", "precision", D::kHigherIsBetter, false},
+      {"recall", "recall", "recall", D::kHigherIsBetter, false},
+      {"f1", "f1", "F1", D::kHigherIsBetter, true},
+      {"roc_auc", "roc_auc", "ROC-AUC", D::kHigherIsBetter, true},
+      {"pr_auc", "pr_auc", "PR-AUC", D::kHigherIsBetter, true},
+      {"num_queries", "ranking.num_queries", "queries (2+ results)", D::kNeither, false},
+      {"ndcg_at_5", "ranking.ndcg_at_5", "nDCG@5", D::kHigherIsBetter, true},
+      {"ndcg_at_10", "ranking.ndcg_at_10", "nDCG@10", D::kHigherIsBetter, true},
+      {"mrr", "ranking.mrr", "MRR", D::kHigherIsBetter, true},
+      // Properties of the data, not of the model: nothing to get better at.
+      {"random_ndcg_at_10", "ranking.random_ndcg_at_10", "nDCG@10 of a random order", D::kNeither, false},
+      {"train_mean_rmse", "train_mean_rmse", "RMSE of predicting the training mean", D::kNeither, false},
+  };
+  return kMetrics;
+}
+
+const MetricInfo* find_metric(const std::string& name) {
+  for (const MetricInfo& m : metric_registry())
+    if (m.key == name || m.path == name) return &m;
+  return nullptr;
+}
+
+std::string metric_keys_list() {
+  std::string out;
+  for (const MetricInfo& m : metric_registry()) out += (out.empty() ? "" : ", ") + m.key;
+  return out;
 }
 
 nlohmann::ordered_json to_json(const RegressionMetrics& m) {

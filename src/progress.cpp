@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "detail/log.h"
+#include "dqe/format.h"
 
 namespace dqe {
 
@@ -25,16 +26,6 @@ constexpr double kLogEverySeconds = 10.0;
 // Seconds between redraws of the live line.
 constexpr double kDrawEverySeconds = 0.1;
 }  // namespace
-
-std::string format_duration(double seconds) {
-  if (!(seconds >= 0) || seconds > 1e7) return "?";
-  int64_t s = static_cast<int64_t>(seconds + 0.5);
-  char buf[32];
-  if (s >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", static_cast<long>(s / 3600), static_cast<long>(s % 3600 / 60));
-  else if (s >= 60) std::snprintf(buf, sizeof buf, "%ldm%02lds", static_cast<long>(s / 60), static_cast<long>(s % 60));
-  else std::snprintf(buf, sizeof buf, "%lds", static_cast<long>(s));
-  return buf;
-}
 
 bool Progress::stderr_is_tty() { return ::isatty(STDERR_FILENO) == 1; }
 

@@ -18,7 +18,9 @@
 #include "dqe/dataset.h"
 #include "dqe/errors.h"
 #include "dqe/evaluator.h"
+#include "dqe/format.h"
 #include "dqe/jsonl_reader.h"
+#include "dqe/metrics.h"
 #include "dqe/runtime.h"
 
 namespace dqe {
@@ -42,17 +44,6 @@ std::string html_escape(std::string_view text) {
     }
   }
   return out;
-}
-
-std::string format_number(double value, int digits) {
-  if (!std::isfinite(value)) return "n/a";
-  char buf[64];
-  if (value == std::round(value) && std::fabs(value) < 1e15) {
-    std::snprintf(buf, sizeof buf, "%.0f", value == 0 ? 0.0 : value);  // no "-0"
-  } else {
-    std::snprintf(buf, sizeof buf, "%.*g", std::max(1, digits), value);
-  }
-  return buf;
 }
 
 std::vector<double> moving_average(const std::vector<double>& values, size_t window) {
@@ -640,27 +631,10 @@ std::string kv_table(const std::vector<std::pair<std::string, std::string>>& row
   return s + "</table>\n";
 }
 
-const std::map<std::string, std::string>& metric_names() {
-  static const std::map<std::string, std::string> names = {
-      {"count", "examples"},          {"mse", "MSE"},
-      {"rmse", "RMSE"},               {"mae", "MAE"},
-      {"pearson", "Pearson r"},       {"spearman", "Spearman &#961;"},
-      {"accuracy", "accuracy"},       {"macro_f1", "macro F1"},
-      {"micro_f1", "micro F1"},       {"quadratic_weighted_kappa", "quadratic weighted kappa"},
-      {"threshold", "threshold"},     {"precision", "precision"},
-      {"recall", "recall"},           {"f1", "F1"},
-      {"roc_auc", "ROC-AUC"},         {"pr_auc", "PR-AUC"},
-      {"num_queries", "queries (2+ results)"},
-      {"ndcg_at_5", "nDCG@5"},        {"ndcg_at_10", "nDCG@10"},
-      {"mrr", "MRR"},                 {"random_ndcg_at_10", "nDCG@10 of a random order"},
-      {"train_mean_rmse", "RMSE of predicting the training mean"},
-  };
-  return names;
-}
-
+// The registry's label of a metric key, plain text; the key itself when it is not a metric.
 std::string metric_label(const std::string& key) {
-  auto it = metric_names().find(key);
-  return it != metric_names().end() ? it->second : html_escape(key);
+  const MetricInfo* m = find_metric(key);
+  return m ? m->label : key;
 }
 
 std::string metric_value(const nlohmann::ordered_json& v) {
@@ -674,7 +648,8 @@ std::string metric_rows(const nlohmann::ordered_json& metrics) {
   std::string s;
   for (auto it = metrics.begin(); it != metrics.end(); ++it) {
     if (it->is_structured()) continue;
-    s += "<tr><td>" + metric_label(it.key()) + "</td><td class=\"num\">" + metric_value(*it) + "</td></tr>\n";
+    s += "<tr><td>" + html_escape(metric_label(it.key())) + "</td><td class=\"num\">" + metric_value(*it) +
+         "</td></tr>\n";
   }
   return s;
 }
@@ -712,15 +687,6 @@ std::string with_thousands(int64_t n) {
     out += digits[i];
   }
   return out;
-}
-
-std::string format_duration(double seconds) {
-  if (!std::isfinite(seconds)) return "n/a";
-  char buf[64];
-  if (seconds < 120) std::snprintf(buf, sizeof buf, "%.1f s", seconds);
-  else if (seconds < 7200) std::snprintf(buf, sizeof buf, "%.1f min", seconds / 60);
-  else std::snprintf(buf, sizeof buf, "%.1f h", seconds / 3600);
-  return buf;
 }
 
 struct ModelRun {
@@ -815,11 +781,11 @@ std::string header_section(const ReportConfig& config, const std::vector<TrainLo
                                    format_number(n ? sps / static_cast<double>(n) : NAN, 3) + " samples/s)</small>");
   }
   if (run && run->state.best_metric) {
-    s += card("best dev " + run->state.metric_name,
+    s += card("best dev " + metric_label(run->state.metric_name),
               format_number(*run->state.best_metric) + " <small>at step " + with_thousands(run->state.best_step) +
                   "</small>");
   } else if (!evals.empty()) {
-    s += card("last dev " + evals.back().metric, format_number(evals.back().value) + " <small>at step " +
+    s += card("last dev " + metric_label(evals.back().metric), format_number(evals.back().value) + " <small>at step " +
                                                      with_thousands(evals.back().step) + "</small>");
   }
   s += card("evaluations", std::to_string(evals.size()));
@@ -876,10 +842,10 @@ std::string dev_section(const std::vector<EvalLogEntry>& evals, const ModelRun* 
     values.push_back(e.value);
   }
   LineChart primary;
-  primary.title = "Dev " + metric + " (selection metric)";
+  primary.title = "Dev " + metric_label(metric) + " (selection metric)";
   primary.x_label = "step";
-  primary.y_label = metric;
-  primary.series.push_back({"dev " + metric, steps, values, "#1f77b4", 2.0, 1.0, true});
+  primary.y_label = metric_label(metric);
+  primary.series.push_back({"dev " + metric_label(metric), steps, values, "#1f77b4", 2.0, 1.0, true});
   // The best point: the trainer's record when there is one, else the last improvement.
   std::optional<std::pair<int64_t, double>> best;
   if (run && run->state.best_metric) best = std::make_pair(run->state.best_step, *run->state.best_metric);
@@ -906,7 +872,8 @@ std::string dev_section(const std::vector<EvalLogEntry>& evals, const ModelRun* 
       auto it = e.metrics.find(key);
       ys.push_back(it != e.metrics.end() && it->is_number() ? it->get<double>() : NAN);
     }
-    others.series.push_back({key, steps, ys, palette_color(others.series.size() + 1), 1.8, 1.0, evals.size() < 40});
+    others.series.push_back(
+        {metric_label(key), steps, ys, palette_color(others.series.size() + 1), 1.8, 1.0, evals.size() < 40});
   }
   std::vector<double> ndcg;
   for (const auto& e : evals) {
@@ -917,7 +884,8 @@ std::string dev_section(const std::vector<EvalLogEntry>& evals, const ModelRun* 
   }
   if (std::any_of(ndcg.begin(), ndcg.end(), [](double v) { return std::isfinite(v); }))
     others.series.push_back(
-        {"ndcg@10", steps, ndcg, palette_color(others.series.size() + 1), 1.8, 1.0, evals.size() < 40, true});
+        {metric_label("ndcg_at_10"), steps, ndcg, palette_color(others.series.size() + 1), 1.8, 1.0, evals.size() < 40,
+         true});
 
   s += "<div class=\"charts\">\n" + svg_line_chart(primary);
   if (!others.series.empty()) s += svg_line_chart(others);

@@ -1,35 +1,79 @@
-// Regression gates for CI: compare a metrics JSON (as written by `dqe eval --metrics-out`)
-// with a baseline of the same shape and with absolute floors and ceilings.
+// Regression gates for CI: compare the metrics of `dqe eval` with a baseline of the same
+// shape (an earlier --metrics-out) and with absolute floors and ceilings. A gate fails
+// closed: one that would compare nothing, or a bound it cannot check, is a usage error,
+// never a silent pass.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "dqe/metrics.h"
+
 namespace dqe {
+
+// How much worse than the baseline a gated metric may be when --max-regression is not given.
+constexpr double kDefaultMaxRegression = 0.01;
 
 struct GateConfig {
   // A previous --metrics-out file; empty for none.
   std::string baseline;
-  // A tracked metric may be worse than the baseline by at most this much (in its own units).
-  double max_regression = 0.01;
+  // A gated metric may be worse than the baseline by at most this much (in its own units);
+  // kDefaultMaxRegression when unset. Set only with a baseline.
+  std::optional<double> max_regression;
   // "metric=value": fail when the metric is below value (floors) or above it (ceilings).
-  // Metric names are the JSON keys, ranking ones as "ranking.ndcg_at_10".
+  // Metric names as eval prints them ("ndcg_at_10") or as JSON paths ("ranking.ndcg_at_10").
   std::vector<std::string> fail_under;
   std::vector<std::string> fail_over;
 };
 
-// The metrics a gate tracks and whether higher is better; those absent from metrics are skipped.
-const std::vector<std::pair<std::string, bool>>& tracked_metrics();
+// Looks up a dotted path ("rmse", "ranking.mrr") in a metrics object; NaN when absent or null.
+double metric_value(const nlohmann::json& metrics, const std::string& path);
 
-// Looks up "name" or "ranking.name" in a metrics object; NaN when absent or null.
-double metric_value(const nlohmann::json& metrics, const std::string& name);
+struct GateResult {
+  // One entry per comparison, in order: "rmse 0.4312 <= baseline 0.4300 + 0.0100 ok".
+  std::vector<std::string> checks;
+  // One line per failed comparison, naming the metric and both values.
+  std::vector<std::string> failures;
 
-// One line per failed gate, naming the metric and both values; empty when all pass.
-// Throws ConfigError for a malformed "metric=value" or an unknown metric in them, and
-// IoError/ModelError for an unreadable baseline.
-std::vector<std::string> check_gates(const nlohmann::json& metrics, const GateConfig& config);
+  bool passed() const { return failures.empty(); }
+  // The checks on one line, then the verdict: "rmse ... ok; ndcg_at_10 ... ok: passed".
+  std::string summary() const;
+};
+
+class Gate {
+ public:
+  // Validates the bounds and reads the baseline, so that a gate that cannot work stops
+  // before any evaluation. Throws ConfigError naming the flag for a malformed or non-finite
+  // bound, an unknown metric (listing the valid names), a negative or non-finite
+  // --max-regression, --max-regression without --baseline, and a baseline that is not a
+  // metrics object or holds no gated metric with a value; IoError when it cannot be read.
+  explicit Gate(const GateConfig& config);
+
+  // Whether any gate was asked for.
+  bool active() const { return !bounds_.empty() || !baseline_.empty(); }
+
+  // Compares the metrics of a run (as evaluate() returns them) with the baseline and bounds.
+  // A gated metric that the baseline has but that is null in the run (undefined on this
+  // data: e.g. Pearson of constant predictions) fails, as does a bound on such a metric.
+  // Throws ConfigError when a bound or the baseline names a metric the run did not produce
+  // at all (another task, or no ranking metrics because no query has two results).
+  GateResult check(const nlohmann::json& metrics) const;
+
+ private:
+  struct Bound {
+    const MetricInfo* metric;
+    double limit;
+    bool floor;  // --fail-under; else a ceiling (--fail-over)
+  };
+  std::vector<Bound> bounds_;
+  std::string baseline_path_;
+  // The baseline's gated metrics that have a value, in registry order.
+  std::vector<std::pair<const MetricInfo*, double>> baseline_;
+  double max_regression_ = kDefaultMaxRegression;
+};
 
 }  // namespace dqe

@@ -75,6 +75,27 @@ struct RankingMetrics {
 RankingMetrics ranking_metrics(const std::vector<std::string>& query_ids, const std::vector<double>& scores,
                                const std::vector<double>& gains);
 
+// ---- The metric registry: every scalar that to_json() writes, in one place ----
+
+enum class Direction { kHigherIsBetter, kLowerIsBetter, kNeither };
+
+struct MetricInfo {
+  std::string key;    // as to_json() writes it and eval prints it: "ndcg_at_10"
+  std::string path;   // dotted path in the metrics JSON: "ranking.ndcg_at_10"
+  std::string label;  // for people (plain UTF-8 text, not HTML): "nDCG@10"
+  Direction direction;
+  bool gated;  // compared with a --baseline by default
+  bool higher_is_better() const { return direction == Direction::kHigherIsBetter; }
+};
+
+// In the order to_json() writes them (regression, classification, binary, ranking, then
+// what evaluate() adds). Keys are unique across tasks: a key alone names one metric.
+const std::vector<MetricInfo>& metric_registry();
+// By key ("ndcg_at_10") or path ("ranking.ndcg_at_10"); nullptr when unknown.
+const MetricInfo* find_metric(const std::string& name);
+// The keys, comma-separated, for messages that list the valid names.
+std::string metric_keys_list();
+
 // Flat objects with the field names as keys; NaN is written as null. Classification adds
 // "per_class": {name: {precision, recall, f1, support}} and
 // "confusion_matrix": {"labels": [...], "matrix": [[...]]} (rows: true class).

@@ -32,7 +32,4 @@ class Progress {
   std::chrono::steady_clock::time_point start_, last_draw_;
 };
 
-// "1h02m", "3m05s", "12s".
-std::string format_duration(double seconds);
-
 }  // namespace dqe

@@ -60,10 +60,6 @@ std::vector<EvalLogEntry> read_eval_log(const std::string& path);
 // &, <, >, " and ' replaced by entities.
 std::string html_escape(std::string_view text);
 
-// Readable numbers: "n/a" for NaN and infinities, integers without a decimal point, else
-// `digits` significant digits ("%.*g").
-std::string format_number(double value, int digits = 4);
-
 // Trailing moving average: element i is the mean of values[max(0, i - window + 1) .. i].
 // window 0 is taken as 1.
 std::vector<double> moving_average(const std::vector<double>& values, size_t window);

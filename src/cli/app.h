@@ -39,6 +39,8 @@ struct CliState {
   FieldMap eval_fields, score_fields;
   GateConfig gate;
   double score_threshold = 0.5;
+  // --max-regression: set on the gate only when given (alone, it is a usage error).
+  double gate_max_regression = kDefaultMaxRegression;
   // --dropout of train and pretrain: set on their configs only when given.
   double train_dropout = kDefaultDropout, pretrain_dropout = kDefaultDropout;
   bool dump_config = false;

@@ -22,23 +22,30 @@ void add_eval_command(CLI::App& app, CliState& state) {
   cmd->add_option("--rejects", c.rejects, "Write skipped lines here");
   const char* gate = "Regression gates (exit 4 when one fails)";
   cmd->add_option("--baseline", state.gate.baseline, "Earlier --metrics-out JSON to compare with")->group(gate);
-  cmd->add_option("--max-regression", state.gate.max_regression,
-                  "How much worse than --baseline a tracked metric may be, in its own units")
+  cmd->add_option("--max-regression", state.gate_max_regression,
+                  "How much worse than --baseline a gated metric may be, in its own units")
       ->capture_default_str()
       ->group(gate);
-  cmd->add_option("--fail-under", state.gate.fail_under, "metric=value: fail when the metric is below value (repeatable)")
+  cmd->add_option("--fail-under", state.gate.fail_under,
+                  "metric=value: fail when the metric (as printed, e.g. ndcg_at_10) is below value (repeatable)")
       ->group(gate);
-  cmd->add_option("--fail-over", state.gate.fail_over, "metric=value: fail when the metric is above value (repeatable)")
+  cmd->add_option("--fail-over", state.gate.fail_over,
+                  "metric=value: fail when the metric (as printed, e.g. rmse) is above value (repeatable)")
       ->group(gate);
   add_field_options(*cmd, state.eval_fields);
 }
 
 int run_eval(CliState& state) {
+  // Before evaluating: a gate that cannot work stops the run at once, and the baseline is
+  // read before --metrics-out is written.
+  const Gate gate(state.gate);
   EvalResult r = evaluate(state.eval);
   std::cout << r.table;
-  const std::vector<std::string> failures = check_gates(r.metrics, state.gate);
-  for (const auto& f : failures) std::cerr << "dqe: gate failed: " << f << "\n";
-  return failures.empty() ? kOk : kGateFailed;
+  if (!gate.active()) return kOk;
+  const GateResult verdict = gate.check(r.metrics);
+  for (const auto& f : verdict.failures) std::cerr << "dqe: gate failed: " << f << "\n";
+  std::cerr << "dqe: gate: " << verdict.summary() << "\n";
+  return verdict.passed() ? kOk : kGateFailed;
 }
 
 }  // namespace dqe::cli

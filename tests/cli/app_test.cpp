@@ -152,6 +152,20 @@ TEST(CliParse, EvalAndScoreKeepModelFieldsUnlessGiven) {
   EXPECT_TRUE(p->state.score.filter);
 }
 
+// --max-regression is set on the gate only when given, so that the gate can refuse it
+// without --baseline instead of ignoring it.
+TEST(CliParse, MaxRegressionIsUnsetUnlessGiven) {
+  auto p = parse({"eval", "--model", "m", "--data", "d.jsonl", "--baseline", "b.json"});
+  EXPECT_EQ(p->state.gate.baseline, "b.json");
+  EXPECT_FALSE(p->state.gate.max_regression.has_value());
+  p = parse({"eval", "--model", "m", "--data", "d.jsonl", "--max-regression", "0.02", "--fail-under",
+             "ndcg_at_10=0.9", "--fail-over", "rmse=0.5"});
+  ASSERT_TRUE(p->state.gate.max_regression.has_value());
+  EXPECT_DOUBLE_EQ(*p->state.gate.max_regression, 0.02);
+  EXPECT_EQ(p->state.gate.fail_under, std::vector<std::string>{"ndcg_at_10=0.9"});
+  EXPECT_EQ(p->state.gate.fail_over, std::vector<std::string>{"rmse=0.5"});
+}
+
 // --dropout is set only when given (or in a --config file), so that an --init model keeps its own.
 TEST(CliParse, DropoutIsUnsetUnlessGiven) {
   auto p = parse({"train", "--train", "t", "--dev", "d", "--out", "o", "--init", "m"});

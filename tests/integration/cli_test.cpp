@@ -170,6 +170,15 @@ TEST_F(CliTest, RegressionGateExitsWithFourNamingTheMetric) {
   r = dqe(scratch_, "eval --model " + path("run") + " --data " + path("dev.jsonl") + " --baseline " +
                         scratch_.path("base.json") + " --max-regression 0.01");
   EXPECT_EQ(r.code, 0) << r.err;
+  // One summary line naming each metric compared, and the verdict.
+  const size_t gate_at = r.err.find("dqe: gate: mse ");
+  ASSERT_NE(gate_at, std::string::npos) << r.err;
+  const std::string summary = r.err.substr(gate_at);
+  EXPECT_EQ(count_lines(summary), 1) << r.err;
+  EXPECT_NE(summary.find("; rmse "), std::string::npos) << summary;
+  EXPECT_NE(summary.find(" <= baseline "), std::string::npos) << summary;
+  EXPECT_NE(summary.find("; ndcg_at_10 "), std::string::npos) << summary;
+  EXPECT_NE(summary.find(" ok: passed\n"), std::string::npos) << summary;
   // A baseline that was much better fails it.
   auto base = nlohmann::json::parse(test::read_text(scratch_.path("base.json")));
   const double rmse = base["rmse"].get<double>();
@@ -180,9 +189,59 @@ TEST_F(CliTest, RegressionGateExitsWithFourNamingTheMetric) {
   EXPECT_EQ(r.code, 4);
   EXPECT_NE(r.err.find("dqe: gate failed: rmse"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("worse than the baseline"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("dqe: gate: mse "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(": failed (1 of 8)\n"), std::string::npos) << r.err;
   r = dqe(scratch_, "eval --model " + path("run") + " --data " + path("dev.jsonl") + " --fail-under pearson=1.01");
   EXPECT_EQ(r.code, 4);
-  EXPECT_NE(r.err.find("pearson"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("dqe: gate failed: pearson"), std::string::npos) << r.err;
+  // Ranking metrics by the name eval prints, and by their JSON path.
+  r = dqe(scratch_, "eval --model " + path("run") + " --data " + path("dev.jsonl") +
+                        " --fail-under ndcg_at_10=0 --fail-over ranking.mrr=1");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("dqe: gate: ndcg_at_10 "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(" >= 0.0000 ok; mrr "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(" <= 1.0000 ok: passed\n"), std::string::npos) << r.err;
+}
+
+// A gate that would compare nothing, or could not be checked, is a usage error, and it is
+// found before the evaluation runs: nothing on stdout, no --metrics-out written.
+TEST_F(CliTest, AGateThatComparesNothingFailsBeforeEvaluating) {
+  const std::string eval = "eval --model " + path("run") + " --data " + path("dev.jsonl") + " --metrics-out " +
+                           scratch_.path("m.json") + " ";
+  test::write_text(scratch_.path("empty.json"), "{}");
+  test::write_text(scratch_.path("nulls.json"), R"({"rmse": null, "pearson": null, "ranking": {"mrr": null}})");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--baseline " + scratch_.path("empty.json"), "no gated metric with a value"},
+      {"--baseline " + scratch_.path("nulls.json"), "no gated metric with a value"},
+      {"--baseline " + scratch_.path("missing.json"), "--baseline " + scratch_.path("missing.json") + ": cannot open"},
+      {"--fail-over rmse=nan", "--fail-over rmse=nan: the bound must be a finite number"},
+      {"--baseline " + path("run/best/trainer_state.json") + " --max-regression nan", "--max-regression must be"},
+      {"--max-regression -0.1", "--max-regression must be a finite number >= 0"},
+      {"--max-regression 0.01", "--max-regression needs --baseline"},
+      {"--fail-under ndcg=0.5", "unknown metric \"ndcg\" (valid: count, mse, rmse"},
+  };
+  for (const auto& [flags, message] : cases) {
+    Outcome r = dqe(scratch_, eval + flags);
+    EXPECT_EQ(r.code, flags.find("missing.json") != std::string::npos ? 1 : 2) << flags << "\n" << r.err;
+    EXPECT_NE(r.err.find("dqe: error: "), std::string::npos) << flags;
+    EXPECT_NE(r.err.find(message), std::string::npos) << flags << "\n" << r.err;
+    EXPECT_EQ(count_lines(r.err.substr(r.err.find("dqe: error"))), 1) << r.err;
+    EXPECT_EQ(r.out, "") << flags;
+    EXPECT_FALSE(fs::exists(scratch_.path("m.json"))) << flags;
+  }
+
+  // What only the run can tell: a bound or a baseline on a metric it did not produce.
+  test::write_text(scratch_.path("classification.json"), R"({"accuracy": 0.8, "macro_f1": 0.7})");
+  for (const std::string& flags :
+       std::vector<std::string>{"--fail-under accuracy=0.5", "--baseline " + scratch_.path("classification.json")}) {
+    Outcome r = dqe(scratch_, eval + flags);
+    EXPECT_EQ(r.code, 2) << flags << "\n" << r.err;
+    EXPECT_NE(r.out.find("rmse"), std::string::npos) << flags;  // the table was printed
+    EXPECT_TRUE(r.err.find("this run has no such metric") != std::string::npos ||
+                r.err.find("no gated metric in common with this run") != std::string::npos)
+        << flags << "\n" << r.err;
+    EXPECT_EQ(r.err.find("dqe: gate:"), std::string::npos) << r.err;  // no verdict on a gate that cannot be checked
+  }
 }
 
 TEST_F(CliTest, GzipInAndOutAndChosenFields) {

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
+
 #include "dqe/errors.h"
 #include "test_util.h"
 
@@ -9,54 +12,224 @@ namespace dqe {
 namespace {
 
 const nlohmann::json kMetrics = nlohmann::json::parse(
-    R"({"rmse": 0.50, "pearson": 0.60, "ranking": {"ndcg_at_10": 0.90, "mrr": 0.70}, "count": 10})");
+    R"({"count": 10, "rmse": 0.50, "pearson": 0.60, "ranking": {"ndcg_at_10": 0.90, "mrr": 0.70}})");
 
-TEST(Gate, PassesWithinTolerance) {
-  test::TempDir dir;
-  test::write_text(dir.path("base.json"), R"({"rmse": 0.495, "pearson": 0.605, "ranking": {"ndcg_at_10": 0.905}})");
-  GateConfig g;
-  g.baseline = dir.path("base.json");
-  g.max_regression = 0.01;
-  EXPECT_TRUE(check_gates(kMetrics, g).empty());
+// The message of the ConfigError that f throws; fails the test when it throws none.
+template <typename F>
+std::string config_error(F f) {
+  try {
+    f();
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "no ConfigError";
+  return "";
 }
 
-TEST(Gate, NamesTheMetricAndBothValuesWhenWorse) {
-  test::TempDir dir;
+class GateTest : public ::testing::Test {
+ protected:
+  // A gate against a baseline holding json_text.
+  GateConfig with_baseline(const std::string& json_text) {
+    test::write_text(dir_.path("base.json"), json_text);
+    GateConfig g;
+    g.baseline = dir_.path("base.json");
+    return g;
+  }
+  test::TempDir dir_;
+};
+
+TEST_F(GateTest, PassesWithinToleranceAndSummarisesEachComparison) {
+  GateConfig g = with_baseline(R"({"rmse": 0.495, "pearson": 0.605, "ranking": {"ndcg_at_10": 0.905}})");
+  g.max_regression = 0.01;
+  const GateResult r = Gate(g).check(kMetrics);
+  EXPECT_TRUE(r.passed());
+  EXPECT_EQ(r.summary(),
+            "rmse 0.5000 <= baseline 0.4950 + 0.0100 ok; pearson 0.6000 >= baseline 0.6050 - 0.0100 ok; "
+            "ndcg_at_10 0.9000 >= baseline 0.9050 - 0.0100 ok: passed");
+}
+
+TEST_F(GateTest, NamesTheMetricAndBothValuesWhenWorse) {
   // rmse got worse by 0.05 (lower is better); ndcg_at_10 by 0.02; pearson improved.
-  test::write_text(dir.path("base.json"), R"({"rmse": 0.45, "pearson": 0.50, "ranking": {"ndcg_at_10": 0.92}})");
-  GateConfig g;
-  g.baseline = dir.path("base.json");
+  GateConfig g = with_baseline(R"({"rmse": 0.45, "pearson": 0.50, "ranking": {"ndcg_at_10": 0.92}})");
   g.max_regression = 0.01;
-  auto failures = check_gates(kMetrics, g);
-  ASSERT_EQ(failures.size(), 2u);
-  EXPECT_EQ(failures[0], "rmse 0.5000 is worse than the baseline 0.4500 by 0.0500 (allowed 0.0100)");
-  EXPECT_EQ(failures[1], "ranking.ndcg_at_10 0.9000 is worse than the baseline 0.9200 by 0.0200 (allowed 0.0100)");
+  const GateResult r = Gate(g).check(kMetrics);
+  ASSERT_EQ(r.failures.size(), 2u);
+  EXPECT_EQ(r.failures[0], "rmse 0.5000 is worse than the baseline 0.4500 by 0.0500 (allowed 0.0100)");
+  // Named as eval prints it, not by its JSON path.
+  EXPECT_EQ(r.failures[1], "ndcg_at_10 0.9000 is worse than the baseline 0.9200 by 0.0200 (allowed 0.0100)");
+  EXPECT_EQ(r.summary(),
+            "rmse 0.5000 <= baseline 0.4500 + 0.0100 failed; pearson 0.6000 >= baseline 0.5000 - 0.0100 ok; "
+            "ndcg_at_10 0.9000 >= baseline 0.9200 - 0.0100 failed: failed (2 of 3)");
 }
 
-TEST(Gate, FloorsAndCeilings) {
+TEST_F(GateTest, DefaultToleranceAndZeroTolerance) {
+  GateConfig g = with_baseline(R"({"rmse": 0.491})");  // worse by 0.009 <= 0.01, the default
+  EXPECT_TRUE(Gate(g).check(kMetrics).passed());
+  g.max_regression = 0.0;
+  EXPECT_FALSE(Gate(g).check(kMetrics).passed());
+  // A run compared with its own metrics passes even with no tolerance.
+  test::write_text(g.baseline, kMetrics.dump());
+  EXPECT_TRUE(Gate(g).check(kMetrics).passed());
+}
+
+TEST_F(GateTest, FloorsAndCeilings) {
   GateConfig g;
   g.fail_under = {"pearson=0.7", "ranking.mrr=0.5"};
   g.fail_over = {"rmse=0.4"};
-  auto failures = check_gates(kMetrics, g);
-  ASSERT_EQ(failures.size(), 2u);
-  EXPECT_EQ(failures[0], "pearson 0.6000 is below the floor 0.7000");
-  EXPECT_EQ(failures[1], "rmse 0.5000 is above the ceiling 0.4000");
+  const GateResult r = Gate(g).check(kMetrics);
+  ASSERT_EQ(r.failures.size(), 2u);
+  EXPECT_EQ(r.failures[0], "pearson 0.6000 is below the floor 0.7000");
+  EXPECT_EQ(r.failures[1], "rmse 0.5000 is above the ceiling 0.4000");
+  EXPECT_EQ(r.summary(), "pearson 0.6000 >= 0.7000 failed; mrr 0.7000 >= 0.5000 ok; rmse 0.5000 <= 0.4000 failed: "
+                         "failed (2 of 3)");
 }
 
-TEST(Gate, BadBoundsAreUsageErrors) {
+TEST_F(GateTest, AcceptsPrintedNamesAndJsonPaths) {
+  for (const char* bound : {"ndcg_at_10=0.95", "ranking.ndcg_at_10=0.95"}) {
+    GateConfig g;
+    g.fail_under = {bound};
+    const GateResult r = Gate(g).check(kMetrics);
+    ASSERT_EQ(r.failures.size(), 1u) << bound;
+    EXPECT_EQ(r.failures[0], "ndcg_at_10 0.9000 is below the floor 0.9500") << bound;
+  }
+}
+
+TEST_F(GateTest, CountsReadAsCounts) {
+  GateConfig g;
+  g.fail_under = {"count=20"};
+  const GateResult r = Gate(g).check(kMetrics);
+  ASSERT_EQ(r.failures.size(), 1u);
+  EXPECT_EQ(r.failures[0], "count 10 is below the floor 20");
+}
+
+TEST_F(GateTest, MalformedOrUnknownBoundsFailWhenTheGateIsBuilt) {
   GateConfig g;
   g.fail_under = {"pearson"};
-  EXPECT_THROW(check_gates(kMetrics, g), ConfigError);
+  EXPECT_EQ(config_error([&] { Gate{g}; }), "--fail-under expects metric=value, got \"pearson\"");
   g.fail_under = {"pearson=high"};
-  EXPECT_THROW(check_gates(kMetrics, g), ConfigError);
-  g.fail_under = {"accuracy=0.5"};  // not in regression results
-  EXPECT_THROW(check_gates(kMetrics, g), ConfigError);
-  g.fail_under = {};
-  g.baseline = "/nonexistent/base.json";
-  EXPECT_THROW(check_gates(kMetrics, g), IoError);
+  EXPECT_EQ(config_error([&] { Gate{g}; }), "--fail-under expects a number after \"pearson=\", got \"high\"");
+  g.fail_under = {"ndcg=0.9"};
+  const std::string msg = config_error([&] { Gate{g}; });
+  EXPECT_EQ(msg.rfind("--fail-under: unknown metric \"ndcg\" (valid: count, mse, rmse, ", 0), 0u) << msg;
+  EXPECT_NE(msg.find("ndcg_at_10"), std::string::npos) << msg;
 }
 
-TEST(Gate, MetricValueReadsNestedKeys) {
+TEST_F(GateTest, NonFiniteBoundsAreUsageErrors) {
+  GateConfig g;
+  g.fail_over = {"rmse=nan"};
+  EXPECT_EQ(config_error([&] { Gate{g}; }), "--fail-over rmse=nan: the bound must be a finite number");
+  g.fail_over = {"rmse=inf"};
+  EXPECT_THROW(Gate{g}, ConfigError);
+  g.fail_over = {};
+  g.fail_under = {"pearson=-inf"};
+  EXPECT_THROW(Gate{g}, ConfigError);
+}
+
+TEST_F(GateTest, MaxRegressionMustBeFiniteAndNonNegative) {
+  GateConfig g = with_baseline(R"({"rmse": 0.5})");
+  for (double bad : {std::numeric_limits<double>::quiet_NaN(), -0.01, std::numeric_limits<double>::infinity()}) {
+    g.max_regression = bad;
+    const std::string msg = config_error([&] { Gate{g}; });
+    EXPECT_EQ(msg.rfind("--max-regression must be a finite number >= 0, got ", 0), 0u) << msg;
+  }
+}
+
+TEST_F(GateTest, MaxRegressionNeedsABaseline) {
+  GateConfig g;
+  g.max_regression = 0.01;
+  EXPECT_EQ(config_error([&] { Gate{g}; }), "--max-regression needs --baseline (there is nothing to regress from)");
+}
+
+TEST_F(GateTest, ABaselineWithNothingToCompareIsAUsageError) {
+  for (const char* text : {"{}", R"({"rmse": null, "ranking": {"ndcg_at_10": null}})",
+                           R"({"count": 40, "threshold": 0.5, "data": "dev.jsonl"})"}) {
+    const GateConfig g = with_baseline(text);
+    const std::string msg = config_error([&] { Gate{g}; });
+    EXPECT_EQ(msg, "--baseline " + g.baseline + ": no gated metric with a value, nothing to compare (gated: mse, "
+                   "rmse, mae, pearson, spearman, accuracy, macro_f1, micro_f1, quadratic_weighted_kappa, f1, roc_auc, "
+                   "pr_auc, ndcg_at_5, ndcg_at_10, mrr)")
+        << text;
+  }
+  for (const char* text : {"", "[0.5]", "{\"rmse\": "}) {
+    const GateConfig g = with_baseline(text);
+    const std::string msg = config_error([&] { Gate{g}; });
+    EXPECT_EQ(msg.rfind("--baseline " + g.baseline + ": ", 0), 0u) << text << ": " << msg;
+  }
+}
+
+TEST_F(GateTest, AnUnreadableBaselineNamesTheFlag) {
+  GateConfig g;
+  g.baseline = dir_.path("missing.json");
+  try {
+    Gate{g};
+    ADD_FAILURE() << "no IoError";
+  } catch (const IoError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("--baseline " + g.baseline + ": cannot open", 0), 0u) << e.what();
+  }
+}
+
+// The baseline's content is taken when the gate is built, so that writing --metrics-out
+// over the same file afterwards cannot change what the run is compared with.
+TEST_F(GateTest, TheBaselineIsReadWhenTheGateIsBuilt) {
+  GateConfig g = with_baseline(R"({"rmse": 0.40})");
+  const Gate gate(g);
+  test::write_text(g.baseline, kMetrics.dump());
+  const GateResult r = gate.check(kMetrics);
+  ASSERT_EQ(r.failures.size(), 1u);
+  EXPECT_EQ(r.failures[0], "rmse 0.5000 is worse than the baseline 0.4000 by 0.1000 (allowed 0.0100)");
+}
+
+TEST_F(GateTest, NoMetricInCommonWithTheRunIsAUsageError) {
+  const Gate gate(with_baseline(R"({"accuracy": 0.8, "macro_f1": 0.7})"));
+  EXPECT_EQ(config_error([&] { gate.check(kMetrics); }),
+            "--baseline " + dir_.path("base.json") +
+                ": no gated metric in common with this run (baseline: accuracy, macro_f1; this run: count, rmse, "
+                "pearson, ndcg_at_10, mrr)");
+}
+
+TEST_F(GateTest, ABaselineMetricTheRunDidNotProduceIsAUsageError) {
+  // No ranking metrics this time (no query with two results): nothing to compare nDCG with.
+  const Gate gate(with_baseline(R"({"rmse": 0.5, "ranking": {"ndcg_at_10": 0.9}})"));
+  const nlohmann::json run = nlohmann::json::parse(R"({"count": 10, "rmse": 0.5, "pearson": 0.6})");
+  EXPECT_EQ(config_error([&] { gate.check(run); }),
+            "--baseline " + dir_.path("base.json") +
+                " has ndcg_at_10, which this run did not produce (it has: count, rmse, pearson)");
+}
+
+TEST_F(GateTest, ABoundOnAMetricTheRunDidNotProduceIsAUsageError) {
+  GateConfig g;
+  g.fail_under = {"accuracy=0.5"};  // a classification metric; these are regression results
+  const Gate gate(g);               // a known metric: only the run can tell
+  EXPECT_EQ(config_error([&] { gate.check(kMetrics); }),
+            "--fail-under accuracy: this run has no such metric (it has: count, rmse, pearson, ndcg_at_10, mrr)");
+}
+
+TEST_F(GateTest, AMetricUndefinedInTheRunFails) {
+  // Constant predictions: Pearson is null. That is a regression, not something to skip.
+  const nlohmann::json run = nlohmann::json::parse(R"({"count": 10, "rmse": 0.5, "pearson": null})");
+  GateConfig g = with_baseline(R"({"rmse": 0.5, "pearson": 0.6})");
+  GateResult r = Gate(g).check(run);
+  ASSERT_EQ(r.failures.size(), 1u);
+  EXPECT_EQ(r.failures[0], "pearson is undefined (null) in this run; the baseline has 0.6000");
+  EXPECT_EQ(r.summary(),
+            "rmse 0.5000 <= baseline 0.5000 + 0.0100 ok; pearson n/a >= baseline 0.6000 - 0.0100 failed: "
+            "failed (1 of 2)");
+
+  GateConfig floor;
+  floor.fail_under = {"pearson=0.5"};
+  r = Gate(floor).check(run);
+  ASSERT_EQ(r.failures.size(), 1u);
+  EXPECT_EQ(r.failures[0], "pearson is undefined (null) in this run; the floor is 0.5000");
+}
+
+TEST_F(GateTest, NoFlagsNoGate) {
+  EXPECT_FALSE(Gate(GateConfig{}).active());
+  GateConfig g;
+  g.fail_over = {"rmse=1"};
+  EXPECT_TRUE(Gate(g).active());
+}
+
+TEST(GateMetricValue, ReadsNestedKeys) {
   EXPECT_DOUBLE_EQ(metric_value(kMetrics, "ranking.mrr"), 0.70);
   EXPECT_TRUE(std::isnan(metric_value(kMetrics, "ranking.nope")));
   EXPECT_TRUE(std::isnan(metric_value(kMetrics, "rmse.x")));

@@ -348,5 +348,55 @@ TEST(MetricsRanking, JsonAndTableLayout) {
             "random_ndcg_at_10  0.8333\n");
 }
 
+
+TEST(MetricsRegistry, FindsByKeyOrPath) {
+  const MetricInfo* ndcg = find_metric("ndcg_at_10");
+  ASSERT_NE(ndcg, nullptr);
+  EXPECT_EQ(ndcg, find_metric("ranking.ndcg_at_10"));
+  EXPECT_EQ(ndcg->path, "ranking.ndcg_at_10");
+  EXPECT_EQ(ndcg->label, "nDCG@10");
+  EXPECT_TRUE(ndcg->higher_is_better());
+  EXPECT_TRUE(ndcg->gated);
+  const MetricInfo* rmse = find_metric("rmse");
+  ASSERT_NE(rmse, nullptr);
+  EXPECT_EQ(rmse->direction, Direction::kLowerIsBetter);
+  EXPECT_FALSE(rmse->higher_is_better());
+  EXPECT_EQ(find_metric("count")->direction, Direction::kNeither);
+  EXPECT_FALSE(find_metric("count")->gated);
+  EXPECT_EQ(find_metric("ndcg"), nullptr);
+  EXPECT_EQ(find_metric("ranking.rmse"), nullptr);  // a path names one place only
+  EXPECT_EQ(find_metric(""), nullptr);
+}
+
+// Every scalar that to_json() writes has an entry at its path, and a gated metric has a
+// direction, so that the gate and the report cannot miss a metric or compare it backwards.
+TEST(MetricsRegistry, CoversEveryScalarToJsonWrites) {
+  size_t seen = 0;
+  auto check = [&](const nlohmann::ordered_json& object, const std::string& prefix) {
+    for (auto it = object.begin(); it != object.end(); ++it) {
+      if (it->is_structured()) continue;  // per_class, confusion_matrix
+      const MetricInfo* info = find_metric(prefix + it.key());
+      ASSERT_NE(info, nullptr) << prefix + it.key();
+      EXPECT_EQ(info->path, prefix + it.key());
+      EXPECT_EQ(info->key, it.key());
+      ++seen;
+    }
+  };
+  check(to_json(regression_metrics({1, 2, 3}, {1, 3, 2})), "");
+  check(to_json(classification_metrics({0, 1, 1}, {0, 1, 0}, {"a", "b"})), "");
+  check(to_json(binary_metrics({0.2, 0.7, 0.9}, {0, 1, 0})), "");
+  check(to_json(ranking_metrics({"q", "q"}, {0.9, 0.1}, {1, 0})), "ranking.");
+  EXPECT_EQ(seen, 6u + 5u + 8u + 5u);
+  std::vector<std::string> keys;
+  for (const MetricInfo& m : metric_registry()) {
+    keys.push_back(m.key);
+    EXPECT_FALSE(m.label.empty()) << m.key;
+    if (m.gated) EXPECT_NE(m.direction, Direction::kNeither) << m.key;
+  }
+  std::sort(keys.begin(), keys.end());
+  EXPECT_EQ(std::adjacent_find(keys.begin(), keys.end()), keys.end()) << "keys must be unique";
+  EXPECT_EQ(metric_keys_list().rfind("count, mse, rmse, ", 0), 0u);
+}
+
 }  // namespace
 }  // namespace dqe

@@ -37,18 +37,6 @@ TEST(ReportHelpers, HtmlEscapeReplacesMarkupCharacters) {
   EXPECT_EQ(html_escape(""), "");
 }
 
-TEST(ReportHelpers, FormatNumberIsReadable) {
-  EXPECT_EQ(format_number(3), "3");
-  EXPECT_EQ(format_number(-0.0), "0");
-  EXPECT_EQ(format_number(320), "320");
-  EXPECT_EQ(format_number(0.150549958493592), "0.1505");
-  EXPECT_EQ(format_number(3.125e-05), "3.125e-05");
-  EXPECT_EQ(format_number(1234.5678), "1235");
-  EXPECT_EQ(format_number(0.98514851, 3), "0.985");
-  EXPECT_EQ(format_number(NAN), "n/a");
-  EXPECT_EQ(format_number(INFINITY), "n/a");
-}
-
 TEST(ReportHelpers, MovingAverageIsTrailing) {
   const std::vector<double> v = {1, 2, 3, 4, 5};
   const std::vector<double> two = moving_average(v, 2);
@@ -351,6 +339,11 @@ TEST(ReportRun, WritesASelfContainedReportForAClassificationRun) {
   EXPECT_NE(html.find(">Training loss</text>"), std::string::npos);
   EXPECT_NE(html.find(">Learning rate</text>"), std::string::npos);
   EXPECT_NE(html.find(">best 0.5 @ step 20</text>"), std::string::npos);
+  // The dev charts name metrics by their labels, as the metrics tables do.
+  EXPECT_NE(html.find(">macro F1</text>"), std::string::npos);
+  EXPECT_NE(html.find(">nDCG@10</text>"), std::string::npos);
+  // Durations read as in the progress lines (30 steps, 0.1 s each).
+  EXPECT_NE(html.find(">3s <small>(200 samples/s)</small>"), std::string::npos);
   // The confusion matrix: one header row and a row per class, with the fixture's names.
   const size_t cm = html.find("<table class=\"cm\">");
   ASSERT_NE(cm, std::string::npos);
