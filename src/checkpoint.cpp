@@ -30,6 +30,9 @@ nlohmann::ordered_json to_json(const TrainerState& s) {
   j["evals_without_improvement"] = s.evals_without_improvement;
   j["finished"] = s.finished;
   j["chunk"] = s.chunk;
+  j["tokens_seen"] = s.tokens_seen;
+  j["elapsed_s"] = s.elapsed_s;
+  j["data_fingerprint"] = s.data_fingerprint;
   j["config"] = s.config;
   return j;
 }
@@ -74,6 +77,9 @@ TrainerState trainer_state_from_json(const nlohmann::json& j, const std::string&
     s.evals_without_improvement = count_field(j, "evals_without_improvement", origin, false);
     s.finished = j.value("finished", false);
     s.chunk = count_field(j, "chunk", origin, false);
+    s.tokens_seen = count_field(j, "tokens_seen", origin, false);
+    if (j.contains("elapsed_s") && j["elapsed_s"].is_number()) s.elapsed_s = j["elapsed_s"].get<double>();
+    s.data_fingerprint = j.value("data_fingerprint", std::string());
     if (j.contains("config")) s.config = j["config"];
   } catch (const nlohmann::json::exception& e) {
     throw ModelError(origin + ": " + e.what());
@@ -100,33 +106,34 @@ std::string resolve_model_dir(const std::string& path) {
   throw ModelError(path + ": not a model directory (no config.json, and no best/ or last/ checkpoint)");
 }
 
-LoadedModel load_model(const std::string& path, bool allow_new_head, const std::optional<TaskSpec>& task_override,
-                       std::optional<int64_t> min_type_vocab) {
+LoadedModel load_model(const std::string& path, const LoadOptions& options) {
   LoadedModel m;
   m.dir = resolve_model_dir(path);
   m.spec = load_model_spec(m.dir);
-  if (m.spec.mlm_encoder && !allow_new_head)
+  if (m.spec.mlm_encoder && !options.allow_new_head)
     throw ModelError(m.dir + ": is a pretrained encoder (dqe pretrain) without a task head; fine-tune it first: "
                      "dqe train --init " + path + " ...");
-  if (task_override) {
-    m.spec.task = *task_override;
+  if (options.task) {
+    m.spec.task = *options.task;
     m.spec.mlm_encoder = false;
   }
-  if (min_type_vocab) m.spec.bert.type_vocab_size = std::max(m.spec.bert.type_vocab_size, *min_type_vocab);
+  if (options.min_type_vocab) m.spec.bert.type_vocab_size = std::max(m.spec.bert.type_vocab_size, *options.min_type_vocab);
   m.tokenizer = load_tokenizer(m.dir, m.spec.task.lower_case);
   const std::string weights = (fs::path(m.dir) / "model.safetensors").string();
   if (!fs::exists(weights)) throw ModelError(m.dir + ": no model.safetensors in the model directory");
   if (m.tokenizer->vocab_size() > m.spec.bert.vocab_size)
     throw ModelError(m.dir + ": tokenizer has " + std::to_string(m.tokenizer->vocab_size()) +
                      " tokens but the model's vocab_size is " + std::to_string(m.spec.bert.vocab_size));
-  m.model = SequenceModel(m.spec.bert, m.spec.task.num_outputs(), m.spec.task.lexical_features ? kNumLexicalFeatures : 0);
-  init_bert_weights(m.model, m.spec.bert.initializer_range, m.spec.bert.pad_token_id);
-  m.report = load_weights(m.model, load_safetensors(weights), weights, allow_new_head);
-  const std::string stats = (fs::path(m.dir) / "lexical_stats.json").string();
-  if (m.spec.task.lexical_features && fs::exists(stats))
-    m.model->lexical_stats = std::make_shared<const LexicalStats>(LexicalStats::from_json(read_json_file(stats), stats));
-  else if (m.spec.task.lexical_features && !task_override)
-    throw ModelError(m.dir + ": the model uses lexical features but lexical_stats.json is missing");
+  // Side inputs saved with the model are kept (a fine-tuned model's statistics); those the
+  // task asks for and the directory lacks are fitted on the training records.
+  const bool saved_lexical = fs::exists(fs::path(m.dir) / LexicalInput::kFile);
+  if (m.spec.task.lexical_features && !saved_lexical && options.fit_records)
+    m.featurizer = std::make_shared<const Featurizer>(Featurizer::fit(m.spec.task, m.tokenizer, *options.fit_records));
+  else
+    m.featurizer = std::make_shared<const Featurizer>(Featurizer::load(m.dir, m.spec.task, m.tokenizer));
+  m.model = SequenceModel(m.spec.bert, m.spec.task.num_outputs(), m.featurizer->side_dims());
+  init_weights(m.model, m.spec.bert);
+  m.report = load_weights(m.model, load_safetensors(weights), weights, options.allow_new_head);
   const std::string reference = (fs::path(m.dir) / "score_reference.json").string();
   if (fs::exists(reference)) m.score_reference = ScoreReference::from_json(read_json_file(reference), reference);
   return m;
@@ -144,30 +151,27 @@ void fsync_path(const std::string& path) {
 
 }  // namespace
 
-void save_checkpoint(const std::string& dir, const ModelSpec& spec, SequenceModel& model, const Tokenizer& tokenizer,
-                     const TrainerState* state, torch::optim::Optimizer* optimizer, const ScoreReference* reference,
-                     const std::vector<std::pair<std::string, torch::Tensor>>& extra_weights) {
-  const fs::path target(dir);
-  const std::string tmp = dir + ".tmp";
-  const std::string old = dir + ".old";
-  std::error_code ec;
-  detail::remove_tree(tmp);
-  if (!fs::create_directories(tmp, ec) && ec)
-    throw IoError(tmp + ": cannot create directory (" + ec.message() + ")");
-
-  write_file_atomic((fs::path(tmp) / "config.json").string(), to_json(spec).dump(2) + "\n");
+void write_model_files(const std::string& dir, const ModelSpec& spec, SequenceModel& model, const Featurizer& featurizer,
+                       const std::vector<std::pair<std::string, torch::Tensor>>& extra_weights,
+                       const ScoreReference* reference) {
+  const Tokenizer& tokenizer = featurizer.tokenizer();
+  write_file_atomic((fs::path(dir) / "config.json").string(), to_json(spec).dump(2) + "\n");
   nlohmann::ordered_json tok_cfg = {{"do_lower_case", spec.task.lower_case},
                                     {"model_max_length", spec.task.max_len},
                                     {"tokenizer_class", tokenizer.kind() == "wordpiece" ? "BertTokenizer" : "dqe"}};
-  write_file_atomic((fs::path(tmp) / "tokenizer_config.json").string(), tok_cfg.dump(2) + "\n");
-  tokenizer.save(tmp);
-  std::vector<std::pair<std::string, torch::Tensor>> weights;
-  for (auto& w : named_weights(model))
-    if (!spec.mlm_encoder || w.first.rfind("classifier.", 0) != 0) weights.push_back(std::move(w));
+  write_file_atomic((fs::path(dir) / "tokenizer_config.json").string(), tok_cfg.dump(2) + "\n");
+  tokenizer.save(dir);
+  std::vector<std::pair<std::string, torch::Tensor>> weights = checkpoint_weights(model, spec.mlm_encoder);
   weights.insert(weights.end(), extra_weights.begin(), extra_weights.end());
-  save_safetensors((fs::path(tmp) / "model.safetensors").string(), weights);
+  save_safetensors((fs::path(dir) / "model.safetensors").string(), weights);
+  featurizer.save(dir);
+  if (reference)
+    write_file_atomic((fs::path(dir) / "score_reference.json").string(), reference->to_json().dump(2) + "\n");
+}
+
+void write_training_state(const std::string& dir, const TrainerState& state, torch::optim::Optimizer* optimizer) {
   if (optimizer) {
-    const std::string opt_path = (fs::path(tmp) / "optimizer.pt").string();
+    const std::string opt_path = (fs::path(dir) / "optimizer.pt").string();
     try {
       torch::save(*optimizer, opt_path);
     } catch (const c10::Error& e) {
@@ -175,12 +179,18 @@ void save_checkpoint(const std::string& dir, const ModelSpec& spec, SequenceMode
     }
     fsync_path(opt_path);
   }
-  if (reference)
-    write_file_atomic((fs::path(tmp) / "score_reference.json").string(), reference->to_json().dump(2) + "\n");
-  if (model->lexical_stats)
-    write_file_atomic((fs::path(tmp) / "lexical_stats.json").string(), model->lexical_stats->to_json().dump() + "\n");
-  // The state file goes last: its presence marks a complete training checkpoint.
-  if (state) write_file_atomic((fs::path(tmp) / "trainer_state.json").string(), to_json(*state).dump(2) + "\n");
+  write_file_atomic((fs::path(dir) / "trainer_state.json").string(), to_json(state).dump(2) + "\n");
+}
+
+void write_checkpoint(const std::string& dir, const std::function<void(const std::string& tmp_dir)>& fill) {
+  const fs::path target(dir);
+  const std::string tmp = dir + ".tmp";
+  const std::string old = dir + ".old";
+  std::error_code ec;
+  detail::remove_tree(tmp);
+  if (!fs::create_directories(tmp, ec) && ec)
+    throw IoError(tmp + ": cannot create directory (" + ec.message() + ")");
+  fill(tmp);
   fsync_path(tmp);
 
   detail::remove_tree(old);
@@ -192,6 +202,11 @@ void save_checkpoint(const std::string& dir, const ModelSpec& spec, SequenceMode
   if (ec) throw IoError(dir + ": cannot move checkpoint into place (" + ec.message() + ")");
   fsync_path(target.parent_path().empty() ? "." : target.parent_path().string());
   detail::remove_tree(old);
+}
+
+void save_checkpoint(const std::string& dir, const ModelSpec& spec, SequenceModel& model, const Featurizer& featurizer,
+                     const ScoreReference* reference) {
+  write_checkpoint(dir, [&](const std::string& tmp) { write_model_files(tmp, spec, model, featurizer, {}, reference); });
 }
 
 TrainerState load_trainer_state(const std::string& dir, torch::optim::Optimizer* optimizer) {

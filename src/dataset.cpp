@@ -5,7 +5,6 @@
 #include <numeric>
 #include <random>
 #include <set>
-#include <thread>
 
 #include "dqe/errors.h"
 
@@ -15,6 +14,9 @@ namespace {
 std::string where(const std::string& path, const Record& r) { return path + ":" + std::to_string(r.line) + ": "; }
 
 bool is_integer(double v) { return std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 1e9; }
+
+// More classes than this is a stray label, not a task: 100000 would build 100,001 classes.
+constexpr size_t kMaxClasses = 1000;
 
 }  // namespace
 
@@ -26,10 +28,17 @@ std::vector<std::string> collect_class_labels(const std::vector<Record>& records
   for (const auto& r : records) {
     if (r.label_kind == LabelKind::kString) {
       names.insert(r.label_string);
+      if (names.size() > kMaxClasses)
+        throw DataError(where(path, r) + "more than " + std::to_string(kMaxClasses) +
+                        " distinct class names: is --label-field the class?");
       if (!first_string) first_string = &r;
     } else if (r.label_kind == LabelKind::kNumber) {
       if (!is_integer(r.label_number) || r.label_number < 0)
         throw DataError(where(path, r) + "classification label must be a class name or a non-negative integer id");
+      if (r.label_number >= static_cast<double>(kMaxClasses))
+        throw DataError(where(path, r) + "class id " + std::to_string(static_cast<int64_t>(r.label_number)) +
+                        " is too large: at most " + std::to_string(kMaxClasses) + " classes (ids 0-" +
+                        std::to_string(kMaxClasses - 1) + ")");
       ids.insert(static_cast<int64_t>(r.label_number));
       if (!first_number) first_number = &r;
     }
@@ -100,44 +109,10 @@ void mark_matches(Encoding& e, const Tokenizer& tok) {
   }
 }
 
-EncodedSet encode_records(const std::vector<Record>& records, const Tokenizer& tokenizer, const TaskSpec& task,
-                          const std::string& path, bool with_labels, int threads, const LexicalStats* lexical) {
-  if (task.lexical_features && !lexical) throw ModelError("the model uses lexical features but has no lexical statistics");
-  EncodedSet set;
-  const size_t n = records.size();
-  set.inputs.resize(n);
-  set.query_ids.reserve(n);
-  if (with_labels) set.labels.reserve(n);
-  for (const auto& r : records) {
-    set.query_ids.push_back(r.query_id);
-    if (with_labels) set.labels.push_back(encode_label(r, task, path));
-  }
-  const size_t workers = std::max<size_t>(1, std::min<size_t>(static_cast<size_t>(std::max(threads, 1)), n / 256 + 1));
-  std::vector<std::thread> pool;
-  std::vector<std::exception_ptr> errors(workers);
-  for (size_t w = 0; w < workers; ++w) {
-    pool.emplace_back([&, w] {
-      try {
-        for (size_t i = w; i < n; i += workers) {
-          set.inputs[i] = tokenizer.encode_pair(records[i].query, records[i].text, static_cast<size_t>(task.max_len));
-          if (task.match_types) mark_matches(set.inputs[i], tokenizer);
-          if (task.lexical_features) set.inputs[i].features = lexical_features(records[i].query, records[i].text, *lexical);
-        }
-      } catch (...) {
-        errors[w] = std::current_exception();
-      }
-    });
-  }
-  for (auto& t : pool) t.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
-  return set;
-}
-
-Batch collate(const std::vector<Encoding>& inputs, const std::vector<size_t>& rows, int64_t pad_id,
-              const c10::Device& device) {
+Batch collate_text(const std::vector<size_t>& rows, const std::function<const Encoding&(size_t)>& encoding_of,
+                   int64_t pad_id, const c10::Device& device) {
   size_t longest = 0;
-  for (size_t r : rows) longest = std::max(longest, inputs[r].ids.size());
+  for (size_t r : rows) longest = std::max(longest, encoding_of(r).ids.size());
   const int64_t b = static_cast<int64_t>(rows.size()), t = static_cast<int64_t>(longest);
   Batch batch;
   batch.ids = torch::full({b, t}, pad_id, torch::kInt64);
@@ -147,7 +122,7 @@ Batch collate(const std::vector<Encoding>& inputs, const std::vector<size_t>& ro
   auto types = batch.type_ids.accessor<int64_t, 2>();
   auto mask = batch.mask.accessor<int64_t, 2>();
   for (int64_t i = 0; i < b; ++i) {
-    const Encoding& e = inputs[rows[static_cast<size_t>(i)]];
+    const Encoding& e = encoding_of(rows[static_cast<size_t>(i)]);
     for (size_t j = 0; j < e.ids.size(); ++j) {
       ids[i][static_cast<int64_t>(j)] = e.ids[j];
       types[i][static_cast<int64_t>(j)] = e.type_ids[j];
@@ -155,22 +130,17 @@ Batch collate(const std::vector<Encoding>& inputs, const std::vector<size_t>& ro
     }
   }
   batch.rows = rows;
-  if (b > 0 && !inputs[rows.front()].features.empty()) {
-    const int64_t f = static_cast<int64_t>(inputs[rows.front()].features.size());
-    batch.features = torch::empty({b, f}, torch::kFloat32);
-    auto acc = batch.features.accessor<float, 2>();
-    for (int64_t i = 0; i < b; ++i) {
-      const auto& v = inputs[rows[static_cast<size_t>(i)]].features;
-      for (int64_t j = 0; j < f; ++j) acc[i][j] = v[static_cast<size_t>(j)];
-    }
-  }
   if (!device.is_cpu()) {
     batch.ids = batch.ids.to(device);
     batch.type_ids = batch.type_ids.to(device);
     batch.mask = batch.mask.to(device);
-    if (batch.features.defined()) batch.features = batch.features.to(device);
   }
   return batch;
+}
+
+Batch collate(const std::vector<Encoding>& inputs, const std::vector<size_t>& rows, int64_t pad_id,
+              const c10::Device& device) {
+  return collate_text(rows, [&](size_t r) -> const Encoding& { return inputs[r]; }, pad_id, device);
 }
 
 std::vector<size_t> lengths_of(const std::vector<Encoding>& inputs) {

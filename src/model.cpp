@@ -9,6 +9,78 @@
 namespace dqe {
 namespace nn = torch::nn;
 
+std::string role_name(Role role) {
+  switch (role) {
+    case Role::kEmbeddings: return "embeddings";
+    case Role::kEncoder: return "encoder";
+    case Role::kPooler: return "pooler";
+    case Role::kSequenceHead: return "sequence head";
+    case Role::kSideHead: return "side head";
+    case Role::kMlmHead: return "MLM head";
+  }
+  return "?";
+}
+
+namespace {
+
+torch::Tensor activation(const std::string& act, const torch::Tensor& h) {
+  if (act == "gelu") return torch::gelu(h);
+  if (act == "relu") return torch::relu(h);
+  return torch::gelu(h, "tanh");
+}
+
+// The parameters of module, prefixed, with BERT's decay rule: none on LayerNorm and biases.
+void append_parameters(nn::Module& module, const std::string& prefix, Role role, std::vector<RoleParameter>& out) {
+  for (const auto& item : module.named_modules(/*name_prefix=*/"", /*include_self=*/true)) {
+    const bool norm = item.value()->as<nn::LayerNorm>() != nullptr;
+    const std::string path = item.key().empty() ? prefix : prefix + item.key() + ".";
+    for (const auto& p : item.value()->named_parameters(/*recurse=*/false))
+      out.push_back({path + p.key(), p.value(), role, !norm && p.key() != "bias"});
+  }
+}
+
+// BERT's initialisation of every Linear, Embedding and LayerNorm inside module.
+void bert_init(nn::Module& module, double initializer_range, int64_t pad_token_id) {
+  torch::NoGradGuard no_grad;
+  for (auto& m : module.modules(/*include_self=*/true)) {
+    if (auto* linear = m->as<nn::Linear>()) {
+      linear->weight.normal_(0.0, initializer_range);
+      if (linear->bias.defined()) linear->bias.zero_();
+    } else if (auto* emb = m->as<nn::Embedding>()) {
+      emb->weight.normal_(0.0, initializer_range);
+      if (emb->options.padding_idx() && *emb->options.padding_idx() == pad_token_id) emb->weight[pad_token_id].zero_();
+    } else if (auto* ln = m->as<nn::LayerNorm>()) {
+      ln->weight.fill_(1.0);
+      ln->bias.zero_();
+    }
+  }
+}
+
+bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+
+// Maps a checkpoint's tensor name onto ours: adds the "bert." prefix of a bare BertModel's
+// names and renames TensorFlow-era LayerNorm gamma/beta.
+std::string canonical_name(std::string name) {
+  auto ends_with = [&](const std::string& s) {
+    return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+  };
+  if (ends_with("LayerNorm.gamma")) name.replace(name.size() - 5, 5, "weight");
+  else if (ends_with("LayerNorm.beta")) name.replace(name.size() - 4, 4, "bias");
+  for (const char* bare : {"embeddings.", "encoder.", "pooler."})
+    if (starts_with(name, bare)) return "bert." + name;
+  return name;
+}
+
+std::string shape_text(torch::IntArrayRef s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+bool is_head(Role role) { return role == Role::kSequenceHead || role == Role::kSideHead; }
+
+}  // namespace
+
 BertEmbeddingsImpl::BertEmbeddingsImpl(const BertConfig& c) {
   word_embeddings = register_module(
       "word_embeddings", nn::Embedding(nn::EmbeddingOptions(c.vocab_size, c.hidden_size).padding_idx(c.pad_token_id)));
@@ -20,9 +92,11 @@ BertEmbeddingsImpl::BertEmbeddingsImpl(const BertConfig& c) {
   dropout = register_module("dropout", nn::Dropout(c.hidden_dropout_prob));
 }
 
-torch::Tensor BertEmbeddingsImpl::forward(const torch::Tensor& ids, const torch::Tensor& type_ids) {
-  auto positions = torch::arange(ids.size(1), ids.options()).unsqueeze(0);
-  auto x = word_embeddings(ids) + position_embeddings(positions) + token_type_embeddings(type_ids);
+torch::Tensor BertEmbeddingsImpl::embed(const torch::Tensor& ids) { return word_embeddings(ids); }
+
+torch::Tensor BertEmbeddingsImpl::forward(const torch::Tensor& word_embeds, const torch::Tensor& type_ids) {
+  auto positions = torch::arange(word_embeds.size(1), type_ids.options()).unsqueeze(0);
+  auto x = word_embeds + position_embeddings(positions) + token_type_embeddings(type_ids);
   return dropout(LayerNorm(x));
 }
 
@@ -72,25 +146,25 @@ BertLayerImpl::BertLayerImpl(const BertConfig& c) : act(c.hidden_act) {
 
 torch::Tensor BertLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& mask_add) {
   auto a = attention(x, mask_add);
-  auto h = intermediate_dense(a);
-  if (act == "gelu") h = torch::gelu(h);
-  else if (act == "relu") h = torch::relu(h);
-  else h = torch::gelu(h, "tanh");
-  return output(h, a);
+  return output(activation(act, intermediate_dense(a)), a);
 }
 
 BertModelImpl::BertModelImpl(const BertConfig& c) {
   embeddings = register_module("embeddings", BertEmbeddings(c));
-  auto encoder = register_module("encoder", std::make_shared<nn::Module>());
-  layers = encoder->register_module("layer", nn::ModuleList());
+  auto encoder_holder = register_module("encoder", std::make_shared<nn::Module>());
+  encoder = encoder_holder.get();
+  layers = encoder_holder->register_module("layer", nn::ModuleList());
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers->push_back(BertLayer(c));
-  auto pooler = register_module("pooler", std::make_shared<nn::Module>());
-  pooler_dense = pooler->register_module("dense", nn::Linear(c.hidden_size, c.hidden_size));
+  auto pooler_holder = register_module("pooler", std::make_shared<nn::Module>());
+  pooler = pooler_holder.get();
+  pooler_dense = pooler_holder->register_module("dense", nn::Linear(c.hidden_size, c.hidden_size));
 }
 
-torch::Tensor BertModelImpl::encode(const torch::Tensor& ids, const torch::Tensor& type_ids,
-                                    const torch::Tensor& mask) {
-  auto x = embeddings(ids, type_ids);
+torch::Tensor BertModelImpl::embed(const torch::Tensor& ids) { return embeddings->embed(ids); }
+
+torch::Tensor BertModelImpl::encode_embeds(const torch::Tensor& word_embeds, const torch::Tensor& type_ids,
+                                           const torch::Tensor& mask) {
+  auto x = embeddings(word_embeds, type_ids);
   // Padding gets the most negative float, so softmax gives it exactly zero weight.
   auto mask_add = (1.0 - mask.unsqueeze(1).unsqueeze(2).to(x.scalar_type())) *
                   std::numeric_limits<float>::lowest();
@@ -98,63 +172,81 @@ torch::Tensor BertModelImpl::encode(const torch::Tensor& ids, const torch::Tenso
   return x;
 }
 
-torch::Tensor BertModelImpl::forward(const torch::Tensor& ids, const torch::Tensor& type_ids,
-                                     const torch::Tensor& mask) {
-  auto hidden = encode(ids, type_ids, mask);
-  return torch::tanh(pooler_dense(hidden.select(1, 0)));
+torch::Tensor BertModelImpl::encode(const torch::Tensor& ids, const torch::Tensor& type_ids, const torch::Tensor& mask) {
+  return encode_embeds(embed(ids), type_ids, mask);
 }
 
-SequenceModelImpl::SequenceModelImpl(const BertConfig& c, int64_t num_outputs, int64_t num_lexical_features) {
+torch::Tensor BertModelImpl::pool(const torch::Tensor& hidden) { return torch::tanh(pooler_dense(hidden.select(1, 0))); }
+
+torch::Tensor BertModelImpl::forward(const torch::Tensor& ids, const torch::Tensor& type_ids, const torch::Tensor& mask) {
+  return pool(encode(ids, type_ids, mask));
+}
+
+SideHeadImpl::SideHeadImpl(int64_t input_dim, int64_t num_outputs) {
+  hidden = register_module("0", nn::Linear(input_dim, 64));
+  output = register_module("2", nn::Linear(64, num_outputs));
+}
+
+torch::Tensor SideHeadImpl::forward(const torch::Tensor& features) { return output(torch::gelu(hidden(features))); }
+
+void SideHeadImpl::reset_side_head() {
+  torch::NoGradGuard no_grad;
+  hidden->reset_parameters();
+  output->weight.zero_();
+  output->bias.zero_();
+}
+
+SequenceModelImpl::SequenceModelImpl(const BertConfig& c, int64_t num_outputs, const SideInputDims& side_inputs) {
   bert = register_module("bert", BertModel(c));
   dropout = register_module("dropout", nn::Dropout(c.classifier_dropout.value_or(c.hidden_dropout_prob)));
   classifier = register_module("classifier", nn::Linear(c.hidden_size, num_outputs));
-  if (num_lexical_features > 0)
-    lexical = register_module("lexical", nn::Sequential(nn::Linear(num_lexical_features, 64), nn::GELU(),
-                                                        nn::Linear(64, num_outputs)));
+  for (const auto& [name, dim] : side_inputs) side_heads_.emplace_back(name, register_module(name, SideHead(dim, num_outputs)));
+}
+
+std::vector<SequenceModelImpl::Part> SequenceModelImpl::parts() {
+  std::vector<Part> out = {{Role::kEmbeddings, "bert.embeddings.", bert->embeddings.get()},
+                           {Role::kEncoder, "bert.encoder.", bert->encoder},
+                           {Role::kPooler, "bert.pooler.", bert->pooler},
+                           {Role::kSequenceHead, "classifier.", classifier.get()}};
+  for (auto& [name, head] : side_heads_) out.push_back({Role::kSideHead, name + ".", head.get()});
+  return out;
+}
+
+std::vector<RoleParameter> SequenceModelImpl::role_parameters() {
+  std::vector<RoleParameter> out;
+  for (const Part& part : parts()) append_parameters(*part.module, part.prefix, part.role, out);
+  return out;
+}
+
+SideHead SequenceModelImpl::side_head(const std::string& name) const {
+  for (const auto& [n, head] : side_heads_)
+    if (n == name) return head;
+  return SideHead{nullptr};
+}
+
+ModelOutput SequenceModelImpl::run_embeds(const torch::Tensor& word_embeds, const torch::Tensor& type_ids,
+                                          const torch::Tensor& mask, const std::map<std::string, torch::Tensor>& side) {
+  ModelOutput out;
+  out.pooled = bert->pool(bert->encode_embeds(word_embeds, type_ids, mask));
+  out.logits = classifier(dropout(out.pooled));
+  for (auto& [name, head] : side_heads_) {
+    auto it = side.find(name);
+    if (it == side.end() || !it->second.defined())
+      throw ModelError("this model reads the side input \"" + name + "\", which the batch does not have");
+    out.logits = out.logits + head->forward(it->second).to(out.logits.scalar_type());
+  }
+  return out;
+}
+
+ModelOutput SequenceModelImpl::run(const torch::Tensor& ids, const torch::Tensor& type_ids, const torch::Tensor& mask,
+                                   const std::map<std::string, torch::Tensor>& side) {
+  return run_embeds(bert->embed(ids), type_ids, mask, side);
 }
 
 torch::Tensor SequenceModelImpl::forward(const torch::Tensor& ids, const torch::Tensor& type_ids,
-                                         const torch::Tensor& mask, const torch::Tensor& features) {
-  torch::Tensor logits = classifier(dropout(bert(ids, type_ids, mask)));
-  if (!lexical) return logits;
-  TORCH_CHECK(features.defined(), "this model needs the pairs' lexical features");
-  return logits + lexical->forward(features).to(logits.scalar_type());
+                                         const torch::Tensor& mask, const std::map<std::string, torch::Tensor>& side) {
+  return run(ids, type_ids, mask, side).logits;
 }
-
-namespace {
-
-// The task heads on top of the encoder, with what their absence means. Fine-tuning may start
-// them afresh; a model used as it is must have them.
-struct Head {
-  const char* prefix;
-  const char* missing;
-};
-constexpr Head kHeads[] = {
-    {"classifier.", "has no classifier head"},
-    {"lexical.", "the config asks for lexical features but the lexical.* weights are missing"},
-};
-
-bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
-
-const Head* head_of(const std::string& name) {
-  for (const Head& h : kHeads)
-    if (starts_with(name, h.prefix)) return &h;
-  return nullptr;
-}
-
-// Maps a checkpoint's tensor name onto ours: adds the "bert." prefix of a bare BertModel
-// and renames TensorFlow-era LayerNorm gamma/beta.
-std::string canonical_name(std::string name) {
-  auto ends_with = [&](const std::string& s) {
-    return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
-  };
-  if (ends_with("LayerNorm.gamma")) name.replace(name.size() - 5, 5, "weight");
-  else if (ends_with("LayerNorm.beta")) name.replace(name.size() - 4, 4, "bias");
-  if (!starts_with(name, "bert.") && !starts_with(name, "cls.") && !head_of(name)) name = "bert." + name;
-  return name;
-}
-
-}  // namespace
 
 BertLmHeadImpl::BertLmHeadImpl(const BertConfig& c) : act(c.hidden_act) {
   // HF nests these two levels down ("predictions.transform.dense"); holder modules keep the names.
@@ -167,18 +259,15 @@ BertLmHeadImpl::BertLmHeadImpl(const BertConfig& c) : act(c.hidden_act) {
 }
 
 torch::Tensor BertLmHeadImpl::forward(const torch::Tensor& hidden, const torch::Tensor& word_embeddings) {
-  auto h = transform_dense(hidden);
-  if (act == "gelu") h = torch::gelu(h);
-  else if (act == "relu") h = torch::relu(h);
-  else h = torch::gelu(h, "tanh");
+  auto h = activation(act, transform_dense(hidden));
   // Under bf16 autocast the activation is bf16 while LayerNorm's parameters stay fp32.
   h = transform_LayerNorm(h.to(transform_LayerNorm->weight.scalar_type()));
   return torch::matmul(h, word_embeddings.t()) + bias;
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> lm_head_weights(BertLmHead& head) {
-  std::vector<std::pair<std::string, torch::Tensor>> out;
-  for (const auto& item : head->named_parameters()) out.emplace_back("cls." + item.key(), item.value());
+std::vector<RoleParameter> BertLmHeadImpl::role_parameters() {
+  std::vector<RoleParameter> out;
+  append_parameters(*this, "cls.", Role::kMlmHead, out);
   return out;
 }
 
@@ -189,49 +278,26 @@ bool load_lm_head(BertLmHead& head, const std::map<std::string, torch::Tensor>& 
                                [](const auto& kv) { return starts_with(kv.first, "cls.predictions."); });
   if (!any) return false;
   torch::NoGradGuard no_grad;
-  for (auto& item : head->named_parameters()) {
-    std::string name = "cls." + item.key();
-    auto it = tensors.find(name);
+  for (auto& p : head->role_parameters()) {
+    auto it = tensors.find(p.name);
     // Some exports keep the output bias only as the decoder's.
-    if (it == tensors.end() && name == "cls.predictions.bias") it = tensors.find("cls.predictions.decoder.bias");
-    if (it == tensors.end()) throw ModelError(origin + ": missing tensor \"" + name + "\"");
-    if (it->second.sizes() != item.value().sizes())
-      throw ModelError(origin + ": tensor \"" + name + "\" does not fit the model's shape");
-    item.value().copy_(it->second.to(item.value().dtype()));
+    if (it == tensors.end() && p.name == "cls.predictions.bias") it = tensors.find("cls.predictions.decoder.bias");
+    if (it == tensors.end()) throw ModelError(origin + ": missing tensor \"" + p.name + "\"");
+    if (it->second.sizes() != p.tensor.sizes())
+      throw ModelError(origin + ": tensor \"" + p.name + "\" does not fit the model's shape");
+    p.tensor.copy_(it->second.to(p.tensor.dtype()));
   }
   return true;
 }
 
-void init_bert_weights(SequenceModel& model, double initializer_range, int64_t pad_token_id) {
-  init_bert_weights(*model, initializer_range, pad_token_id);
-  if (model->lexical) {
-    // PyTorch's default init for the hidden layer (BERT's N(0, 0.02) would leave it nearly
-    // flat on features in [0, 1]); the output layer starts at zero, so at first the model is
-    // the text model alone.
-    torch::NoGradGuard no_grad;
-    model->lexical->ptr(0)->as<nn::Linear>()->reset_parameters();
-    auto out = model->lexical->ptr(2)->as<nn::Linear>();
-    out->weight.zero_();
-    out->bias.zero_();
-  }
+void init_weights(SequenceModel& model, const BertConfig& config) {
+  for (const auto& part : model->parts()) bert_init(*part.module, config.initializer_range, config.pad_token_id);
+  for (auto [name, head] : model->side_heads()) head->reset_side_head();
 }
 
-void init_bert_weights(nn::Module& module, double initializer_range, int64_t pad_token_id) {
-  torch::NoGradGuard no_grad;
-  for (auto& m : module.modules(/*include_self=*/true)) {
-    if (auto* linear = m->as<nn::Linear>()) {
-      linear->weight.normal_(0.0, initializer_range);
-      if (linear->bias.defined()) linear->bias.zero_();
-    } else if (auto* emb = m->as<nn::Embedding>()) {
-      emb->weight.normal_(0.0, initializer_range);
-      if (emb->options.padding_idx() && *emb->options.padding_idx() == pad_token_id) emb->weight[pad_token_id].zero_();
-    } else if (auto* ln = m->as<nn::LayerNorm>()) {
-      ln->weight.fill_(1.0);
-      ln->bias.zero_();
-    }
-  }
+void init_weights(BertLmHead& head, const BertConfig& config) {
+  bert_init(*head, config.initializer_range, config.pad_token_id);
 }
-
 
 LoadReport load_weights(SequenceModel& model, std::map<std::string, torch::Tensor> tensors,
                         const std::string& origin, bool allow_new_head) {
@@ -239,19 +305,19 @@ LoadReport load_weights(SequenceModel& model, std::map<std::string, torch::Tenso
   for (auto& [name, t] : tensors) by_name[canonical_name(name)] = std::move(t);
 
   LoadReport report;
+  std::vector<const RoleParameter*> missing_heads;
+  const std::vector<RoleParameter> params = model->role_parameters();
   torch::NoGradGuard no_grad;
-  for (auto& item : model->named_parameters()) {
-    const std::string& name = item.key();
-    torch::Tensor& param = item.value();
-    const bool is_head = head_of(name) != nullptr;
-    auto it = by_name.find(name);
+  for (const RoleParameter& p : params) {
+    torch::Tensor param = p.tensor;
+    auto it = by_name.find(p.name);
     if (it == by_name.end()) {
-      if (!is_head && !starts_with(name, "bert.pooler."))
-        throw ModelError(origin + ": missing tensor \"" + name + "\"");
-      report.missing.push_back(name);
+      if (!is_head(p.role) && p.role != Role::kPooler) throw ModelError(origin + ": missing tensor \"" + p.name + "\"");
+      report.missing.push_back(p.name);
+      if (is_head(p.role)) missing_heads.push_back(&p);
       continue;
     }
-    const bool widen_types = allow_new_head && name == "bert.embeddings.token_type_embeddings.weight" &&
+    const bool widen_types = allow_new_head && p.name == "bert.embeddings.token_type_embeddings.weight" &&
                              it->second.dim() == 2 && it->second.size(1) == param.size(1) &&
                              it->second.size(0) < param.size(0);
     if (widen_types) {
@@ -259,29 +325,38 @@ LoadReport load_weights(SequenceModel& model, std::map<std::string, torch::Tenso
       // model's behaviour is unchanged until fine-tuning teaches it the difference.
       for (int64_t row = 0; row < param.size(0); ++row) param[row].copy_(it->second[row % it->second.size(0)]);
     } else if (it->second.sizes() != param.sizes()) {
-      auto shape = [](torch::IntArrayRef s) {
-        std::string out = "[";
-        for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
-        return out + "]";
-      };
-      if (is_head && allow_new_head) {
-        report.missing.push_back(name);
-      } else {
-        throw ModelError(origin + ": tensor \"" + name + "\" has shape " + shape(it->second.sizes()) +
-                         " but the config needs " + shape(param.sizes()));
-      }
+      if (!is_head(p.role) || !allow_new_head)
+        throw ModelError(origin + ": tensor \"" + p.name + "\" has shape " + shape_text(it->second.sizes()) +
+                         " but the config needs " + shape_text(param.sizes()));
+      report.missing.push_back(p.name);
     } else {
       param.copy_(it->second.to(param.dtype()));
     }
     by_name.erase(it);
   }
-  if (!allow_new_head)
-    for (const Head& h : kHeads)
-      if (std::any_of(report.missing.begin(), report.missing.end(), [&](const std::string& n) { return starts_with(n, h.prefix); }))
-        throw ModelError(origin + ": " + h.missing);
+  if (!allow_new_head) {
+    for (const RoleParameter* p : missing_heads) {
+      if (p->role == Role::kSequenceHead) throw ModelError(origin + ": has no classifier head");
+      const std::string side = p->name.substr(0, p->name.find('.'));
+      throw ModelError(origin + ": the config asks for the side input \"" + side + "\" but the " + side +
+                       ".* weights are missing");
+    }
+  }
   for (const auto& [name, t] : by_name)
     if (name != "bert.embeddings.position_ids") report.unexpected.push_back(name);
   return report;
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> checkpoint_weights(SequenceModel& model, bool mlm_encoder) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (auto& p : model->role_parameters())
+    if (!(mlm_encoder && p.role == Role::kSequenceHead)) out.emplace_back(p.name, p.tensor);
+  return out;
+}
+
+void set_trainable(SequenceModel& model, const std::vector<Role>& roles, bool trainable) {
+  for (auto& p : model->role_parameters())
+    if (std::find(roles.begin(), roles.end(), p.role) != roles.end()) p.tensor.requires_grad_(trainable);
 }
 
 void set_dropout(SequenceModel& model, BertConfig& config, double p) {
@@ -294,12 +369,6 @@ void set_dropout(SequenceModel& model, BertConfig& config, double p) {
 c10::Device device_of(const nn::Module& module) {
   for (const auto& p : module.parameters()) return p.device();
   return c10::Device(c10::kCPU);
-}
-
-std::vector<std::pair<std::string, torch::Tensor>> named_weights(SequenceModel& model) {
-  std::vector<std::pair<std::string, torch::Tensor>> out;
-  for (const auto& item : model->named_parameters()) out.emplace_back(item.key(), item.value());
-  return out;
 }
 
 }  // namespace dqe

@@ -21,6 +21,7 @@
 #include "dqe/format.h"
 #include "dqe/jsonl_reader.h"
 #include "dqe/metrics.h"
+#include "dqe/predictor.h"
 #include "dqe/runtime.h"
 
 namespace dqe {
@@ -213,75 +214,6 @@ std::vector<std::pair<std::string, std::string>> flatten_json(const nlohmann::or
 }
 
 // ---------------------------------------------------------------------------------------
-// Logs
-
-namespace {
-
-// Reads the non-blank lines of a log; parse() returns "" or a problem. A problem on the
-// last line is a write cut short and ignored.
-void read_log_lines(const std::string& path, const std::function<std::string(const nlohmann::ordered_json&)>& parse) {
-  std::ifstream in(path);
-  if (!in) throw IoError(path + ": cannot open (is this a dqe training run directory?)");
-  std::vector<std::pair<size_t, std::string>> lines;
-  std::string line;
-  for (size_t n = 1; std::getline(in, line); ++n)
-    if (line.find_first_not_of(" \t\r") != std::string::npos) lines.emplace_back(n, line);
-  for (size_t i = 0; i < lines.size(); ++i) {
-    nlohmann::ordered_json j = nlohmann::ordered_json::parse(lines[i].second, nullptr, false);
-    std::string problem;
-    if (j.is_discarded()) problem = "not valid JSON";
-    else if (!j.is_object()) problem = "not a JSON object";
-    else problem = parse(j);
-    if (problem.empty()) continue;
-    if (i + 1 == lines.size()) break;
-    throw DataError(path + ":" + std::to_string(lines[i].first) + ": " + problem);
-  }
-}
-
-double number_or_nan(const nlohmann::ordered_json& j, const char* key) {
-  auto it = j.find(key);
-  return it != j.end() && it->is_number() ? it->get<double>() : NAN;
-}
-
-}  // namespace
-
-std::vector<TrainLogEntry> read_train_log(const std::string& path) {
-  std::vector<TrainLogEntry> out;
-  read_log_lines(path, [&](const nlohmann::ordered_json& j) -> std::string {
-    auto step = j.find("step");
-    if (step == j.end() || !step->is_number_integer()) return "missing integer field \"step\"";
-    TrainLogEntry e;
-    e.step = step->get<int64_t>();
-    e.epoch = number_or_nan(j, "epoch");
-    e.loss = number_or_nan(j, "loss");
-    e.lr = number_or_nan(j, "lr");
-    e.grad_norm = number_or_nan(j, "grad_norm");
-    e.samples_per_s = number_or_nan(j, "samples_per_s");
-    e.elapsed_s = number_or_nan(j, "elapsed_s");
-    out.push_back(e);
-    return "";
-  });
-  return out;
-}
-
-std::vector<EvalLogEntry> read_eval_log(const std::string& path) {
-  std::vector<EvalLogEntry> out;
-  read_log_lines(path, [&](const nlohmann::ordered_json& j) -> std::string {
-    auto step = j.find("step");
-    if (step == j.end() || !step->is_number_integer()) return "missing integer field \"step\"";
-    EvalLogEntry e;
-    e.step = step->get<int64_t>();
-    e.epoch = number_or_nan(j, "epoch");
-    if (auto m = j.find("metric"); m != j.end() && m->is_string()) e.metric = m->get<std::string>();
-    e.value = number_or_nan(j, "value");
-    if (auto imp = j.find("improved"); imp != j.end() && imp->is_boolean()) e.improved = imp->get<bool>();
-    if (auto m = j.find("metrics"); m != j.end() && m->is_object()) e.metrics = *m;
-    out.push_back(std::move(e));
-    return "";
-  });
-  return out;
-}
-
 // ---------------------------------------------------------------------------------------
 // SVG charts
 
@@ -703,34 +635,23 @@ struct PredictionRun {
   EvalResult result;
 };
 
-PredictionRun run_predictions(ModelRun& run, const ReportConfig& config, const std::string& data, int threads) {
+PredictionRun run_predictions(ModelRun& run, const ReportConfig& config, const std::string& data, const RunContext& ctx) {
   auto log = detail::logger("report");
   PredictionRun p;
   p.data = data;
-  p.task = run.loaded.spec.task;
-  if (config.max_len > 0) {
-    if (config.max_len < 3 || config.max_len > run.loaded.spec.bert.max_position_embeddings)
-      throw ConfigError("--max-len must be between 3 and the model's max_position_embeddings (" +
-                        std::to_string(run.loaded.spec.bert.max_position_embeddings) + ")");
-    p.task.max_len = config.max_len;
-  }
+  p.task = inference_task(run.loaded.spec, config.max_len, std::nullopt);
   ReaderOptions ro;
   ro.fields = p.task.fields;
   ro.require_label = true;
   std::vector<Record> records = read_jsonl(data, ro);
   log->info("{}: {} examples; model {} ({} task)", data, records.size(), run.loaded.dir, task_name(p.task.task));
-  EncodedSet set = encode_records(records, *run.loaded.tokenizer, p.task, data, true, threads,
-                                  run.loaded.model->lexical_stats.get());
-  torch::Tensor logits =
-      predict_logits(run.loaded.model, set.inputs, config.batch_size, run.loaded.tokenizer->pad_id());
-  p.predictions = predictions_from_logits(logits, p.task);
-  p.result = compute_metrics(p.task, p.predictions, set.labels, set.query_ids);
-  if (p.task.task == Task::kRegression && run.loaded.spec.has_dqe_section) {
-    double sq = 0;
-    for (double y : set.labels) sq += (y - p.task.label_mean) * (y - p.task.label_mean);
-    p.result.metrics["train_mean_rmse"] = std::sqrt(sq / static_cast<double>(set.labels.size()));
-  }
-  p.labels = std::move(set.labels);
+  run.loaded.model->to(ctx.device);
+  const Predictor predictor(run.loaded.model, std::make_shared<const Featurizer>(run.loaded.featurizer->with_task(p.task)),
+                            ctx.precision, config.batch_size, ctx.stop);
+  const LabelledSet set = labels_of(records, p.task, data);
+  p.predictions = predictions_from_logits(predictor.run(records, ctx.threads).logits, p.task);
+  p.result = compute_metrics(p.task, p.predictions, set.labels, set.query_ids, run.loaded.spec.has_dqe_section);
+  p.labels = set.labels;
   return p;
 }
 
@@ -740,14 +661,14 @@ std::vector<std::string> class_names_of(const TaskSpec& task) {
   return {};
 }
 
-std::string header_section(const ReportConfig& config, const std::vector<TrainLogEntry>& train,
-                           const std::vector<EvalLogEntry>& evals, ModelRun* run, const PredictionRun* pred) {
+std::string header_section(const ReportConfig& config, const std::vector<TrainLogRecord>& train,
+                           const std::vector<EvalLogRecord>& evals, ModelRun* run, const PredictionRun* pred) {
   std::string s = "<h1>dqe training report</h1>\n<p class=\"sub\">" + html_escape(config.run_dir) + "</p>\n";
   s += "<section id=\"summary\"><h2>Run</h2><div class=\"cards\">\n";
   if (run) {
     const ModelSpec& spec = run->loaded.spec;
-    std::string task = task_name(spec.task.task);
-    if (spec.task.task != Task::kRegression && !spec.task.labels.empty()) {
+    std::string task = spec.mlm_encoder ? std::string("masked-language-model pretraining") : task_name(spec.task.task);
+    if (!spec.mlm_encoder && spec.task.task != Task::kRegression && !spec.task.labels.empty()) {
       std::string names;
       for (const auto& l : spec.task.labels) names += (names.empty() ? "" : ", ") + l;
       task += " <small>(" + html_escape(names) + ")</small>";
@@ -796,7 +717,7 @@ std::string header_section(const ReportConfig& config, const std::vector<TrainLo
   return s + "</div></section>\n";
 }
 
-std::string training_section(const std::vector<TrainLogEntry>& train) {
+std::string training_section(const std::vector<TrainLogRecord>& train) {
   std::string s = "<section id=\"training\"><h2>Training curves</h2>\n";
   if (train.empty()) return s + "<p class=\"empty\">No training steps logged yet.</p></section>\n";
   std::vector<double> steps, loss, lr, grad;
@@ -827,12 +748,27 @@ std::string training_section(const std::vector<TrainLogEntry>& train) {
   grad_chart.series.push_back({"raw", steps, grad, "#c7e9c0", 1.0, 0.9});
   grad_chart.series.push_back(
       {"moving average", steps, moving_average(grad, window), "#2ca02c", 2.2});
-  s += "<div class=\"charts\">\n" + svg_line_chart(loss_chart) + svg_line_chart(lr_chart) +
-       svg_line_chart(grad_chart) + "</div>\n";
+  s += "<div class=\"charts\">\n" + svg_line_chart(loss_chart) + svg_line_chart(lr_chart) + svg_line_chart(grad_chart);
+  // Objectives' own numbers per step (pretraining: the accuracy on masked tokens).
+  std::vector<double> accuracy;
+  for (const auto& e : train) {
+    auto it = e.extra.find("accuracy");
+    accuracy.push_back(it != e.extra.end() && it->is_number() ? it->get<double>() : NAN);
+  }
+  if (std::any_of(accuracy.begin(), accuracy.end(), [](double v) { return std::isfinite(v); })) {
+    LineChart acc_chart;
+    acc_chart.title = "Training accuracy (masked tokens)";
+    acc_chart.x_label = "step";
+    acc_chart.y_label = "accuracy";
+    acc_chart.series.push_back({"raw", steps, accuracy, "#dadaeb", 1.0, 0.9});
+    acc_chart.series.push_back({"moving average", steps, moving_average(accuracy, window), "#756bb1", 2.2});
+    s += svg_line_chart(acc_chart);
+  }
+  s += "</div>\n";
   return s + "</section>\n";
 }
 
-std::string dev_section(const std::vector<EvalLogEntry>& evals, const ModelRun* run) {
+std::string dev_section(const std::vector<EvalLogRecord>& evals, const ModelRun* run) {
   std::string s = "<section id=\"dev\"><h2>Dev evaluations</h2>\n";
   if (evals.empty()) return s + "<p class=\"empty\">No evaluations yet.</p></section>\n";
   const std::string metric = evals.back().metric;
@@ -981,7 +917,7 @@ nlohmann::ordered_json config_in_file_order(const ModelRun& run) {
 
 }  // namespace
 
-void write_report(const ReportConfig& config) {
+void write_report(const ReportConfig& config, const StopToken& stop) {
   if (config.run_dir.empty()) throw ConfigError("--run is required");
   if (config.out.empty()) throw ConfigError("--out must not be empty");
   if (config.batch_size <= 0) throw ConfigError("--batch-size must be > 0");
@@ -992,8 +928,8 @@ void write_report(const ReportConfig& config) {
     throw IoError(config.out + ": cannot write (no such directory)");
   auto log = detail::logger("report");
 
-  const std::vector<TrainLogEntry> train = read_train_log((run_dir / "train_log.jsonl").string());
-  const std::vector<EvalLogEntry> evals = read_eval_log((run_dir / "eval_log.jsonl").string());
+  const std::vector<TrainLogRecord> train = read_train_log((run_dir / "train_log.jsonl").string());
+  const std::vector<EvalLogRecord> evals = read_eval_log((run_dir / "eval_log.jsonl").string());
 
   // Before the first evaluation a run has no best/ (and no last/ until one is saved):
   // the report then shows the curves alone.
@@ -1001,24 +937,31 @@ void write_report(const ReportConfig& config) {
   std::optional<PredictionRun> pred;
   std::string no_model_note;
   if (fs::is_directory(run_dir / "best") || fs::is_directory(run_dir / "last")) {
-    const int threads = configure_threads(config.threads);
-    log->info(runtime_description());
+    const RunContext ctx = make_run_context(config.device, config.precision, config.threads, stop);
+    log->info(ctx.describe());
     run.emplace();
-    run->loaded = load_model(config.run_dir);
+    LoadOptions lo;
+    lo.allow_new_head = true;  // a pretraining run's encoder has no task head: nothing to predict
+    run->loaded = load_model(config.run_dir, lo);
     run->state = load_trainer_state(run->loaded.dir, nullptr);
     if (fs::exists(run_dir / "last" / "trainer_state.json"))
       run->last_state = load_trainer_state((run_dir / "last").string(), nullptr);
-    std::string data = config.data;
-    if (data.empty()) {
-      auto dev = run->state.config.find("dev");
-      if (dev == run->state.config.end() || !dev->is_string() || dev->get<std::string>().empty())
-        throw ConfigError(run->loaded.dir + "/trainer_state.json records no dev file; pass --data");
-      data = dev->get<std::string>();
-      if (!fs::exists(data))
-        throw IoError(data + ": cannot open (the dev file recorded in " + run->loaded.dir +
-                      "/trainer_state.json; pass --data)");
+    if (run->loaded.spec.mlm_encoder) {
+      no_model_note = "A pretraining run: its encoder has no task head, so there are no predictions to show; the "
+                      "held-back MLM metrics are under Dev evaluations.";
+    } else {
+      std::string data = config.data;
+      if (data.empty()) {
+        auto dev = run->state.config.find("dev");
+        if (dev == run->state.config.end() || !dev->is_string() || dev->get<std::string>().empty())
+          throw ConfigError(run->loaded.dir + "/trainer_state.json records no dev file; pass --data");
+        data = dev->get<std::string>();
+        if (!fs::exists(data))
+          throw IoError(data + ": cannot open (the dev file recorded in " + run->loaded.dir +
+                        "/trainer_state.json; pass --data)");
+      }
+      pred = run_predictions(*run, config, data, ctx);
     }
-    pred = run_predictions(*run, config, data, threads);
   } else {
     no_model_note = "No checkpoint yet (" + (run_dir / "best").string() + " does not exist): no predictions to show.";
   }

@@ -9,13 +9,13 @@
 #include "dqe/checkpoint.h"
 #include "dqe/dataset.h"
 #include "dqe/errors.h"
-#include "dqe/evaluator.h"
+#include "dqe/predictor.h"
 #include "dqe/progress.h"
-#include "dqe/runtime.h"
+#include "dqe/run_context.h"
 
 namespace dqe {
 
-ScoreSummary score(const ScoreConfig& config) {
+ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
   if (config.batch_size <= 0) throw ConfigError("--batch-size must be > 0");
   if (config.max_len < 0) throw ConfigError("--max-len must be >= 0");
   if (config.filter && !config.threshold) throw ConfigError("--filter needs --threshold");
@@ -29,12 +29,10 @@ ScoreSummary score(const ScoreConfig& config) {
     else if (f == "keep") add_keep = true;
     else throw ConfigError("--fields: unknown field \"" + f + "\" (choose among score, pred, probs, keep)");
   }
-  const c10::Device device = resolve_device(config.device);
-  const Precision precision = resolve_precision(config.precision, device);
-  const int threads = configure_threads(config.threads);
+  const RunContext ctx = make_run_context(config.device, config.precision, config.threads, stop);
   auto log = detail::logger("score");
-  log->info(runtime_description() + ", " + device.str() + ", " + precision_name(precision));
-  const Ensemble ensemble = load_ensemble(config.models, config.max_len, config.fields, device);
+  log->info(ctx.describe());
+  const Ensemble ensemble = load_ensemble(config.models, config.max_len, config.fields, ctx, config.batch_size);
   const TaskSpec& task = ensemble.task();
   // The drift check compares with the dev scores saved with a single model.
   const std::optional<ScoreReference>& reference =
@@ -60,7 +58,11 @@ ScoreSummary score(const ScoreConfig& config) {
     while (static_cast<int64_t>(chunk.size()) < config.chunk_lines && (more = reader.next(rec)))
       chunk.push_back(std::move(rec));
     if (chunk.empty()) break;
-    const Predictions p = predict_ensemble(ensemble, chunk, config.input, config.batch_size, precision, threads);
+    const int64_t before = summary.lines;
+    const double members = static_cast<double>(ensemble.predictors.size());
+    const Predictions p = predict_ensemble(ensemble, chunk, ctx.threads, [&](int64_t done) {
+      progress.update(before + static_cast<int64_t>(static_cast<double>(done) / members));
+    });
     std::ostream& out = output.stream();
     for (size_t i = 0; i < chunk.size(); ++i) {
       auto& obj = chunk[i].object;

@@ -17,9 +17,11 @@ Encoding Tokenizer::encode_pair_ids(std::vector<int64_t> a, std::vector<int64_t>
     throw ConfigError("--max-len must be >= 3 ([CLS] a [SEP] b [SEP]), got " + std::to_string(max_len));
   }
   const size_t budget = max_len - 3;
+  const size_t before = a.size() + b.size();
   while (a.size() + b.size() > budget) (a.size() > b.size() ? a : b).pop_back();
 
   Encoding enc;
+  enc.truncated = static_cast<int64_t>(before - a.size() - b.size());
   enc.ids.reserve(a.size() + b.size() + 3);
   enc.ids.push_back(cls_id());
   enc.ids.insert(enc.ids.end(), a.begin(), a.end());

@@ -1,8 +1,10 @@
 // Checkpoint directories: config.json (Hugging Face keys + a "dqe" section),
-// model.safetensors, the tokenizer's file, and for training runs trainer_state.json and
-// optimizer.pt. Written to DIR.tmp and renamed into place, so DIR is always complete.
+// model.safetensors, the tokenizer's file, the side inputs' files, and for training runs
+// trainer_state.json and optimizer.pt. Written to DIR.tmp and renamed into place, so DIR is
+// always complete.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -12,6 +14,7 @@
 
 #include "dqe/config.h"
 #include "dqe/drift.h"
+#include "dqe/featurizer.h"
 #include "dqe/model.h"
 #include "dqe/tokenizer.h"
 
@@ -35,6 +38,11 @@ struct TrainerState {
   // Streaming runs (pretrain): the chunk of the input in progress; batch_in_epoch then
   // counts batches of that chunk.
   int64_t chunk = 0;
+  // Padded token positions computed, and seconds spent, over the whole run (resumes included).
+  int64_t tokens_seen = 0;
+  double elapsed_s = 0;
+  // What the run was trained on (the objective's fingerprint of its data), checked on --resume.
+  std::string data_fingerprint;
   // The effective training configuration, for the record.
   nlohmann::ordered_json config;
 };
@@ -43,12 +51,14 @@ nlohmann::ordered_json to_json(const TrainerState& state);
 // Throws ModelError naming origin on an unknown format version or a missing key.
 TrainerState trainer_state_from_json(const nlohmann::json& j, const std::string& origin);
 
-// A model ready to use: its spec, weights and tokenizer.
+// A model ready to use: its spec, weights, tokenizer and featurizer.
 struct LoadedModel {
   std::string dir;
   ModelSpec spec;
   SequenceModel model{nullptr};
-  std::unique_ptr<Tokenizer> tokenizer;
+  std::shared_ptr<const Tokenizer> tokenizer;
+  // Turns records into the model's inputs (the tokenizer, match types, side inputs).
+  std::shared_ptr<const Featurizer> featurizer;
   LoadReport report;
   // Distribution of the model's dev scores at training time (score_reference.json), if saved.
   std::optional<ScoreReference> score_reference;
@@ -58,27 +68,46 @@ struct LoadedModel {
 // its best/ checkpoint, else last/). Throws ModelError naming the path otherwise.
 std::string resolve_model_dir(const std::string& path);
 
-// Loads config, tokenizer and weights. With allow_new_head, a missing or wrongly shaped
-// head (num_outputs differs) is initialised fresh, for fine-tuning; without it, an MLM
-// encoder (no task head) is a ModelError that says to fine-tune it first. A task_override
-// makes the result a task model (mlm_encoder false).
-// min_type_vocab widens the token type embeddings (for match types on an --init model).
-LoadedModel load_model(const std::string& path, bool allow_new_head = false,
-                       const std::optional<TaskSpec>& task_override = std::nullopt,
-                       std::optional<int64_t> min_type_vocab = std::nullopt);
+struct LoadOptions {
+  // Fine-tuning: a missing or wrongly shaped head (sequence or side) starts fresh. Without it,
+  // an MLM encoder (no task head) is a ModelError that says to fine-tune it first.
+  bool allow_new_head = false;
+  // Fine-tuning: the task to train instead of the saved one (the result is a task model).
+  std::optional<TaskSpec> task;
+  // Fine-tuning: side inputs the task asks for and the directory lacks are fitted on these.
+  const std::vector<Record>* fit_records = nullptr;
+  // Widens the token type embeddings (match types on an --init model).
+  std::optional<int64_t> min_type_vocab;
+};
 
-// Writes a complete checkpoint to dir atomically. state, optimizer and reference are optional;
-// extra_weights are saved beside the model's (the MLM head). An spec.mlm_encoder checkpoint
-// leaves out the untrained classifier.
-void save_checkpoint(const std::string& dir, const ModelSpec& spec, SequenceModel& model, const Tokenizer& tokenizer,
-                     const TrainerState* state = nullptr, torch::optim::Optimizer* optimizer = nullptr,
-                     const ScoreReference* reference = nullptr,
-                     const std::vector<std::pair<std::string, torch::Tensor>>& extra_weights = {});
+// Loads config, tokenizer, side inputs and weights. Throws ModelError/IoError naming the file.
+LoadedModel load_model(const std::string& path, const LoadOptions& options = {});
+
+// Writes a model's files into an existing directory: config.json, tokenizer_config.json, the
+// tokenizer's file, model.safetensors (extra_weights, such as the MLM head's, beside the
+// model's; a spec.mlm_encoder model leaves out its untrained classifier), the side inputs'
+// files and, when given, score_reference.json.
+void write_model_files(const std::string& dir, const ModelSpec& spec, SequenceModel& model, const Featurizer& featurizer,
+                       const std::vector<std::pair<std::string, torch::Tensor>>& extra_weights = {},
+                       const ScoreReference* reference = nullptr);
+
+// Writes trainer_state.json and, when given, optimizer.pt into an existing directory. The
+// state file goes last: its presence marks a complete training checkpoint.
+void write_training_state(const std::string& dir, const TrainerState& state, torch::optim::Optimizer* optimizer);
+
+// Replaces the directory dir atomically with what fill writes into a fresh temporary
+// directory beside it (DIR.tmp, renamed into place; a crash between the renames leaves the
+// previous complete one as DIR.old, see recover_checkpoint).
+void write_checkpoint(const std::string& dir, const std::function<void(const std::string& tmp_dir)>& fill);
+
+// A model checkpoint without training state: write_checkpoint of write_model_files.
+void save_checkpoint(const std::string& dir, const ModelSpec& spec, SequenceModel& model, const Featurizer& featurizer,
+                     const ScoreReference* reference = nullptr);
 
 // Reads DIR/trainer_state.json and, when given, DIR/optimizer.pt into optimizer.
 TrainerState load_trainer_state(const std::string& dir, torch::optim::Optimizer* optimizer);
 
-// Makes sure a checkpoint written by save_checkpoint is in place: when a crash hit between
+// Makes sure a checkpoint written by write_checkpoint is in place: when a crash hit between
 // its two renames, DIR is missing and DIR.old holds the previous complete checkpoint.
 void recover_checkpoint(const std::string& dir);
 

@@ -1,8 +1,10 @@
-// From records to tensors: label encoding per task, pair encoding, length-bucketed
-// batches with dynamic padding.
+// From records to tensors: label encoding per task, match types, length-bucketed batch
+// plans and padding (featurizer.h turns records into examples).
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -10,7 +12,6 @@
 
 #include "dqe/config.h"
 #include "dqe/jsonl_reader.h"
-#include "dqe/lexical.h"
 #include "dqe/tokenizer.h"
 
 namespace dqe {
@@ -24,29 +25,22 @@ std::vector<std::string> collect_class_labels(const std::vector<Record>& records
 // Throws DataError "path:line: ..." otherwise.
 double encode_label(const Record& record, const TaskSpec& task, const std::string& path);
 
-struct EncodedSet {
-  std::vector<Encoding> inputs;
-  std::vector<double> labels;  // encode_label() values; empty when unlabeled
-  std::vector<std::string> query_ids;
-};
-
 // Marks tokens that occur on both sides of the pair (TaskSpec::match_types): type 0 -> 2
 // on the query side, 1 -> 3 on the result side. Special tokens keep their type.
 void mark_matches(Encoding& encoding, const Tokenizer& tokenizer);
 
-// Tokenizes every record (on `threads` threads) and encodes labels when with_labels. When
-// task.lexical_features, also computes the lexical features with lexical (required then).
-EncodedSet encode_records(const std::vector<Record>& records, const Tokenizer& tokenizer, const TaskSpec& task,
-                          const std::string& path, bool with_labels, int threads,
-                          const LexicalStats* lexical = nullptr);
-
-// A padded batch. mask is 1 for real tokens. features is [batch, F] when the inputs have
-// lexical features, else undefined.
+// A padded batch: mask is 1 for real tokens; side holds the side inputs' tensors by name,
+// [batch, dim] each (none for text alone).
 struct Batch {
-  torch::Tensor ids, type_ids, mask, features;
+  torch::Tensor ids, type_ids, mask;
+  std::map<std::string, torch::Tensor> side;
   std::vector<size_t> rows;  // which inputs, in batch order
 };
-// Built on the CPU, then moved to device.
+// Pads the text of the rows, built on the CPU and then moved to device. encoding_of(row)
+// gives a row's encoding.
+Batch collate_text(const std::vector<size_t>& rows, const std::function<const Encoding&(size_t)>& encoding_of,
+                   int64_t pad_id, const c10::Device& device = c10::Device(c10::kCPU));
+// The same for a vector of encodings.
 Batch collate(const std::vector<Encoding>& inputs, const std::vector<size_t>& rows, int64_t pad_id,
               const c10::Device& device = c10::Device(c10::kCPU));
 

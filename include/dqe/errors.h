@@ -43,4 +43,15 @@ class ModelError : public Error {
   using Error::Error;
 };
 
+// SIGINT or SIGTERM asked the work to stop at a point where nothing could be saved (before a
+// training run's first step, or in a command whose outputs appear only when complete).
+class Interrupted : public Error {
+ public:
+  Interrupted(int signal_number, const std::string& what) : Error(what), signal_number_(signal_number) {}
+  int signal_number() const { return signal_number_; }
+
+ private:
+  int signal_number_;
+};
+
 }  // namespace dqe

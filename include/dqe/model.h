@@ -1,22 +1,48 @@
-// BERT encoder plus a task head, as LibTorch modules whose registered names are Hugging
-// Face's BertForSequenceClassification names ("bert.encoder.layer.0.attention.self.query.weight",
-// "classifier.weight", ...): those names are the checkpoint format.
+// BERT as parts: an encoder (embeddings, transformer layers, pooler), a sequence head, side
+// heads for the featurizer's side inputs (lexical.h), and the masked-language-model head. Each
+// parameter has a role, and the role, not a name prefix, decides how it is initialised,
+// whether it must be in a file being loaded, whether it is saved, frozen and decayed.
+// Registered module names are Hugging Face's BertForSequenceClassification / BertForMaskedLM
+// names ("bert.encoder.layer.0.attention.self.query.weight", "classifier.weight",
+// "cls.predictions.bias"): those names are the checkpoint format.
 #pragma once
 
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <torch/torch.h>
 
 #include "dqe/config.h"
-#include "dqe/lexical.h"
 
 namespace dqe {
 
+// What a parameter is for.
+enum class Role {
+  kEmbeddings,    // bert.embeddings.*
+  kEncoder,       // bert.encoder.*: the transformer layers
+  kPooler,        // bert.pooler.*: tanh(dense([CLS]))
+  kSequenceHead,  // classifier.*: the task's logits
+  kSideHead,      // one per side input ("lexical.*"): added to the logits
+  kMlmHead,       // cls.predictions.*: pretraining only
+};
+std::string role_name(Role role);
+
+struct RoleParameter {
+  std::string name;  // Hugging Face name
+  torch::Tensor tensor;
+  Role role;
+  // AdamW's weight decay applies (not to biases and LayerNorm, as BERT training does).
+  bool decay;
+};
+
 struct BertEmbeddingsImpl : torch::nn::Module {
   explicit BertEmbeddingsImpl(const BertConfig& c);
-  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& type_ids);
+  // Word embeddings of the ids, [batch, time, hidden]: what adversarial training perturbs.
+  torch::Tensor embed(const torch::Tensor& ids);
+  // Adds position and token type embeddings to word embeddings, then LayerNorm and dropout.
+  torch::Tensor forward(const torch::Tensor& word_embeds, const torch::Tensor& type_ids);
 
   torch::nn::Embedding word_embeddings{nullptr}, position_embeddings{nullptr}, token_type_embeddings{nullptr};
   torch::nn::LayerNorm LayerNorm{nullptr};
@@ -66,34 +92,85 @@ struct BertLayerImpl : torch::nn::Module {
 };
 TORCH_MODULE(BertLayer);
 
+// The encoder: BertModel in Hugging Face's terms.
 struct BertModelImpl : torch::nn::Module {
   explicit BertModelImpl(const BertConfig& c);
-  // Returns the pooled [CLS] representation, [batch, hidden].
-  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& type_ids, const torch::Tensor& mask);
-  // Last hidden states, [batch, time, hidden].
+  // Word embeddings of the ids (BertEmbeddings::embed).
+  torch::Tensor embed(const torch::Tensor& ids);
+  // Last hidden states [batch, time, hidden] from word embeddings (Hugging Face's inputs_embeds).
+  torch::Tensor encode_embeds(const torch::Tensor& word_embeds, const torch::Tensor& type_ids, const torch::Tensor& mask);
+  // encode_embeds(embed(ids), ...).
   torch::Tensor encode(const torch::Tensor& ids, const torch::Tensor& type_ids, const torch::Tensor& mask);
+  // The pooled [CLS] representation, [batch, hidden], of last hidden states.
+  torch::Tensor pool(const torch::Tensor& hidden);
+  // pool(encode(...)).
+  torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& type_ids, const torch::Tensor& mask);
 
   BertEmbeddings embeddings{nullptr};
-  torch::nn::ModuleList layers{nullptr};  // registered as "encoder.layer"
-  torch::nn::Linear pooler_dense{nullptr};  // registered as "pooler.dense"
+  torch::nn::Module* encoder = nullptr;  // holder of "encoder.layer"
+  torch::nn::ModuleList layers{nullptr};
+  torch::nn::Module* pooler = nullptr;  // holder of "pooler.dense"
+  torch::nn::Linear pooler_dense{nullptr};
 };
 TORCH_MODULE(BertModel);
 
-// BertForSequenceClassification: encoder, dropout, linear head with num_outputs logits.
-// With num_lexical_features > 0, a small MLP of the pair's lexical features ("lexical.*",
-// its output layer starting at zero) is added to the logits.
+// A side head: an MLP of a side input (e.g. the pair's lexical features) whose output is
+// added to the logits. Its output layer starts at zero, so that at first the model is the
+// text model alone.
+struct SideHeadImpl : torch::nn::Module {
+  SideHeadImpl(int64_t input_dim, int64_t num_outputs);
+  torch::Tensor forward(const torch::Tensor& features);
+  // PyTorch's default initialisation for the hidden layer (BERT's N(0, 0.02) would leave it
+  // nearly flat on features in [0, 1]) and zeros for the output layer.
+  void reset_side_head();
+
+  // Registered as "0" and "2", the names of torch.nn.Sequential(Linear, GELU, Linear).
+  torch::nn::Linear hidden{nullptr}, output{nullptr};
+};
+TORCH_MODULE(SideHead);
+
+// The side inputs a model reads beside the text, by name, with their widths.
+using SideInputDims = std::vector<std::pair<std::string, int64_t>>;
+
+struct ModelOutput {
+  torch::Tensor logits;  // [batch, num_outputs]
+  torch::Tensor pooled;  // [batch, hidden]
+};
+
+// BertForSequenceClassification plus side heads: encoder, dropout, a linear head with
+// num_outputs logits, and for each side input an MLP added to the logits.
 struct SequenceModelImpl : torch::nn::Module {
-  SequenceModelImpl(const BertConfig& c, int64_t num_outputs, int64_t num_lexical_features = 0);
-  // Logits, [batch, num_outputs]. features: [batch, num_lexical_features] when the model has them.
+  SequenceModelImpl(const BertConfig& c, int64_t num_outputs, const SideInputDims& side_inputs = {});
+
+  // Logits and pooled vector. side: the batch's side input tensors by name, [batch, dim] each.
+  ModelOutput run(const torch::Tensor& ids, const torch::Tensor& type_ids, const torch::Tensor& mask,
+                  const std::map<std::string, torch::Tensor>& side = {});
+  // The same from word embeddings (BertModel::embed, perturbed or not).
+  ModelOutput run_embeds(const torch::Tensor& word_embeds, const torch::Tensor& type_ids, const torch::Tensor& mask,
+                         const std::map<std::string, torch::Tensor>& side = {});
+  // Logits of run().
   torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& type_ids, const torch::Tensor& mask,
-                        const torch::Tensor& features = {});
+                        const std::map<std::string, torch::Tensor>& side = {});
+
+  // The parts in registration order, each with its role and name prefix.
+  struct Part {
+    Role role;
+    std::string prefix;  // "bert.embeddings.", "classifier.", "lexical." ...
+    torch::nn::Module* module;
+  };
+  std::vector<Part> parts();
+  // Every parameter with its role, in registration order (the optimizer's order).
+  std::vector<RoleParameter> role_parameters();
+  // The side head reading `name`, or null.
+  SideHead side_head(const std::string& name) const;
+  const std::vector<std::pair<std::string, SideHead>>& side_heads() const { return side_heads_; }
 
   BertModel bert{nullptr};
   torch::nn::Dropout dropout{nullptr};
   torch::nn::Linear classifier{nullptr};
-  torch::nn::Sequential lexical{nullptr};
-  // The training results' word statistics the features are computed with (lexical_stats.json).
-  std::shared_ptr<const LexicalStats> lexical_stats;
+
+ private:
+  std::vector<std::pair<std::string, SideHead>> side_heads_;  // registered under their names
 };
 TORCH_MODULE(SequenceModel);
 
@@ -103,6 +180,8 @@ struct BertLmHeadImpl : torch::nn::Module {
   explicit BertLmHeadImpl(const BertConfig& c);
   // hidden: [n, hidden] states at the masked positions; returns [n, vocab] logits.
   torch::Tensor forward(const torch::Tensor& hidden, const torch::Tensor& word_embeddings);
+  // Its parameters under their Hugging Face names ("cls.predictions.bias", ...), role kMlmHead.
+  std::vector<RoleParameter> role_parameters();
 
   torch::nn::Linear transform_dense{nullptr};        // "predictions.transform.dense"
   torch::nn::LayerNorm transform_LayerNorm{nullptr};  // "predictions.transform.LayerNorm"
@@ -111,17 +190,15 @@ struct BertLmHeadImpl : torch::nn::Module {
 };
 TORCH_MODULE(BertLmHead);
 
-// The head's tensors under their Hugging Face names ("cls.predictions.bias", ...).
-std::vector<std::pair<std::string, torch::Tensor>> lm_head_weights(BertLmHead& head);
 // Copies "cls.predictions.*" tensors into head. Returns false (head untouched) when the
 // file has none; throws ModelError naming origin when some are missing or misshapen.
 bool load_lm_head(BertLmHead& head, const std::map<std::string, torch::Tensor>& tensors, const std::string& origin);
 
-// BERT's initialisation: N(0, initializer_range) for Linear and Embedding weights (the
-// padding row zeroed), zero biases, LayerNorm weight 1 and bias 0.
-void init_bert_weights(torch::nn::Module& module, double initializer_range, int64_t pad_token_id);
-// The same, and the lexical MLP's output layer at zero.
-void init_bert_weights(SequenceModel& model, double initializer_range, int64_t pad_token_id);
+// BERT's initialisation by role: N(0, initializer_range) for the Linear and Embedding weights
+// of the encoder and heads (the padding row zeroed), zero biases, LayerNorm weight 1 and bias
+// 0; side heads then get SideHead::reset_side_head().
+void init_weights(SequenceModel& model, const BertConfig& config);
+void init_weights(BertLmHead& head, const BertConfig& config);
 
 struct LoadReport {
   std::vector<std::string> missing;     // parameters left at their initial values
@@ -129,12 +206,20 @@ struct LoadReport {
 };
 
 // Copies tensors into the model by Hugging Face name. Accepts names with or without the
-// "bert." prefix and the old "gamma"/"beta" LayerNorm names. A missing or wrongly shaped
-// classifier is allowed when allow_new_head (it stays freshly initialised), and so are
-// token type embeddings with fewer rows than the config (widened, see TaskSpec::match_types); any other
-// missing encoder weight or shape mismatch throws ModelError naming origin and the tensor.
+// "bert." prefix and the old "gamma"/"beta" LayerNorm names. Embeddings and encoder must be
+// in the file; a missing pooler is reported. Heads (sequence and side) missing or with another
+// shape are allowed when allow_new_head (they stay as initialised), and so are token type
+// embeddings with fewer rows than the config (widened, see TaskSpec::match_types); anything
+// else throws ModelError naming origin and the tensor.
 LoadReport load_weights(SequenceModel& model, std::map<std::string, torch::Tensor> tensors,
                         const std::string& origin, bool allow_new_head);
+
+// The tensors a checkpoint saves, by Hugging Face name: every role but the sequence head for
+// a pretrained encoder (mlm_encoder: its classifier was never trained).
+std::vector<std::pair<std::string, torch::Tensor>> checkpoint_weights(SequenceModel& model, bool mlm_encoder);
+
+// Sets requires_grad of every parameter with one of these roles.
+void set_trainable(SequenceModel& model, const std::vector<Role>& roles, bool trainable);
 
 // Sets every dropout probability of the model (hidden states, attention and classifier) to p
 // and records it in config, so that saved checkpoints carry it.
@@ -142,8 +227,5 @@ void set_dropout(SequenceModel& model, BertConfig& config, double p);
 
 // The device of the module's first parameter (the CPU for a module without parameters).
 c10::Device device_of(const torch::nn::Module& module);
-
-// Named parameters in Hugging Face layout, for saving.
-std::vector<std::pair<std::string, torch::Tensor>> named_weights(SequenceModel& model);
 
 }  // namespace dqe

@@ -11,6 +11,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dqe/run_context.h"
+
 namespace dqe {
 
 struct PretrainConfig {
@@ -79,6 +81,7 @@ struct PretrainConfig {
 struct PretrainResult {
   int64_t steps = 0;
   bool interrupted = false;
+  int interrupt_signal = 0;    // the signal that stopped it (0: stop_after_step)
   int64_t train_lines = 0;     // lines used for training per epoch
   int64_t held_out_lines = 0;
   int64_t empty_lines = 0;
@@ -90,6 +93,7 @@ struct PretrainResult {
   std::string best_dir, last_dir;
 };
 
-PretrainResult pretrain(const PretrainConfig& config);
+// Pretrains (train/mlm_objective on the training engine). Stops as train() does.
+PretrainResult pretrain(const PretrainConfig& config, const StopToken& stop = {});
 
 }  // namespace dqe

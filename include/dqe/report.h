@@ -14,6 +14,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dqe/run_context.h"
+#include "dqe/run_log.h"
+
 namespace dqe {
 
 struct ReportConfig {
@@ -26,36 +29,23 @@ struct ReportConfig {
   int64_t batch_size = 64;
   // Compute threads (0: all cores available).
   int threads = 0;
+  // "auto" (bf16 autocast on a GPU or where the CPU has native bf16, else fp32), "fp32"
+  // (exact) or "bf16": as in eval, so that the report's metrics are eval's.
+  std::string precision = "auto";
+  // "auto" (a GPU when there is one), "cpu", "cuda" or "cuda:N".
+  std::string device = "auto";
   // Longest input in tokens; 0 means the model's own.
   int64_t max_len = 0;
 };
 
-// Writes the report to config.out atomically. Throws IoError naming the path when the run
-// directory or its logs are missing, ModelError for a broken checkpoint, DataError for a
-// malformed log line or data line, ConfigError for a bad value.
-void write_report(const ReportConfig& config);
+// Writes the report to config.out atomically. The best model's metrics come from the same
+// predictor and metrics as `dqe eval` (same device and precision, same numbers); a
+// pretraining run shows its held-back MLM metrics instead. Throws IoError naming the path when
+// the run directory or its logs are missing, ModelError for a broken checkpoint, DataError for
+// a malformed log line or data line, ConfigError for a bad value; Interrupted when stop asks.
+void write_report(const ReportConfig& config, const StopToken& stop = {});
 
 // ---- Pieces of the report, exposed for tests ----
-
-// One line of train_log.jsonl.
-struct TrainLogEntry {
-  int64_t step = 0;
-  double epoch = 0, loss = 0, lr = 0, grad_norm = 0, samples_per_s = 0, elapsed_s = 0;
-};
-// One line of eval_log.jsonl.
-struct EvalLogEntry {
-  int64_t step = 0;
-  double epoch = 0;
-  std::string metric;
-  double value = 0;  // NaN when the log holds null
-  bool improved = false;
-  nlohmann::ordered_json metrics;
-};
-// Read a run's logs. Throw IoError naming the path when it cannot be opened and DataError
-// "path:line: problem" for a malformed line, except that a malformed last line (a write cut
-// short by a crash or a run still in progress) is ignored.
-std::vector<TrainLogEntry> read_train_log(const std::string& path);
-std::vector<EvalLogEntry> read_eval_log(const std::string& path);
 
 // &, <, >, " and ' replaced by entities.
 std::string html_escape(std::string_view text);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "dqe/jsonl_reader.h"
+#include "dqe/run_context.h"
 
 namespace dqe {
 
@@ -55,6 +56,7 @@ struct ScoreSummary {
   std::string shift;  // the largest move between bins, in words
 };
 
-ScoreSummary score(const ScoreConfig& config);
+// stop is checked between batches (Interrupted: the output is not written).
+ScoreSummary score(const ScoreConfig& config, const StopToken& stop = {});
 
 }  // namespace dqe

@@ -10,12 +10,12 @@
 
 namespace dqe {
 
-// Model inputs for one pair, unpadded.
+// Model inputs for one pair (or one text), unpadded.
 struct Encoding {
   std::vector<int64_t> ids;
   std::vector<int64_t> type_ids;
-  // The pair's lexical features, for models that use them (lexical.h); else empty.
-  std::vector<float> features;
+  // Tokens cut off to fit the length limit.
+  int64_t truncated = 0;
 };
 
 class Tokenizer {

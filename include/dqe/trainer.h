@@ -3,7 +3,6 @@
 // stopping, best/ and last/ checkpoints, and --resume from last/.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -13,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dqe/jsonl_reader.h"
+#include "dqe/run_context.h"
 
 namespace dqe {
 
@@ -98,6 +98,7 @@ struct TrainConfig {
 struct TrainResult {
   int64_t steps = 0;
   bool interrupted = false;   // stopped by a signal or stop_after_step; resume to continue
+  int interrupt_signal = 0;   // the signal that stopped it (0: stop_after_step)
   bool early_stopped = false;
   std::string metric_name;
   double best_metric = 0;
@@ -106,11 +107,9 @@ struct TrainResult {
   std::string best_dir, last_dir;
 };
 
-TrainResult train(const TrainConfig& config);
-
-// Set from a signal handler: the trainer finishes its current step, writes last/ and returns.
-void request_stop(int signal_number);
-// The signal that asked to stop, or 0.
-int stop_signal();
+// Fine-tunes (train/finetune_objective on the training engine). When stop asks, the current
+// step finishes, last/ is written and the result says interrupted; before the first step,
+// Interrupted is thrown (nothing to resume).
+TrainResult train(const TrainConfig& config, const StopToken& stop = {});
 
 }  // namespace dqe

@@ -1,6 +1,7 @@
 #include "cli/app.h"
 
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <map>
 #include <set>
@@ -18,9 +19,23 @@
 namespace dqe::cli {
 namespace {
 
-void on_signal(int signal_number) { request_stop(signal_number); }
+// The only process-wide stop flag: set by the signal handler, read through StopTokens.
+std::atomic<int> g_stop_signal{0};
+
+extern "C" void on_stop_signal(int signal_number) {
+  // The first signal asks the work to stop at its next safe point; a second one ends the
+  // process at once, as if no handler were installed.
+  if (g_stop_signal.exchange(signal_number) != 0) {
+    std::signal(signal_number, SIG_DFL);
+    std::raise(signal_number);
+  }
+}
 
 }  // namespace
+
+StopToken stop_token() { return StopToken(&g_stop_signal); }
+
+int exit_code_of_signal(int signal_number) { return signal_number == SIGTERM ? kTerminated : kInterrupted; }
 
 std::string version_text() {
   configure_threads(0);
@@ -190,11 +205,11 @@ int run(int argc, char** argv) {
     return kUsageError;
   }
   finalize(state);
-  if (state.train_cmd->parsed() || state.pretrain_cmd->parsed()) {
-    // Training finishes its step and writes a checkpoint; other commands just stop (their
-    // outputs only appear when complete).
-    std::signal(SIGINT, on_signal);
-    std::signal(SIGTERM, on_signal);
+  if (!state.tokenizer_train_cmd->parsed()) {
+    // Training finishes its step and writes a checkpoint; eval, score and report stop between
+    // batches without writing their outputs (they appear only when complete).
+    std::signal(SIGINT, on_stop_signal);
+    std::signal(SIGTERM, on_stop_signal);
   }
   try {
     if (state.train_cmd->parsed()) return run_train(state);
@@ -204,6 +219,9 @@ int run(int argc, char** argv) {
     if (state.pretrain_cmd->parsed()) return run_pretrain(state);
     if (state.tokenizer_train_cmd->parsed()) return run_tokenizer_train(state);
     return kUsageError;
+  } catch (const Interrupted& e) {
+    std::cerr << "dqe: " << e.what() << "\n";
+    return exit_code_of_signal(e.signal_number());
   } catch (const ConfigError& e) {
     std::cerr << "dqe: error: " << e.what() << "\n";
     return kUsageError;

@@ -12,6 +12,7 @@
 #include "dqe/evaluator.h"
 #include "dqe/gate.h"
 #include "dqe/pretrainer.h"
+#include "dqe/run_context.h"
 #include "dqe/report.h"
 #include "dqe/scorer.h"
 #include "dqe/trainer.h"
@@ -58,6 +59,12 @@ struct CliState {
 };
 
 std::unique_ptr<CLI::App> make_app(CliState& state);
+
+// Asks the library's long work to stop: set by SIGINT and SIGTERM once run() installed its
+// handler (the only process-wide state, kept out of the library).
+StopToken stop_token();
+// 143 for SIGTERM, 130 otherwise (SIGINT, or a stop asked by a test hook).
+int exit_code_of_signal(int signal_number);
 
 // What --version prints: dqe, LibTorch, BLAS and thread count, devices.
 std::string version_text();

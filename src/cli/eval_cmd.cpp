@@ -39,7 +39,7 @@ int run_eval(CliState& state) {
   // Before evaluating: a gate that cannot work stops the run at once, and the baseline is
   // read before --metrics-out is written.
   const Gate gate(state.gate);
-  EvalResult r = evaluate(state.eval);
+  EvalResult r = evaluate(state.eval, stop_token());
   std::cout << r.table;
   if (!gate.active()) return kOk;
   const GateResult verdict = gate.check(r.metrics);

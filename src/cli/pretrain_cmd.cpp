@@ -1,4 +1,3 @@
-#include <csignal>
 #include <iostream>
 
 #include "cli/app.h"
@@ -75,11 +74,11 @@ int run_pretrain(CliState& state) {
     std::cout << state.pretrain.to_json().dump(2) << "\n";
     return kOk;
   }
-  PretrainResult r = pretrain(state.pretrain);
+  PretrainResult r = pretrain(state.pretrain, stop_token());
   if (r.interrupted) {
     std::cerr << "dqe: interrupted at step " << r.steps << "; resume with: dqe pretrain ... --out "
               << state.pretrain.out_dir << " --resume\n";
-    return stop_signal() == SIGTERM ? kTerminated : kInterrupted;
+    return exit_code_of_signal(r.interrupt_signal);
   }
   std::cout << "held-back MLM accuracy " << r.initial_accuracy << " -> " << r.best_accuracy << " (loss " << r.initial_loss
             << " -> " << r.best_loss << ") at step " << r.best_step << " (" << r.best_dir << ")\n";

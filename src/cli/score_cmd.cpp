@@ -34,7 +34,7 @@ void add_score_command(CLI::App& app, CliState& state) {
 }
 
 int run_score(CliState& state) {
-  ScoreSummary s = score(state.score);
+  ScoreSummary s = score(state.score, stop_token());
   char line[320];
   std::snprintf(line, sizeof line, "[score] %ld lines, %ld written, %ld kept, %ld filtered, %ld rejected, %.0f pairs/s",
                 static_cast<long>(s.lines), static_cast<long>(s.written), static_cast<long>(s.kept),

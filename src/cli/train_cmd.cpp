@@ -1,4 +1,3 @@
-#include <csignal>
 #include <iostream>
 
 #include "cli/app.h"
@@ -87,12 +86,11 @@ int run_train(CliState& state) {
     std::cout << state.train.to_json().dump(2) << "\n";
     return kOk;
   }
-  TrainResult r = train(state.train);
+  TrainResult r = train(state.train, stop_token());
   if (r.interrupted) {
-    const int sig = stop_signal();
     std::cerr << "dqe: interrupted at step " << r.steps << "; resume with: dqe train ... --out " << state.train.out_dir
               << " --resume\n";
-    return sig == SIGTERM ? kTerminated : kInterrupted;
+    return exit_code_of_signal(r.interrupt_signal);
   }
   std::cout << "best dev " << r.metric_name << " " << r.best_metric << " at step " << r.best_step << " (" << r.best_dir
             << ")\n";

@@ -1,39 +1,20 @@
-// Pieces shared by the fine-tuning and pretraining loops: run directories, logs, the
-// learning-rate schedule and BERT's AdamW parameter groups.
+// Small pieces shared by the training objectives.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
-#include <filesystem>
-#include <memory>
 #include <optional>
 #include <string>
-#include <utility>
+
+#include <memory>
 #include <vector>
 
 #include <spdlog/logger.h>
-#include <torch/torch.h>
 
 #include "dqe/model.h"
+#include "dqe/tokenizer.h"
 
 namespace dqe::detail {
-
-// Optimizer steps in a row whose loss or gradients were not finite before a run stops.
-constexpr int kMaxNonFiniteSteps = 5;
-
-// Creates dir and proves it writable now, not after an hour of training. Throws IoError.
-void check_writable(const std::filesystem::path& dir);
-
-// Keeps the records of a JSONL log up to and including step, so that a resumed run
-// continues the log instead of repeating steps. step < 0 empties it.
-void truncate_log(const std::filesystem::path& path, int64_t step);
-
-// Linear warmup from 0 over `warmup` steps to peak, then linear decay to 0 at `total`.
-double linear_schedule(double peak, int64_t step, int64_t total, int64_t warmup);
-
-// AdamW with no weight decay on biases and LayerNorm, as BERT training does.
-std::unique_ptr<torch::optim::AdamW> make_adamw(const std::vector<std::pair<std::string, torch::Tensor>>& named_params,
-                                                double lr, double weight_decay);
-void set_learning_rate(torch::optim::Optimizer& optimizer, double lr);
 
 // What --dropout (when given) does to a loaded model: on a new run from --init it sets the
 // model's dropout (set_dropout) and logs the model's own; on --resume a value other than
@@ -41,7 +22,40 @@ void set_learning_rate(torch::optim::Optimizer& optimizer, double lr);
 void apply_dropout_flag(const std::optional<double>& dropout, bool resume, SequenceModel& model, BertConfig& config,
                         spdlog::logger& log);
 
-// "%.4g" of v.
-std::string fmt_double(double v, int precision = 4);
+// The tokenizer of a model built from scratch: --tokenizer (a vocab.txt, a SentencePiece
+// .model or a `dqe tokenizer train` directory), else a WordPiece vocabulary of vocab_size
+// built from texts (logged as built from `source`).
+std::shared_ptr<const Tokenizer> new_tokenizer(const std::string& tokenizer_flag, bool lower_case, int64_t vocab_size,
+                                               const std::vector<std::string>& texts, const std::string& source,
+                                               spdlog::logger& log);
+
+// The shape of a model built from scratch, from the shape flags that train and pretrain share.
+template <typename Config>
+BertConfig new_model_shape(const Config& flags, const Tokenizer& tokenizer, int64_t max_len, int64_t type_vocab_size) {
+  BertConfig b;
+  b.vocab_size = tokenizer.vocab_size();
+  b.hidden_size = flags.hidden;
+  b.num_hidden_layers = flags.layers;
+  b.num_attention_heads = flags.heads;
+  b.intermediate_size = flags.intermediate;
+  b.hidden_dropout_prob = b.attention_probs_dropout_prob = flags.dropout.value_or(kDefaultDropout);
+  b.max_position_embeddings = std::max<int64_t>(512, max_len);
+  b.type_vocab_size = type_vocab_size;
+  b.pad_token_id = tokenizer.pad_id();
+  b.validate("model shape");
+  return b;
+}
+
+// 64-bit FNV-1a, for fingerprints of training data.
+class Fnv1a {
+ public:
+  void add(const std::string& text);
+  void add(double value);
+  uint64_t value() const { return hash_; }
+  std::string hex() const;
+
+ private:
+  uint64_t hash_ = 0xcbf29ce484222325ULL;
+};
 
 }  // namespace dqe::detail

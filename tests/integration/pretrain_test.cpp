@@ -111,7 +111,10 @@ TEST_F(PretrainTest, ResultIsAnInitForTrainButNotAModelToScoreWith) {
   }
   TaskSpec task;
   task.max_len = 16;
-  LoadedModel m = load_model(config_.out_dir, /*allow_new_head=*/true, task);
+  LoadOptions lo;
+  lo.allow_new_head = true;
+  lo.task = task;
+  LoadedModel m = load_model(config_.out_dir, lo);
   EXPECT_FALSE(m.spec.mlm_encoder);
   EXPECT_TRUE(torch::equal(m.model->named_parameters()["bert.encoder.layer.0.attention.self.query.weight"],
                            saved.at("bert.encoder.layer.0.attention.self.query.weight")));

@@ -298,10 +298,12 @@ TEST_F(TrainTest, LexicalFeaturesTrainAndTravelWithTheModel) {
   ASSERT_TRUE(fs::exists(dir_.path("run/best/lexical_stats.json")));
   LoadedModel m = load_model(config_.out_dir);
   EXPECT_TRUE(m.spec.task.lexical_features);
-  ASSERT_TRUE(m.model->lexical);
-  ASSERT_TRUE(m.model->lexical_stats);
-  EXPECT_GT(m.model->lexical_stats->docs, 10);
-  const torch::Tensor out_weight = m.model->lexical->ptr(2)->as<torch::nn::Linear>()->weight;
+  ASSERT_TRUE(m.model->side_head("lexical"));
+  ASSERT_EQ(m.featurizer->side_inputs().size(), 1u);
+  auto lexical = std::dynamic_pointer_cast<const LexicalInput>(m.featurizer->side_inputs().front());
+  ASSERT_TRUE(lexical);
+  EXPECT_GT(lexical->stats().docs, 10);
+  const torch::Tensor out_weight = m.model->side_head("lexical")->output->weight;
   EXPECT_GT(out_weight.abs().max().item<double>(), 1e-4) << "the lexical MLP did not learn";
 
   EvalConfig ec;
@@ -402,7 +404,7 @@ TEST_F(TrainTest, DropoutOverridesTheInitModels) {
     train(config_);
     FAIL() << "resumed with another dropout";
   } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("--dropout 0.1 differs from the run's dropout 0"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("--resume: --dropout 0.1 differs from the run's 0 "), std::string::npos) << e.what();
   }
   config_.dropout.reset();
   EXPECT_EQ(train(config_).steps, 4);
@@ -426,7 +428,7 @@ TEST_F(TrainTest, FineTuningFromInitIsReproducible) {
   auto lexical_weight = [&](const std::string& out) {
     config_.out_dir = out;
     train(config_);
-    return load_model(out).model->lexical->ptr(0)->as<torch::nn::Linear>()->weight.clone();
+    return load_model(out).model->side_head("lexical")->hidden->weight.clone();
   };
   const torch::Tensor first = lexical_weight(dir_.path("first"));
   const torch::Tensor again = lexical_weight(dir_.path("again"));

@@ -6,7 +6,7 @@
 
 #include "dqe/dataset.h"
 #include "dqe/errors.h"
-#include "dqe/evaluator.h"
+#include "dqe/predictor.h"
 #include "dqe/safetensors.h"
 #include "test_util.h"
 
@@ -16,8 +16,17 @@ namespace {
 
 const std::string kFixture = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-hf";
 
-std::vector<Encoding> sample_inputs(const Tokenizer& tok) {
-  return {tok.encode_pair("red chair", "wooden chair, red", 64), tok.encode_pair("drill", "cordless drill kit", 64)};
+std::vector<Record> sample_records() {
+  std::vector<Record> records(2);
+  records[0].query = "red chair";
+  records[0].text = "wooden chair, red";
+  records[1].query = "drill";
+  records[1].text = "cordless drill kit";
+  return records;
+}
+
+torch::Tensor logits_of(const LoadedModel& m) {
+  return Predictor(m.model, m.featurizer, Precision::kFp32, 8).run(sample_records(), 1).logits;
 }
 
 TEST(Checkpoint, SaveThenLoadGivesIdenticalLogits) {
@@ -27,7 +36,10 @@ TEST(Checkpoint, SaveThenLoadGivesIdenticalLogits) {
   TrainerState state;
   state.step = 7;
   state.seed = 3;
-  save_checkpoint(dir.path("ckpt"), m.spec, m.model, *m.tokenizer, &state);
+  write_checkpoint(dir.path("ckpt"), [&](const std::string& tmp) {
+    write_model_files(tmp, m.spec, m.model, *m.featurizer);
+    write_training_state(tmp, state, nullptr);
+  });
   for (const char* f : {"config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json", "trainer_state.json"})
     EXPECT_TRUE(fs::exists(fs::path(dir.path("ckpt")) / f)) << f;
   EXPECT_FALSE(fs::exists(dir.path("ckpt.tmp")));
@@ -35,10 +47,7 @@ TEST(Checkpoint, SaveThenLoadGivesIdenticalLogits) {
   LoadedModel back = load_model(dir.path("ckpt"));
   EXPECT_TRUE(back.spec.has_dqe_section);
   EXPECT_EQ(back.spec.task.labels, m.spec.task.labels);
-  auto inputs = sample_inputs(*m.tokenizer);
-  auto a = predict_logits(m.model, inputs, 8, m.tokenizer->pad_id());
-  auto b = predict_logits(back.model, inputs, 8, back.tokenizer->pad_id());
-  EXPECT_TRUE(torch::equal(a, b));
+  EXPECT_TRUE(torch::equal(logits_of(m), logits_of(back)));
   EXPECT_EQ(load_trainer_state(dir.path("ckpt"), nullptr).step, 7);
 }
 
@@ -46,9 +55,9 @@ TEST(Checkpoint, RunDirectoryMeansItsBestCheckpoint) {
   DQE_REQUIRE_SHARED_FIXTURES();
   test::TempDir dir;
   LoadedModel m = load_model(kFixture);
-  save_checkpoint(dir.path("run/last"), m.spec, m.model, *m.tokenizer);
+  save_checkpoint(dir.path("run/last"), m.spec, m.model, *m.featurizer);
   EXPECT_EQ(resolve_model_dir(dir.path("run")), dir.path("run/last"));
-  save_checkpoint(dir.path("run/best"), m.spec, m.model, *m.tokenizer);
+  save_checkpoint(dir.path("run/best"), m.spec, m.model, *m.featurizer);
   EXPECT_EQ(resolve_model_dir(dir.path("run")), dir.path("run/best"));
   EXPECT_THROW(resolve_model_dir(dir.path("nothing")), ModelError);
   fs::create_directories(dir.path("empty"));
@@ -60,8 +69,8 @@ TEST(Checkpoint, OverwriteIsAtomicAndRecoversFromAnInterruptedSwap) {
   test::TempDir dir;
   LoadedModel m = load_model(kFixture);
   const std::string ckpt = dir.path("last");
-  save_checkpoint(ckpt, m.spec, m.model, *m.tokenizer);
-  save_checkpoint(ckpt, m.spec, m.model, *m.tokenizer);  // replaces the existing directory
+  save_checkpoint(ckpt, m.spec, m.model, *m.featurizer);
+  save_checkpoint(ckpt, m.spec, m.model, *m.featurizer);  // replaces the existing directory
   EXPECT_FALSE(fs::exists(ckpt + ".old"));
   // A crash between the two renames leaves only last.old: loading finds it again.
   fs::rename(ckpt, ckpt + ".old");
@@ -74,7 +83,7 @@ TEST(Checkpoint, BrokenModelDirectoriesGiveOneLineErrors) {
   test::TempDir dir;
   LoadedModel m = load_model(kFixture);
   const std::string ckpt = dir.path("ckpt");
-  save_checkpoint(ckpt, m.spec, m.model, *m.tokenizer);
+  save_checkpoint(ckpt, m.spec, m.model, *m.featurizer);
 
   fs::remove(fs::path(ckpt) / "model.safetensors");
   try {
@@ -85,7 +94,7 @@ TEST(Checkpoint, BrokenModelDirectoriesGiveOneLineErrors) {
   }
 
   // Weights whose shapes do not match the config.
-  auto tensors = named_weights(m.model);
+  auto tensors = checkpoint_weights(m.model, false);
   for (auto& [name, t] : tensors)
     if (name == "bert.encoder.layer.0.intermediate.dense.weight") t = torch::zeros({10, 32});
   save_safetensors((fs::path(ckpt) / "model.safetensors").string(), tensors);
@@ -98,7 +107,7 @@ TEST(Checkpoint, BrokenModelDirectoriesGiveOneLineErrors) {
   }
 
   // A missing encoder tensor.
-  tensors = named_weights(m.model);
+  tensors = checkpoint_weights(m.model, false);
   tensors.erase(tensors.begin());
   save_safetensors((fs::path(ckpt) / "model.safetensors").string(), tensors);
   EXPECT_THROW(load_model(ckpt), ModelError);
@@ -113,8 +122,11 @@ TEST(Checkpoint, NewHeadForADifferentNumberOfOutputs) {
   TaskSpec regression = spec.task;
   regression.task = Task::kRegression;
   regression.labels.clear();
-  EXPECT_THROW(load_model(kFixture, /*allow_new_head=*/false, regression), ModelError);
-  LoadedModel m = load_model(kFixture, /*allow_new_head=*/true, regression);
+  LoadOptions lo;
+  lo.task = regression;
+  EXPECT_THROW(load_model(kFixture, lo), ModelError);
+  lo.allow_new_head = true;
+  LoadedModel m = load_model(kFixture, lo);
   EXPECT_EQ(m.model->classifier->weight.size(0), 1);
   EXPECT_EQ(m.report.missing, (std::vector<std::string>{"classifier.weight", "classifier.bias"}));
 }

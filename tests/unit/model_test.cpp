@@ -8,7 +8,8 @@
 
 #include "dqe/checkpoint.h"
 #include "dqe/dataset.h"
-#include "dqe/evaluator.h"
+#include "dqe/errors.h"
+#include "dqe/predictor.h"
 #include "test_util.h"
 
 namespace dqe {
@@ -69,9 +70,15 @@ TEST(SequenceModel, PaddedBatchGivesTheSameLogitsPerRow) {
   for (size_t r = 0; r < want.size(); ++r)
     for (size_t k = 0; k < want[r].size(); ++k)
       EXPECT_NEAR(logits[static_cast<int64_t>(r)][static_cast<int64_t>(k)].item<float>(), want[r][k], 1e-4);
-  // predict_logits sorts by length into small batches and must restore input order.
-  auto via_predict = predict_logits(m.model, inputs, 3, m.tokenizer->pad_id());
-  EXPECT_TRUE(torch::allclose(via_predict, logits, 1e-5, 1e-4));
+  // The predictor sorts by length into small batches and must restore input order.
+  std::vector<Example> examples(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) examples[i].text = inputs[i];
+  const Predictor predictor(m.model, m.featurizer, Precision::kFp32, 3);
+  const ModelOutputs out = predictor.run(examples, /*with_pooled=*/true);
+  EXPECT_TRUE(torch::allclose(out.logits, logits, 1e-5, 1e-4));
+  EXPECT_TRUE(torch::allclose(out.pooled, m.model->bert->forward(b.ids, b.type_ids, b.mask), 1e-5, 1e-4));
+  ASSERT_EQ(out.diagnostics.size(), inputs.size());
+  EXPECT_EQ(out.diagnostics[0].tokens, static_cast<int64_t>(inputs[0].ids.size()));
 }
 
 // In training mode, dropout 0 makes two forward passes agree; the fixture's own 0.1 does not.
@@ -98,16 +105,20 @@ TEST(SequenceModel, SetDropoutReachesEveryLayerAndTheConfig) {
   EXPECT_EQ(m.spec.bert.classifier_dropout.value_or(m.spec.bert.hidden_dropout_prob), 0.0);
 }
 
-TEST(SequenceModel, HeadNamesMatchHuggingFace) {
+BertConfig tiny_config() {
   BertConfig c;
   c.vocab_size = 10;
   c.hidden_size = 8;
   c.num_hidden_layers = 1;
   c.num_attention_heads = 2;
   c.intermediate_size = 16;
-  SequenceModel model(c, 3);
+  return c;
+}
+
+TEST(SequenceModel, HeadNamesMatchHuggingFace) {
+  SequenceModel model(tiny_config(), 3);
   std::set<std::string> names;
-  for (const auto& [name, t] : named_weights(model)) names.insert(name);
+  for (const auto& [name, t] : checkpoint_weights(model, /*mlm_encoder=*/false)) names.insert(name);
   for (const char* want : {"bert.embeddings.word_embeddings.weight", "bert.embeddings.LayerNorm.weight",
                            "bert.encoder.layer.0.attention.self.query.weight",
                            "bert.encoder.layer.0.attention.output.LayerNorm.bias",
@@ -115,6 +126,88 @@ TEST(SequenceModel, HeadNamesMatchHuggingFace) {
                            "bert.pooler.dense.weight", "classifier.weight", "classifier.bias"})
     EXPECT_EQ(names.count(want), 1u) << want;
   EXPECT_EQ(names.size(), 5u + 16u + 2u + 2u);
+  // A pretrained encoder leaves its untrained classifier out.
+  EXPECT_EQ(checkpoint_weights(model, /*mlm_encoder=*/true).size(), names.size() - 2);
+}
+
+// Every parameter has the role of the part it is in, in registration order, and the role
+// (not the name) decides weight decay: none on LayerNorm and biases.
+TEST(SequenceModel, PartsGiveEveryParameterItsRole) {
+  SequenceModel model(tiny_config(), 2, SideInputDims{{"lexical", 14}});
+  const auto params = model->role_parameters();
+  std::vector<std::string> in_order;
+  for (const auto& item : model->named_parameters()) in_order.push_back(item.key());
+  ASSERT_EQ(params.size(), in_order.size());
+  for (size_t i = 0; i < params.size(); ++i) {
+    const RoleParameter& p = params[i];
+    EXPECT_EQ(p.name, in_order[i]);
+    const Role want = p.name.rfind("bert.embeddings.", 0) == 0 ? Role::kEmbeddings
+                      : p.name.rfind("bert.encoder.", 0) == 0  ? Role::kEncoder
+                      : p.name.rfind("bert.pooler.", 0) == 0   ? Role::kPooler
+                      : p.name.rfind("classifier.", 0) == 0    ? Role::kSequenceHead
+                                                               : Role::kSideHead;
+    EXPECT_EQ(role_name(p.role), role_name(want)) << p.name;
+    const bool bias = p.name.size() > 5 && p.name.compare(p.name.size() - 5, 5, ".bias") == 0;
+    EXPECT_EQ(p.decay, !bias && p.name.find("LayerNorm") == std::string::npos) << p.name;
+  }
+  // The side head keeps torch.nn.Sequential's names, the checkpoint format of earlier models.
+  std::set<std::string> side;
+  for (const auto& p : params)
+    if (p.role == Role::kSideHead) side.insert(p.name);
+  EXPECT_EQ(side, (std::set<std::string>{"lexical.0.weight", "lexical.0.bias", "lexical.2.weight", "lexical.2.bias"}));
+  // Its output layer starts at zero: at first the model is the text model alone.
+  init_weights(model, tiny_config());
+  EXPECT_EQ(model->side_head("lexical")->output->weight.abs().sum().item<double>(), 0.0);
+  EXPECT_GT(model->side_head("lexical")->hidden->weight.abs().sum().item<double>(), 0.0);
+
+  set_trainable(model, {Role::kEmbeddings, Role::kEncoder, Role::kPooler}, false);
+  for (const auto& p : model->role_parameters())
+    EXPECT_EQ(p.tensor.requires_grad(), p.role == Role::kSequenceHead || p.role == Role::kSideHead) << p.name;
+}
+
+// The encoder in two halves: word embeddings, then the rest from them (what adversarial
+// training perturbs between), gives what the whole does.
+TEST(SequenceModel, EmbedThenEncodeEmbedsIsEncode) {
+  SequenceModel model(tiny_config(), 2, SideInputDims{{"lexical", 3}});
+  init_weights(model, tiny_config());
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const auto ids = torch::tensor({{2, 5, 6, 3, 0}, {2, 7, 3, 8, 3}}, torch::kInt64);
+  const auto types = torch::tensor({{0, 0, 0, 1, 1}, {0, 0, 0, 1, 1}}, torch::kInt64);
+  const auto mask = torch::tensor({{1, 1, 1, 1, 0}, {1, 1, 1, 1, 1}}, torch::kInt64);
+  const std::map<std::string, torch::Tensor> side = {{"lexical", torch::rand({2, 3})}};
+  const auto whole = model->run(ids, types, mask, side);
+  const auto embeds = model->bert->embed(ids);
+  EXPECT_EQ(embeds.sizes(), (std::vector<int64_t>{2, 5, 8}));
+  EXPECT_TRUE(torch::equal(model->bert->encode_embeds(embeds, types, mask), model->bert->encode(ids, types, mask)));
+  const auto halves = model->run_embeds(embeds, types, mask, side);
+  EXPECT_TRUE(torch::equal(halves.logits, whole.logits));
+  EXPECT_TRUE(torch::equal(halves.pooled, whole.pooled));
+  // A model with a side input refuses a batch without it.
+  EXPECT_THROW(model->run(ids, types, mask), ModelError);
+}
+
+// A bare BertModel's names ("embeddings.*", no "bert." prefix) load into the encoder; a
+// missing head is a new head only when allowed.
+TEST(SequenceModel, LoadsBareEncoderNamesAndRefusesMissingHeads) {
+  SequenceModel source(tiny_config(), 2);
+  init_weights(source, tiny_config());
+  std::map<std::string, torch::Tensor> bare;
+  for (const auto& p : source->role_parameters())
+    if (p.role != Role::kSequenceHead) bare[p.name.substr(5)] = p.tensor.clone();  // drop "bert."
+  SequenceModel target(tiny_config(), 2);
+  EXPECT_THROW(load_weights(target, bare, "bare.safetensors", /*allow_new_head=*/false), ModelError);
+  const LoadReport report = load_weights(target, bare, "bare.safetensors", /*allow_new_head=*/true);
+  EXPECT_EQ(report.missing, (std::vector<std::string>{"classifier.weight", "classifier.bias"}));
+  EXPECT_TRUE(report.unexpected.empty());
+  EXPECT_TRUE(torch::equal(target->bert->pooler_dense->weight, source->bert->pooler_dense->weight));
+  bare.erase("encoder.layer.0.output.dense.weight");
+  try {
+    load_weights(target, bare, "bare.safetensors", true);
+    FAIL() << "an encoder weight may not be missing";
+  } catch (const ModelError& e) {
+    EXPECT_EQ(std::string(e.what()), "bare.safetensors: missing tensor \"bert.encoder.layer.0.output.dense.weight\"");
+  }
 }
 
 }  // namespace

@@ -298,7 +298,10 @@ struct FakeRun {
     }
     state.config = {{"train", "train.jsonl"}, {"dev", dev}, {"task", "classification"}, {"lr", 5e-5},
                     {"note", note}, {"text-fields", {"title", "description"}}};
-    save_checkpoint(run + "/best", m.spec, m.model, *m.tokenizer, &state);
+    write_checkpoint(run + "/best", [&](const std::string& tmp) {
+      write_model_files(tmp, m.spec, m.model, *m.featurizer);
+      write_training_state(tmp, state, nullptr);
+    });
 
     std::string train_log;
     for (int step = 1; step <= 30; ++step) {

@@ -8,7 +8,7 @@
 
 #include "dqe/checkpoint.h"
 #include "dqe/errors.h"
-#include "dqe/evaluator.h"
+#include "dqe/predictor.h"
 #include "test_util.h"
 
 namespace dqe {
@@ -20,12 +20,18 @@ nlohmann::json fixture_cases(const std::string& fixture) {
 }
 
 // The fixture's cases, encoded as the oracle encoded them.
-std::vector<Encoding> encode_cases(const nlohmann::json& expected, const Tokenizer& tokenizer) {
-  std::vector<Encoding> inputs;
-  for (const auto& c : expected["cases"])
-    inputs.push_back(tokenizer.encode_pair(c["query"].get<std::string>(), c["title"].get<std::string>(),
-                                           c["max_len"].get<size_t>()));
+std::vector<Example> encode_cases(const nlohmann::json& expected, const Tokenizer& tokenizer) {
+  std::vector<Example> inputs;
+  for (const auto& c : expected["cases"]) {
+    inputs.emplace_back();
+    inputs.back().text = tokenizer.encode_pair(c["query"].get<std::string>(), c["title"].get<std::string>(),
+                                               c["max_len"].get<size_t>());
+  }
   return inputs;
+}
+
+torch::Tensor logits_of(const LoadedModel& m, const std::vector<Example>& inputs, Precision precision) {
+  return Predictor(m.model, m.featurizer, precision, 4).run(inputs).logits;
 }
 
 TEST(Precision, NamesResolveAndAutoFollowsTheCpu) {
@@ -67,9 +73,9 @@ TEST(Precision, Bf16LogitsOfTheFixtureAreCloseToFp32) {
   const std::string fixture = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-hf";
   LoadedModel m = load_model(fixture);
   const nlohmann::json expected = fixture_cases(fixture);
-  const std::vector<Encoding> inputs = encode_cases(expected, *m.tokenizer);
-  torch::Tensor fp32 = predict_logits(m.model, inputs, 4, m.tokenizer->pad_id(), Precision::kFp32);
-  torch::Tensor bf16 = predict_logits(m.model, inputs, 4, m.tokenizer->pad_id(), Precision::kBf16);
+  const std::vector<Example> inputs = encode_cases(expected, *m.tokenizer);
+  torch::Tensor fp32 = logits_of(m, inputs, Precision::kFp32);
+  torch::Tensor bf16 = logits_of(m, inputs, Precision::kBf16);
   EXPECT_EQ(bf16.scalar_type(), torch::kFloat32);
   size_t i = 0;
   for (const auto& c : expected["cases"]) {
@@ -127,9 +133,9 @@ TEST(Device, CudaLogitsOfTheFixtureMatchTheOracle) {
   LoadedModel m = load_model(fixture);
   m.model->to(resolve_device("cuda"));
   const nlohmann::json expected = fixture_cases(fixture);
-  const std::vector<Encoding> inputs = encode_cases(expected, *m.tokenizer);
-  torch::Tensor fp32 = predict_logits(m.model, inputs, 4, m.tokenizer->pad_id(), Precision::kFp32);
-  torch::Tensor bf16 = predict_logits(m.model, inputs, 4, m.tokenizer->pad_id(), Precision::kBf16);
+  const std::vector<Example> inputs = encode_cases(expected, *m.tokenizer);
+  torch::Tensor fp32 = logits_of(m, inputs, Precision::kFp32);
+  torch::Tensor bf16 = logits_of(m, inputs, Precision::kBf16);
   ASSERT_TRUE(fp32.is_cpu());
   size_t i = 0;
   for (const auto& c : expected["cases"]) {

@@ -1,0 +1,247 @@
+#include "train/finetune_objective.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+#include "detail/log.h"
+#include "detail/train_util.h"
+#include "dqe/errors.h"
+#include "dqe/format.h"
+#include "dqe/evaluator.h"
+
+namespace dqe::training {
+namespace fs = std::filesystem;
+
+namespace {
+
+struct FinetuneBatch : PreparedBatch {
+  Batch batch;
+  torch::Tensor target;
+};
+
+// The task a new run trains: its classes, label scaling, length and inputs, from the flags,
+// the training records and, with --init, the model it starts from.
+TaskSpec task_of_new_run(const TrainConfig& cfg, const std::vector<Record>& train, const std::optional<ModelSpec>& init) {
+  TaskSpec ts;
+  ts.task = parse_task(cfg.task);
+  ts.fields = cfg.fields;
+  ts.lower_case = cfg.lower_case;
+  if (init) {
+    ts.lower_case = init->task.lower_case;
+    ts.match_types = cfg.match_types == "on" || (cfg.match_types == "auto" && init->task.match_types);
+    ts.lexical_features = cfg.lexical_features || (!init->mlm_encoder && init->task.lexical_features);
+  } else {
+    ts.match_types = cfg.match_types != "off";
+    ts.lexical_features = cfg.lexical_features;
+  }
+  if (!cfg.labels.empty()) {
+    ts.labels = cfg.labels;
+  } else if (ts.task == Task::kClassification) {
+    ts.labels = collect_class_labels(train, cfg.train_path);
+    // Keep a fine-tuned head when it already knows the same classes.
+    if (init && init->task.task == Task::kClassification && init->task.labels.size() >= ts.labels.size() &&
+        std::all_of(ts.labels.begin(), ts.labels.end(), [&](const std::string& l) {
+          return std::find(init->task.labels.begin(), init->task.labels.end(), l) != init->task.labels.end();
+        }))
+      ts.labels = init->task.labels;
+  } else if (ts.task == Task::kRegression) {
+    if (init && init->has_dqe_section && !init->mlm_encoder && init->task.task == Task::kRegression) {
+      ts.label_mean = init->task.label_mean;
+      ts.label_std = init->task.label_std;
+    } else {
+      double sum = 0, sq = 0;
+      for (const auto& r : train) {
+        const double v = encode_label(r, ts, cfg.train_path);
+        sum += v;
+        sq += v * v;
+      }
+      const double n = static_cast<double>(train.size());
+      ts.label_mean = sum / n;
+      ts.label_std = std::sqrt(std::max(0.0, sq / n - ts.label_mean * ts.label_mean));
+      if (!(ts.label_std > 1e-12)) ts.label_std = 1.0;  // constant labels: nothing to scale
+    }
+  }
+  if (init) {
+    ts.max_len = cfg.max_len > 0 ? cfg.max_len : init->task.max_len;
+    if (ts.max_len > init->bert.max_position_embeddings)
+      throw ConfigError("--max-len " + std::to_string(ts.max_len) + " exceeds the model's max_position_embeddings (" +
+                        std::to_string(init->bert.max_position_embeddings) + ")");
+  } else {
+    ts.max_len = cfg.max_len > 0 ? cfg.max_len : 128;
+  }
+  return ts;
+}
+
+std::string fingerprint_of(const std::vector<Record>& train, const std::vector<Record>& dev) {
+  detail::Fnv1a hash;
+  for (const auto* set : {&train, &dev}) {
+    for (const auto& r : *set) {
+      hash.add(r.query);
+      hash.add(r.text);
+      hash.add(r.query_id);
+      hash.add(r.label_kind == LabelKind::kString ? r.label_string : std::to_string(r.label_number));
+    }
+  }
+  return std::to_string(train.size()) + " training and " + std::to_string(dev.size()) + " dev records, hash " +
+         hash.hex();
+}
+
+}  // namespace
+
+FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& ctx, const std::string& last_dir)
+    : config_(cfg), ctx_(ctx) {
+  auto log = detail::logger("train");
+  ReaderOptions ro;
+  ro.fields = cfg.fields;
+  ro.require_label = true;
+  ro.max_bad_lines = cfg.max_bad_lines;
+  ro.rejects_path = cfg.rejects;
+  std::vector<Record> train_records = read_jsonl(cfg.train_path, ro);
+  if (!cfg.rejects.empty()) ro.rejects_path = cfg.rejects + ".dev";
+  std::vector<Record> dev_records = read_jsonl(cfg.dev_path, ro);
+  log->info("{}: {} examples; {}: {} examples", cfg.train_path, train_records.size(), cfg.dev_path,
+            dev_records.size());
+  fingerprint_ = fingerprint_of(train_records, dev_records);
+  ctx_.stop.check("while reading the data, before the first step; nothing to resume");
+
+  const Task task = parse_task(cfg.task);
+  // Every weight not loaded (a new model, or a head the --init model lacks) is drawn from the
+  // seed, so that a run is reproducible; LibTorch's default generator is seeded at random.
+  ctx_.seeds.seed_initialisation();
+  std::shared_ptr<const Tokenizer> tokenizer;
+  if (cfg.resume) {
+    LoadedModel loaded = load_model(last_dir);
+    spec_ = loaded.spec;
+    model_ = loaded.model;
+    featurizer_ = loaded.featurizer;
+    if (spec_.task.task != task)
+      throw ConfigError("--task " + cfg.task + " differs from the run's task " + task_name(spec_.task.task));
+    detail::apply_dropout_flag(cfg.dropout, /*resume=*/true, model_, spec_.bert, *log);
+  } else if (!cfg.init.empty()) {
+    const ModelSpec init_spec = load_model_spec(resolve_model_dir(cfg.init));
+    LoadOptions lo;
+    lo.allow_new_head = true;
+    lo.task = task_of_new_run(cfg, train_records, init_spec);
+    lo.fit_records = &train_records;
+    if (lo.task->match_types) lo.min_type_vocab = 4;
+    LoadedModel loaded = load_model(cfg.init, lo);
+    spec_ = loaded.spec;
+    model_ = loaded.model;
+    featurizer_ = loaded.featurizer;
+    for (const auto& name : loaded.report.missing) log->info("{}: {} is newly initialised", cfg.init, name);
+    detail::apply_dropout_flag(cfg.dropout, /*resume=*/false, model_, spec_.bert, *log);
+    if (!loaded.report.unexpected.empty())
+      log->info("{}: {} tensors not used by the model (e.g. {})", cfg.init, loaded.report.unexpected.size(),
+                loaded.report.unexpected.front());
+  } else {
+    TaskSpec ts = task_of_new_run(cfg, train_records, std::nullopt);
+    std::vector<std::string> texts;
+    if (cfg.tokenizer.empty()) {
+      texts.reserve(train_records.size() * 2);
+      for (const auto& r : train_records) {
+        texts.push_back(r.query);
+        texts.push_back(r.text);
+      }
+    }
+    tokenizer = detail::new_tokenizer(cfg.tokenizer, ts.lower_case, cfg.vocab_size, texts, cfg.train_path, *log);
+    spec_.bert = detail::new_model_shape(cfg, *tokenizer, ts.max_len, ts.match_types ? 4 : 2);
+    spec_.has_dqe_section = true;
+    spec_.task = ts;
+    featurizer_ = std::make_shared<const Featurizer>(Featurizer::fit(ts, tokenizer, train_records));
+    model_ = SequenceModel(spec_.bert, ts.num_outputs(), featurizer_->side_dims());
+    init_weights(model_, spec_.bert);
+  }
+  if (spec_.task.lexical_features)
+    if (auto lexical = std::dynamic_pointer_cast<const LexicalInput>(featurizer_->side_inputs().front()))
+      log->info("lexical features on: word statistics of {} distinct results", lexical->stats().docs);
+  model_->to(ctx_.device);  // before the optimizer takes the parameters
+  const TaskSpec& ts = spec_.task;
+  int64_t num_params = 0;
+  for (const auto& p : model_->parameters()) num_params += p.numel();
+  log->info("model: {} layers x {} hidden x {} heads, {:.1f}M parameters; task {}{}; max length {}",
+            spec_.bert.num_hidden_layers, spec_.bert.hidden_size, spec_.bert.num_attention_heads, num_params / 1e6,
+            task_name(ts.task), ts.task == Task::kClassification ? " (" + std::to_string(ts.labels.size()) + " classes)" : "",
+            ts.max_len);
+
+  train_ = featurizer_->encode_all(train_records, ctx_.threads);
+  const LabelledSet train_labels = labels_of(train_records, ts, cfg.train_path);
+  dev_ = featurizer_->encode_all(dev_records, ctx_.threads);
+  dev_labels_ = labels_of(dev_records, ts, cfg.dev_path);
+  ctx_.stop.check("while encoding the data, before the first step; nothing to resume");
+  // Labels go through float before scaling, as they always have: the recorded runs depend on it.
+  targets_.assign(train_labels.labels.begin(), train_labels.labels.end());
+  if (ts.task == Task::kRegression)
+    for (auto& t : targets_) t = static_cast<float>((t - ts.label_mean) / ts.label_std);
+  lengths_ = lengths_of(train_);
+}
+
+std::vector<RoleParameter> FinetuneObjective::trainable_parameters() { return model_->role_parameters(); }
+
+int64_t FinetuneObjective::steps_per_epoch(int64_t grad_accum) const {
+  const int64_t batch = config_.batch_size;
+  const int64_t batches = (static_cast<int64_t>(lengths_.size()) + batch - 1) / batch;
+  return (batches + grad_accum - 1) / grad_accum;
+}
+
+ChunkPlan FinetuneObjective::plan_chunk(int64_t /*epoch*/, int64_t /*chunk*/, uint64_t order_seed) {
+  batches_ = plan_training_batches(lengths_, config_.batch_size, order_seed);
+  return {static_cast<int64_t>(batches_.size()), /*last_in_epoch=*/true};
+}
+
+std::unique_ptr<PreparedBatch> FinetuneObjective::prepare(int64_t index, uint64_t /*step_seed*/) {
+  auto b = std::make_unique<FinetuneBatch>();
+  const auto& rows = batches_[static_cast<size_t>(index)];
+  b->batch = featurizer_->collate(train_, rows, ctx_.device);
+  std::vector<float> y;
+  y.reserve(rows.size());
+  for (size_t r : rows) y.push_back(targets_[r]);
+  b->target = torch::tensor(y).to(ctx_.device);
+  b->weight = 1;  // the loss is the micro-batch's mean
+  b->samples = static_cast<int64_t>(rows.size());
+  b->tokens = b->batch.ids.numel();
+  return b;
+}
+
+MicroLoss FinetuneObjective::forward(PreparedBatch& prepared) {
+  auto& b = static_cast<FinetuneBatch&>(prepared);
+  torch::Tensor logits;
+  {
+    AutocastGuard autocast(ctx_.precision, ctx_.device);
+    logits = model_->forward(b.batch.ids, b.batch.type_ids, b.batch.mask, b.batch.side).to(torch::kFloat32);
+  }
+  MicroLoss out;
+  const Task task = spec_.task.task;
+  if (task == Task::kRegression) out.loss = torch::mse_loss(logits.squeeze(1), b.target);
+  else if (task == Task::kBinary) out.loss = torch::binary_cross_entropy_with_logits(logits.squeeze(1), b.target);
+  else out.loss = torch::cross_entropy_loss(logits, b.target.to(torch::kInt64));
+  return out;
+}
+
+Evaluation FinetuneObjective::evaluate() {
+  // Dev evaluation is bounded and its result is saved: it is not cut short by a stop request.
+  const Predictor predictor(model_, featurizer_, ctx_.precision, config_.eval_batch_size);
+  Predictions predictions = predictions_from_logits(predictor.run(dev_).logits, spec_.task);
+  const EvalResult ev = compute_metrics(spec_.task, predictions, dev_labels_.labels, dev_labels_.query_ids,
+                                        spec_.has_dqe_section);
+  last_dev_predictions_ = std::move(predictions);
+  Evaluation out;
+  out.metric = ev.primary_name;
+  out.value = ev.primary;
+  out.higher_is_better = ev.higher_is_better;
+  out.metrics = ev.metrics;
+  out.summary = "dev " + ev.primary_name + " " + format_significant(ev.primary);
+  return out;
+}
+
+void FinetuneObjective::write_checkpoint_files(const std::string& dir, bool best) {
+  std::optional<ScoreReference> reference;
+  if (best && last_dev_predictions_) reference = make_score_reference(last_dev_predictions_->scores);
+  write_model_files(dir, spec_, model_, *featurizer_, {}, reference ? &*reference : nullptr);
+}
+
+void FinetuneObjective::set_training(bool training) { model_->train(training); }
+
+std::string FinetuneObjective::empty_epoch_message() const { return config_.train_path + ": no training examples"; }
+
+}  // namespace dqe::training

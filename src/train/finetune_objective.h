@@ -1,0 +1,54 @@
+// Relevance fine-tuning as an engine objective: the training and dev records, the model
+// (from --resume's last/, from --init, or built from scratch with its vocabulary), the task's
+// loss, and dev evaluation through the predictor.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dqe/checkpoint.h"
+#include "dqe/dataset.h"
+#include "dqe/featurizer.h"
+#include "dqe/evaluator.h"
+#include "dqe/predictor.h"
+#include "dqe/train/engine.h"
+#include "dqe/trainer.h"
+
+namespace dqe::training {
+
+class FinetuneObjective : public Objective {
+ public:
+  // Reads the data and loads or builds the model (resume: from last_dir). Throws DataError,
+  // ModelError, ConfigError naming the file or flag; Interrupted when stop is asked meanwhile.
+  FinetuneObjective(const TrainConfig& config, const RunContext& ctx, const std::string& last_dir);
+
+  std::vector<RoleParameter> trainable_parameters() override;
+  int64_t steps_per_epoch(int64_t grad_accum) const override;
+  ChunkPlan plan_chunk(int64_t epoch, int64_t chunk, uint64_t order_seed) override;
+  std::unique_ptr<PreparedBatch> prepare(int64_t index, uint64_t step_seed) override;
+  MicroLoss forward(PreparedBatch& batch) override;
+  Evaluation evaluate() override;
+  void write_checkpoint_files(const std::string& dir, bool best) override;
+  void set_training(bool training) override;
+  std::string empty_epoch_message() const override;
+  std::string data_fingerprint() const override { return fingerprint_; }
+
+  const ModelSpec& spec() const { return spec_; }
+
+ private:
+  const TrainConfig& config_;
+  RunContext ctx_;
+  ModelSpec spec_;
+  SequenceModel model_{nullptr};
+  std::shared_ptr<const Featurizer> featurizer_;
+  std::vector<Example> train_, dev_;
+  std::vector<float> targets_;  // standardised for regression
+  LabelledSet dev_labels_;
+  std::vector<size_t> lengths_;
+  std::vector<std::vector<size_t>> batches_;  // the planned chunk (one per epoch)
+  std::optional<Predictions> last_dev_predictions_;
+  std::string fingerprint_;
+};
+
+}  // namespace dqe::training
