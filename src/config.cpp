@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "dqe/errors.h"
+#include "dqe/format.h"
 
 namespace dqe {
 namespace fs = std::filesystem;
@@ -94,12 +95,28 @@ int json_depth(const nlohmann::json& value, int limit) {
   return deepest;
 }
 
+void check_flag(bool ok, const std::string& flag, const std::string& rule, double value) {
+  if (!ok) throw ConfigError(flag + " must be " + rule + ", got " + format_significant(value, 6));
+}
+
+void check_flag(bool ok, const std::string& flag, const std::string& rule, int64_t value) {
+  if (!ok) throw ConfigError(flag + " must be " + rule + ", got " + std::to_string(value));
+}
+
 nlohmann::json read_json_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw IoError(path + ": is a directory, not a JSON file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw IoError(path + ": cannot open (" + std::strerror(errno) + ")");
-  std::stringstream buf;
-  buf << in.rdbuf();
-  const std::string text = buf.str();
+  // Read in pieces, never more than the limit: the file may be a device that never ends.
+  std::string text;
+  char chunk[1 << 16];
+  while (in.read(chunk, sizeof chunk) || in.gcount() > 0) {
+    text.append(chunk, static_cast<size_t>(in.gcount()));
+    if (static_cast<int64_t>(text.size()) > kMaxJsonFileBytes)
+      throw IoError(path + ": larger than " + std::to_string(kMaxJsonFileBytes >> 20) + " MiB; not a JSON file dqe reads");
+  }
+  if (in.bad()) throw IoError(path + ": read error");
   if (json_text_depth(text) > kMaxJsonDepth)
     throw ModelError(path + ": JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
   try {
@@ -211,6 +228,9 @@ ModelSpec model_spec_from_json(const nlohmann::json& j, const std::string& origi
   }
 
   auto dq = j.find("dqe");
+  if (dq != j.end() && !dq->is_object() && !dq->is_null())
+    throw ModelError(origin + ": \"dqe\" must be an object (dqe's own settings: task, label scaling, inputs), got " +
+                     dq->type_name());
   if (dq != j.end() && dq->is_object()) {
     spec.has_dqe_section = true;
     std::string task = task_name(t.task);

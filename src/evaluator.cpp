@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "detail/flag_checks.h"
 #include "detail/log.h"
 #include "dqe/checkpoint.h"
 #include "dqe/config.h"
@@ -84,9 +85,19 @@ LabelledSet labels_of(const std::vector<Record>& records, const TaskSpec& task, 
   return set;
 }
 
+void EvalConfig::validate() const {
+  if (models.empty()) throw ConfigError("--model is required");
+  if (data.empty()) throw ConfigError("--data is required");
+  check_flag(max_len >= 0 && max_len <= kMaxSequenceLength, "--max-len", "0 (the model's) or between 3 and the model's limit",
+             max_len);
+  check_flag(batch_size >= 1 && batch_size <= kMaxBatchSize, "--batch-size", "between 1 and " + std::to_string(kMaxBatchSize),
+             batch_size);
+  check_flag(max_bad_lines >= 0, "--max-bad-lines", ">= 0", max_bad_lines);
+  check_compute_flags(threads, precision, device);
+}
+
 EvalResult evaluate(const EvalConfig& config, const StopToken& stop) {
-  if (config.batch_size <= 0) throw ConfigError("--batch-size must be > 0");
-  if (config.max_len < 0) throw ConfigError("--max-len must be >= 0");
+  config.validate();
   if (!config.metrics_out.empty()) {
     auto parent = std::filesystem::path(config.metrics_out).parent_path();
     if (!parent.empty() && !std::filesystem::is_directory(parent))
@@ -110,6 +121,7 @@ EvalResult evaluate(const EvalConfig& config, const StopToken& stop) {
   const Predictions predictions =
       predict_ensemble(ensemble, records, ctx.threads, [&](int64_t done) { progress.update(done); });
   progress.finish();
+  require_finite(predictions, records, config.data);
   EvalResult result = compute_metrics(task, predictions, set.labels, set.query_ids,
                                       ensemble.members.front().spec.has_dqe_section);
   result.metrics["data"] = config.data;

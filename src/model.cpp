@@ -330,6 +330,8 @@ LoadReport load_weights(SequenceModel& model, std::map<std::string, torch::Tenso
                          " but the config needs " + shape_text(param.sizes()));
       report.missing.push_back(p.name);
     } else {
+      if (!torch::isfinite(it->second).all().item<bool>())
+        throw ModelError(origin + ": tensor \"" + p.name + "\" holds NaN or infinite values");
       param.copy_(it->second.to(param.dtype()));
     }
     by_name.erase(it);

@@ -1,6 +1,7 @@
 #include "dqe/predictor.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include "dqe/errors.h"
@@ -42,6 +43,13 @@ Predictions predictions_from_logits(const torch::Tensor& logits, const TaskSpec&
     }
   }
   return p;
+}
+
+void require_finite(const Predictions& predictions, const std::vector<Record>& records, const std::string& path) {
+  for (size_t i = 0; i < predictions.scores.size() && i < records.size(); ++i)
+    if (!std::isfinite(predictions.scores[i]))
+      throw ModelError((path == "-" ? std::string("<stdin>") : path) + ":" + std::to_string(records[i].line) +
+                       ": the model's score is not finite (it overflowed on this input)");
 }
 
 Predictor::Predictor(SequenceModel model, std::shared_ptr<const Featurizer> featurizer, Precision precision,

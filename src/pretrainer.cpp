@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "detail/flag_checks.h"
 #include "detail/log.h"
 #include "dqe/errors.h"
 #include "dqe/format.h"
@@ -18,27 +19,16 @@ void PretrainConfig::validate() const {
   if (corpus.empty()) throw ConfigError("--corpus is required");
   if (out_dir.empty()) throw ConfigError("--out is required");
   if (!init.empty() && !tokenizer.empty()) throw ConfigError("--tokenizer cannot be combined with --init (the model has its own)");
-  if (layers <= 0) throw ConfigError("--layers must be > 0");
-  if (hidden <= 0 || heads <= 0 || hidden % heads != 0) throw ConfigError("--hidden must be a positive multiple of --heads");
-  if (intermediate <= 0) throw ConfigError("--intermediate must be > 0");
-  if (vocab_size < 10) throw ConfigError("--vocab-size must be >= 10");
-  if (dropout && (*dropout < 0 || *dropout >= 1)) throw ConfigError("--dropout must be in [0, 1)");
-  if (!(mask_prob > 0 && mask_prob < 1)) throw ConfigError("--mask-prob must be in (0, 1)");
-  if (epochs <= 0 && max_steps <= 0) throw ConfigError("--epochs or --max-steps must be > 0");
-  if (max_steps < 0) throw ConfigError("--max-steps must be >= 0");
-  if (batch_size <= 0) throw ConfigError("--batch-size must be > 0");
-  if (grad_accum <= 0) throw ConfigError("--grad-accum must be > 0");
-  if (!(lr > 0) || !std::isfinite(lr)) throw ConfigError("--lr must be > 0");
-  if (warmup_ratio < 0 || warmup_ratio >= 1) throw ConfigError("--warmup-ratio must be in [0, 1)");
-  if (weight_decay < 0) throw ConfigError("--weight-decay must be >= 0");
-  if (max_grad_norm < 0) throw ConfigError("--max-grad-norm must be >= 0");
-  if (max_len < 3) throw ConfigError("--max-len must be >= 3");
-  if (held_out_every < 2) throw ConfigError("--held-out-every must be >= 2");
-  if (held_out_max < 1) throw ConfigError("--held-out-max must be >= 1");
-  if (eval_every < 0) throw ConfigError("--eval-every must be >= 0");
-  if (eval_batch_size <= 0) throw ConfigError("--eval-batch-size must be > 0");
-  if (chunk_lines < 1) throw ConfigError("--chunk-lines must be >= 1");
-  resolve_precision(precision, resolve_device(device));
+  check_model_shape_flags(*this);
+  check_flag(!dropout || (*dropout >= 0 && *dropout < 1), "--dropout", "in [0, 1)", dropout.value_or(0));
+  check_flag(mask_prob > 0 && mask_prob < 1, "--mask-prob", "in (0, 1)", mask_prob);
+  check_schedule_flags(*this);
+  check_flag(max_len >= 3 && max_len <= kMaxSequenceLength, "--max-len", "between 3 and " + std::to_string(kMaxSequenceLength),
+             max_len);
+  check_flag(held_out_every >= 2, "--held-out-every", ">= 2", held_out_every);
+  check_flag(held_out_max >= 1, "--held-out-max", ">= 1", held_out_max);
+  check_flag(chunk_lines >= 1, "--chunk-lines", ">= 1", chunk_lines);
+  check_compute_flags(threads, precision, device);
 }
 
 nlohmann::ordered_json PretrainConfig::to_json() const {

@@ -12,6 +12,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "detail/flag_checks.h"
 #include "detail/log.h"
 #include "dqe/checkpoint.h"
 #include "dqe/config.h"
@@ -650,6 +651,7 @@ PredictionRun run_predictions(ModelRun& run, const ReportConfig& config, const s
                             ctx.precision, config.batch_size, ctx.stop);
   const LabelledSet set = labels_of(records, p.task, data);
   p.predictions = predictions_from_logits(predictor.run(records, ctx.threads).logits, p.task);
+  require_finite(p.predictions, records, data);
   p.result = compute_metrics(p.task, p.predictions, set.labels, set.query_ids, run.loaded.spec.has_dqe_section);
   p.labels = set.labels;
   return p;
@@ -917,11 +919,18 @@ nlohmann::ordered_json config_in_file_order(const ModelRun& run) {
 
 }  // namespace
 
+void ReportConfig::validate() const {
+  if (run_dir.empty()) throw ConfigError("--run is required");
+  if (out.empty()) throw ConfigError("--out must not be empty");
+  check_flag(batch_size >= 1 && batch_size <= kMaxBatchSize, "--batch-size", "between 1 and " + std::to_string(kMaxBatchSize),
+             batch_size);
+  check_flag(max_len >= 0 && max_len <= kMaxSequenceLength, "--max-len", "0 (the model's) or between 3 and the model's limit",
+             max_len);
+  check_compute_flags(threads, precision, device);
+}
+
 void write_report(const ReportConfig& config, const StopToken& stop) {
-  if (config.run_dir.empty()) throw ConfigError("--run is required");
-  if (config.out.empty()) throw ConfigError("--out must not be empty");
-  if (config.batch_size <= 0) throw ConfigError("--batch-size must be > 0");
-  if (config.max_len < 0) throw ConfigError("--max-len must be >= 0");
+  config.validate();
   const fs::path run_dir(config.run_dir);
   if (!fs::is_directory(run_dir)) throw IoError(config.run_dir + ": no such run directory");
   if (auto parent = fs::path(config.out).parent_path(); !parent.empty() && !fs::is_directory(parent))

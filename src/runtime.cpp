@@ -13,6 +13,7 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include "detail/log.h"
 #include "dqe/errors.h"
 
 namespace dqe {
@@ -34,7 +35,15 @@ Fn find_symbol(const char* name) {
 }  // namespace
 
 int configure_threads(int threads) {
-  if (threads <= 0) threads = cores_available();
+  const int cores = cores_available();
+  if (threads <= 0) threads = cores;
+  // More threads than cores only makes them wait for each other (1000 threads on 2 cores
+  // never finished a 20-line score).
+  if (threads > cores) {
+    detail::logger("dqe")->warn("--threads {} is more than the {} cores available to this process; using {}", threads,
+                                cores, cores);
+    threads = cores;
+  }
   at::set_num_threads(threads);
   // Matmuls run inside BLAS, whose pool is separate from LibTorch's.
   if (auto set = find_symbol<void (*)(int)>("openblas_set_num_threads")) set(threads);

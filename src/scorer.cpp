@@ -1,9 +1,12 @@
 #include <malloc.h>
 #include "dqe/scorer.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <limits>
 
+#include "detail/flag_checks.h"
 #include "detail/log.h"
 #include "detail/output_file.h"
 #include "dqe/checkpoint.h"
@@ -15,19 +18,34 @@
 
 namespace dqe {
 
+void ScoreConfig::validate() const {
+  if (models.empty()) throw ConfigError("--model is required");
+  check_flag(batch_size >= 1 && batch_size <= kMaxBatchSize, "--batch-size", "between 1 and " + std::to_string(kMaxBatchSize),
+             batch_size);
+  check_flag(max_len >= 0 && max_len <= kMaxSequenceLength, "--max-len", "0 (the model's) or between 3 and the model's limit",
+             max_len);
+  if (threshold) check_flag(std::isfinite(*threshold), "--threshold", "a finite number", *threshold);
+  if (filter && !threshold) throw ConfigError("--filter needs --threshold");
+  check_flag(chunk_lines >= 1, "chunk size", ">= 1", chunk_lines);
+  check_flag(psi_warn >= 0 && std::isfinite(psi_warn), "--psi-warn", "a finite number >= 0 (0: off)", psi_warn);
+  check_flag(max_bad_lines >= 0, "--max-bad-lines", ">= 0", max_bad_lines);
+  for (const auto& f : add_fields)
+    if (f != "score" && f != "pred" && f != "probs" && f != "keep")
+      throw ConfigError("--fields: unknown field \"" + f + "\" (choose among score, pred, probs, keep)");
+  const bool keep = std::find(add_fields.begin(), add_fields.end(), "keep") != add_fields.end();
+  if (keep && !threshold && add_fields != ScoreConfig().add_fields)
+    throw ConfigError("--fields keep needs --threshold (keep is score >= threshold)");
+  check_compute_flags(threads, precision, device);
+}
+
 ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
-  if (config.batch_size <= 0) throw ConfigError("--batch-size must be > 0");
-  if (config.max_len < 0) throw ConfigError("--max-len must be >= 0");
-  if (config.filter && !config.threshold) throw ConfigError("--filter needs --threshold");
-  if (config.chunk_lines <= 0) throw ConfigError("chunk size must be > 0");
-  if (config.psi_warn < 0) throw ConfigError("--psi-warn must be >= 0");
+  config.validate();
   bool add_score = false, add_pred = false, add_probs = false, add_keep = false;
   for (const auto& f : config.add_fields) {
     if (f == "score") add_score = true;
     else if (f == "pred") add_pred = true;
     else if (f == "probs") add_probs = true;
     else if (f == "keep") add_keep = true;
-    else throw ConfigError("--fields: unknown field \"" + f + "\" (choose among score, pred, probs, keep)");
   }
   const RunContext ctx = make_run_context(config.device, config.precision, config.threads, stop);
   auto log = detail::logger("score");
@@ -63,6 +81,7 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
     const Predictions p = predict_ensemble(ensemble, chunk, ctx.threads, [&](int64_t done) {
       progress.update(before + static_cast<int64_t>(static_cast<double>(done) / members));
     });
+    require_finite(p, chunk, config.input);
     std::ostream& out = output.stream();
     for (size_t i = 0; i < chunk.size(); ++i) {
       auto& obj = chunk[i].object;

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <string_view>
 
+#include "detail/flag_checks.h"
 #include "detail/log.h"
 #include "detail/train_util.h"
 #include "dqe/errors.h"
@@ -31,24 +32,13 @@ void TrainConfig::validate() const {
   if (out_dir.empty()) throw ConfigError("--out is required");
   parse_task(task);
   if (!init.empty() && !tokenizer.empty()) throw ConfigError("--tokenizer cannot be combined with --init (the model has its own)");
-  if (layers <= 0) throw ConfigError("--layers must be > 0");
-  if (hidden <= 0 || heads <= 0 || hidden % heads != 0) throw ConfigError("--hidden must be a positive multiple of --heads");
-  if (intermediate <= 0) throw ConfigError("--intermediate must be > 0");
-  if (vocab_size < 10) throw ConfigError("--vocab-size must be >= 10");
-  if (dropout && (*dropout < 0 || *dropout >= 1)) throw ConfigError("--dropout must be in [0, 1)");
-  if (epochs <= 0 && max_steps <= 0) throw ConfigError("--epochs or --max-steps must be > 0");
-  if (max_steps < 0) throw ConfigError("--max-steps must be >= 0");
-  if (batch_size <= 0) throw ConfigError("--batch-size must be > 0");
-  if (grad_accum <= 0) throw ConfigError("--grad-accum must be > 0");
-  if (!(lr > 0) || !std::isfinite(lr)) throw ConfigError("--lr must be > 0");
-  if (warmup_ratio < 0 || warmup_ratio >= 1) throw ConfigError("--warmup-ratio must be in [0, 1)");
-  if (weight_decay < 0) throw ConfigError("--weight-decay must be >= 0");
-  if (max_grad_norm < 0) throw ConfigError("--max-grad-norm must be >= 0");
-  if (max_len != 0 && max_len < 3) throw ConfigError("--max-len must be >= 3");
-  if (eval_every < 0) throw ConfigError("--eval-every must be >= 0");
-  if (patience < 0) throw ConfigError("--patience must be >= 0");
-  if (eval_batch_size <= 0) throw ConfigError("--eval-batch-size must be > 0");
-  if (max_bad_lines < 0) throw ConfigError("--max-bad-lines must be >= 0");
+  check_model_shape_flags(*this);
+  check_flag(!dropout || (*dropout >= 0 && *dropout < 1), "--dropout", "in [0, 1)", dropout.value_or(0));
+  check_schedule_flags(*this);
+  check_flag(max_len == 0 || (max_len >= 3 && max_len <= kMaxSequenceLength), "--max-len",
+             "0 (the model's) or between 3 and " + std::to_string(kMaxSequenceLength), max_len);
+  check_flag(patience >= 0, "--patience", ">= 0", patience);
+  check_flag(max_bad_lines >= 0, "--max-bad-lines", ">= 0", max_bad_lines);
   if (fields.text.empty()) throw ConfigError("--text-fields needs at least one field");
   if (!labels.empty()) {
     if (task == "regression") throw ConfigError("--labels applies to classification and binary tasks");
@@ -58,7 +48,7 @@ void TrainConfig::validate() const {
       for (size_t j = i + 1; j < labels.size(); ++j)
         if (labels[i] == labels[j]) throw ConfigError("--labels names \"" + labels[i] + "\" twice");
   }
-  resolve_precision(precision, resolve_device(device));
+  check_compute_flags(threads, precision, device);
   if (match_types != "auto" && match_types != "on" && match_types != "off")
     throw ConfigError("--match-types must be auto, on or off");
 }

@@ -225,7 +225,7 @@ void TokenizerTrainConfig::validate() const {
   if (type != "wordpiece" && type != "unigram" && type != "bpe")
     throw ConfigError("--type must be wordpiece, unigram or bpe, got \"" + type + "\"");
   if (vocab_size < 10 || vocab_size > 1000000) throw ConfigError("--vocab-size must be between 10 and 1000000");
-  if (min_frequency < 1) throw ConfigError("--min-frequency must be >= 1");
+  if (min_frequency < 1 || min_frequency > 1000000000) throw ConfigError("--min-frequency must be between 1 and 1000000000");
 }
 
 namespace {

@@ -86,6 +86,19 @@ ModelSpec load_model_spec(const std::string& dir);
 nlohmann::ordered_json to_json(const ModelSpec& spec);
 ModelSpec model_spec_from_json(const nlohmann::json& j, const std::string& origin);
 
+// Checks of a flag's value for the commands' validate(): throws ConfigError "FLAG must be
+// RULE, got VALUE" unless ok. Write ok so that NaN fails it (x >= 0 && x < 1, not !(x < 0)).
+void check_flag(bool ok, const std::string& flag, const std::string& rule, double value);
+void check_flag(bool ok, const std::string& flag, const std::string& rule, int64_t value);
+
+// Bounds shared by the commands' flags: beyond them a value is a mistake, and some would
+// overflow (a batch of 2^63 - 1 examples plans zero steps).
+constexpr int64_t kMaxBatchSize = int64_t{1} << 24;
+constexpr int64_t kMaxGradAccum = int64_t{1} << 20;
+constexpr int64_t kMaxEpochs = 1000000;
+constexpr int64_t kMaxSequenceLength = int64_t{1} << 16;
+constexpr int kMaxThreads = 1024;
+
 // JSON nested deeper than this is rejected before parsing: copying or printing it recurses.
 constexpr int kMaxJsonDepth = 64;
 // Nesting depth of a JSON text (brackets outside strings), stopping early past limit.
@@ -93,8 +106,12 @@ int json_text_depth(const std::string& text, int limit = kMaxJsonDepth);
 // Nesting depth of a parsed value, computed without recursion, stopping early past limit.
 int json_depth(const nlohmann::json& value, int limit = kMaxJsonDepth);
 
-// Reads a whole JSON file; throws IoError (missing) or ModelError (invalid or nested deeper
-// than kMaxJsonDepth) naming it.
+// JSON files (configs, model and trainer state, statistics) larger than this are refused
+// unread: a 1 GB or endless --config is a mistake, not a configuration.
+constexpr int64_t kMaxJsonFileBytes = int64_t{256} << 20;
+
+// Reads a whole JSON file; throws IoError (missing, unreadable, or larger than
+// kMaxJsonFileBytes) or ModelError (invalid or nested deeper than kMaxJsonDepth) naming it.
 nlohmann::json read_json_file(const std::string& path);
 // Writes text to path through path.tmp + rename, so that a reader never sees half a file.
 void write_file_atomic(const std::string& path, const std::string& text);

@@ -55,6 +55,9 @@ struct EvalConfig {
   std::string rejects;
   // Overrides the field names saved with the model.
   std::optional<FieldMap> fields;
+
+  // Throws ConfigError naming the flag.
+  void validate() const;
 };
 
 // Runs the models on the data and computes the metrics; writes them to metrics_out when set.

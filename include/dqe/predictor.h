@@ -44,6 +44,9 @@ struct Predictions {
   std::vector<std::vector<double>> probs;  // classification: per-class probabilities
 };
 Predictions predictions_from_logits(const torch::Tensor& logits, const TaskSpec& task);
+// Throws ModelError "path:line: ..." at the first record whose score is not finite (a model or
+// an input that overflows): a score of null is not written as if it were one.
+void require_finite(const Predictions& predictions, const std::vector<Record>& records, const std::string& path);
 
 class Predictor {
  public:

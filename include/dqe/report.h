@@ -36,6 +36,9 @@ struct ReportConfig {
   std::string device = "auto";
   // Longest input in tokens; 0 means the model's own.
   int64_t max_len = 0;
+
+  // Throws ConfigError naming the flag.
+  void validate() const;
 };
 
 // Writes the report to config.out atomically. The best model's metrics come from the same

@@ -9,7 +9,8 @@
 namespace dqe {
 
 // Sets LibTorch's intra-op threads and, when OpenBLAS is the BLAS, its thread pool.
-// threads <= 0 means all cores available to this process.
+// threads <= 0 means all cores available to this process; more than that is capped to them
+// (with a warning). Returns the count in use.
 int configure_threads(int threads);
 
 // One line, e.g. "LibTorch 1.13.1, BLAS OpenBLAS 0.3.21 (Haswell, pthread), 2 threads, oneDNN on".

@@ -34,13 +34,16 @@ struct ScoreConfig {
   std::string rejects;
   std::optional<FieldMap> fields;
   // What to add to each line, among "score", "pred", "probs" (classification) and "keep"
-  // (with a threshold).
+  // (with a threshold; asking for it in another list than this default needs one).
   std::vector<std::string> add_fields = {"score", "pred", "probs", "keep"};
   // Warn when the population stability index of the written scores against the model's dev
   // scores exceeds this (0 turns the check off).
   double psi_warn = 0.2;
   // Lines read, scored and written per chunk; bounds memory.
   int64_t chunk_lines = 4096;
+
+  // Throws ConfigError naming the flag.
+  void validate() const;
 };
 
 struct ScoreSummary {

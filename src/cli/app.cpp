@@ -105,6 +105,49 @@ void finalize(CliState& state) {
   if (state.pretrain_cmd && state.pretrain_cmd->count("--dropout") > 0) state.pretrain.dropout = state.pretrain_dropout;
 }
 
+namespace {
+
+// Edits (insertions, deletions, substitutions) that turn a into b.
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// "; did you mean X?" for the closest of candidates, when it is close enough to be a typo.
+std::string suggestion(const std::string& word, const std::vector<std::string>& candidates, const std::string& prefix,
+                       const std::string& suffix = "") {
+  std::string best;
+  size_t best_distance = std::max<size_t>(2, word.size() / 3) + 1;
+  for (const auto& c : candidates) {
+    const size_t d = edit_distance(word, c);
+    if (d < best_distance || (c.rfind(word, 0) == 0 && best.empty())) {
+      best = c;
+      best_distance = std::min(best_distance, d);
+    }
+  }
+  return best.empty() ? "" : "; did you mean " + prefix + best + suffix + "?";
+}
+
+// The long names of a command's options, without the dashes.
+std::vector<std::string> long_names(const CLI::App& cmd) {
+  std::vector<std::string> names;
+  for (const CLI::Option* opt : cmd.get_options())
+    for (const auto& n : opt->get_lnames()) names.push_back(n);
+  return names;
+}
+
+}  // namespace
+
 std::vector<std::string> expand_config_files(CLI::App& app, std::vector<std::string> args) {
   // The subcommand is the first word that names one; --config belongs to it.
   size_t sub_at = 0;
@@ -156,9 +199,15 @@ std::vector<std::string> expand_config_files(CLI::App& app, std::vector<std::str
   for (auto it = merged.begin(); it != merged.end(); ++it) {
     const std::string& key = it.key();
     const std::string where = "--config " + source[key] + ": ";
-    const CLI::Option* opt = sub->get_option_no_throw("--" + key);
-    if (opt == nullptr) throw ConfigError(where + "unknown option \"" + key + "\" for dqe " + sub->get_name());
-    if (given.count(key) > 0) continue;  // explicit flags win
+    if (key == "help" || key == "config" || key == "dump-config" || key == "version")
+      throw ConfigError(where + "\"" + key + "\" is a command-line flag, not a setting a config file can hold");
+    std::string flag = key;
+    std::replace(flag.begin(), flag.end(), '_', '-');  // Hugging Face's spelling of our keys
+    const CLI::Option* opt = sub->get_option_no_throw("--" + flag);
+    if (opt == nullptr)
+      throw ConfigError(where + "unknown option \"" + key + "\" for dqe " + sub->get_name() +
+                        suggestion(key, long_names(*sub), ""));
+    if (given.count(flag) > 0) continue;  // explicit flags win
     const nlohmann::json& v = *it;
     auto text = [&](const nlohmann::json& x) -> std::string {
       if (x.is_string()) return x.get<std::string>();
@@ -168,15 +217,15 @@ std::vector<std::string> expand_config_files(CLI::App& app, std::vector<std::str
     };
     if (opt->get_expected_min() == 0) {
       if (!v.is_boolean()) throw ConfigError(where + "\"" + key + "\" is a switch: use true or false");
-      if (v.get<bool>()) inserted.push_back("--" + key);
+      if (v.get<bool>()) inserted.push_back("--" + flag);
     } else if (v.is_array()) {
       if (v.empty()) continue;  // an empty list is the default of a list flag
       std::string joined;
       for (const auto& x : v) joined += (joined.empty() ? "" : ",") + text(x);
-      inserted.push_back("--" + key);
+      inserted.push_back("--" + flag);
       inserted.push_back(joined);
     } else {
-      inserted.push_back("--" + key);
+      inserted.push_back("--" + flag);
       inserted.push_back(text(v));
     }
   }
@@ -184,7 +233,50 @@ std::vector<std::string> expand_config_files(CLI::App& app, std::vector<std::str
   return args;
 }
 
+std::vector<std::string> check_command_words(CLI::App& app, std::vector<std::string> args) {
+  CLI::App* cmd = &app;
+  size_t i = 0;
+  // The command words: "train", "tokenizer train"; flags before them are dqe's own (--help).
+  while (!cmd->get_subcommands({}).empty()) {
+    while (i < args.size() && args[i].rfind("-", 0) == 0) ++i;
+    if (i == args.size()) return args;  // CLI11 says that a command is required
+    CLI::App* next = nullptr;
+    for (CLI::App* sub : cmd->get_subcommands({}))
+      if (sub->check_name(args[i])) next = sub;
+    if (next == nullptr) {
+      std::vector<std::string> names;
+      for (const CLI::App* sub : cmd->get_subcommands({})) names.push_back(sub->get_name());
+      std::string known;
+      for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
+      throw ConfigError("unknown command \"" + args[i] + "\"" + suggestion(args[i], names, "\"", "\"") + " (commands: " + known +
+                        ")");
+    }
+    cmd = next;
+    ++i;
+  }
+  const std::vector<std::string> names = long_names(*cmd);
+  const std::string command = cmd->get_parent() == &app ? cmd->get_name() : cmd->get_parent()->get_name() + " " + cmd->get_name();
+  for (; i < args.size(); ++i) {
+    std::string& word = args[i];
+    if (word.size() < 3 || word.rfind("--", 0) != 0) continue;
+    const size_t eq = word.find('=');
+    const std::string name = word.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+    if (name == "help" || std::find(names.begin(), names.end(), name) != names.end()) continue;
+    // Hugging Face's spelling (--max_steps) for ours (--max-steps).
+    std::string hyphens = name;
+    std::replace(hyphens.begin(), hyphens.end(), '_', '-');
+    if (hyphens != name && std::find(names.begin(), names.end(), hyphens) != names.end()) {
+      word = "--" + hyphens + (eq == std::string::npos ? "" : word.substr(eq));
+      continue;
+    }
+    throw ConfigError("dqe " + command + ": unknown option --" + name + suggestion(name, names, "--") +
+                      " ('dqe " + command + " --help' lists them)");
+  }
+  return args;
+}
+
 void parse_args(CLI::App& app, std::vector<std::string> args) {
+  args = check_command_words(app, std::move(args));
   args = expand_config_files(app, std::move(args));
   std::reverse(args.begin(), args.end());  // CLI11 consumes from the back
   app.parse(args);

@@ -99,6 +99,10 @@ int run_tokenizer_train(CliState& state);
 // long flag names; later files override earlier ones and explicit flags override files.
 // Throws ConfigError naming the file for an unknown key or a bad value.
 std::vector<std::string> expand_config_files(CLI::App& app, std::vector<std::string> args);
+// Checks the command words and option names before CLI11 sees them, so that a typo gets
+// "unknown option --trian; did you mean --train?" rather than "--train is required"; rewrites
+// Hugging Face's underscore spellings (--max_steps) to ours. Throws ConfigError.
+std::vector<std::string> check_command_words(CLI::App& app, std::vector<std::string> args);
 // Parses args (argv without the program name), --config files included.
 void parse_args(CLI::App& app, std::vector<std::string> args);
 

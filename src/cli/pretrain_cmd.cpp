@@ -52,7 +52,7 @@ void add_pretrain_command(CLI::App& app, CliState& state) {
                   "Dropout probability of the encoder (default: 0.1 from scratch, the --init model's own)")
       ->group(opt);
   cmd->add_option("--max-len", c.max_len, "Longest sequence in tokens; longer texts are cut")->capture_default_str()->group(opt);
-  cmd->add_option("--seed", c.seed, "Random seed")->capture_default_str()->group(opt);
+  cmd->add_option("--seed", c.seed, "Random seed")->capture_default_str()->check(CLI::NonNegativeNumber)->group(opt);
   add_compute_options(*cmd, c.threads, c.precision, c.device, opt);
   cmd->add_option("--chunk-lines", c.chunk_lines, "Lines read, tokenized and shuffled together (bounds memory)")
       ->capture_default_str()

@@ -61,7 +61,10 @@ void add_train_command(CLI::App& app, CliState& state) {
                   "Dropout probability of the encoder and classifier (default: 0.1 from scratch, the --init model's own)")
       ->group(opt);
   cmd->add_option("--max-len", c.max_len, "Longest input in tokens (0: the model's, else 128)")->capture_default_str()->group(opt);
-  cmd->add_option("--seed", c.seed, "Random seed (same seed and threads give the same metrics)")->capture_default_str()->group(opt);
+  cmd->add_option("--seed", c.seed, "Random seed (same seed and threads give the same metrics)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber)
+      ->group(opt);
   add_compute_options(*cmd, c.threads, c.precision, c.device, opt);
 
   const char* ev = "Evaluation and checkpoints";

@@ -3,7 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <functional>
+#include <map>
+#include <set>
 
 #include "dqe/errors.h"
 #include "test_util.h"
@@ -103,13 +106,54 @@ TEST(CliParse, BadConfigFilesNameTheFileAndKey) {
 
 TEST(CliParse, BadArgvFailsToParse) {
   EXPECT_THROW(parse({}), CLI::ParseError);                                          // no subcommand
-  EXPECT_THROW(parse({"fly"}), CLI::ParseError);                                     // unknown subcommand
+  EXPECT_THROW(parse({"fly"}), ConfigError);                                         // unknown subcommand
   EXPECT_THROW(parse({"train", "--dev", "d", "--out", "o"}), CLI::ParseError);        // --train missing
   EXPECT_THROW(parse({"train", "--train", "t", "--dev", "d", "--out", "o", "--task", "ranking"}), CLI::ParseError);
   EXPECT_THROW(parse({"train", "--train", "t", "--dev", "d", "--out", "o", "--batch-size", "many"}), CLI::ParseError);
-  EXPECT_THROW(parse({"train", "--train", "t", "--dev", "d", "--out", "o", "--bogus"}), CLI::ParseError);
+  EXPECT_THROW(parse({"train", "--train", "t", "--dev", "d", "--out", "o", "--bogus"}), ConfigError);
   EXPECT_THROW(parse({"eval", "--data", "d"}), CLI::ParseError);                      // --model missing
   EXPECT_THROW(parse({"score", "--model", "m", "--threshold", "high"}), CLI::ParseError);
+}
+
+// A mistyped command or flag is named with the close match, before CLI11 would complain
+// about a required flag instead; Hugging Face's underscore spellings are ours too.
+TEST(CliParse, MistypedNamesGetSuggestionsAndUnderscoresAreAccepted) {
+  auto message_of = [](std::vector<std::string> args) {
+    try {
+      parse(std::move(args));
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(parsed)");
+  };
+  EXPECT_EQ(message_of({"trian", "--train", "t"}),
+            "unknown command \"trian\"; did you mean \"train\"? (commands: train, eval, score, report, pretrain, tokenizer)");
+  EXPECT_EQ(message_of({"train", "--trian", "t", "--dev", "d", "--out", "o"}),
+            "dqe train: unknown option --trian; did you mean --train? ('dqe train --help' lists them)");
+  EXPECT_NE(message_of({"tokenizer", "train", "--corpus", "c", "--out", "o", "--vocab-sise", "9"}).find("did you mean --vocab-size?"),
+            std::string::npos);
+  EXPECT_NE(message_of({"tokenizer", "trian"}).find("did you mean \"train\"?"), std::string::npos);
+  EXPECT_EQ(message_of({"train", "--train", "t", "--dev", "d", "--out", "o", "--zzzzzz"}),
+            "dqe train: unknown option --zzzzzz ('dqe train --help' lists them)");
+
+  auto p = parse({"train", "--train", "t", "--dev", "d", "--out", "o", "--max_steps", "7", "--warmup_ratio=0.25"});
+  EXPECT_EQ(p->state.train.max_steps, 7);
+  EXPECT_DOUBLE_EQ(p->state.train.warmup_ratio, 0.25);
+  test::TempDir dir;
+  test::write_text(dir.path("hf.json"), R"({"max_steps": 9, "learning_rate": 0.1})");
+  EXPECT_NE(message_of({"train", "--config", dir.path("hf.json"), "--train", "t", "--dev", "d", "--out", "o"})
+                .find("unknown option \"learning_rate\""),
+            std::string::npos);
+  test::write_text(dir.path("hf.json"), R"({"max_steps": 9})");
+  EXPECT_EQ(parse({"train", "--config", dir.path("hf.json"), "--train", "t", "--dev", "d", "--out", "o"})->state.train.max_steps, 9);
+  // Flags of the command line, not settings: refused inside a config file.
+  for (const char* key : {"help", "config", "dump-config"}) {
+    test::write_text(dir.path("c.json"), std::string("{\"") + key + "\": true}");
+    EXPECT_NE(message_of({"train", "--config", dir.path("c.json"), "--train", "t", "--dev", "d", "--out", "o"})
+                  .find("is a command-line flag, not a setting"),
+              std::string::npos)
+        << key;
+  }
 }
 
 TEST(CliParse, ValuesThatParseButMakeNoSenseFailValidation) {
@@ -232,6 +276,86 @@ TEST(CliParse, DumpConfigHoldsEveryFlagAndRoundTrips) {
     auto again = parse({c.args.front(), "--config", dir.path("dumped.json")});
     EXPECT_EQ(c.dump(again->state), dumped) << c.args.front();
   }
+}
+
+// Every numeric flag of every command refuses NaN, infinities, negatives and values at the
+// ends of its type (a batch of 2^63 - 1 examples planned zero steps; --warmup-ratio nan
+// trained at rate 0), unless the table below says why the value is a fair request.
+TEST(CliParse, EveryNumericFlagRefusesNanNegativeAndSaturatingValues) {
+  struct Command {
+    std::vector<std::string> base;
+    std::function<CLI::App*(const CliState&)> cmd;
+    std::function<void(const CliState&)> validate;
+  };
+  const std::vector<Command> commands = {
+      {{"train", "--train", "t", "--dev", "d", "--out", "o"}, [](const CliState& s) { return s.train_cmd; },
+       [](const CliState& s) { s.train.validate(); }},
+      {{"pretrain", "--corpus", "c", "--out", "o"}, [](const CliState& s) { return s.pretrain_cmd; },
+       [](const CliState& s) { s.pretrain.validate(); }},
+      {{"eval", "--model", "m", "--data", "d", "--baseline", "b.json"}, [](const CliState& s) { return s.eval_cmd; },
+       [](const CliState& s) {
+         s.eval.validate();
+         GateConfig gate = s.gate;
+         gate.baseline.clear();  // the file does not exist; --max-regression is checked without it below
+         if (gate.max_regression && !(*gate.max_regression >= 0 && std::isfinite(*gate.max_regression)))
+           throw ConfigError("--max-regression");
+       }},
+      {{"score", "--model", "m"}, [](const CliState& s) { return s.score_cmd; },
+       [](const CliState& s) { s.score.validate(); }},
+      {{"report", "--run", "r"}, [](const CliState& s) { return s.report_cmd; },
+       [](const CliState& s) { s.report.validate(); }},
+      {{"tokenizer", "train", "--corpus", "c", "--out", "o"}, [](const CliState& s) { return s.tokenizer_train_cmd; },
+       [](const CliState& s) { s.tokenizer.validate(); }},
+  };
+  const std::vector<std::string> hostile = {"nan", "inf", "-inf", "-1", "1e400", "9223372036854775807",
+                                            "-9223372036854775808", "18446744073709551615"};
+  // Accepted on purpose: a seed is any non-negative number; a count that only bounds how many
+  // may be skipped or waited for (CLI11 reads 2^64 - 1 into an int64 as its largest value); a
+  // large finite rate, decay or norm (a diverging run stops with an error naming --lr); any
+  // finite threshold.
+  const std::set<std::string> largest = {"9223372036854775807", "18446744073709551615"};
+  const std::map<std::string, std::set<std::string>> fair = {
+      {"seed", largest},         {"max-bad-lines", largest}, {"patience", largest},    {"eval-every", largest},
+      {"held-out-every", largest}, {"held-out-max", largest}, {"chunk-lines", largest},
+      {"lr", {"9223372036854775807", "18446744073709551615"}},
+      {"weight-decay", {"9223372036854775807", "18446744073709551615"}},
+      {"max-grad-norm", {"9223372036854775807", "18446744073709551615"}},
+      {"max-regression", {"9223372036854775807", "18446744073709551615"}},
+      {"psi-warn", {"9223372036854775807", "18446744073709551615"}},
+      {"threshold", {"-1", "9223372036854775807", "-9223372036854775808", "18446744073709551615"}},
+  };
+  size_t checked = 0;
+  for (const Command& c : commands) {
+    auto p = parse(c.base);
+    std::vector<std::string> numeric;
+    for (const CLI::Option* opt : c.cmd(p->state)->get_options()) {
+      const std::string type = opt->get_type_name();
+      if (!opt->get_lnames().empty() && (type == "INT" || type == "UINT" || type == "FLOAT"))
+        numeric.push_back(opt->get_lnames().front());
+    }
+    EXPECT_FALSE(numeric.empty()) << c.base.front();
+    for (const std::string& name : numeric) {
+      for (const std::string& value : hostile) {
+        std::vector<std::string> args = c.base;
+        args.push_back("--" + name);
+        args.push_back(value);
+        bool refused = false;
+        try {
+          auto q = parse(args);
+          c.validate(q->state);
+        } catch (const CLI::ParseError&) {
+          refused = true;
+        } catch (const ConfigError&) {
+          refused = true;
+        }
+        const auto it = fair.find(name);
+        const bool accepted_on_purpose = it != fair.end() && it->second.count(value) > 0;
+        EXPECT_EQ(refused, !accepted_on_purpose) << c.base.front() << " --" << name << " " << value;
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GT(checked, 300u);
 }
 
 TEST(CliParse, TokenizerTrainTakesSeveralCorpusFiles) {

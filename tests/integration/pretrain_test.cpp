@@ -7,8 +7,13 @@
 #include <fstream>
 #include <random>
 
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
 #include "dqe/checkpoint.h"
 #include "dqe/errors.h"
+#include "dqe/report.h"
+#include "dqe/run_log.h"
 #include "dqe/safetensors.h"
 #include "dqe/trainer.h"
 #include "test_util.h"
@@ -208,6 +213,77 @@ TEST_F(PretrainTest, BadInputsAreNamedErrors) {
   config_.corpus = dir_.path("corpus.txt");
   config_.mask_prob = 1.5;
   EXPECT_THROW(pretrain(config_), ConfigError);
+  config_.mask_prob = 0.15;
+
+  // A device is not a corpus file (it is read more than once), and not "no such file".
+  const std::string null_device = dir_.path("null");
+  if (::mknod(null_device.c_str(), S_IFCHR | 0666, makedev(1, 3)) == 0) {
+    config_.corpus = null_device;
+    try {
+      pretrain(config_);
+      FAIL() << "a character device was read as a corpus";
+    } catch (const IoError& e) {
+      EXPECT_NE(std::string(e.what()).find("null: not a regular file"), std::string::npos) << e.what();
+    }
+  }
+  config_.corpus = dir_.path("corpus");
+  fs::create_directories(config_.corpus);
+  EXPECT_THROW(pretrain(config_), IoError);
+}
+
+// Lines that hold no token (zero-width and control characters only) leave every epoch
+// without a batch: a one-line error, not a loop that never ends, with --max-steps or --epochs.
+TEST_F(PretrainTest, CorpusWithoutTokensIsAnErrorNotAHang) {
+  std::string text;
+  for (int i = 0; i < 50; ++i) text += "\u200b\u200b \x01\u200d\n";
+  test::write_text(dir_.path("invisible.txt"), text);
+  config_.corpus = dir_.path("invisible.txt");
+  config_.tokenizer = dir_.path("vocab.txt");
+  test::write_text(config_.tokenizer, "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nchair\n");
+  for (int64_t max_steps : {int64_t{10}, int64_t{0}}) {
+    config_.max_steps = max_steps;
+    config_.epochs = 2;
+    config_.out_dir = dir_.path("run" + std::to_string(max_steps));
+    try {
+      pretrain(config_);
+      FAIL() << "pretrained on lines without tokens";
+    } catch (const DataError& e) {
+      EXPECT_NE(std::string(e.what()).find("invisible.txt: no training line has a token"), std::string::npos)
+          << e.what();
+    }
+  }
+}
+
+// A pretraining run's logs follow the shared schema, with its own per-step accuracy, and
+// its report shows the MLM curves and no predictions.
+TEST_F(PretrainTest, LogsAndReportOfAPretrainingRun) {
+  config_.max_steps = 8;
+  config_.eval_every = 4;
+  pretrain(config_);
+  std::ifstream in(dir_.path("run/train_log.jsonl"));
+  std::string line;
+  ASSERT_TRUE(std::getline(in, line));
+  const auto first = nlohmann::ordered_json::parse(line);
+  std::vector<std::string> keys;
+  for (const auto& item : first.items()) keys.push_back(item.key());
+  std::vector<std::string> want = train_log_keys();
+  want.push_back("accuracy");
+  EXPECT_EQ(keys, want);
+  const auto steps = read_train_log(dir_.path("run/train_log.jsonl"));
+  ASSERT_EQ(steps.size(), 8u);
+  EXPECT_GT(steps.back().tokens, 0);
+  EXPECT_GT(steps.back().grad_norm, 0);
+  EXPECT_TRUE(steps.back().extra.contains("accuracy"));
+
+  ReportConfig rc;
+  rc.run_dir = config_.out_dir;
+  rc.out = dir_.path("report.html");
+  write_report(rc);
+  const std::string html = test::read_text(rc.out);
+  EXPECT_NE(html.find("masked-language-model pretraining"), std::string::npos);
+  EXPECT_NE(html.find("Training accuracy (masked tokens)"), std::string::npos);
+  EXPECT_NE(html.find("mlm_loss"), std::string::npos);
+  EXPECT_NE(html.find("no predictions to show"), std::string::npos);
 }
 
 }  // namespace

@@ -3,12 +3,20 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <csignal>
 #include <cmath>
+#include <fstream>
 #include <filesystem>
 
 #include "dqe/checkpoint.h"
 #include "dqe/errors.h"
 #include "dqe/evaluator.h"
+#include "dqe/format.h"
+#include "dqe/metrics.h"
+#include "dqe/report.h"
+#include "dqe/run_log.h"
+#include "dqe/safetensors.h"
 #include "dqe/scorer.h"
 #include "test_util.h"
 
@@ -436,6 +444,180 @@ TEST_F(TrainTest, FineTuningFromInitIsReproducible) {
   const torch::Tensor other = lexical_weight(dir_.path("other"));
   EXPECT_TRUE(torch::equal(first, again));
   EXPECT_FALSE(torch::equal(first, other));
+}
+
+// --resume continues the run as it was started: a flag that shapes what is learned (rate,
+// batch plan, seed, schedule, data) differs from the recorded one is refused naming the
+// flag, before any step; where and how it computes (threads) may change.
+TEST_F(TrainTest, ResumeRefusesRunShapingChangesNamingTheFlag) {
+  config_.max_steps = 20;
+  config_.stop_after_step = [](int64_t step) { return step == 5; };
+  ASSERT_TRUE(train(config_).interrupted);
+  config_.stop_after_step = nullptr;
+  config_.resume = true;
+  auto refused = [&](TrainConfig changed, const std::string& expected) {
+    try {
+      train(changed);
+      ADD_FAILURE() << "resumed with a changed " << expected;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+    }
+  };
+  TrainConfig c = config_;
+  c.lr = 5;
+  refused(c, "--resume: --lr 5 differs from the run's 0.002");
+  c = config_;
+  c.batch_size = 8;
+  refused(c, "--resume: --batch-size 8 differs from the run's 16");
+  c = config_;
+  c.seed = 6;
+  refused(c, "--seed");
+  c = config_;
+  c.max_steps = 40;
+  refused(c, "--max-steps");
+  c = config_;
+  c.warmup_ratio = 0.2;
+  refused(c, "--warmup-ratio");
+  // The same path with fewer lines: another data set.
+  const std::string full = test::read_text(config_.train_path);
+  test::write_toy_set(config_.train_path, 200, 1);
+  refused(config_, "--resume: the data differ from the run's");
+  test::write_text(config_.train_path, full);
+  // Nothing was written by the refused attempts: the run continues from step 5.
+  EXPECT_EQ(read_jsonl_file(dir_.path("run/train_log.jsonl")).size(), 5u);
+  config_.threads = 1;
+  TrainResult r = train(config_);
+  EXPECT_FALSE(r.interrupted);
+  EXPECT_EQ(r.steps, 20);
+}
+
+// A resumed position past the end of the data (as a changed batch plan once left it) ends
+// the epoch instead of spinning: every loop of the engine makes progress.
+TEST_F(TrainTest, ResumedPositionPastTheDataEndsTheEpoch) {
+  config_.epochs = 2;
+  config_.stop_after_step = [](int64_t step) { return step == 3; };
+  ASSERT_TRUE(train(config_).interrupted);
+  const std::string state_path = dir_.path("run/last/trainer_state.json");
+  auto state = nlohmann::json::parse(test::read_text(state_path));
+  state["batch_in_epoch"] = 100000;
+  test::write_text(state_path, state.dump());
+  config_.stop_after_step = nullptr;
+  config_.resume = true;
+  TrainResult r = train(config_);
+  EXPECT_FALSE(r.interrupted);
+  EXPECT_EQ(r.steps, 3 + 20);  // the rest of epoch 1 was skipped; epoch 2 in full
+}
+
+// A stop asked before the first step: nothing to resume, nothing written as if it were.
+TEST_F(TrainTest, StopBeforeTheFirstStepIsInterruptedWithoutACheckpoint) {
+  std::atomic<int> flag{SIGTERM};
+  try {
+    train(config_, StopToken(&flag));
+    FAIL() << "a stopped run trained";
+  } catch (const Interrupted& e) {
+    EXPECT_EQ(e.signal_number(), SIGTERM);
+    EXPECT_NE(std::string(e.what()).find("nothing to resume"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir_.path("run/last")));
+}
+
+// A stop asked during training: the step finishes, last/ is written, the signal is reported.
+TEST_F(TrainTest, StopDuringTrainingWritesLastAndNamesTheSignal) {
+  std::atomic<int> flag{0};
+  config_.stop_after_step = [&](int64_t step) {
+    if (step == 4) flag = SIGINT;  // as the CLI's handler would
+    return false;
+  };
+  TrainResult r = train(config_, StopToken(&flag));
+  EXPECT_TRUE(r.interrupted);
+  EXPECT_EQ(r.interrupt_signal, SIGINT);
+  EXPECT_EQ(r.steps, 4);
+  EXPECT_EQ(load_trainer_state(dir_.path("run/last"), nullptr).step, 4);
+}
+
+// The logs are written and read through one schema (run_log.h): every step record has
+// exactly the schema's keys, and the reader finds them all.
+TEST_F(TrainTest, RunLogsFollowTheSharedSchema) {
+  config_.max_steps = 12;
+  config_.eval_every = 6;
+  train(config_);
+  std::ifstream in(dir_.path("run/train_log.jsonl"));
+  std::string line;
+  ASSERT_TRUE(std::getline(in, line));
+  const auto first = nlohmann::ordered_json::parse(line);
+  std::vector<std::string> keys;
+  for (const auto& item : first.items()) keys.push_back(item.key());
+  EXPECT_EQ(keys, train_log_keys());
+  const auto steps = read_train_log(dir_.path("run/train_log.jsonl"));
+  ASSERT_EQ(steps.size(), 12u);
+  EXPECT_GT(steps.back().tokens, steps.front().tokens);
+  EXPECT_GT(steps.back().tokens_per_s, 0);
+  EXPECT_GE(steps.back().elapsed_s, steps.front().elapsed_s);
+  const auto evals = read_eval_log(dir_.path("run/eval_log.jsonl"));
+  ASSERT_EQ(evals.size(), 2u);
+  EXPECT_EQ(evals[1].step, 12);
+  EXPECT_EQ(evals[1].metric, "rmse");
+  EXPECT_TRUE(evals[1].metrics.contains("train_mean_rmse"));
+}
+
+// The report runs the best model through the same predictor and metrics as eval: its
+// table shows eval's numbers.
+TEST_F(TrainTest, ReportShowsEvalsMetrics) {
+  config_.max_steps = 20;
+  train(config_);
+  EvalConfig ec;
+  ec.models = {config_.out_dir};
+  ec.data = config_.dev_path;
+  ec.precision = "fp32";
+  const EvalResult ev = evaluate(ec);
+  ReportConfig rc;
+  rc.run_dir = config_.out_dir;
+  rc.out = dir_.path("report.html");
+  rc.precision = "fp32";
+  write_report(rc);
+  const std::string html = test::read_text(rc.out);
+  size_t shown = 0;
+  for (const auto& [key, value] : ev.metrics.items()) {
+    if (!value.is_number()) continue;
+    const MetricInfo* info = find_metric(key);
+    ASSERT_NE(info, nullptr) << key;
+    EXPECT_NE(html.find("<td>" + html_escape(info->label) + "</td><td class=\"num\">" +
+                        format_number(value.get<double>()) + "</td>"),
+              std::string::npos)
+        << key << " " << value;
+    ++shown;
+  }
+  EXPECT_GE(shown, 7u);  // count, mse, rmse, mae, pearson, spearman, train_mean_rmse
+}
+
+// A model whose output overflows on an input does not write null scores: eval and score
+// stop at the first such line, naming it.
+TEST_F(TrainTest, NonFiniteScoresStopEvalAndScore) {
+  config_.max_steps = 2;
+  train(config_);
+  const std::string best = dir_.path("run/best");
+  auto spec = nlohmann::json::parse(test::read_text(best + "/config.json"));
+  spec["dqe"]["label_std"] = 1e308;  // any logit above 1.8 overflows to infinity
+  test::write_text(best + "/config.json", spec.dump());
+  auto weights = load_safetensors(best + "/model.safetensors");
+  weights["classifier.bias"] = torch::full({1}, 1e30f);
+  std::vector<std::pair<std::string, torch::Tensor>> named(weights.begin(), weights.end());
+  save_safetensors(best + "/model.safetensors", named);
+  ScoreConfig sc;
+  sc.models = {best};
+  sc.input = config_.dev_path;
+  sc.output = dir_.path("scored.jsonl");
+  try {
+    score(sc);
+    FAIL() << "non-finite scores were written";
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("dev.jsonl:1: the model's score is not finite"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(sc.output));
+  EvalConfig ec;
+  ec.models = {best};
+  ec.data = config_.dev_path;
+  EXPECT_THROW(evaluate(ec), ModelError);
 }
 
 TEST_F(TrainTest, RefusesToOverwriteARunWithoutResume) {

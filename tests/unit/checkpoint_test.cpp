@@ -106,6 +106,20 @@ TEST(Checkpoint, BrokenModelDirectoriesGiveOneLineErrors) {
               std::string::npos);
   }
 
+  // NaN weights: a model that would score null on every line is refused when loaded.
+  tensors = checkpoint_weights(m.model, false);
+  for (auto& [name, t] : tensors)
+    if (name == "bert.encoder.layer.0.output.dense.bias") t = t.clone().index_fill_(0, torch::tensor({3}), NAN);
+  save_safetensors((fs::path(ckpt) / "model.safetensors").string(), tensors);
+  try {
+    load_model(ckpt);
+    FAIL() << "a model with NaN weights loaded";
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("\"bert.encoder.layer.0.output.dense.bias\" holds NaN or infinite values"),
+              std::string::npos)
+        << e.what();
+  }
+
   // A missing encoder tensor.
   tensors = checkpoint_weights(m.model, false);
   tensors.erase(tensors.begin());
