@@ -11,6 +11,7 @@
 #include "dqe/dataset.h"
 #include "dqe/errors.h"
 #include "dqe/metrics.h"
+#include "dqe/output.h"
 #include "dqe/runtime.h"
 
 namespace dqe {

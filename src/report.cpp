@@ -19,6 +19,7 @@
 #include "dqe/errors.h"
 #include "dqe/evaluator.h"
 #include "dqe/jsonl_reader.h"
+#include "dqe/output.h"
 #include "dqe/runtime.h"
 
 namespace dqe {

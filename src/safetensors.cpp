@@ -10,6 +10,7 @@
 
 #include "dqe/config.h"
 #include "dqe/errors.h"
+#include "dqe/output.h"
 
 namespace dqe {
 namespace {

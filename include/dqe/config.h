@@ -96,7 +96,5 @@ int json_depth(const nlohmann::json& value, int limit = kMaxJsonDepth);
 // Reads a whole JSON file; throws IoError (missing) or ModelError (invalid or nested deeper
 // than kMaxJsonDepth) naming it.
 nlohmann::json read_json_file(const std::string& path);
-// Writes text to path through path.tmp + rename, so that a reader never sees half a file.
-void write_file_atomic(const std::string& path, const std::string& text);
 
 }  // namespace dqe

@@ -16,7 +16,7 @@ namespace dqe {
 // Throws ModelError naming the file (and the tensor) on any inconsistency.
 std::map<std::string, torch::Tensor> load_safetensors(const std::string& path);
 
-// Writes float32/int64 tensors (any device) in name order, atomically (path.tmp + rename).
+// Writes float32/int64 tensors (any device) in name order, atomically (write_file_atomic).
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
 

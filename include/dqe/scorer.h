@@ -15,7 +15,9 @@ struct ScoreConfig {
   // Checkpoint, Hugging Face or run directory; with several, their predictions are averaged.
   std::vector<std::string> models;
   std::string input = "-";   // "-" is stdin
-  std::string output = "-";  // "-" is stdout; a file appears only when complete
+  // "-" is stdout; a regular file appears only when complete; a device or FIFO is written
+  // straight through.
+  std::string output = "-";
   int64_t batch_size = 64;
   // Longest input; 0 means the model's own.
   int64_t max_len = 0;

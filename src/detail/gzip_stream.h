@@ -28,23 +28,31 @@ class GzipReadBuf : public std::streambuf {
   std::vector<char> buffer_;
 };
 
-// Writes a gzip file. close() flushes and reports whether everything was written.
+// Compresses what is written to it into sink as one gzip member. close() finishes the member
+// and reports whether everything was handed to sink; a sink that refuses bytes (a broken
+// pipe, a full disk) makes it fail.
 class GzipWriteBuf : public std::streambuf {
  public:
-  explicit GzipWriteBuf(std::string path);  // throws IoError
+  explicit GzipWriteBuf(std::streambuf& sink);  // throws IoError when zlib cannot start
   ~GzipWriteBuf() override;
+  GzipWriteBuf(const GzipWriteBuf&) = delete;
+  GzipWriteBuf& operator=(const GzipWriteBuf&) = delete;
   bool close();
+  bool ok() const { return ok_; }
 
  protected:
   int_type overflow(int_type ch) override;
   int sync() override;
 
  private:
-  bool flush_buffer();
+  // Deflates the put area with `flush` (Z_NO_FLUSH or Z_FINISH) into sink.
+  bool deflate_pending(int flush);
 
-  std::string path_;
-  gzFile file_ = nullptr;
+  std::streambuf& sink_;
+  z_stream zs_{};
+  bool open_ = false;
   std::vector<char> buffer_;
+  std::vector<char> compressed_;
   bool ok_ = true;
 };
 

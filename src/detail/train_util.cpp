@@ -8,6 +8,7 @@
 
 #include "dqe/config.h"
 #include "dqe/errors.h"
+#include "dqe/output.h"
 
 namespace dqe::detail {
 namespace fs = std::filesystem;

@@ -1,5 +1,7 @@
 // Runs the dqe binary as a user would: exit codes, one-line errors, files left behind.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 
 #include <cstdlib>
@@ -31,6 +33,23 @@ bool torch_has_gpu() {
 }
 
 int count_lines(const std::string& text) { return static_cast<int>(std::count(text.begin(), text.end(), '\n')); }
+
+// The error part of stderr: what follows "dqe: error: " (empty when there is none).
+std::string error_line(const std::string& err) {
+  const size_t at = err.find("dqe: error: ");
+  return at == std::string::npos ? "" : err.substr(at);
+}
+
+// Device nodes are made privately in a test's directory: the machine's /dev/null is never
+// an output of these tests. False where mknod is not allowed.
+bool make_char_device(const std::string& path, unsigned minor) {
+  return ::mknod(path.c_str(), S_IFCHR | 0666, makedev(1, minor)) == 0;
+}
+
+bool is_char_device(const std::string& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0 && S_ISCHR(st.st_mode);
+}
 
 // One tiny model, trained once for all the tests here.
 class CliTest : public ::testing::Test {
@@ -206,6 +225,71 @@ TEST_F(CliTest, GzipInAndOutAndChosenFields) {
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("broken.jsonl.gz"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(scratch_.path("x.jsonl")));
+}
+
+// Replacing /dev/null with a regular file (what a rename over it does) breaks the machine;
+// a FIFO replaced by a file leaves its reader waiting forever.
+TEST_F(CliTest, OutputsThatAreNotRegularFilesAreWrittenThroughNotReplaced) {
+  const std::string null = scratch_.path("null"), full = scratch_.path("full");
+  if (!make_char_device(null, 3) || !make_char_device(full, 7)) GTEST_SKIP() << "mknod not permitted";
+  const std::string score = "score --model " + path("run") + " --input " + path("dev.jsonl") + " --output ";
+  Outcome r = dqe(scratch_, score + null);
+  EXPECT_EQ(r.code, 0) << r.err;
+  r = dqe(scratch_, "eval --model " + path("run") + " --data " + path("dev.jsonl") + " --metrics-out " + null);
+  EXPECT_EQ(r.code, 0) << r.err;
+  r = dqe(scratch_, "report --run " + path("run") + " --out " + null);
+  EXPECT_EQ(r.code, 0) << r.err;
+  test::write_text(scratch_.path("bad.jsonl"), test::read_text(path("dev.jsonl")) + "not json\n");
+  r = dqe(scratch_, "score --model " + path("run") + " --input " + scratch_.path("bad.jsonl") + " --output " + null +
+                        " --max-bad-lines 1 --rejects " + null);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(is_char_device(null));
+
+  // A full device: one line naming the output and the real reason.
+  r = dqe(scratch_, score + full);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(error_line(r.err), "dqe: error: " + full + ": cannot write (No space left on device)\n");
+  EXPECT_TRUE(is_char_device(full));
+
+  // A FIFO gets every line, and stays a FIFO.
+  const std::string fifo = scratch_.path("pipe");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  {
+    test::FifoReader reader(fifo);
+    r = dqe(scratch_, score + fifo);
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(count_lines(reader.finish()), 40);
+  }
+  struct stat st {};
+  ASSERT_EQ(::lstat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+
+  // A symlink to a regular file: the file is replaced, the link stays a link.
+  test::write_text(scratch_.path("real.jsonl"), "old\n");
+  fs::create_symlink(scratch_.path("real.jsonl"), scratch_.path("link.jsonl"));
+  r = dqe(scratch_, score + scratch_.path("link.jsonl"));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(fs::is_symlink(scratch_.path("link.jsonl")));
+  EXPECT_EQ(count_lines(test::read_text(scratch_.path("real.jsonl"))), 40);
+
+  // A symlink to the process's own standard output (here a file the shell opened): written
+  // through the descriptor, the link kept.
+  fs::create_symlink("/proc/self/fd/1", scratch_.path("to-stdout"));
+  r = dqe(scratch_, score + scratch_.path("to-stdout"));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(count_lines(r.out), 40);
+  EXPECT_TRUE(fs::is_symlink(scratch_.path("to-stdout")));
+
+  // A user's own NAME.tmp is not the writer's temporary file.
+  test::write_text(scratch_.path("scored.jsonl.tmp"), "mine\n");
+  r = dqe(scratch_, score + scratch_.path("scored.jsonl"));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(test::read_text(scratch_.path("scored.jsonl.tmp")), "mine\n");
+
+  // A directory is refused in one line.
+  r = dqe(scratch_, score + scratch_.path());
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(error_line(r.err), "dqe: error: " + scratch_.path() + ": cannot write output to a directory\n");
 }
 
 TEST_F(CliTest, DumpConfigIsAValidConfigFile) {
