@@ -1,14 +1,15 @@
 #include "dqe/jsonl_reader.h"
 
-#include "detail/gzip_stream.h"
-
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <string_view>
 #include <utility>
 
+#include "detail/gzip_stream.h"
+#include "detail/output_file.h"
 #include "dqe/errors.h"
 
 namespace dqe {
@@ -149,8 +150,14 @@ JsonlReader::JsonlReader(std::string path, ReaderOptions options)
   if (options_.fields.text.empty()) throw ConfigError("at least one text field is required");
   if (path_ == "-") {
     in_ = std::cin.rdbuf();
-    return;
+  } else {
+    open_file();
   }
+  // Opened now, so that an unwritable rejects file fails before any work.
+  if (!options_.rejects_path.empty()) rejects_ = std::make_unique<detail::OutputFile>(options_.rejects_path);
+}
+
+void JsonlReader::open_file() {
   std::error_code ec;
   // An ifstream opens a directory without complaint and then reads nothing.
   if (std::filesystem::is_directory(path_, ec)) throw IoError(open_error(path_, EISDIR));
@@ -213,6 +220,7 @@ bool JsonlReader::next(Record& out) {
     }
     bad_line(error);
   }
+  if (rejects_) rejects_->commit();
   return false;
 }
 
@@ -235,26 +243,20 @@ void JsonlReader::bad_line(const std::string& problem) {
   const std::string where = name_ + ":" + std::to_string(line_) + ": ";
   if (options_.max_bad_lines == 0) throw DataError(where + problem);
   if (bad_lines_ > options_.max_bad_lines) {
+    // The lines skipped so far explain the failure: they are kept.
+    if (rejects_) rejects_->commit();
     throw DataBudgetError(where + "bad line (" + problem + "); more than " + std::to_string(options_.max_bad_lines) +
                           " bad lines allowed by --max-bad-lines");
   }
-  if (!options_.rejects_path.empty()) reject(line_buffer_, problem);
+  if (rejects_) reject(line_buffer_, problem);
 }
 
 void JsonlReader::reject(const std::string& raw, const std::string& error) {
-  if (!rejects_) {
-    errno = 0;
-    rejects_ = std::make_unique<std::ofstream>(options_.rejects_path, std::ios::binary | std::ios::app);
-    if (!rejects_->is_open()) {
-      throw IoError(options_.rejects_path + ": cannot open for writing (" + std::strerror(errno != 0 ? errno : EIO) +
-                    ")");
-    }
-  }
   const nlohmann::ordered_json entry = {{"line", line_}, {"error", error}, {"raw", raw}};
   // Invalid UTF-8 in the raw line becomes U+FFFD, so the rejects file stays valid JSONL.
-  *rejects_ << entry.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << '\n';
+  rejects_->stream() << entry.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << '\n';
   // Flushed per line so that a write error is reported at the line that caused it.
-  if (!rejects_->flush()) throw IoError(options_.rejects_path + ": cannot write");
+  rejects_->flush();
 }
 
 std::vector<Record> read_jsonl(const std::string& path, const ReaderOptions& options) {

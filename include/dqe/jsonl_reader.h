@@ -4,15 +4,18 @@
 #pragma once
 
 #include <cstdint>
-#include <fstream>
-#include <istream>
 #include <memory>
+#include <streambuf>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 namespace dqe {
+
+namespace detail {
+class OutputFile;
+}
 
 // Which JSON fields hold what. Defaults are the documented schema.
 struct FieldMap {
@@ -50,8 +53,11 @@ struct ReaderOptions {
   bool require_label = false;
   // How many bad lines may be skipped before the run stops with DataBudgetError.
   int64_t max_bad_lines = 0;
-  // When set, each skipped line is appended as {"line","error","raw"} JSON. raw has invalid
-  // UTF-8 replaced by U+FFFD and, for an over-long line, holds its first max_line_bytes.
+  // When set, each skipped line is written there as {"line","error","raw"} JSON. raw has
+  // invalid UTF-8 replaced by U+FFFD and, for an over-long line, holds its first
+  // max_line_bytes. The file is written afresh by each reader (through the output writer,
+  // so it appears complete): when the input is read to its end, or when the bad-line budget
+  // stops the run (the rejects then explain why); an empty file when no line was skipped.
   std::string rejects_path;
   bool keep_object = false;
   // Longer lines are bad lines (they are never held whole in memory).
@@ -62,8 +68,9 @@ struct ReaderOptions {
 
 class JsonlReader {
  public:
-  // path "-" reads standard input; a path ending in .gz is read through gzip. Throws IoError naming the path when it cannot be opened
-  // or is a directory, ConfigError when max_bad_lines < 0 or no text field is given.
+  // path "-" reads standard input; a path ending in .gz is read through gzip. Throws IoError
+  // naming the path when it cannot be opened or is a directory, or when the rejects file
+  // cannot be written; ConfigError when max_bad_lines < 0 or no text field is given.
   JsonlReader(std::string path, ReaderOptions options);
   ~JsonlReader();
   JsonlReader(const JsonlReader&) = delete;
@@ -74,7 +81,9 @@ class JsonlReader {
   // counted in line numbers. With max_bad_lines == 0 a bad line throws DataError
   // ("path:line: problem"); otherwise bad lines are counted, written to the rejects file
   // and skipped, and the (max_bad_lines + 1)-th throws DataBudgetError (and is not
-  // written). Messages name standard input "<stdin>".
+  // written). Messages name standard input "<stdin>". Throws IoError naming the rejects file
+  // at the line whose rejection could not be written, and naming the input when a .gz input
+  // is corrupt, truncated or followed by junk.
   bool next(Record& out);
 
   const std::string& path() const { return path_; }
@@ -83,6 +92,8 @@ class JsonlReader {
   int64_t bad_lines() const { return bad_lines_; }
 
  private:
+  // Opens path_ (plain or .gz) into file_ and in_.
+  void open_file();
   // Reads the next physical line into line_buffer_, without its '\n'; false at end of input.
   // Keeps at most max_line_bytes of it and sets line_too_long_ when there was more.
   bool read_line();
@@ -97,7 +108,7 @@ class JsonlReader {
   ReaderOptions options_;
   std::unique_ptr<std::streambuf> file_;  // a filebuf, or a gzip reader for *.gz
   std::streambuf* in_ = nullptr;
-  std::unique_ptr<std::ofstream> rejects_;
+  std::unique_ptr<detail::OutputFile> rejects_;
   // Input is read in fixed chunks so that an over-long line is never held whole.
   std::vector<char> chunk_;
   size_t chunk_begin_ = 0;

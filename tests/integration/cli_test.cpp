@@ -51,6 +51,14 @@ bool is_char_device(const std::string& path) {
   return ::lstat(path.c_str(), &st) == 0 && S_ISCHR(st.st_mode);
 }
 
+std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  size_t begin = 0;
+  for (size_t end; (end = text.find('\n', begin)) != std::string::npos; begin = end + 1)
+    lines.push_back(text.substr(begin, end - begin));
+  return lines;
+}
+
 // One tiny model, trained once for all the tests here.
 class CliTest : public ::testing::Test {
  protected:
@@ -290,6 +298,24 @@ TEST_F(CliTest, OutputsThatAreNotRegularFilesAreWrittenThroughNotReplaced) {
   r = dqe(scratch_, score + scratch_.path());
   EXPECT_EQ(r.code, 1);
   EXPECT_EQ(error_line(r.err), "dqe: error: " + scratch_.path() + ": cannot write output to a directory\n");
+}
+
+// The rejects were appended to whatever an earlier run left, and lost when the run stopped.
+TEST_F(CliTest, RejectsAreWrittenAfreshAndKeptWhenTheBudgetStopsTheRun) {
+  test::write_text(scratch_.path("bad.jsonl"), test::read_text(path("dev.jsonl")) + "not json\n[]\n");
+  const std::string rejects = scratch_.path("rejects.jsonl");
+  const std::string eval = "eval --model " + path("run") + " --data " + scratch_.path("bad.jsonl") + " --rejects " + rejects;
+  for (int run = 0; run < 2; ++run) {
+    Outcome r = dqe(scratch_, eval + " --max-bad-lines 2");
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(count_lines(test::read_text(rejects)), 2) << "run " << run;
+  }
+  Outcome r = dqe(scratch_, eval + " --max-bad-lines 1");
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(error_line(r.err).find("bad.jsonl:42: bad line"), std::string::npos) << r.err;
+  const std::vector<std::string> lines = split_lines(test::read_text(rejects));
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(nlohmann::json::parse(lines[0])["line"], 41);
 }
 
 TEST_F(CliTest, DumpConfigIsAValidConfigFile) {

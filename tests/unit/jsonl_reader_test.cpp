@@ -1,6 +1,8 @@
 #include "dqe/jsonl_reader.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include <fstream>
 #include <sstream>
@@ -371,6 +373,65 @@ TEST_F(JsonlReaderTest, InvalidOptionsThrowConfigError) {
   ReaderOptions no_text;
   no_text.fields.text.clear();
   EXPECT_THROW(JsonlReader(path, no_text), ConfigError);
+}
+
+// Each run writes its rejects file afresh: a file left by an earlier run does not grow, and a
+// clean run leaves an empty one rather than the old rejects.
+TEST_F(JsonlReaderTest, RejectsFileIsWrittenAfreshWhenReadingEnds) {
+  ReaderOptions options;
+  options.max_bad_lines = 5;
+  options.rejects_path = dir_.path("rejects.jsonl");
+  test::write_text(options.rejects_path, "{\"line\":99,\"error\":\"old run\",\"raw\":\"\"}\n");
+  const std::string path = write("dev.jsonl", lines({kGood, "[]", kGood}));
+  {
+    JsonlReader reader(path, options);
+    Record r;
+    ASSERT_TRUE(reader.next(r));
+    ASSERT_TRUE(reader.next(r));  // past the bad line
+    // Not yet in place: the old file is there until reading ends.
+    EXPECT_EQ(read_lines(options.rejects_path).size(), 1u);
+    EXPECT_FALSE(reader.next(r));
+  }
+  const auto rejects = read_lines(options.rejects_path);
+  ASSERT_EQ(rejects.size(), 1u);
+  EXPECT_EQ(nlohmann::json::parse(rejects[0])["line"], 2);
+
+  read_all(write("clean.jsonl", lines({kGood})), options);
+  EXPECT_EQ(test::read_text(options.rejects_path), "");
+}
+
+TEST_F(JsonlReaderTest, RejectsFileIsKeptWhenTheBudgetStopsTheRun) {
+  ReaderOptions options;
+  options.max_bad_lines = 1;
+  options.rejects_path = dir_.path("rejects.jsonl");
+  test::write_text(options.rejects_path, "old\n");
+  EXPECT_THROW(read_all(write("dev.jsonl", lines({"[]", kGood, "[]"})), options), DataBudgetError);
+  const auto rejects = read_lines(options.rejects_path);
+  ASSERT_EQ(rejects.size(), 1u);
+  EXPECT_EQ(nlohmann::json::parse(rejects[0])["line"], 1);
+}
+
+TEST_F(JsonlReaderTest, RejectsWriteErrorNamesTheFileAtTheLine) {
+  const std::string full = dir_.path("full");
+  if (::mknod(full.c_str(), S_IFCHR | 0666, makedev(1, 7)) != 0) GTEST_SKIP() << "mknod not permitted";
+  ReaderOptions options;
+  options.max_bad_lines = 5;
+  options.rejects_path = full;
+  JsonlReader reader(write("dev.jsonl", lines({kGood, "[]", kGood})), options);
+  Record r;
+  ASSERT_TRUE(reader.next(r));
+  try {
+    reader.next(r);
+    FAIL() << "expected IoError";
+  } catch (const IoError& e) {
+    EXPECT_EQ(std::string(e.what()), full + ": cannot write (No space left on device)");
+  }
+}
+
+TEST_F(JsonlReaderTest, UnwritableRejectsFileFailsBeforeReading) {
+  ReaderOptions options;
+  options.rejects_path = dir_.path();  // a directory
+  EXPECT_THROW(JsonlReader(write("ok.jsonl", kGood), options), IoError);
 }
 
 class ReadJsonlTest : public JsonlReaderTest {};
