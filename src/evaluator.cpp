@@ -230,6 +230,8 @@ Predictions predict_ensemble(const Ensemble& ensemble, const std::vector<Record>
 EvalResult evaluate(const EvalConfig& config) {
   if (config.batch_size <= 0) throw ConfigError("--batch-size must be > 0");
   if (config.max_len < 0) throw ConfigError("--max-len must be >= 0");
+  check_no_aliases({{"--metrics-out", config.metrics_out, true}, {"--rejects", config.rejects, true},
+                    {"--data", config.data, false}});
   if (!config.metrics_out.empty()) {
     auto parent = std::filesystem::path(config.metrics_out).parent_path();
     if (!parent.empty() && !std::filesystem::is_directory(parent))

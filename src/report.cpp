@@ -1021,6 +1021,10 @@ void write_report(const ReportConfig& config) {
   if (config.max_len < 0) throw ConfigError("--max-len must be >= 0");
   const fs::path run_dir(config.run_dir);
   if (!fs::is_directory(run_dir)) throw IoError(config.run_dir + ": no such run directory");
+  check_no_aliases({{"--out", config.out, true},
+                    {"--data", config.data, false},
+                    {"--run's train log", (run_dir / "train_log.jsonl").string(), false},
+                    {"--run's eval log", (run_dir / "eval_log.jsonl").string(), false}});
   if (auto parent = fs::path(config.out).parent_path(); !parent.empty() && !fs::is_directory(parent))
     throw IoError(config.out + ": cannot write (no such directory)");
   auto log = detail::logger("report");
@@ -1050,6 +1054,7 @@ void write_report(const ReportConfig& config) {
       if (!fs::exists(data))
         throw IoError(data + ": cannot open (the dev file recorded in " + run->loaded.dir +
                       "/trainer_state.json; pass --data)");
+      check_no_aliases({{"--out", config.out, true}, {"the run's dev file", data, false}});
     }
     pred = run_predictions(*run, config, data, threads);
   } else {

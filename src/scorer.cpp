@@ -10,6 +10,7 @@
 #include "dqe/dataset.h"
 #include "dqe/errors.h"
 #include "dqe/evaluator.h"
+#include "dqe/output.h"
 #include "dqe/progress.h"
 #include "dqe/runtime.h"
 
@@ -21,6 +22,8 @@ ScoreSummary score(const ScoreConfig& config) {
   if (config.filter && !config.threshold) throw ConfigError("--filter needs --threshold");
   if (config.chunk_lines <= 0) throw ConfigError("chunk size must be > 0");
   if (config.psi_warn < 0) throw ConfigError("--psi-warn must be >= 0");
+  check_no_aliases(
+      {{"--output", config.output, true}, {"--rejects", config.rejects, true}, {"--input", config.input, false}});
   bool add_score = false, add_pred = false, add_probs = false, add_keep = false;
   for (const auto& f : config.add_fields) {
     if (f == "score") add_score = true;

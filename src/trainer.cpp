@@ -13,6 +13,7 @@
 #include "dqe/dataset.h"
 #include "dqe/errors.h"
 #include "dqe/evaluator.h"
+#include "dqe/output.h"
 #include "dqe/progress.h"
 #include "dqe/runtime.h"
 #include "dqe/vocab_builder.h"
@@ -114,6 +115,10 @@ nlohmann::ordered_json TrainConfig::to_json() const {
 
 TrainResult train(const TrainConfig& cfg) {
   cfg.validate();
+  check_no_aliases({{"--rejects", cfg.rejects, true},
+                    {"--rejects' dev file", cfg.rejects.empty() ? "" : cfg.rejects + ".dev", true},
+                    {"--train", cfg.train_path, false},
+                    {"--dev", cfg.dev_path, false}});
   g_stop_signal.store(0);
   auto log = detail::logger("train");
   const fs::path out(cfg.out_dir);

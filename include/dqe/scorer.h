@@ -16,7 +16,7 @@ struct ScoreConfig {
   std::vector<std::string> models;
   std::string input = "-";   // "-" is stdin
   // "-" is stdout; a regular file appears only when complete; a device or FIFO is written
-  // straight through.
+  // straight through. Must not be the input.
   std::string output = "-";
   int64_t batch_size = 64;
   // Longest input; 0 means the model's own.
@@ -57,6 +57,7 @@ struct ScoreSummary {
   std::string shift;  // the largest move between bins, in words
 };
 
+// Throws ConfigError before any work when --output or --rejects is the input or each other.
 ScoreSummary score(const ScoreConfig& config);
 
 }  // namespace dqe

@@ -34,6 +34,8 @@ void add_eval_command(CLI::App& app, CliState& state) {
 }
 
 int run_eval(CliState& state) {
+  // The baseline is read after the metrics are written: the same file would pass any gate.
+  check_no_aliases({{"--metrics-out", state.eval.metrics_out, true}, {"--baseline", state.gate.baseline, false}});
   EvalResult r = evaluate(state.eval);
   std::cout << r.table;
   const std::vector<std::string> failures = check_gates(r.metrics, state.gate);

@@ -300,6 +300,44 @@ TEST_F(CliTest, OutputsThatAreNotRegularFilesAreWrittenThroughNotReplaced) {
   EXPECT_EQ(error_line(r.err), "dqe: error: " + scratch_.path() + ": cannot write output to a directory\n");
 }
 
+TEST_F(CliTest, AnOutputThatIsAnInputIsRefusedBeforeAnyWork) {
+  const std::string data = scratch_.path("data.jsonl"), link = scratch_.path("data-link.jsonl");
+  fs::copy(path("dev.jsonl"), data);
+  fs::create_symlink(data, link);
+  const std::string original = test::read_text(data);
+  auto refused = [&](const std::string& args, const std::string& message) {
+    Outcome r = dqe(scratch_, args);
+    EXPECT_EQ(r.code, 2) << args << "\n" << r.err;
+    EXPECT_EQ(error_line(r.err), "dqe: error: " + message + "\n") << args;
+    EXPECT_EQ(test::read_text(data), original) << args;
+  };
+  const std::string eval = "eval --model " + path("run") + " --data " + data;
+  refused(eval + " --metrics-out " + link, "--metrics-out " + link + " names the same file as --data " + data);
+  refused(eval + " --max-bad-lines 1 --rejects " + data, "--rejects " + data + " names the same file as --data " + data);
+  const std::string score = "score --model " + path("run") + " --input " + data;
+  refused(score + " --output " + link, "--output " + link + " names the same file as --input " + data);
+  refused(score + " --max-bad-lines 1 --rejects " + link, "--rejects " + link + " names the same file as --input " + data);
+  const std::string out = scratch_.path("out.jsonl");
+  refused(score + " --output " + out + " --max-bad-lines 1 --rejects " + out,
+          "--output " + out + " names the same file as --rejects " + out);
+  refused("train --train " + data + " --dev " + path("dev.jsonl") + " --out " + scratch_.path("r") + " --rejects " + link,
+          "--rejects " + link + " names the same file as --train " + data);
+  EXPECT_FALSE(fs::exists(scratch_.path("r")));
+  refused("report --run " + path("run") + " --data " + data + " --out " + link,
+          "--out " + link + " names the same file as --data " + data);
+
+  // The metrics written over the baseline before it was read: any regression passed.
+  const std::string base = scratch_.path("base.json");
+  Outcome r = dqe(scratch_, "eval --model " + path("run") + " --data " + path("dev.jsonl") + " --metrics-out " + base);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string baseline = test::read_text(base);
+  r = dqe(scratch_, "eval --model " + path("run") + " --data " + path("dev.jsonl") + " --metrics-out " + base +
+                        " --baseline " + base);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(error_line(r.err), "dqe: error: --metrics-out " + base + " names the same file as --baseline " + base + "\n");
+  EXPECT_EQ(test::read_text(base), baseline);
+}
+
 // The rejects were appended to whatever an earlier run left, and lost when the run stopped.
 TEST_F(CliTest, RejectsAreWrittenAfreshAndKeptWhenTheBudgetStopsTheRun) {
   test::write_text(scratch_.path("bad.jsonl"), test::read_text(path("dev.jsonl")) + "not json\n[]\n");
