@@ -17,6 +17,7 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <zlib.h>
 
 #include "detail/remove_tree.h"
 
@@ -99,6 +100,22 @@ class FifoReader {
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };
+
+// data as one gzip member, made with zlib directly (not with the code under test).
+inline std::string gzip(const std::string& data) {
+  z_stream zs{};
+  if (deflateInit2(&zs, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK) throw std::runtime_error("zlib");
+  std::string out(deflateBound(&zs, static_cast<uLong>(data.size())) + 64, '\0');
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  zs.avail_in = static_cast<uInt>(data.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  const int ret = deflate(&zs, Z_FINISH);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  if (ret != Z_STREAM_END) throw std::runtime_error("zlib: deflate did not finish");
+  return out;
+}
 
 // A learnable toy relevance set: the label is 3 when the title names the queried product
 // type and 1 otherwise, so a model must look at both sides.

@@ -233,6 +233,21 @@ TEST_F(CliTest, GzipInAndOutAndChosenFields) {
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("broken.jsonl.gz"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(scratch_.path("x.jsonl")));
+
+  // Cut short (here: its trailer lost), a .gz input is an error, not a shorter complete file.
+  const std::string whole = test::read_text(gz_in);
+  test::write_text(scratch_.path("cut.jsonl.gz"), whole.substr(0, whole.size() - 8));
+  r = dqe(scratch_, "score --model " + path("run") + " --input " + scratch_.path("cut.jsonl.gz") + " --output " +
+                        scratch_.path("x.jsonl"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(error_line(r.err).find(scratch_.path("cut.jsonl.gz") + ": truncated gzip stream"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(scratch_.path("x.jsonl")));
+  // Concatenated members are one valid file.
+  test::write_text(scratch_.path("twice.jsonl.gz"), whole + whole);
+  r = dqe(scratch_, "score --model " + path("run") + " --input " + scratch_.path("twice.jsonl.gz") + " --output " +
+                        scratch_.path("x.jsonl"));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(count_lines(test::read_text(scratch_.path("x.jsonl"))), 80);
 }
 
 // Replacing /dev/null with a regular file (what a rename over it does) breaks the machine;

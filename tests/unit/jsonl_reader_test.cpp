@@ -434,6 +434,19 @@ TEST_F(JsonlReaderTest, UnwritableRejectsFileFailsBeforeReading) {
   EXPECT_THROW(JsonlReader(write("ok.jsonl", kGood), options), IoError);
 }
 
+TEST_F(JsonlReaderTest, GzipInputCutShortIsAnErrorNotAShorterFile) {
+  const std::string whole = test::gzip(lines({kGood, kGood, kGood, kGood}));
+  const std::string path = write("dev.jsonl.gz", whole.substr(0, whole.size() - 8));  // no trailer
+  try {
+    read_all(path);
+    FAIL() << "expected IoError";
+  } catch (const IoError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind(path + ": truncated gzip stream", 0), 0u) << e.what();
+  }
+  EXPECT_EQ(read_all(write("two.jsonl.gz", whole + test::gzip(lines({kGood})))).size(), 5u);
+  EXPECT_THROW(read_all(write("junk.jsonl.gz", whole + "junk")), IoError);
+}
+
 class ReadJsonlTest : public JsonlReaderTest {};
 
 TEST_F(ReadJsonlTest, ReadsEveryRecord) {
