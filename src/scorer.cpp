@@ -46,7 +46,7 @@ ScoreSummary score(const ScoreConfig& config) {
   ro.fields = task.fields;
   ro.max_bad_lines = config.max_bad_lines;
   ro.rejects_path = config.rejects;
-  ro.keep_object = true;
+  ro.keep_raw = true;
   JsonlReader reader(config.input, ro);
   detail::OutputFile output(config.output);  // before any work: an unwritable output fails now
 
@@ -55,6 +55,7 @@ ScoreSummary score(const ScoreConfig& config) {
   const auto t0 = std::chrono::steady_clock::now();
   Progress progress("score", 0, "lines");
   std::vector<Record> chunk;
+  std::vector<std::pair<std::string, std::string>> added;
   chunk.reserve(static_cast<size_t>(config.chunk_lines));
   bool more = true;
   while (more) {
@@ -66,23 +67,25 @@ ScoreSummary score(const ScoreConfig& config) {
     const Predictions p = predict_ensemble(ensemble, chunk, config.input, config.batch_size, precision, threads);
     std::ostream& out = output.stream();
     for (size_t i = 0; i < chunk.size(); ++i) {
-      auto& obj = chunk[i].object;
       if (reference) ++bin_counts[reference->bin_of(p.scores[i])];
-      if (add_score) obj["score"] = p.scores[i];
+      added.clear();
+      if (add_score) added.emplace_back("score", nlohmann::json(p.scores[i]).dump());
       if (task.task == Task::kClassification) {
-        if (add_pred) obj["pred"] = task.labels[static_cast<size_t>(p.classes[i])];
-        if (add_probs) obj["probs"] = p.probs[i];
+        if (add_pred) added.emplace_back("pred", nlohmann::json(task.labels[static_cast<size_t>(p.classes[i])]).dump());
+        if (add_probs) added.emplace_back("probs", nlohmann::json(p.probs[i]).dump());
       }
       if (config.threshold) {
         const bool keep = p.scores[i] >= *config.threshold;
-        if (add_keep) obj["keep"] = keep;
+        if (add_keep) added.emplace_back("keep", keep ? "true" : "false");
         summary.kept += keep;
         if (!keep && config.filter) {
           ++summary.filtered;
           continue;
         }
       }
-      out << obj.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+      // The line as read with the fields spliced in: every other byte (big integers, escapes,
+      // spacing, an id nlohmann would round to a double) goes out as it came in.
+      out << set_members(chunk[i].raw, added) << '\n';
       ++summary.written;
     }
     summary.lines += static_cast<int64_t>(chunk.size());

@@ -1,5 +1,6 @@
 // Batch scoring of JSONL logs: streams the input in chunks (memory does not grow with it)
-// and writes every input object back, in input order, with the model's score added.
+// and writes every input line back, in input order, with the model's score added and every
+// other byte of the line unchanged.
 #pragma once
 
 #include <cstdint>

@@ -4,8 +4,10 @@
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <regex>
 
 #include "test_util.h"
 
@@ -351,6 +353,57 @@ TEST_F(CliTest, AnOutputThatIsAnInputIsRefusedBeforeAnyWork) {
   EXPECT_EQ(r.code, 2);
   EXPECT_EQ(error_line(r.err), "dqe: error: --metrics-out " + base + " names the same file as --baseline " + base + "\n");
   EXPECT_EQ(test::read_text(base), baseline);
+}
+
+// Fields dqe does not own go out as they came in: big integers are not rounded to doubles,
+// escapes are not decoded, spacing and nesting are kept; only the added fields change.
+TEST_F(CliTest, ScoreCarriesEveryOtherByteThrough) {
+  const std::vector<std::string> in = {
+      R"({"query":"oak chair","title":"red oak chair","id":12345678901234567890123,"query_id":98765432109876543210987,)"
+      R"("note":"caf\u00e9 \ud83d\ude00 \"q\" \/","nested":{"a":[1,2.50,{"b":null}],"score":7}, "score" : "old" ,"x":1.0E+2 })",
+      R"({"query":"oak chair","title":"blue lamp","id":12345678901234567890124,"query_id":98765432109876543210988,"tags":[]})",
+      R"(  {"title":"steel drill","query":"drill"}  )"};
+  test::write_text(scratch_.path("in.jsonl"), in[0] + "\n" + in[1] + "\n" + in[2] + "\n");
+  Outcome r = dqe(scratch_, "score --model " + path("run") + " --input " + scratch_.path("in.jsonl") + " --output " +
+                                scratch_.path("out.jsonl") + " --fields score,keep --threshold 2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::vector<std::string> out = split_lines(test::read_text(scratch_.path("out.jsonl")));
+  ASSERT_EQ(out.size(), 3u);
+  const std::string number = "[-+0-9.eE]+", keep = "(true|false)";
+  // An existing top-level "score" is replaced where it stands (not the nested one); "keep" is
+  // added after the last member.
+  const size_t old_at = in[0].find(R"("old")"), last_end = in[0].rfind("1.0E+2") + 6;
+  const std::string between = in[0].substr(old_at + 5, last_end - old_at - 5);  // ` ,"x":1.0E+2`
+  const size_t between_at = out[0].find(between, old_at);
+  ASSERT_NE(between_at, std::string::npos) << out[0];
+  const std::string score = out[0].substr(old_at, between_at - old_at);
+  EXPECT_TRUE(std::regex_match(score, std::regex(number))) << score;
+  const std::string kept = std::stod(score) >= 2 ? "true" : "false";
+  EXPECT_EQ(out[0], in[0].substr(0, old_at) + score + between + ",\"keep\":" + kept + in[0].substr(last_end));
+  // Lines without them get both after their last member; spacing around the object stays.
+  for (size_t i : {1, 2}) {
+    const size_t close = in[i].rfind('}');
+    EXPECT_EQ(out[i].substr(0, close), in[i].substr(0, close)) << out[i];
+    const size_t tail = in[i].size() - close;
+    ASSERT_GT(out[i].size(), in[i].size());
+    EXPECT_EQ(out[i].substr(out[i].size() - tail), in[i].substr(close)) << out[i];
+    const std::string added = out[i].substr(close, out[i].size() - tail - close);
+    EXPECT_TRUE(std::regex_match(added, std::regex(",\"score\":" + number + ",\"keep\":" + keep))) << added;
+  }
+}
+
+// Query ids that differ beyond a double's precision were one group: one query instead of two.
+TEST_F(CliTest, EvalGroupsBigIntegerQueryIdsAsWritten) {
+  std::string data;
+  for (const char* qid : {"98765432109876543210987", "98765432109876543210988"})
+    for (const char* title : {"red oak chair", "blue lamp"})
+      data += std::string(R"({"query":"oak chair","title":")") + title + R"(","label":)" +
+              (title[0] == 'r' ? "3" : "1") + R"(,"query_id":)" + qid + "}\n";
+  test::write_text(scratch_.path("q.jsonl"), data);
+  Outcome r = dqe(scratch_, "eval --model " + path("run") + " --data " + scratch_.path("q.jsonl") + " --metrics-out " +
+                                scratch_.path("m.json"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(test::read_text(scratch_.path("m.json")))["ranking"]["num_queries"], 2);
 }
 
 // The rejects were appended to whatever an earlier run left, and lost when the run stopped.
