@@ -86,8 +86,11 @@ ScoreSummary score(const ScoreConfig& config) {
       // The line as read with the fields spliced in: every other byte (big integers, escapes,
       // spacing, an id nlohmann would round to a double) goes out as it came in.
       out << set_members(chunk[i].raw, added) << '\n';
+      // A closed pipe or a full disk stops the run at the first failed write, not at the end.
+      output.check();
       ++summary.written;
     }
+    output.flush();
     summary.lines += static_cast<int64_t>(chunk.size());
     progress.update(summary.lines);
 #ifdef __GLIBC__

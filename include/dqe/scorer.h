@@ -58,7 +58,8 @@ struct ScoreSummary {
   std::string shift;  // the largest move between bins, in words
 };
 
-// Throws ConfigError before any work when --output or --rejects is the input or each other.
+// Throws ConfigError before any work when --output or --rejects is the input or each other;
+// IoError naming the output at the first write that fails (a closed pipe: "Broken pipe").
 ScoreSummary score(const ScoreConfig& config);
 
 }  // namespace dqe

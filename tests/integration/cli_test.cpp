@@ -4,6 +4,7 @@
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -353,6 +354,33 @@ TEST_F(CliTest, AnOutputThatIsAnInputIsRefusedBeforeAnyWork) {
   EXPECT_EQ(r.code, 2);
   EXPECT_EQ(error_line(r.err), "dqe: error: --metrics-out " + base + " names the same file as --baseline " + base + "\n");
   EXPECT_EQ(test::read_text(base), baseline);
+}
+
+// With SIGPIPE ignored (as a Python or Java parent leaves it), a closed pipe used to be
+// written to for the whole input and reported as "disk full?" at the end.
+TEST_F(CliTest, ScoreStopsAtTheFirstWriteToAClosedPipe) {
+  std::string lines;
+  const std::string dev = test::read_text(path("dev.jsonl"));
+  for (int i = 0; i < 250; ++i) lines += dev;
+  // Reading this far would fail the run with a data error instead.
+  lines += "not json\n";
+  test::write_text(scratch_.path("in.jsonl"), lines);
+  test::write_text(scratch_.path("run.sh"),
+                   "trap '' PIPE\n"
+                   "\"$1\" score --model \"$2\" --input \"$3\" --output - 2>\"$4/err.txt\" | head -n 1 >\"$4/head.txt\"\n"
+                   "echo \"${PIPESTATUS[0]}\" >\"$4/code.txt\"\n");
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(std::system(("bash " + scratch_.path("run.sh") + " " + DQE_BINARY + " " + path("run") + " " +
+                         scratch_.path("in.jsonl") + " " + scratch_.path())
+                            .c_str()),
+            0);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const std::string err = test::read_text(scratch_.path("err.txt"));
+  EXPECT_EQ(std::stoi(test::read_text(scratch_.path("code.txt"))), 1) << err;
+  EXPECT_EQ(error_line(err), "dqe: error: <stdout>: cannot write (Broken pipe)\n") << err;
+  EXPECT_EQ(err.find("in.jsonl:10001"), std::string::npos) << err;
+  EXPECT_EQ(count_lines(test::read_text(scratch_.path("head.txt"))), 1);
+  EXPECT_LT(seconds, 60);
 }
 
 // Fields dqe does not own go out as they came in: big integers are not rounded to doubles,
