@@ -105,7 +105,10 @@ ScoreSummary score(const ScoreConfig& config) {
   output.commit();
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   summary.psi = std::numeric_limits<double>::quiet_NaN();
-  if (reference) {
+  if (reference && summary.lines < kMinDriftLines) {
+    summary.drift_note = "too few lines for a drift check (" + std::to_string(summary.lines) + " < " +
+                         std::to_string(kMinDriftLines) + ")";
+  } else if (reference) {
     summary.psi = population_stability_index(*reference, bin_counts);
     summary.shift = describe_shift(*reference, bin_counts);
     if (config.psi_warn > 0 && summary.psi > config.psi_warn)

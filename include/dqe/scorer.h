@@ -12,6 +12,10 @@
 
 namespace dqe {
 
+// Fewest scored lines for the drift check: below it, ten bins hold a handful of scores each
+// and the PSI measures sampling noise, not drift.
+constexpr int64_t kMinDriftLines = 100;
+
 struct ScoreConfig {
   // Checkpoint, Hugging Face or run directory; with several, their predictions are averaged.
   std::vector<std::string> models;
@@ -39,7 +43,7 @@ struct ScoreConfig {
   // (with a threshold).
   std::vector<std::string> add_fields = {"score", "pred", "probs", "keep"};
   // Warn when the population stability index of the written scores against the model's dev
-  // scores exceeds this (0 turns the check off).
+  // scores exceeds this (0 turns the check off). Needs kMinDriftLines lines.
   double psi_warn = 0.2;
   // Lines read, scored and written per chunk; bounds memory.
   int64_t chunk_lines = 4096;
@@ -53,9 +57,11 @@ struct ScoreSummary {
   int64_t rejected = 0;  // bad lines skipped under --max-bad-lines
   double seconds = 0;
   // Population stability index against the dev scores saved with the model; NaN without
-  // them, and for an ensemble (no dev scores of the average were saved).
+  // them, for an ensemble (no dev scores of the average were saved), and for fewer than
+  // kMinDriftLines lines.
   double psi = 0;
-  std::string shift;  // the largest move between bins, in words
+  std::string shift;       // the largest move between bins, in words
+  std::string drift_note;  // why a model with dev scores got no drift check, when it did not
 };
 
 // Throws ConfigError before any work when --output or --rejects is the input or each other;

@@ -227,8 +227,9 @@ TEST_F(CliTest, GzipInAndOutAndChosenFields) {
   auto first = nlohmann::json::parse(text.substr(0, text.find('\n')));
   EXPECT_TRUE(first.contains("score"));
   EXPECT_FALSE(first.contains("keep"));  // not among --fields
-  // The summary compares the scores with the dev scores saved at training time.
-  EXPECT_NE(r.err.find("PSI vs dev"), std::string::npos) << r.err;
+  // 40 lines are too few for ten bins to say anything about drift.
+  EXPECT_EQ(r.err.find("PSI"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("too few lines for a drift check (40 < 100)"), std::string::npos) << r.err;
 
   test::write_text(scratch_.path("broken.jsonl.gz"), "\x1f\x8b\x08\x00garbage");
   r = dqe(scratch_, "score --model " + path("run") + " --input " + scratch_.path("broken.jsonl.gz") + " --output " +
@@ -251,6 +252,15 @@ TEST_F(CliTest, GzipInAndOutAndChosenFields) {
                         scratch_.path("x.jsonl"));
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(count_lines(test::read_text(scratch_.path("x.jsonl"))), 80);
+}
+
+TEST_F(CliTest, ScoreChecksDriftOnlyOverEnoughLines) {
+  // train.jsonl has 160 lines: enough for the PSI against the dev scores.
+  Outcome r = dqe(scratch_, "score --model " + path("run") + " --input " + path("train.jsonl") + " --output " +
+                                scratch_.path("s.jsonl"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("PSI vs dev"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("too few lines"), std::string::npos) << r.err;
 }
 
 // Replacing /dev/null with a regular file (what a rename over it does) breaks the machine;
@@ -450,6 +460,16 @@ TEST_F(CliTest, RejectsAreWrittenAfreshAndKeptWhenTheBudgetStopsTheRun) {
   const std::vector<std::string> lines = split_lines(test::read_text(rejects));
   ASSERT_EQ(lines.size(), 1u);
   EXPECT_EQ(nlohmann::json::parse(lines[0])["line"], 41);
+}
+
+TEST_F(CliTest, WeightsThatAreADirectorySaySo) {
+  fs::create_directories(scratch_.path("m/model.safetensors"));
+  fs::copy(path("run/best/config.json"), scratch_.path("m/config.json"));
+  fs::copy(path("run/best/vocab.txt"), scratch_.path("m/vocab.txt"));
+  Outcome r = dqe(scratch_, "eval --model " + scratch_.path("m") + " --data " + path("dev.jsonl"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(error_line(r.err),
+            "dqe: error: " + scratch_.path("m/model.safetensors") + ": is a directory, not a safetensors file\n");
 }
 
 TEST_F(CliTest, DumpConfigIsAValidConfigFile) {
