@@ -9,6 +9,7 @@
 
 #include "detail/remove_tree.h"
 #include "dqe/errors.h"
+#include "dqe/output.h"
 #include "dqe/safetensors.h"
 
 namespace dqe {

@@ -13,6 +13,7 @@
 #include "dqe/errors.h"
 #include "dqe/metrics.h"
 #include "dqe/progress.h"
+#include "dqe/output.h"
 #include "dqe/runtime.h"
 
 namespace dqe {
@@ -98,6 +99,8 @@ void EvalConfig::validate() const {
 
 EvalResult evaluate(const EvalConfig& config, const StopToken& stop) {
   config.validate();
+  check_no_aliases({{"--metrics-out", config.metrics_out, true}, {"--rejects", config.rejects, true},
+                    {"--data", config.data, false}});
   if (!config.metrics_out.empty()) {
     auto parent = std::filesystem::path(config.metrics_out).parent_path();
     if (!parent.empty() && !std::filesystem::is_directory(parent))

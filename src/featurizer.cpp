@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "dqe/errors.h"
+#include "dqe/output.h"
 
 namespace dqe {
 namespace fs = std::filesystem;

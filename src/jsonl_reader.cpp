@@ -1,14 +1,18 @@
 #include "dqe/jsonl_reader.h"
 
-#include "detail/gzip_stream.h"
-
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <string_view>
 #include <utility>
 
+#include <nlohmann/json.hpp>
+
+#include "detail/gzip_stream.h"
+#include "detail/output_file.h"
 #include "dqe/errors.h"
 
 namespace dqe {
@@ -71,34 +75,138 @@ std::string parser_reason(const nlohmann::json::exception& e) {
 
 std::string quoted(const std::string& field) { return "\"" + field + "\""; }
 
-// Reads an optional string or number field into out (a number as its JSON text); present is
-// false when the field is absent or null. Returns an error message or "".
-template <typename Json>
-std::string read_key(const Json& object, const std::string& field, std::string& out, bool& present) {
+// ---- Raw JSON text of an object line the parser has accepted ----
+
+constexpr bool is_json_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+size_t skip_space(std::string_view s, size_t i) {
+  while (i < s.size() && is_json_space(s[i])) ++i;
+  return i;
+}
+
+// Index just past the string that opens at s[i] == '"'; npos when unterminated.
+size_t string_end(std::string_view s, size_t i) {
+  for (++i; i < s.size(); ++i) {
+    if (s[i] == '\\') ++i;
+    else if (s[i] == '"') return i + 1;
+  }
+  return std::string_view::npos;
+}
+
+// Index just past the value that starts at s[i]; npos when it does not end.
+size_t value_end(std::string_view s, size_t i) {
+  if (i >= s.size()) return std::string_view::npos;
+  if (s[i] == '"') return string_end(s, i);
+  if (s[i] == '{' || s[i] == '[') {
+    int depth = 0;
+    while (i < s.size()) {
+      const char c = s[i];
+      if (c == '"') {
+        i = string_end(s, i);
+        if (i == std::string_view::npos) return i;
+        continue;
+      }
+      if (c == '{' || c == '[') {
+        ++depth;
+      } else if ((c == '}' || c == ']') && --depth == 0) {
+        return i + 1;
+      }
+      ++i;
+    }
+    return std::string_view::npos;
+  }
+  // A number, true, false or null.
+  while (i < s.size() && !is_json_space(s[i]) && s[i] != ',' && s[i] != '}' && s[i] != ']') ++i;
+  return i;
+}
+
+struct RawMember {
+  std::string_view key;  // with its quotes and escapes, as written
+  size_t value_begin = 0, value_end = 0;
+};
+
+struct RawObject {
+  size_t open = 0;  // offset of '{'
+  std::vector<RawMember> members;
+};
+
+// The top-level members of an object line, in order; false when line is not one (which a
+// line the parser accepted always is).
+bool scan_object(std::string_view s, RawObject& out) {
+  size_t i = skip_space(s, 0);
+  // The parser skips a byte order mark at the start of its input.
+  if (s.substr(i, 3) == "\xEF\xBB\xBF") i = skip_space(s, i + 3);
+  if (i >= s.size() || s[i] != '{') return false;
+  out.open = i;
+  out.members.clear();
+  i = skip_space(s, i + 1);
+  if (i < s.size() && s[i] == '}') return true;
+  for (;;) {
+    if (i >= s.size() || s[i] != '"') return false;
+    const size_t key_end = string_end(s, i);
+    if (key_end == std::string_view::npos) return false;
+    RawMember m;
+    m.key = s.substr(i, key_end - i);
+    i = skip_space(s, key_end);
+    if (i >= s.size() || s[i] != ':') return false;
+    m.value_begin = skip_space(s, i + 1);
+    m.value_end = value_end(s, m.value_begin);
+    if (m.value_end == std::string_view::npos || m.value_end == m.value_begin) return false;
+    out.members.push_back(m);
+    i = skip_space(s, m.value_end);
+    if (i < s.size() && s[i] == ',') {
+      i = skip_space(s, i + 1);
+      continue;
+    }
+    return i < s.size() && s[i] == '}';
+  }
+}
+
+bool key_is(std::string_view raw_key, std::string_view key) {
+  const std::string_view inner = raw_key.substr(1, raw_key.size() - 2);
+  if (inner.find('\\') == std::string_view::npos) return inner == key;
+  // Escapes ("\u0069d" is "id") are rare: let the parser decode them.
+  const auto decoded = nlohmann::json::parse(raw_key.begin(), raw_key.end(), nullptr, false);
+  return decoded.is_string() && decoded.get_ref<const std::string&>() == key;
+}
+
+const RawMember* find_last(const RawObject& object, std::string_view key) {
+  for (auto it = object.members.rbegin(); it != object.members.rend(); ++it)
+    if (key_is(it->key, key)) return &*it;
+  return nullptr;
+}
+
+// Reads an optional string or number field into out (a number as written in line); present
+// is false when the field is absent or null. Returns an error message or "".
+std::string read_key(const nlohmann::json& object, std::string_view line, const std::string& field, std::string& out,
+                     bool& present) {
   out.clear();
   present = false;
   const auto it = object.find(field);
   if (it == object.end() || it->is_null()) return "";
   present = true;
   if (it->is_string()) {
-    out = it->template get_ref<const std::string&>();
+    out = it->get_ref<const std::string&>();
   } else if (it->is_number()) {
-    out = it->dump();
+    // The parser reads an integer beyond 64 bits as a double: two ids that differ only in
+    // their last digits would become one.
+    const std::string_view raw = raw_member(line, field);
+    out = raw.empty() ? it->dump() : std::string(raw);
   } else {
     return "field " + quoted(field) + " must be a string or number, got " + it->type_name();
   }
   return "";
 }
 
-template <typename Json>
-std::string read_record(const Json& object, const ReaderOptions& options, Record& out) {
+std::string read_record(const nlohmann::json& object, std::string_view line, const ReaderOptions& options,
+                        Record& out) {
   if (!object.is_object()) return std::string("expected a JSON object, got ") + object.type_name();
   const FieldMap& fields = options.fields;
 
   const auto query = object.find(fields.query);
   if (query == object.end()) return "missing string field " + quoted(fields.query);
   if (!query->is_string()) return "field " + quoted(fields.query) + " must be a string, got " + query->type_name();
-  out.query = query->template get_ref<const std::string&>();
+  out.query = query->get_ref<const std::string&>();
 
   out.text.clear();
   for (size_t i = 0; i < fields.text.size(); ++i) {
@@ -108,16 +216,16 @@ std::string read_record(const Json& object, const ReaderOptions& options, Record
     if (absent && i == 0) return "missing string field " + quoted(name);
     if (absent) continue;
     if (!it->is_string()) return "field " + quoted(name) + " must be a string, got " + it->type_name();
-    const std::string& part = it->template get_ref<const std::string&>();
+    const std::string& part = it->get_ref<const std::string&>();
     if (part.empty()) continue;
     if (!out.text.empty()) out.text += ' ';
     out.text += part;
   }
 
   bool present = false;
-  if (std::string error = read_key(object, fields.query_id, out.query_id, present); !error.empty()) return error;
+  if (std::string error = read_key(object, line, fields.query_id, out.query_id, present); !error.empty()) return error;
   if (!present) out.query_id = out.query;
-  if (std::string error = read_key(object, fields.id, out.id, present); !error.empty()) return error;
+  if (std::string error = read_key(object, line, fields.id, out.id, present); !error.empty()) return error;
 
   out.label_kind = LabelKind::kNone;
   out.label_number = 0;
@@ -128,13 +236,13 @@ std::string read_record(const Json& object, const ReaderOptions& options, Record
   } else if (label->is_number()) {
     // The parser rejects numbers that overflow a double, so the value is finite.
     out.label_kind = LabelKind::kNumber;
-    out.label_number = label->template get<double>();
+    out.label_number = label->get<double>();
   } else if (label->is_boolean()) {
     out.label_kind = LabelKind::kNumber;
-    out.label_number = label->template get<bool>() ? 1 : 0;
+    out.label_number = label->get<bool>() ? 1 : 0;
   } else if (label->is_string()) {
     out.label_kind = LabelKind::kString;
-    out.label_string = label->template get_ref<const std::string&>();
+    out.label_string = label->get_ref<const std::string&>();
   } else {
     return "field " + quoted(fields.label) + " must be a number or string, got " + label->type_name();
   }
@@ -149,8 +257,14 @@ JsonlReader::JsonlReader(std::string path, ReaderOptions options)
   if (options_.fields.text.empty()) throw ConfigError("at least one text field is required");
   if (path_ == "-") {
     in_ = std::cin.rdbuf();
-    return;
+  } else {
+    open_file();
   }
+  // Opened now, so that an unwritable rejects file fails before any work.
+  if (!options_.rejects_path.empty()) rejects_ = std::make_unique<detail::OutputFile>(options_.rejects_path);
+}
+
+void JsonlReader::open_file() {
   std::error_code ec;
   // An ifstream opens a directory without complaint and then reads nothing.
   if (std::filesystem::is_directory(path_, ec)) throw IoError(open_error(path_, EISDIR));
@@ -213,18 +327,16 @@ bool JsonlReader::next(Record& out) {
     }
     bad_line(error);
   }
+  if (rejects_) rejects_->commit();
   return false;
 }
 
 std::string JsonlReader::parse_line(const std::string& text, Record& out) const {
   if (std::string error = scan_line(text, options_.max_depth); !error.empty()) return error;
   try {
-    // An ordered object costs more to build; only callers that write the object back need it.
-    if (options_.keep_object) {
-      out.object = nlohmann::ordered_json::parse(text);
-      return read_record(out.object, options_, out);
-    }
-    return read_record(nlohmann::json::parse(text), options_, out);
+    std::string error = read_record(nlohmann::json::parse(text), text, options_, out);
+    if (error.empty() && options_.keep_raw) out.raw = text;
+    return error;
   } catch (const nlohmann::json::exception& e) {
     return "not valid JSON (" + parser_reason(e) + ")";
   }
@@ -235,26 +347,20 @@ void JsonlReader::bad_line(const std::string& problem) {
   const std::string where = name_ + ":" + std::to_string(line_) + ": ";
   if (options_.max_bad_lines == 0) throw DataError(where + problem);
   if (bad_lines_ > options_.max_bad_lines) {
+    // The lines skipped so far explain the failure: they are kept.
+    if (rejects_) rejects_->commit();
     throw DataBudgetError(where + "bad line (" + problem + "); more than " + std::to_string(options_.max_bad_lines) +
                           " bad lines allowed by --max-bad-lines");
   }
-  if (!options_.rejects_path.empty()) reject(line_buffer_, problem);
+  if (rejects_) reject(line_buffer_, problem);
 }
 
 void JsonlReader::reject(const std::string& raw, const std::string& error) {
-  if (!rejects_) {
-    errno = 0;
-    rejects_ = std::make_unique<std::ofstream>(options_.rejects_path, std::ios::binary | std::ios::app);
-    if (!rejects_->is_open()) {
-      throw IoError(options_.rejects_path + ": cannot open for writing (" + std::strerror(errno != 0 ? errno : EIO) +
-                    ")");
-    }
-  }
   const nlohmann::ordered_json entry = {{"line", line_}, {"error", error}, {"raw", raw}};
   // Invalid UTF-8 in the raw line becomes U+FFFD, so the rejects file stays valid JSONL.
-  *rejects_ << entry.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << '\n';
+  rejects_->stream() << entry.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << '\n';
   // Flushed per line so that a write error is reported at the line that caused it.
-  if (!rejects_->flush()) throw IoError(options_.rejects_path + ": cannot write");
+  rejects_->flush();
 }
 
 std::vector<Record> read_jsonl(const std::string& path, const ReaderOptions& options) {
@@ -264,6 +370,54 @@ std::vector<Record> read_jsonl(const std::string& path, const ReaderOptions& opt
   while (reader.next(record)) records.push_back(std::move(record));
   if (records.empty()) throw DataError(display_name(path) + ": no records");
   return records;
+}
+
+std::string_view raw_member(std::string_view line, std::string_view key) {
+  RawObject object;
+  if (!scan_object(line, object)) return {};
+  const RawMember* m = find_last(object, key);
+  return m == nullptr ? std::string_view() : line.substr(m->value_begin, m->value_end - m->value_begin);
+}
+
+std::string set_members(std::string_view line, const std::vector<std::pair<std::string, std::string>>& members) {
+  RawObject object;
+  if (!scan_object(line, object)) {
+    // Not reached for a line the parser accepted; rewriting it whole is still correct JSON.
+    auto j = nlohmann::ordered_json::parse(line);
+    for (const auto& [key, value] : members) j[key] = nlohmann::ordered_json::parse(value);
+    return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+  }
+  struct Edit {
+    size_t begin, end;
+    std::string text;
+  };
+  std::vector<Edit> edits;
+  std::string added;
+  bool comma = !object.members.empty();
+  for (const auto& [key, value] : members) {
+    if (const RawMember* m = find_last(object, key)) {
+      edits.push_back({m->value_begin, m->value_end, value});
+      continue;
+    }
+    if (comma) added += ',';
+    added += nlohmann::json(key).dump() + ":" + value;
+    comma = true;
+  }
+  if (!added.empty()) {
+    const size_t at = object.members.empty() ? object.open + 1 : object.members.back().value_end;
+    edits.push_back({at, at, std::move(added)});
+  }
+  std::sort(edits.begin(), edits.end(), [](const Edit& a, const Edit& b) { return a.begin < b.begin; });
+  std::string out;
+  out.reserve(line.size() + 64);
+  size_t cursor = 0;
+  for (const Edit& e : edits) {
+    out.append(line.substr(cursor, e.begin - cursor));
+    out += e.text;
+    cursor = e.end;
+  }
+  out.append(line.substr(cursor));
+  return out;
 }
 
 }  // namespace dqe

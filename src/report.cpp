@@ -23,6 +23,7 @@
 #include "dqe/jsonl_reader.h"
 #include "dqe/metrics.h"
 #include "dqe/predictor.h"
+#include "dqe/output.h"
 #include "dqe/runtime.h"
 
 namespace dqe {
@@ -933,6 +934,10 @@ void write_report(const ReportConfig& config, const StopToken& stop) {
   config.validate();
   const fs::path run_dir(config.run_dir);
   if (!fs::is_directory(run_dir)) throw IoError(config.run_dir + ": no such run directory");
+  check_no_aliases({{"--out", config.out, true},
+                    {"--data", config.data, false},
+                    {"--run's train log", (run_dir / "train_log.jsonl").string(), false},
+                    {"--run's eval log", (run_dir / "eval_log.jsonl").string(), false}});
   if (auto parent = fs::path(config.out).parent_path(); !parent.empty() && !fs::is_directory(parent))
     throw IoError(config.out + ": cannot write (no such directory)");
   auto log = detail::logger("report");
@@ -968,6 +973,7 @@ void write_report(const ReportConfig& config, const StopToken& stop) {
         if (!fs::exists(data))
           throw IoError(data + ": cannot open (the dev file recorded in " + run->loaded.dir +
                         "/trainer_state.json; pass --data)");
+        check_no_aliases({{"--out", config.out, true}, {"the run's dev file", data, false}});
       }
       pred = run_predictions(*run, config, data, ctx);
     }

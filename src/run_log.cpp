@@ -8,6 +8,7 @@
 
 #include "dqe/config.h"
 #include "dqe/errors.h"
+#include "dqe/output.h"
 
 namespace dqe {
 namespace fs = std::filesystem;

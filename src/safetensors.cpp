@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 
@@ -10,6 +11,7 @@
 
 #include "dqe/config.h"
 #include "dqe/errors.h"
+#include "dqe/output.h"
 
 namespace dqe {
 namespace {
@@ -46,6 +48,12 @@ struct Entry {
 }  // namespace
 
 std::map<std::string, torch::Tensor> load_safetensors(const std::string& path) {
+  // An ifstream opens a directory and then reads nonsense from it; a FIFO would block.
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  if (std::filesystem::is_directory(status)) throw IoError(path + ": is a directory, not a safetensors file");
+  if (std::filesystem::exists(status) && !std::filesystem::is_regular_file(status))
+    throw IoError(path + ": not a regular file, so not a safetensors file");
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw IoError(path + ": cannot open (" + std::strerror(errno) + ")");
   const uint64_t file_size = static_cast<uint64_t>(in.tellg());

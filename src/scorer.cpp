@@ -13,6 +13,7 @@
 #include "dqe/dataset.h"
 #include "dqe/errors.h"
 #include "dqe/predictor.h"
+#include "dqe/output.h"
 #include "dqe/progress.h"
 #include "dqe/run_context.h"
 
@@ -40,6 +41,8 @@ void ScoreConfig::validate() const {
 
 ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
   config.validate();
+  check_no_aliases(
+      {{"--output", config.output, true}, {"--rejects", config.rejects, true}, {"--input", config.input, false}});
   bool add_score = false, add_pred = false, add_probs = false, add_keep = false;
   for (const auto& f : config.add_fields) {
     if (f == "score") add_score = true;
@@ -59,7 +62,7 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
   ro.fields = task.fields;
   ro.max_bad_lines = config.max_bad_lines;
   ro.rejects_path = config.rejects;
-  ro.keep_object = true;
+  ro.keep_raw = true;
   JsonlReader reader(config.input, ro);
   detail::OutputFile output(config.output);  // before any work: an unwritable output fails now
 
@@ -68,6 +71,7 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
   const auto t0 = std::chrono::steady_clock::now();
   Progress progress("score", 0, "lines");
   std::vector<Record> chunk;
+  std::vector<std::pair<std::string, std::string>> added;
   chunk.reserve(static_cast<size_t>(config.chunk_lines));
   bool more = true;
   while (more) {
@@ -84,25 +88,30 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
     require_finite(p, chunk, config.input);
     std::ostream& out = output.stream();
     for (size_t i = 0; i < chunk.size(); ++i) {
-      auto& obj = chunk[i].object;
       if (reference) ++bin_counts[reference->bin_of(p.scores[i])];
-      if (add_score) obj["score"] = p.scores[i];
+      added.clear();
+      if (add_score) added.emplace_back("score", nlohmann::json(p.scores[i]).dump());
       if (task.task == Task::kClassification) {
-        if (add_pred) obj["pred"] = task.labels[static_cast<size_t>(p.classes[i])];
-        if (add_probs) obj["probs"] = p.probs[i];
+        if (add_pred) added.emplace_back("pred", nlohmann::json(task.labels[static_cast<size_t>(p.classes[i])]).dump());
+        if (add_probs) added.emplace_back("probs", nlohmann::json(p.probs[i]).dump());
       }
       if (config.threshold) {
         const bool keep = p.scores[i] >= *config.threshold;
-        if (add_keep) obj["keep"] = keep;
+        if (add_keep) added.emplace_back("keep", keep ? "true" : "false");
         summary.kept += keep;
         if (!keep && config.filter) {
           ++summary.filtered;
           continue;
         }
       }
-      out << obj.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
+      // The line as read with the fields spliced in: every other byte (big integers, escapes,
+      // spacing, an id nlohmann would round to a double) goes out as it came in.
+      out << set_members(chunk[i].raw, added) << '\n';
+      // A closed pipe or a full disk stops the run at the first failed write, not at the end.
+      output.check();
       ++summary.written;
     }
+    output.flush();
     summary.lines += static_cast<int64_t>(chunk.size());
     progress.update(summary.lines);
 #ifdef __GLIBC__
@@ -117,7 +126,10 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
   output.commit();
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   summary.psi = std::numeric_limits<double>::quiet_NaN();
-  if (reference) {
+  if (reference && summary.lines < kMinDriftLines) {
+    summary.drift_note = "too few lines for a drift check (" + std::to_string(summary.lines) + " < " +
+                         std::to_string(kMinDriftLines) + ")";
+  } else if (reference) {
     summary.psi = population_stability_index(*reference, bin_counts);
     summary.shift = describe_shift(*reference, bin_counts);
     if (config.psi_warn > 0 && summary.psi > config.psi_warn)

@@ -11,6 +11,7 @@
 #include "detail/train_util.h"
 #include "dqe/errors.h"
 #include "dqe/format.h"
+#include "dqe/output.h"
 #include "dqe/runtime.h"
 #include "dqe/train/engine.h"
 #include "train/finetune_objective.h"
@@ -101,6 +102,10 @@ nlohmann::ordered_json TrainConfig::to_json() const {
 
 TrainResult train(const TrainConfig& cfg, const StopToken& stop) {
   cfg.validate();
+  check_no_aliases({{"--rejects", cfg.rejects, true},
+                    {"--rejects' dev file", cfg.rejects.empty() ? "" : cfg.rejects + ".dev", true},
+                    {"--train", cfg.train_path, false},
+                    {"--dev", cfg.dev_path, false}});
   auto log = detail::logger("train");
   training::RunDirectory run_dir(cfg.out_dir, cfg.resume);
   RunContext ctx = make_run_context(cfg.device, cfg.precision, cfg.threads, stop, cfg.seed);

@@ -1,15 +1,23 @@
 // Helpers shared by the tests: temporary directories and small generated data sets.
 #pragma once
 
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <zlib.h>
 
 #include "detail/remove_tree.h"
 
@@ -41,6 +49,72 @@ inline void write_text(const std::string& path, const std::string& text) {
 inline std::string read_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// Collects what is written to a FIFO, on a thread. The FIFO is opened at once, without
+// waiting for a writer (so a writer's open does not wait either), and read until a writer has
+// come and gone. finish() ends it even when no writer ever came, e.g. because the code under
+// test replaced the FIFO with a file: a failing test must not hang.
+class FifoReader {
+ public:
+  explicit FifoReader(std::string path) : path_(std::move(path)) {
+    fd_ = ::open(path_.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd_ < 0) throw std::runtime_error("cannot open the FIFO " + path_);
+    thread_ = std::thread([this] { run(); });
+  }
+  FifoReader(const FifoReader&) = delete;
+  FifoReader& operator=(const FifoReader&) = delete;
+  ~FifoReader() { finish(); }
+  // Call once the writer is done; returns everything read.
+  const std::string& finish() {
+    if (thread_.joinable()) {
+      stop_ = true;
+      thread_.join();
+      ::close(fd_);
+    }
+    return text_;
+  }
+
+ private:
+  void run() {
+    std::vector<char> buffer(1 << 16);
+    for (;;) {
+      // Before any writer has opened the FIFO, poll reports nothing (no hang-up yet).
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 50) > 0) {
+        const ssize_t n = ::read(fd_, buffer.data(), buffer.size());
+        if (n > 0) {
+          text_.append(buffer.data(), static_cast<size_t>(n));
+          continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+        return;  // the writer closed its end
+      }
+      if (stop_) return;
+    }
+  }
+
+  std::string path_;
+  int fd_ = -1;
+  std::string text_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// data as one gzip member, made with zlib directly (not with the code under test).
+inline std::string gzip(const std::string& data) {
+  z_stream zs{};
+  if (deflateInit2(&zs, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK) throw std::runtime_error("zlib");
+  std::string out(deflateBound(&zs, static_cast<uLong>(data.size())) + 64, '\0');
+  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  zs.avail_in = static_cast<uInt>(data.size());
+  zs.next_out = reinterpret_cast<Bytef*>(out.data());
+  zs.avail_out = static_cast<uInt>(out.size());
+  const int ret = deflate(&zs, Z_FINISH);
+  out.resize(zs.total_out);
+  deflateEnd(&zs);
+  if (ret != Z_STREAM_END) throw std::runtime_error("zlib: deflate did not finish");
+  return out;
 }
 
 // A learnable toy relevance set: the label is 3 when the title names the queried product

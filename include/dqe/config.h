@@ -113,7 +113,5 @@ constexpr int64_t kMaxJsonFileBytes = int64_t{256} << 20;
 // Reads a whole JSON file; throws IoError (missing, unreadable, or larger than
 // kMaxJsonFileBytes) or ModelError (invalid or nested deeper than kMaxJsonDepth) naming it.
 nlohmann::json read_json_file(const std::string& path);
-// Writes text to path through path.tmp + rename, so that a reader never sees half a file.
-void write_file_atomic(const std::string& path, const std::string& text);
 
 }  // namespace dqe

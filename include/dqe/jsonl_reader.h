@@ -1,18 +1,23 @@
 // Streaming reader of JSONL query-result pairs. Every problem with a line is reported as
 // "file:line: problem"; up to max_bad_lines such lines can be skipped, each written to the
-// rejects file, instead of stopping the run.
+// rejects file, instead of stopping the run. Also the two pieces of raw JSON text handling
+// that keep what dqe carries through byte for byte: reading a member's value as written, and
+// setting members in a line without rewriting the rest of it.
 #pragma once
 
 #include <cstdint>
-#include <fstream>
-#include <istream>
 #include <memory>
+#include <streambuf>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 namespace dqe {
+
+namespace detail {
+class OutputFile;
+}
 
 // Which JSON fields hold what. Defaults are the documented schema.
 struct FieldMap {
@@ -21,9 +26,10 @@ struct FieldMap {
   // required; the others are optional (absent or null is skipped).
   std::vector<std::string> text = {"title", "description"};
   std::string label = "label";
-  std::string query_id = "query_id";  // string or number; absent or null: the query text
-  // Optional; a number is kept as its JSON text (an integer beyond 64 bits is read as a
-  // double, so 123456789012345678901234567890 becomes "1.2345678901234568e+29").
+  // String or number; absent or null: the query text. A number is kept as written
+  // (12345678901234567890123 stays that, not a double), so that ids compare as written.
+  std::string query_id = "query_id";
+  // Optional; string or number, a number kept as written.
   std::string id = "id";
 };
 
@@ -40,8 +46,8 @@ struct Record {
   // (1e999) makes the line a bad line, as nlohmann's parser rejects it.
   double label_number = 0;
   std::string label_string;  // kString
-  // The whole input object, in its field order; filled only when ReaderOptions::keep_object.
-  nlohmann::ordered_json object;
+  // The line as read (without its '\n'); filled only when ReaderOptions::keep_raw.
+  std::string raw;
 };
 
 struct ReaderOptions {
@@ -50,10 +56,14 @@ struct ReaderOptions {
   bool require_label = false;
   // How many bad lines may be skipped before the run stops with DataBudgetError.
   int64_t max_bad_lines = 0;
-  // When set, each skipped line is appended as {"line","error","raw"} JSON. raw has invalid
-  // UTF-8 replaced by U+FFFD and, for an over-long line, holds its first max_line_bytes.
+  // When set, each skipped line is written there as {"line","error","raw"} JSON. raw has
+  // invalid UTF-8 replaced by U+FFFD and, for an over-long line, holds its first
+  // max_line_bytes. The file is written afresh by each reader (through the output writer,
+  // so it appears complete): when the input is read to its end, or when the bad-line budget
+  // stops the run (the rejects then explain why); an empty file when no line was skipped.
   std::string rejects_path;
-  bool keep_object = false;
+  // Keep each line's text in Record::raw, for writing it back unchanged.
+  bool keep_raw = false;
   // Longer lines are bad lines (they are never held whole in memory).
   size_t max_line_bytes = 1 << 20;
   // Deeper JSON nesting is a bad line (protects the parser's stack).
@@ -62,8 +72,9 @@ struct ReaderOptions {
 
 class JsonlReader {
  public:
-  // path "-" reads standard input; a path ending in .gz is read through gzip. Throws IoError naming the path when it cannot be opened
-  // or is a directory, ConfigError when max_bad_lines < 0 or no text field is given.
+  // path "-" reads standard input; a path ending in .gz is read through gzip. Throws IoError
+  // naming the path when it cannot be opened or is a directory, or when the rejects file
+  // cannot be written; ConfigError when max_bad_lines < 0 or no text field is given.
   JsonlReader(std::string path, ReaderOptions options);
   ~JsonlReader();
   JsonlReader(const JsonlReader&) = delete;
@@ -74,7 +85,9 @@ class JsonlReader {
   // counted in line numbers. With max_bad_lines == 0 a bad line throws DataError
   // ("path:line: problem"); otherwise bad lines are counted, written to the rejects file
   // and skipped, and the (max_bad_lines + 1)-th throws DataBudgetError (and is not
-  // written). Messages name standard input "<stdin>".
+  // written). Messages name standard input "<stdin>". Throws IoError naming the rejects file
+  // at the line whose rejection could not be written, and naming the input when a .gz input
+  // is corrupt, truncated or followed by junk.
   bool next(Record& out);
 
   const std::string& path() const { return path_; }
@@ -83,6 +96,8 @@ class JsonlReader {
   int64_t bad_lines() const { return bad_lines_; }
 
  private:
+  // Opens path_ (plain or .gz) into file_ and in_.
+  void open_file();
   // Reads the next physical line into line_buffer_, without its '\n'; false at end of input.
   // Keeps at most max_line_bytes of it and sets line_too_long_ when there was more.
   bool read_line();
@@ -97,7 +112,7 @@ class JsonlReader {
   ReaderOptions options_;
   std::unique_ptr<std::streambuf> file_;  // a filebuf, or a gzip reader for *.gz
   std::streambuf* in_ = nullptr;
-  std::unique_ptr<std::ofstream> rejects_;
+  std::unique_ptr<detail::OutputFile> rejects_;
   // Input is read in fixed chunks so that an over-long line is never held whole.
   std::vector<char> chunk_;
   size_t chunk_begin_ = 0;
@@ -111,5 +126,16 @@ class JsonlReader {
 
 // Reads every record of a file. Throws DataError naming the file when it holds no record.
 std::vector<Record> read_jsonl(const std::string& path, const ReaderOptions& options);
+
+// The value of the top-level member `key` of a JSON object line (one the parser accepted),
+// as written: 12345678901234567890123, "caf\u00e9", {"a": [1]}. Empty when there is no such
+// member; of duplicate keys, the last (the one the parser keeps).
+std::string_view raw_member(std::string_view line, std::string_view key);
+
+// line (a JSON object the parser accepted) with each (key, JSON value text) member set: an
+// existing top-level member's value is replaced where it stands, a new member is added after
+// the last one. Every other byte of line (escapes, spacing, number spellings, nested
+// objects) is kept as it was.
+std::string set_members(std::string_view line, const std::vector<std::pair<std::string, std::string>>& members);
 
 }  // namespace dqe

@@ -13,10 +13,11 @@
 namespace dqe {
 
 // Tensors by name, converted to float32 (floating dtypes) or int64 (integer dtypes).
-// Throws ModelError naming the file (and the tensor) on any inconsistency.
+// Throws ModelError naming the file (and the tensor) on any inconsistency, IoError when it
+// cannot be opened or is not a regular file (a directory, a FIFO).
 std::map<std::string, torch::Tensor> load_safetensors(const std::string& path);
 
-// Writes float32/int64 tensors (any device) in name order, atomically (path.tmp + rename).
+// Writes float32/int64 tensors (any device) in name order, atomically (write_file_atomic).
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
 

@@ -1,5 +1,6 @@
 // Batch scoring of JSONL logs: streams the input in chunks (memory does not grow with it)
-// and writes every input object back, in input order, with the model's score added.
+// and writes every input line back, in input order, with the model's score added and every
+// other byte of the line unchanged.
 #pragma once
 
 #include <cstdint>
@@ -12,11 +13,17 @@
 
 namespace dqe {
 
+// Fewest scored lines for the drift check: below it, ten bins hold a handful of scores each
+// and the PSI measures sampling noise, not drift.
+constexpr int64_t kMinDriftLines = 100;
+
 struct ScoreConfig {
   // Checkpoint, Hugging Face or run directory; with several, their predictions are averaged.
   std::vector<std::string> models;
   std::string input = "-";   // "-" is stdin
-  std::string output = "-";  // "-" is stdout; a file appears only when complete
+  // "-" is stdout; a regular file appears only when complete; a device or FIFO is written
+  // straight through. Must not be the input.
+  std::string output = "-";
   int64_t batch_size = 64;
   // Longest input; 0 means the model's own.
   int64_t max_len = 0;
@@ -37,7 +44,7 @@ struct ScoreConfig {
   // (with a threshold; asking for it in another list than this default needs one).
   std::vector<std::string> add_fields = {"score", "pred", "probs", "keep"};
   // Warn when the population stability index of the written scores against the model's dev
-  // scores exceeds this (0 turns the check off).
+  // scores exceeds this (0 turns the check off). Needs kMinDriftLines lines.
   double psi_warn = 0.2;
   // Lines read, scored and written per chunk; bounds memory.
   int64_t chunk_lines = 4096;
@@ -54,11 +61,15 @@ struct ScoreSummary {
   int64_t rejected = 0;  // bad lines skipped under --max-bad-lines
   double seconds = 0;
   // Population stability index against the dev scores saved with the model; NaN without
-  // them, and for an ensemble (no dev scores of the average were saved).
+  // them, for an ensemble (no dev scores of the average were saved), and for fewer than
+  // kMinDriftLines lines.
   double psi = 0;
-  std::string shift;  // the largest move between bins, in words
+  std::string shift;       // the largest move between bins, in words
+  std::string drift_note;  // why a model with dev scores got no drift check, when it did not
 };
 
+// Throws ConfigError before any work when --output or --rejects is the input or each other;
+// IoError naming the output at the first write that fails (a closed pipe: "Broken pipe").
 // stop is checked between batches (Interrupted: the output is not written).
 ScoreSummary score(const ScoreConfig& config, const StopToken& stop = {});
 

@@ -11,6 +11,7 @@
 #include "dqe/config.h"
 #include "dqe/evaluator.h"
 #include "dqe/gate.h"
+#include "dqe/output.h"
 #include "dqe/pretrainer.h"
 #include "dqe/run_context.h"
 #include "dqe/report.h"

@@ -36,6 +36,8 @@ void add_eval_command(CLI::App& app, CliState& state) {
 }
 
 int run_eval(CliState& state) {
+  // The new metrics must not replace the baseline they are compared with.
+  check_no_aliases({{"--metrics-out", state.eval.metrics_out, true}, {"--baseline", state.gate.baseline, false}});
   // Before evaluating: a gate that cannot work stops the run at once, and the baseline is
   // read before --metrics-out is written.
   const Gate gate(state.gate);

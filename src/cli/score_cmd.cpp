@@ -42,6 +42,7 @@ int run_score(CliState& state) {
                 s.seconds > 0 ? static_cast<double>(s.lines) / s.seconds : 0.0);
   std::cerr << line;
   if (!std::isnan(s.psi)) std::fprintf(stderr, ", PSI vs dev %.3f (%s)", s.psi, s.shift.c_str());
+  else if (!s.drift_note.empty()) std::fprintf(stderr, ", %s", s.drift_note.c_str());
   std::cerr << "\n";
   return kOk;
 }

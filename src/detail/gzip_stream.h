@@ -12,39 +12,63 @@ namespace dqe::detail {
 
 bool has_gz_suffix(const std::string& path);
 
-// Reads a gzip file (or, as zlib does, a plain one). Throws IoError naming the file when it
-// cannot be opened or its compressed data is corrupt or truncated.
+// Reads a gzip file: one member or several concatenated (as `cat a.gz b.gz` makes), or, as
+// zlib does, a file that does not start with the gzip magic bytes as it is. Throws IoError
+// naming the file when it cannot be opened or read, when its compressed data is corrupt,
+// when it ends inside a member ("truncated gzip stream": a copy cut short, a missing
+// trailer), or when bytes that are not a gzip member follow the last member. A truncated
+// file is never read as a shorter complete one.
 class GzipReadBuf : public std::streambuf {
  public:
   explicit GzipReadBuf(std::string path);
   ~GzipReadBuf() override;
+  GzipReadBuf(const GzipReadBuf&) = delete;
+  GzipReadBuf& operator=(const GzipReadBuf&) = delete;
 
  protected:
   int_type underflow() override;
 
  private:
+  // Reads more compressed bytes into in_; false at the end of the file.
+  bool refill();
+  [[noreturn]] void fail(const std::string& problem) const;
+
   std::string path_;
-  gzFile file_ = nullptr;
-  std::vector<char> buffer_;
+  int fd_ = -1;
+  bool plain_ = false;        // no gzip magic: bytes are passed through
+  bool member_ended_ = false;  // between members (or after the last)
+  bool file_ended_ = false;
+  z_stream zs_{};
+  bool zs_ready_ = false;
+  std::vector<unsigned char> in_;
+  std::vector<char> out_;
 };
 
-// Writes a gzip file. close() flushes and reports whether everything was written.
+// Compresses what is written to it into sink as one gzip member. close() finishes the member
+// and reports whether everything was handed to sink; a sink that refuses bytes (a broken
+// pipe, a full disk) makes it fail.
 class GzipWriteBuf : public std::streambuf {
  public:
-  explicit GzipWriteBuf(std::string path);  // throws IoError
+  explicit GzipWriteBuf(std::streambuf& sink);  // throws IoError when zlib cannot start
   ~GzipWriteBuf() override;
+  GzipWriteBuf(const GzipWriteBuf&) = delete;
+  GzipWriteBuf& operator=(const GzipWriteBuf&) = delete;
   bool close();
+  bool ok() const { return ok_; }
 
  protected:
   int_type overflow(int_type ch) override;
   int sync() override;
 
  private:
-  bool flush_buffer();
+  // Deflates the put area with `flush` (Z_NO_FLUSH or Z_FINISH) into sink.
+  bool deflate_pending(int flush);
 
-  std::string path_;
-  gzFile file_ = nullptr;
+  std::streambuf& sink_;
+  z_stream zs_{};
+  bool open_ = false;
   std::vector<char> buffer_;
+  std::vector<char> compressed_;
   bool ok_ = true;
 };
 

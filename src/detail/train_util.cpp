@@ -9,6 +9,7 @@
 #include "dqe/format.h"
 #include "dqe/vocab_builder.h"
 #include "dqe/wordpiece_tokenizer.h"
+#include "dqe/output.h"
 
 namespace dqe::detail {
 

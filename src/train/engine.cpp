@@ -14,6 +14,7 @@
 #include "detail/log.h"
 #include "detail/train_util.h"
 #include "dqe/errors.h"
+#include "dqe/output.h"
 #include "dqe/format.h"
 #include "dqe/progress.h"
 #include "dqe/run_log.h"

@@ -13,7 +13,10 @@
 namespace dqe::training {
 namespace fs = std::filesystem;
 
-CorpusReader::CorpusReader(const std::string& path) : path_(path), buf_(path), in_(&buf_) {}
+CorpusReader::CorpusReader(const std::string& path) : path_(path), buf_(path), in_(&buf_) {
+  // The reader's own error ("truncated gzip stream") reaches the user, not "read error".
+  in_.exceptions(std::ios::badbit);
+}
 
 bool CorpusReader::next(std::string& line) {
   if (!std::getline(in_, line)) {

@@ -13,6 +13,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include "dqe/errors.h"
 #include "dqe/jsonl_reader.h"
 
@@ -68,7 +70,7 @@ dqe::ReaderOptions small_options() {
   dqe::ReaderOptions options;
   options.max_line_bytes = 4096;
   options.max_depth = 64;
-  options.keep_object = true;
+  options.keep_raw = true;
   return options;
 }
 
@@ -81,7 +83,12 @@ void read_all(const std::string& path, const dqe::ReaderOptions& options, std::v
     FUZZ_CHECK(record.line > (lines.empty() ? 0 : lines.back()));
     FUZZ_CHECK(static_cast<int64_t>(record.line) == reader.lines_read());
     if (record.label_kind == dqe::LabelKind::kNumber) FUZZ_CHECK(std::isfinite(record.label_number));
-    if (options.keep_object) FUZZ_CHECK(record.object.is_object());
+    if (options.keep_raw) {
+      // Splicing a member into any line the reader accepted gives an object holding it.
+      const std::string spliced = dqe::set_members(record.raw, {{"score", "0.5"}});
+      FUZZ_CHECK(nlohmann::json::parse(spliced, nullptr, false).is_object());
+      FUZZ_CHECK(dqe::raw_member(spliced, "score") == "0.5");
+    }
     if (options.require_label) FUZZ_CHECK(record.label_kind != dqe::LabelKind::kNone);
     lines.push_back(record.line);
   }
@@ -134,9 +141,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(std::equal(strict_lines.begin(), strict_lines.end(), good_lines.begin()));
   }
 
-  // The plain-json path (keep_object off) with labels required.
+  // Without keeping the raw line, with labels required.
   dqe::ReaderOptions labelled = small_options();
-  labelled.keep_object = false;
+  labelled.keep_raw = false;
   labelled.require_label = true;
   labelled.max_bad_lines = int64_t{1} << 40;
   std::vector<size_t> labelled_lines;

@@ -1,9 +1,14 @@
 // Runs the dqe binary as a user would: exit codes, one-line errors, files left behind.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 
+#include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <regex>
 
 #include "test_util.h"
 
@@ -31,6 +36,31 @@ bool torch_has_gpu() {
 }
 
 int count_lines(const std::string& text) { return static_cast<int>(std::count(text.begin(), text.end(), '\n')); }
+
+// The error part of stderr: what follows "dqe: error: " (empty when there is none).
+std::string error_line(const std::string& err) {
+  const size_t at = err.find("dqe: error: ");
+  return at == std::string::npos ? "" : err.substr(at);
+}
+
+// Device nodes are made privately in a test's directory: the machine's /dev/null is never
+// an output of these tests. False where mknod is not allowed.
+bool make_char_device(const std::string& path, unsigned minor) {
+  return ::mknod(path.c_str(), S_IFCHR | 0666, makedev(1, minor)) == 0;
+}
+
+bool is_char_device(const std::string& path) {
+  struct stat st {};
+  return ::lstat(path.c_str(), &st) == 0 && S_ISCHR(st.st_mode);
+}
+
+std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  size_t begin = 0;
+  for (size_t end; (end = text.find('\n', begin)) != std::string::npos; begin = end + 1)
+    lines.push_back(text.substr(begin, end - begin));
+  return lines;
+}
 
 // One tiny model, trained once for all the tests here.
 class CliTest : public ::testing::Test {
@@ -256,8 +286,9 @@ TEST_F(CliTest, GzipInAndOutAndChosenFields) {
   auto first = nlohmann::json::parse(text.substr(0, text.find('\n')));
   EXPECT_TRUE(first.contains("score"));
   EXPECT_FALSE(first.contains("keep"));  // not among --fields
-  // The summary compares the scores with the dev scores saved at training time.
-  EXPECT_NE(r.err.find("PSI vs dev"), std::string::npos) << r.err;
+  // 40 lines are too few for ten bins to say anything about drift.
+  EXPECT_EQ(r.err.find("PSI"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("too few lines for a drift check (40 < 100)"), std::string::npos) << r.err;
 
   test::write_text(scratch_.path("broken.jsonl.gz"), "\x1f\x8b\x08\x00garbage");
   r = dqe(scratch_, "score --model " + path("run") + " --input " + scratch_.path("broken.jsonl.gz") + " --output " +
@@ -265,6 +296,239 @@ TEST_F(CliTest, GzipInAndOutAndChosenFields) {
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.err.find("broken.jsonl.gz"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(scratch_.path("x.jsonl")));
+
+  // Cut short (here: its trailer lost), a .gz input is an error, not a shorter complete file.
+  const std::string whole = test::read_text(gz_in);
+  test::write_text(scratch_.path("cut.jsonl.gz"), whole.substr(0, whole.size() - 8));
+  r = dqe(scratch_, "score --model " + path("run") + " --input " + scratch_.path("cut.jsonl.gz") + " --output " +
+                        scratch_.path("x.jsonl"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(error_line(r.err).find(scratch_.path("cut.jsonl.gz") + ": truncated gzip stream"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(scratch_.path("x.jsonl")));
+  // Concatenated members are one valid file.
+  test::write_text(scratch_.path("twice.jsonl.gz"), whole + whole);
+  r = dqe(scratch_, "score --model " + path("run") + " --input " + scratch_.path("twice.jsonl.gz") + " --output " +
+                        scratch_.path("x.jsonl"));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(count_lines(test::read_text(scratch_.path("x.jsonl"))), 80);
+}
+
+TEST_F(CliTest, ScoreChecksDriftOnlyOverEnoughLines) {
+  // train.jsonl has 160 lines: enough for the PSI against the dev scores.
+  Outcome r = dqe(scratch_, "score --model " + path("run") + " --input " + path("train.jsonl") + " --output " +
+                                scratch_.path("s.jsonl"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("PSI vs dev"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("too few lines"), std::string::npos) << r.err;
+}
+
+// Replacing /dev/null with a regular file (what a rename over it does) breaks the machine;
+// a FIFO replaced by a file leaves its reader waiting forever.
+TEST_F(CliTest, OutputsThatAreNotRegularFilesAreWrittenThroughNotReplaced) {
+  const std::string null = scratch_.path("null"), full = scratch_.path("full");
+  if (!make_char_device(null, 3) || !make_char_device(full, 7)) GTEST_SKIP() << "mknod not permitted";
+  const std::string score = "score --model " + path("run") + " --input " + path("dev.jsonl") + " --output ";
+  Outcome r = dqe(scratch_, score + null);
+  EXPECT_EQ(r.code, 0) << r.err;
+  r = dqe(scratch_, "eval --model " + path("run") + " --data " + path("dev.jsonl") + " --metrics-out " + null);
+  EXPECT_EQ(r.code, 0) << r.err;
+  r = dqe(scratch_, "report --run " + path("run") + " --out " + null);
+  EXPECT_EQ(r.code, 0) << r.err;
+  test::write_text(scratch_.path("bad.jsonl"), test::read_text(path("dev.jsonl")) + "not json\n");
+  r = dqe(scratch_, "score --model " + path("run") + " --input " + scratch_.path("bad.jsonl") + " --output " + null +
+                        " --max-bad-lines 1 --rejects " + null);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(is_char_device(null));
+
+  // A full device: one line naming the output and the real reason.
+  r = dqe(scratch_, score + full);
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(error_line(r.err), "dqe: error: " + full + ": cannot write (No space left on device)\n");
+  EXPECT_TRUE(is_char_device(full));
+
+  // A FIFO gets every line, and stays a FIFO.
+  const std::string fifo = scratch_.path("pipe");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  {
+    test::FifoReader reader(fifo);
+    r = dqe(scratch_, score + fifo);
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(count_lines(reader.finish()), 40);
+  }
+  struct stat st {};
+  ASSERT_EQ(::lstat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+
+  // A symlink to a regular file: the file is replaced, the link stays a link.
+  test::write_text(scratch_.path("real.jsonl"), "old\n");
+  fs::create_symlink(scratch_.path("real.jsonl"), scratch_.path("link.jsonl"));
+  r = dqe(scratch_, score + scratch_.path("link.jsonl"));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(fs::is_symlink(scratch_.path("link.jsonl")));
+  EXPECT_EQ(count_lines(test::read_text(scratch_.path("real.jsonl"))), 40);
+
+  // A symlink to the process's own standard output (here a file the shell opened): written
+  // through the descriptor, the link kept.
+  fs::create_symlink("/proc/self/fd/1", scratch_.path("to-stdout"));
+  r = dqe(scratch_, score + scratch_.path("to-stdout"));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(count_lines(r.out), 40);
+  EXPECT_TRUE(fs::is_symlink(scratch_.path("to-stdout")));
+
+  // A user's own NAME.tmp is not the writer's temporary file.
+  test::write_text(scratch_.path("scored.jsonl.tmp"), "mine\n");
+  r = dqe(scratch_, score + scratch_.path("scored.jsonl"));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(test::read_text(scratch_.path("scored.jsonl.tmp")), "mine\n");
+
+  // A directory is refused in one line.
+  r = dqe(scratch_, score + scratch_.path());
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(error_line(r.err), "dqe: error: " + scratch_.path() + ": cannot write output to a directory\n");
+}
+
+TEST_F(CliTest, AnOutputThatIsAnInputIsRefusedBeforeAnyWork) {
+  const std::string data = scratch_.path("data.jsonl"), link = scratch_.path("data-link.jsonl");
+  fs::copy(path("dev.jsonl"), data);
+  fs::create_symlink(data, link);
+  const std::string original = test::read_text(data);
+  auto refused = [&](const std::string& args, const std::string& message) {
+    Outcome r = dqe(scratch_, args);
+    EXPECT_EQ(r.code, 2) << args << "\n" << r.err;
+    EXPECT_EQ(error_line(r.err), "dqe: error: " + message + "\n") << args;
+    EXPECT_EQ(test::read_text(data), original) << args;
+  };
+  const std::string eval = "eval --model " + path("run") + " --data " + data;
+  refused(eval + " --metrics-out " + link, "--metrics-out " + link + " names the same file as --data " + data);
+  refused(eval + " --max-bad-lines 1 --rejects " + data, "--rejects " + data + " names the same file as --data " + data);
+  const std::string score = "score --model " + path("run") + " --input " + data;
+  refused(score + " --output " + link, "--output " + link + " names the same file as --input " + data);
+  refused(score + " --max-bad-lines 1 --rejects " + link, "--rejects " + link + " names the same file as --input " + data);
+  const std::string out = scratch_.path("out.jsonl");
+  refused(score + " --output " + out + " --max-bad-lines 1 --rejects " + out,
+          "--output " + out + " names the same file as --rejects " + out);
+  refused("train --train " + data + " --dev " + path("dev.jsonl") + " --out " + scratch_.path("r") + " --rejects " + link,
+          "--rejects " + link + " names the same file as --train " + data);
+  EXPECT_FALSE(fs::exists(scratch_.path("r")));
+  refused("report --run " + path("run") + " --data " + data + " --out " + link,
+          "--out " + link + " names the same file as --data " + data);
+
+  // The metrics written over the baseline before it was read: any regression passed.
+  const std::string base = scratch_.path("base.json");
+  Outcome r = dqe(scratch_, "eval --model " + path("run") + " --data " + path("dev.jsonl") + " --metrics-out " + base);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string baseline = test::read_text(base);
+  r = dqe(scratch_, "eval --model " + path("run") + " --data " + path("dev.jsonl") + " --metrics-out " + base +
+                        " --baseline " + base);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(error_line(r.err), "dqe: error: --metrics-out " + base + " names the same file as --baseline " + base + "\n");
+  EXPECT_EQ(test::read_text(base), baseline);
+}
+
+// With SIGPIPE ignored (as a Python or Java parent leaves it), a closed pipe used to be
+// written to for the whole input and reported as "disk full?" at the end.
+TEST_F(CliTest, ScoreStopsAtTheFirstWriteToAClosedPipe) {
+  std::string lines;
+  const std::string dev = test::read_text(path("dev.jsonl"));
+  for (int i = 0; i < 250; ++i) lines += dev;
+  // Reading this far would fail the run with a data error instead.
+  lines += "not json\n";
+  test::write_text(scratch_.path("in.jsonl"), lines);
+  test::write_text(scratch_.path("run.sh"),
+                   "trap '' PIPE\n"
+                   "\"$1\" score --model \"$2\" --input \"$3\" --output - 2>\"$4/err.txt\" | head -n 1 >\"$4/head.txt\"\n"
+                   "echo \"${PIPESTATUS[0]}\" >\"$4/code.txt\"\n");
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(std::system(("bash " + scratch_.path("run.sh") + " " + DQE_BINARY + " " + path("run") + " " +
+                         scratch_.path("in.jsonl") + " " + scratch_.path())
+                            .c_str()),
+            0);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const std::string err = test::read_text(scratch_.path("err.txt"));
+  EXPECT_EQ(std::stoi(test::read_text(scratch_.path("code.txt"))), 1) << err;
+  EXPECT_EQ(error_line(err), "dqe: error: <stdout>: cannot write (Broken pipe)\n") << err;
+  EXPECT_EQ(err.find("in.jsonl:10001"), std::string::npos) << err;
+  EXPECT_EQ(count_lines(test::read_text(scratch_.path("head.txt"))), 1);
+  EXPECT_LT(seconds, 60);
+}
+
+// Fields dqe does not own go out as they came in: big integers are not rounded to doubles,
+// escapes are not decoded, spacing and nesting are kept; only the added fields change.
+TEST_F(CliTest, ScoreCarriesEveryOtherByteThrough) {
+  const std::vector<std::string> in = {
+      R"({"query":"oak chair","title":"red oak chair","id":12345678901234567890123,"query_id":98765432109876543210987,)"
+      R"("note":"caf\u00e9 \ud83d\ude00 \"q\" \/","nested":{"a":[1,2.50,{"b":null}],"score":7}, "score" : "old" ,"x":1.0E+2 })",
+      R"({"query":"oak chair","title":"blue lamp","id":12345678901234567890124,"query_id":98765432109876543210988,"tags":[]})",
+      R"(  {"title":"steel drill","query":"drill"}  )"};
+  test::write_text(scratch_.path("in.jsonl"), in[0] + "\n" + in[1] + "\n" + in[2] + "\n");
+  Outcome r = dqe(scratch_, "score --model " + path("run") + " --input " + scratch_.path("in.jsonl") + " --output " +
+                                scratch_.path("out.jsonl") + " --fields score,keep --threshold 2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::vector<std::string> out = split_lines(test::read_text(scratch_.path("out.jsonl")));
+  ASSERT_EQ(out.size(), 3u);
+  const std::string number = "[-+0-9.eE]+", keep = "(true|false)";
+  // An existing top-level "score" is replaced where it stands (not the nested one); "keep" is
+  // added after the last member.
+  const size_t old_at = in[0].find(R"("old")"), last_end = in[0].rfind("1.0E+2") + 6;
+  const std::string between = in[0].substr(old_at + 5, last_end - old_at - 5);  // ` ,"x":1.0E+2`
+  const size_t between_at = out[0].find(between, old_at);
+  ASSERT_NE(between_at, std::string::npos) << out[0];
+  const std::string score = out[0].substr(old_at, between_at - old_at);
+  EXPECT_TRUE(std::regex_match(score, std::regex(number))) << score;
+  const std::string kept = std::stod(score) >= 2 ? "true" : "false";
+  EXPECT_EQ(out[0], in[0].substr(0, old_at) + score + between + ",\"keep\":" + kept + in[0].substr(last_end));
+  // Lines without them get both after their last member; spacing around the object stays.
+  for (size_t i : {1, 2}) {
+    const size_t close = in[i].rfind('}');
+    EXPECT_EQ(out[i].substr(0, close), in[i].substr(0, close)) << out[i];
+    const size_t tail = in[i].size() - close;
+    ASSERT_GT(out[i].size(), in[i].size());
+    EXPECT_EQ(out[i].substr(out[i].size() - tail), in[i].substr(close)) << out[i];
+    const std::string added = out[i].substr(close, out[i].size() - tail - close);
+    EXPECT_TRUE(std::regex_match(added, std::regex(",\"score\":" + number + ",\"keep\":" + keep))) << added;
+  }
+}
+
+// Query ids that differ beyond a double's precision were one group: one query instead of two.
+TEST_F(CliTest, EvalGroupsBigIntegerQueryIdsAsWritten) {
+  std::string data;
+  for (const char* qid : {"98765432109876543210987", "98765432109876543210988"})
+    for (const char* title : {"red oak chair", "blue lamp"})
+      data += std::string(R"({"query":"oak chair","title":")") + title + R"(","label":)" +
+              (title[0] == 'r' ? "3" : "1") + R"(,"query_id":)" + qid + "}\n";
+  test::write_text(scratch_.path("q.jsonl"), data);
+  Outcome r = dqe(scratch_, "eval --model " + path("run") + " --data " + scratch_.path("q.jsonl") + " --metrics-out " +
+                                scratch_.path("m.json"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(test::read_text(scratch_.path("m.json")))["ranking"]["num_queries"], 2);
+}
+
+// The rejects were appended to whatever an earlier run left, and lost when the run stopped.
+TEST_F(CliTest, RejectsAreWrittenAfreshAndKeptWhenTheBudgetStopsTheRun) {
+  test::write_text(scratch_.path("bad.jsonl"), test::read_text(path("dev.jsonl")) + "not json\n[]\n");
+  const std::string rejects = scratch_.path("rejects.jsonl");
+  const std::string eval = "eval --model " + path("run") + " --data " + scratch_.path("bad.jsonl") + " --rejects " + rejects;
+  for (int run = 0; run < 2; ++run) {
+    Outcome r = dqe(scratch_, eval + " --max-bad-lines 2");
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(count_lines(test::read_text(rejects)), 2) << "run " << run;
+  }
+  Outcome r = dqe(scratch_, eval + " --max-bad-lines 1");
+  EXPECT_EQ(r.code, 3);
+  EXPECT_NE(error_line(r.err).find("bad.jsonl:42: bad line"), std::string::npos) << r.err;
+  const std::vector<std::string> lines = split_lines(test::read_text(rejects));
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(nlohmann::json::parse(lines[0])["line"], 41);
+}
+
+TEST_F(CliTest, WeightsThatAreADirectorySaySo) {
+  fs::create_directories(scratch_.path("m/model.safetensors"));
+  fs::copy(path("run/best/config.json"), scratch_.path("m/config.json"));
+  fs::copy(path("run/best/vocab.txt"), scratch_.path("m/vocab.txt"));
+  Outcome r = dqe(scratch_, "eval --model " + scratch_.path("m") + " --data " + path("dev.jsonl"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(error_line(r.err),
+            "dqe: error: " + scratch_.path("m/model.safetensors") + ": is a directory, not a safetensors file\n");
 }
 
 TEST_F(CliTest, DumpConfigIsAValidConfigFile) {

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -229,6 +230,17 @@ TEST_F(PretrainTest, BadInputsAreNamedErrors) {
   config_.corpus = dir_.path("corpus");
   fs::create_directories(config_.corpus);
   EXPECT_THROW(pretrain(config_), IoError);
+
+  // A gzip corpus cut short says so (the reader's own error), rather than "read error".
+  const std::string cut = dir_.path("cut.txt.gz");
+  ASSERT_EQ(std::system(("gzip -c " + dir_.path("corpus.txt") + " | head -c 300 > " + cut).c_str()), 0);
+  config_.corpus = cut;
+  try {
+    pretrain(config_);
+    FAIL() << "a truncated corpus was read as a shorter one";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("truncated gzip stream"), std::string::npos) << e.what();
+  }
 }
 
 // Lines that hold no token (zero-width and control characters only) leave every epoch

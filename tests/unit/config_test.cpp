@@ -95,14 +95,5 @@ TEST(TaskName, ParsesAndNamesFlag) {
   }
 }
 
-TEST(WriteFileAtomic, ReplacesWholeFileAndFailsOnMissingDir) {
-  test::TempDir dir;
-  write_file_atomic(dir.path("a.json"), "one");
-  write_file_atomic(dir.path("a.json"), "two");
-  EXPECT_EQ(test::read_text(dir.path("a.json")), "two");
-  EXPECT_FALSE(std::filesystem::exists(dir.path("a.json.tmp")));
-  EXPECT_THROW(write_file_atomic(dir.path("no/such/dir/a.json"), "x"), IoError);
-}
-
 }  // namespace
 }  // namespace dqe

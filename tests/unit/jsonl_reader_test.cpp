@@ -1,6 +1,8 @@
 #include "dqe/jsonl_reader.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include <fstream>
 #include <sstream>
@@ -76,7 +78,7 @@ TEST_F(JsonlReaderTest, ReadsAllFields) {
   EXPECT_EQ(r.text, "Simpson Angle 12-gauge");
   EXPECT_EQ(r.label_kind, LabelKind::kNumber);
   EXPECT_DOUBLE_EQ(r.label_number, 2.5);
-  EXPECT_TRUE(r.object.is_null());  // keep_object is off
+  EXPECT_TRUE(r.raw.empty());  // keep_raw is off
   EXPECT_FALSE(reader.next(r));
   EXPECT_EQ(reader.lines_read(), 1);
   EXPECT_EQ(reader.records_read(), 1);
@@ -128,8 +130,8 @@ TEST_F(JsonlReaderTest, QueryIdDefaultsToQueryAndNumbersKeepTheirText) {
   EXPECT_EQ(records[1].query_id, "7");
   EXPECT_EQ(records[2].id, "1.5");
   EXPECT_EQ(records[2].query_id, "q");
-  // Beyond 64 bits the parser reads a double; the id is its JSON text, without a crash.
-  EXPECT_EQ(records[3].id, "1.2345678901234568e+29");
+  // Beyond 64 bits the parser reads a double; the id is still the number as written.
+  EXPECT_EQ(records[3].id, "123456789012345678901234567890");
 }
 
 TEST_F(JsonlReaderTest, ReadsEveryLabelKind) {
@@ -167,13 +169,35 @@ TEST_F(JsonlReaderTest, ReusedRecordIsFullyOverwritten) {
   EXPECT_EQ(r.label_string, "");
 }
 
-TEST_F(JsonlReaderTest, KeepsObjectInFieldOrder) {
-  const std::string line = R"({"title":"t","query":"q","zeta":1,"alpha":[true,null]})";
+TEST_F(JsonlReaderTest, KeepsTheRawLine) {
+  const std::string line =
+      R"( {"title":"caf\u00e9", "query":"q","zeta":1.50,"big":12345678901234567890123,"alpha":[true,null]}  )";
   ReaderOptions options;
-  options.keep_object = true;
-  const auto records = read_all(write("keep.jsonl", line + "\n"), options);
-  ASSERT_EQ(records.size(), 1u);
-  EXPECT_EQ(records[0].object.dump(), line);
+  options.keep_raw = true;
+  const auto records = read_all(write("keep.jsonl", line + "\r\n" + kGood + "\n"), options);
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[0].raw, line + "\r");
+  EXPECT_EQ(records[0].text, "caf\u00e9");
+  EXPECT_EQ(records[1].raw, kGood);
+}
+
+// Two query ids that differ beyond a double's precision were read as one group.
+TEST_F(JsonlReaderTest, NumericIdsCompareAsWritten) {
+  const auto records = read_all(write(
+      "big.jsonl", lines({R"({"query":"q","title":"t","query_id":12345678901234567890123,"id":-0})",
+                          R"({"query":"q","title":"t","query_id":12345678901234567890124,"id":1.50})",
+                          R"({"query":"q","title":"t", "query_id" : 7 ,"id":1E+2,"x":{"id":5}})",
+                          R"({"query":"q","title":"t","qu\u0065ry_id":8,"id":1,"id":2})"})));
+  ASSERT_EQ(records.size(), 4u);
+  EXPECT_EQ(records[0].query_id, "12345678901234567890123");
+  EXPECT_EQ(records[1].query_id, "12345678901234567890124");
+  EXPECT_EQ(records[0].id, "-0");
+  EXPECT_EQ(records[1].id, "1.50");
+  EXPECT_EQ(records[2].query_id, "7");
+  EXPECT_EQ(records[2].id, "1E+2");  // the top-level id, not the nested one
+  // An escaped key is the same key; of duplicates, the parser keeps the last.
+  EXPECT_EQ(records[3].query_id, "8");
+  EXPECT_EQ(records[3].id, "2");
 }
 
 TEST_F(JsonlReaderTest, SkipsBlankLinesButCountsThem) {
@@ -371,6 +395,105 @@ TEST_F(JsonlReaderTest, InvalidOptionsThrowConfigError) {
   ReaderOptions no_text;
   no_text.fields.text.clear();
   EXPECT_THROW(JsonlReader(path, no_text), ConfigError);
+}
+
+// Each run writes its rejects file afresh: a file left by an earlier run does not grow, and a
+// clean run leaves an empty one rather than the old rejects.
+TEST_F(JsonlReaderTest, RejectsFileIsWrittenAfreshWhenReadingEnds) {
+  ReaderOptions options;
+  options.max_bad_lines = 5;
+  options.rejects_path = dir_.path("rejects.jsonl");
+  test::write_text(options.rejects_path, "{\"line\":99,\"error\":\"old run\",\"raw\":\"\"}\n");
+  const std::string path = write("dev.jsonl", lines({kGood, "[]", kGood}));
+  {
+    JsonlReader reader(path, options);
+    Record r;
+    ASSERT_TRUE(reader.next(r));
+    ASSERT_TRUE(reader.next(r));  // past the bad line
+    // Not yet in place: the old file is there until reading ends.
+    EXPECT_EQ(read_lines(options.rejects_path).size(), 1u);
+    EXPECT_FALSE(reader.next(r));
+  }
+  const auto rejects = read_lines(options.rejects_path);
+  ASSERT_EQ(rejects.size(), 1u);
+  EXPECT_EQ(nlohmann::json::parse(rejects[0])["line"], 2);
+
+  read_all(write("clean.jsonl", lines({kGood})), options);
+  EXPECT_EQ(test::read_text(options.rejects_path), "");
+}
+
+TEST_F(JsonlReaderTest, RejectsFileIsKeptWhenTheBudgetStopsTheRun) {
+  ReaderOptions options;
+  options.max_bad_lines = 1;
+  options.rejects_path = dir_.path("rejects.jsonl");
+  test::write_text(options.rejects_path, "old\n");
+  EXPECT_THROW(read_all(write("dev.jsonl", lines({"[]", kGood, "[]"})), options), DataBudgetError);
+  const auto rejects = read_lines(options.rejects_path);
+  ASSERT_EQ(rejects.size(), 1u);
+  EXPECT_EQ(nlohmann::json::parse(rejects[0])["line"], 1);
+}
+
+TEST_F(JsonlReaderTest, RejectsWriteErrorNamesTheFileAtTheLine) {
+  const std::string full = dir_.path("full");
+  if (::mknod(full.c_str(), S_IFCHR | 0666, makedev(1, 7)) != 0) GTEST_SKIP() << "mknod not permitted";
+  ReaderOptions options;
+  options.max_bad_lines = 5;
+  options.rejects_path = full;
+  JsonlReader reader(write("dev.jsonl", lines({kGood, "[]", kGood})), options);
+  Record r;
+  ASSERT_TRUE(reader.next(r));
+  try {
+    reader.next(r);
+    FAIL() << "expected IoError";
+  } catch (const IoError& e) {
+    EXPECT_EQ(std::string(e.what()), full + ": cannot write (No space left on device)");
+  }
+}
+
+TEST_F(JsonlReaderTest, UnwritableRejectsFileFailsBeforeReading) {
+  ReaderOptions options;
+  options.rejects_path = dir_.path();  // a directory
+  EXPECT_THROW(JsonlReader(write("ok.jsonl", kGood), options), IoError);
+}
+
+TEST_F(JsonlReaderTest, GzipInputCutShortIsAnErrorNotAShorterFile) {
+  const std::string whole = test::gzip(lines({kGood, kGood, kGood, kGood}));
+  const std::string path = write("dev.jsonl.gz", whole.substr(0, whole.size() - 8));  // no trailer
+  try {
+    read_all(path);
+    FAIL() << "expected IoError";
+  } catch (const IoError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind(path + ": truncated gzip stream", 0), 0u) << e.what();
+  }
+  EXPECT_EQ(read_all(write("two.jsonl.gz", whole + test::gzip(lines({kGood})))).size(), 5u);
+  EXPECT_THROW(read_all(write("junk.jsonl.gz", whole + "junk")), IoError);
+}
+
+TEST(RawMemberTest, ReturnsTheValueAsWritten) {
+  const std::string line =
+      R"({"a" : 12345678901234567890123 , "s":"x\"}\\","o":{"a":[1,{"b":"]"}]},"t":true,"n":null,"e":[] })";
+  EXPECT_EQ(raw_member(line, "a"), "12345678901234567890123");
+  EXPECT_EQ(raw_member(line, "s"), R"("x\"}\\")");
+  EXPECT_EQ(raw_member(line, "o"), R"({"a":[1,{"b":"]"}]})");
+  EXPECT_EQ(raw_member(line, "t"), "true");
+  EXPECT_EQ(raw_member(line, "n"), "null");
+  EXPECT_EQ(raw_member(line, "e"), "[]");
+  EXPECT_EQ(raw_member(line, "b"), "");  // only nested
+  EXPECT_EQ(raw_member("{}", "a"), "");
+  EXPECT_EQ(raw_member("\xEF\xBB\xBF{\"a\":1}", "a"), "1");  // after a byte order mark
+  EXPECT_EQ(raw_member(R"({"\u0061":2,"a":3})", "a"), "3");  // the parser keeps the last
+}
+
+TEST(SetMembersTest, ReplacesInPlaceAndAppendsKeepingEveryOtherByte) {
+  const std::string line = R"({"id":12345678901234567890123, "t":"caf\u00e9 \ud83d\ude00","score": 1 ,"o":{"score":0}})";
+  EXPECT_EQ(set_members(line, {{"score", "0.25"}, {"keep", "true"}}),
+            R"({"id":12345678901234567890123, "t":"caf\u00e9 \ud83d\ude00","score": 0.25 ,"o":{"score":0},"keep":true})");
+  EXPECT_EQ(set_members("{}", {{"score", "1"}, {"pred", "\"a\""}}), R"({"score":1,"pred":"a"})");
+  EXPECT_EQ(set_members(" { } \r", {{"score", "1"}}), " {\"score\":1 } \r");
+  EXPECT_EQ(set_members(R"({"a":1})", {}), R"({"a":1})");
+  // The last member replaced and a new one added after it.
+  EXPECT_EQ(set_members(R"({"score":[1,2]})", {{"score", "3"}, {"probs", "[0.5,0.5]"}}),
+            R"({"score":3,"probs":[0.5,0.5]})");
 }
 
 class ReadJsonlTest : public JsonlReaderTest {};
