@@ -2,7 +2,8 @@
 # Fault test: kills `dqe train` with SIGKILL at random moments (at least KILLS times), resumes
 # after each kill, checks that every checkpoint on disk loads, and that the run ends with
 # the same metrics as an uninterrupted one. Also checks SIGINT/SIGTERM: exit 130/143 with a
-# checkpoint written. Usage: scripts/kill_test.sh DQE_BINARY [KILLS]
+# checkpoint written, in a fresh run, in a resumed run and in pretraining (and its resume),
+# each ending with the uninterrupted run's metrics. Usage: scripts/kill_test.sh DQE_BINARY [KILLS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dqe=$(realpath "${1:?usage: kill_test.sh DQE_BINARY [KILLS]}")
@@ -54,18 +55,44 @@ awk -v a="$ref" -v b="$got" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d < 1e
 [ "$steps" -eq 900 ] || { echo "[kill-test] FAILED: train_log.jsonl has $steps lines, expected 900"; exit 1; }
 
 echo "[kill-test] SIGINT and SIGTERM"
+# signal_then_expect SIGNAL WANT_CODE SLEEP LOG CMD...: starts CMD, signals it after SLEEP s,
+# and checks the exit code and the resume hint.
+signal_then_expect() {
+  local sig=$1 want=$2 wait_s=$3 log=$4; shift 4
+  "$@" >/dev/null 2>"$log" &
+  local pid=$! code=0
+  sleep "$wait_s"
+  kill -s "$sig" "$pid"
+  wait "$pid" || code=$?
+  [ "$code" -eq "$want" ] || { echo "[kill-test] FAILED: SIG$sig exit code $code, expected $want: $*"; cat "$log"; exit 1; }
+  grep -q -- "--resume" "$log" || { echo "[kill-test] FAILED: no resume hint after SIG$sig: $*"; cat "$log"; exit 1; }
+}
+rmse_of() { "$dqe" eval --model "$1" --data data/dev.jsonl --metrics-out "$1.json" >/dev/null 2>&1;
+            grep -o '"rmse": [0-9.e-]*' "$1.json" | head -1 | cut -d' ' -f2; }
+same() { awk -v a="$1" -v b="$2" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d < 1e-5) }'; }
 for sig in INT TERM; do
   rm -rf "$work/sig"
-  "$dqe" train "${args[@]}" --out "$work/sig" >/dev/null 2>"$work/sig.log" &
-  pid=$!
-  sleep 3
-  kill -s "$sig" "$pid"
-  code=0
-  wait "$pid" || code=$?
   want=$([ "$sig" = INT ] && echo 130 || echo 143)
-  [ "$code" -eq "$want" ] || { echo "[kill-test] FAILED: SIG$sig exit code $code, expected $want"; cat "$work/sig.log"; exit 1; }
-  grep -q -- "--resume" "$work/sig.log" || { echo "[kill-test] FAILED: no resume hint after SIG$sig"; exit 1; }
+  signal_then_expect "$sig" "$want" 3 "$work/sig.log" "$dqe" train "${args[@]}" --out "$work/sig"
+  # A signal during the resumed run: it too stops after its step with a checkpoint.
+  signal_then_expect "$sig" "$want" 3 "$work/sig.log" "$dqe" train "${args[@]}" --out "$work/sig" --resume
   "$dqe" train "${args[@]}" --out "$work/sig" --resume >/dev/null 2>&1
-  echo "[kill-test] SIG$sig: exit $code, checkpoint written, resumed to the end"
+  got=$(rmse_of "$work/sig")
+  same "$ref" "$got" || { echo "[kill-test] FAILED: after SIG$sig twice, dev rmse $got, uninterrupted $ref"; exit 1; }
+  echo "[kill-test] SIG$sig: exit $want in a run and in its resumption, resumed to the same rmse"
 done
+
+echo "[kill-test] pretraining: SIGINT, then SIGTERM during the resumption"
+sed -n 's/.*"title": "\([^"]*\)".*/\1/p' data/train.jsonl > "$work/corpus.txt"
+pargs=(--corpus "$work/corpus.txt" --layers 2 --hidden 128 --heads 2 --intermediate 256 --vocab-size 500 --max-len 32
+       --max-steps 600 --eval-every 150 --chunk-lines 700 --batch-size 32 --threads 1 --seed 5)
+"$dqe" pretrain "${pargs[@]}" --out "$work/pref" >/dev/null 2>&1
+signal_then_expect INT 130 3 "$work/pre.log" "$dqe" pretrain "${pargs[@]}" --out "$work/pre"
+signal_then_expect TERM 143 2 "$work/pre.log" "$dqe" pretrain "${pargs[@]}" --out "$work/pre" --resume
+"$dqe" pretrain "${pargs[@]}" --out "$work/pre" --resume >/dev/null 2>&1
+last_loss() { grep -o '"mlm_loss":[0-9.e-]*' "$1/eval_log.jsonl" | tail -1 | cut -d: -f2; }
+ref_loss=$(last_loss "$work/pref")
+got_loss=$(last_loss "$work/pre")
+same "$ref_loss" "$got_loss" || { echo "[kill-test] FAILED: pretraining resumed to held-back loss $got_loss, uninterrupted $ref_loss"; exit 1; }
+echo "[kill-test] pretraining: exit 130 and 143, resumed to the same held-back loss ($got_loss)"
 echo "[kill-test] ok"

@@ -116,7 +116,11 @@ EvalResult evaluate(const EvalConfig& config, const StopToken& stop) {
   ro.require_label = true;
   ro.max_bad_lines = config.max_bad_lines;
   ro.rejects_path = config.rejects;
-  std::vector<Record> records = read_jsonl(config.data, ro);
+  int64_t bad_lines = 0;
+  std::vector<Record> records = read_jsonl(config.data, ro, &bad_lines);
+  if (bad_lines > 0)
+    log->warn("skipped {} bad lines of {} (--max-bad-lines {}){}", bad_lines, config.data, config.max_bad_lines,
+              config.rejects.empty() ? "" : "; they are in " + config.rejects);
   log->info("{}: {} examples; model {} ({} task, max length {})", config.data, records.size(),
             join(ensemble.dirs(), " + "), task_name(task.task), task.max_len);
   const LabelledSet set = labels_of(records, task, config.data);

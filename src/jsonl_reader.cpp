@@ -363,11 +363,12 @@ void JsonlReader::reject(const std::string& raw, const std::string& error) {
   rejects_->flush();
 }
 
-std::vector<Record> read_jsonl(const std::string& path, const ReaderOptions& options) {
+std::vector<Record> read_jsonl(const std::string& path, const ReaderOptions& options, int64_t* bad_lines) {
   JsonlReader reader(path, options);
   std::vector<Record> records;
   Record record;
   while (reader.next(record)) records.push_back(std::move(record));
+  if (bad_lines) *bad_lines = reader.bad_lines();
   if (records.empty()) throw DataError(display_name(path) + ": no records");
   return records;
 }

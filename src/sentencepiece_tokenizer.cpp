@@ -14,6 +14,15 @@
 namespace dqe {
 namespace {
 
+// sentencepiece's messages start with where in its sources they come from
+// ("trainer_interface.cc(336) [!sentences_.empty()] "): that part means nothing to a user.
+std::string readable(const std::string& message) {
+  const size_t source = message.find(".cc(");
+  if (source == std::string::npos) return message;
+  const size_t end = message.find("] ", source);
+  return end == std::string::npos ? message : message.substr(end + 2);
+}
+
 constexpr const char* kModelFile = "tokenizer.model";
 
 std::string read_model(const std::string& path) {
@@ -81,7 +90,7 @@ class FileLines : public sentencepiece::SentenceIterator {
 SentencePieceTokenizer::SentencePieceTokenizer(const std::string& model_path)
     : sp_(std::make_unique<sentencepiece::SentencePieceProcessor>()), model_bytes_(read_model(model_path)) {
   const auto status = sp_->LoadFromSerializedProto(model_bytes_);
-  if (!status.ok()) throw ModelError(model_path + ": invalid SentencePiece model: " + status.message());
+  if (!status.ok()) throw ModelError(model_path + ": invalid SentencePiece model: " + readable(status.message()));
 
   // PieceToId answers unk for unknown pieces, so check that the piece is really there.
   auto find = [&](const char* piece) -> int64_t {
@@ -145,15 +154,16 @@ void train_sentencepiece(const std::vector<std::string>& corpus_files, const std
       // One thread: the unigram EM sums per-thread statistics, so results would
       // otherwise depend on the machine's core count.
       {"num_threads", "1"},
-      // Warnings and errors only; the trainer's INFO lines are a page per run.
-      {"minloglevel", "1"},
+      // Errors only, and those come back as the status: its INFO lines are a page per run,
+      // and its warnings name its own sources ("bpe_model_trainer.cc(242) LOG(WARNING) ...").
+      {"minloglevel", "2"},
       {"normalization_rule_name", lower_case ? "nmt_nfkc_cf" : "nmt_nfkc"},
   };
   FileLines lines(corpus_files);
   std::string model;
   const auto status = sentencepiece::SentencePieceTrainer::Train(options, &lines, &model);
   if (!lines.error().empty()) throw IoError(lines.error());
-  if (!status.ok()) throw Error(model_path + ": sentencepiece training failed: " + status.message());
+  if (!status.ok()) throw Error(model_path + ": sentencepiece training failed: " + readable(status.message()));
   write_file(model_path, model);
 }
 

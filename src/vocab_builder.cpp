@@ -1,5 +1,7 @@
 #include "dqe/vocab_builder.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +14,7 @@
 
 #include "detail/unicode.h"
 #include "dqe/errors.h"
+#include "dqe/output.h"
 #include "dqe/sentencepiece_tokenizer.h"
 
 namespace dqe {
@@ -228,25 +231,6 @@ void TokenizerTrainConfig::validate() const {
   if (min_frequency < 1 || min_frequency > 1000000000) throw ConfigError("--min-frequency must be between 1 and 1000000000");
 }
 
-namespace {
-
-// Writes path.tmp, then renames it, so a failed run never leaves a plausible-looking file.
-void write_atomically(const std::filesystem::path& path, const std::function<void(std::ofstream&)>& write) {
-  const std::filesystem::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    if (!out) throw IoError(tmp.string() + ": cannot write");
-    write(out);
-    out.close();
-    if (!out) throw IoError(tmp.string() + ": cannot write");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw IoError(path.string() + ": cannot move into place (" + ec.message() + ")");
-}
-
-}  // namespace
-
 TokenizerTrainResult train_tokenizer(const TokenizerTrainConfig& cfg) {
   cfg.validate();
   namespace fs = std::filesystem;
@@ -255,10 +239,15 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainConfig& cfg) {
   std::error_code ec;
   fs::create_directories(cfg.out_dir, ec);
   if (ec) throw IoError(cfg.out_dir + ": cannot create directory (" + ec.message() + ")");
+  // A tokenizer is what a model's ids mean: one is never replaced by another silently.
+  for (const char* name : {"vocab.txt", "tokenizer.model"})
+    if (fs::exists(fs::path(cfg.out_dir) / name))
+      throw ConfigError("--out " + cfg.out_dir + " already holds " + name +
+                        "; choose another directory (a tokenizer is not replaced)");
   TokenizerTrainResult result;
   if (cfg.type != "wordpiece") {
     const fs::path path = fs::path(cfg.out_dir) / "tokenizer.model";
-    const std::string tmp = path.string() + ".tmp";
+    const std::string tmp = path.string() + ".tmp-" + std::to_string(::getpid());
     train_sentencepiece(cfg.corpus, tmp, static_cast<int>(cfg.vocab_size), cfg.type, cfg.lower_case);
     fs::rename(tmp, path, ec);
     if (ec) throw IoError(path.string() + ": cannot move into place (" + ec.message() + ")");
@@ -284,14 +273,13 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainConfig& cfg) {
   options.min_frequency = cfg.min_frequency;
   const std::vector<std::string> vocab = build_wordpiece_vocab(texts, options);
   const fs::path path = fs::path(cfg.out_dir) / "vocab.txt";
-  write_atomically(path, [&](std::ofstream& out) {
-    for (const auto& token : vocab) out << token << '\n';
-  });
+  std::string text;
+  for (const auto& token : vocab) text += token + '\n';
+  write_file_atomic(path.string(), text);
   // Hugging Face's BertTokenizer reads the casing from here, and so does dqe.
-  write_atomically(fs::path(cfg.out_dir) / "tokenizer_config.json", [&](std::ofstream& out) {
-    out << "{\n  \"do_lower_case\": " << (cfg.lower_case ? "true" : "false")
-        << ",\n  \"tokenizer_class\": \"BertTokenizer\"\n}\n";
-  });
+  write_file_atomic((fs::path(cfg.out_dir) / "tokenizer_config.json").string(),
+                    std::string("{\n  \"do_lower_case\": ") + (cfg.lower_case ? "true" : "false") +
+                        ",\n  \"tokenizer_class\": \"BertTokenizer\"\n}\n");
   result.path = path.string();
   result.vocab_size = static_cast<int64_t>(vocab.size());
   return result;

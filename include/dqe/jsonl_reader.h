@@ -125,7 +125,8 @@ class JsonlReader {
 };
 
 // Reads every record of a file. Throws DataError naming the file when it holds no record.
-std::vector<Record> read_jsonl(const std::string& path, const ReaderOptions& options);
+// bad_lines, when given, receives the number of bad lines skipped under max_bad_lines.
+std::vector<Record> read_jsonl(const std::string& path, const ReaderOptions& options, int64_t* bad_lines = nullptr);
 
 // The value of the top-level member `key` of a JSON object line (one the parser accepted),
 // as written: 12345678901234567890123, "caf\u00e9", {"a": [1]}. Empty when there is no such

@@ -97,11 +97,15 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
   ro.require_label = true;
   ro.max_bad_lines = cfg.max_bad_lines;
   ro.rejects_path = cfg.rejects;
-  std::vector<Record> train_records = read_jsonl(cfg.train_path, ro);
+  int64_t bad_train = 0, bad_dev = 0;
+  std::vector<Record> train_records = read_jsonl(cfg.train_path, ro, &bad_train);
   if (!cfg.rejects.empty()) ro.rejects_path = cfg.rejects + ".dev";
-  std::vector<Record> dev_records = read_jsonl(cfg.dev_path, ro);
+  std::vector<Record> dev_records = read_jsonl(cfg.dev_path, ro, &bad_dev);
   log->info("{}: {} examples; {}: {} examples", cfg.train_path, train_records.size(), cfg.dev_path,
             dev_records.size());
+  if (bad_train + bad_dev > 0)
+    log->warn("skipped {} bad lines of {} and {} of {} (--max-bad-lines {}){}", bad_train, cfg.train_path, bad_dev,
+              cfg.dev_path, cfg.max_bad_lines, cfg.rejects.empty() ? "" : "; they are in " + cfg.rejects + "*");
   fingerprint_ = fingerprint_of(train_records, dev_records);
   ctx_.stop.check("while reading the data, before the first step; nothing to resume");
 
@@ -222,6 +226,9 @@ Evaluation FinetuneObjective::evaluate() {
   // Dev evaluation is bounded and its result is saved: it is not cut short by a stop request.
   const Predictor predictor(model_, featurizer_, ctx_.precision, config_.eval_batch_size);
   Predictions predictions = predictions_from_logits(predictor.run(dev_).logits, spec_.task);
+  for (double score : predictions.scores)
+    if (!std::isfinite(score))
+      throw Error("training diverged: the model's dev predictions are not finite; lower --lr or check the labels");
   const EvalResult ev = compute_metrics(spec_.task, predictions, dev_labels_.labels, dev_labels_.query_ids,
                                         spec_.has_dqe_section);
   last_dev_predictions_ = std::move(predictions);

@@ -127,6 +127,11 @@ TEST_F(CliTest, BadJsonlLineStopsWithFileAndLine) {
   EXPECT_EQ(r.code, 0) << r.err;
   auto rej = nlohmann::json::parse(test::read_text(scratch_.path("rejects.jsonl")));
   EXPECT_EQ(rej["line"], 3);
+  // A skipped line is counted where the user looks, not only in the rejects file.
+  EXPECT_NE(r.err.find("skipped 1 bad lines of " + scratch_.path("bad.jsonl") + " (--max-bad-lines 1); they are in " +
+                       scratch_.path("rejects.jsonl")),
+            std::string::npos)
+      << r.err;
 }
 
 TEST_F(CliTest, ScoreNeverLeavesAHalfWrittenOutput) {

@@ -150,6 +150,18 @@ TEST(SentencePieceTokenizer, BadModelFilesThrowModelErrorNamingThem) {
   }
 }
 
+// sentencepiece's own log lines, which name its sources ("bpe_model_trainer.cc(242)
+// LOG(WARNING) No valid symbol found"), do not reach the user.
+TEST(SentencePieceTokenizer, TrainingPrintsNothingOfSentencepiecesInternals) {
+  test::TempDir dir;
+  test::write_text(dir.path("tiny.txt"), "red chair\nblue lamp\n");
+  testing::internal::CaptureStderr();
+  train_sentencepiece({dir.path("tiny.txt")}, dir.path("m.model"), 5000, "bpe");
+  const std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(err.find(".cc("), std::string::npos) << err;
+  EXPECT_GT(SentencePieceTokenizer(dir.path("m.model")).vocab_size(), 8);
+}
+
 TEST(SentencePieceTokenizer, TrainRejectsBadArguments) {
   test::TempDir dir;
   const std::string model = dir.path("m.model");

@@ -194,5 +194,25 @@ TEST_F(TrainTokenizer, BadInputsAreNamedErrorsAndLeaveNoOutput) {
   EXPECT_THROW(train_tokenizer(config_), ConfigError);
 }
 
+// A tokenizer is what a model's ids mean: training another into the same directory is
+// refused, and the first stays as it was.
+TEST_F(TrainTokenizer, AnExistingTokenizerIsNotReplaced) {
+  config_.corpus = {dir_.path("b.txt")};
+  train_tokenizer(config_);
+  const std::string vocab = test::read_text(dir_.path("tok/vocab.txt"));
+  config_.vocab_size = 40;
+  for (const char* type : {"wordpiece", "unigram"}) {
+    config_.type = type;
+    try {
+      train_tokenizer(config_);
+      FAIL() << type << " replaced an existing vocab.txt";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("already holds vocab.txt"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(test::read_text(dir_.path("tok/vocab.txt")), vocab);
+  EXPECT_FALSE(std::filesystem::exists(dir_.path("tok/tokenizer.model")));
+}
+
 }  // namespace
 }  // namespace dqe
