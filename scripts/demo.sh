@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
-bash scripts/setup.sh
-bash scripts/build.sh build-demo -DDQE_BUILD_TESTS=OFF
+bash scripts/setup/setup.sh
+bash scripts/setup/build.sh build-demo -DDQE_BUILD_TESTS=OFF
 dqe=build-demo/dqe
 run=runs/demo
 rm -rf "$run"

@@ -32,7 +32,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// $TMPDIR when set (scripts/fuzz.sh points it into a directory it removes, so that nothing
+// $TMPDIR when set (scripts/check/fuzz.sh points it into a directory it removes, so that nothing
 // is left behind when a target crashes), else /dev/shm, which keeps the per-input rewrite off
 // the disk.
 std::string temp_dir() {

@@ -1,5 +1,5 @@
-"""Rates read off dqe's own logs, shared by the summaries of scripts/bench.sh and
-scripts/gpu_check.sh (their Python parts import this from scripts/)."""
+"""Rates read off dqe's own logs, shared by the summaries of scripts/bench/bench.sh and
+scripts/gpu/gpu_check.sh (their Python parts import this from scripts/)."""
 import json
 
 

@@ -1,4 +1,4 @@
-"""The reference loop of ../shared/reference/bert_ref.py on a GPU, for scripts/gpu_check.sh.
+"""The reference loop of ../shared/reference/bert_ref.py on a GPU, for scripts/gpu/gpu_check.sh.
 
 bert_ref.py's own `train` and `score` run on the CPU only. This imports its model, tokenizer,
 initialisation and batch encoding unchanged and runs the same loops on CUDA: `train` is its

@@ -3,9 +3,9 @@
 # after each kill, checks that every checkpoint on disk loads, and that the run ends with
 # the same metrics as an uninterrupted one. Also checks SIGINT/SIGTERM: exit 130/143 with a
 # checkpoint written, in a fresh run, in a resumed run and in pretraining (and its resume),
-# each ending with the uninterrupted run's metrics. Usage: scripts/kill_test.sh DQE_BINARY [KILLS]
+# each ending with the uninterrupted run's metrics. Usage: scripts/check/kill_test.sh DQE_BINARY [KILLS]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 dqe=$(realpath "${1:?usage: kill_test.sh DQE_BINARY [KILLS]}")
 kills_wanted=${2:-20}
 work=$(mktemp -d)

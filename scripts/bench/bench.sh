@@ -10,16 +10,16 @@
 #          shape (12x768) for a few steps, as FLOP/s against the matmul peak
 #   score  pairs/s of dqe score (fp32 and bf16) against the reference forward pass, 4x256;
 #          peak RSS of dqe score on 100k and 1M lines (dev.jsonl repeated, a 2x64 model)
-#   matmul fp32 and bf16 GFLOP/s of the same LibTorch (scripts/bench_matmul.py)
+#   matmul fp32 and bf16 GFLOP/s of the same LibTorch (scripts/bench/bench_matmul.py)
 #   quality the same short fine-tuning in fp32 and in bf16: dev RMSE side by side
 #
 # Both sides run with OPENBLAS_CORETYPE set as dqe sets it (OpenBLAS 0.3.21 mistakes this
 # CPU for a Prescott otherwise, 5x slower), so the comparison is of the loops, not of that.
-# Writes OUT_DIR/bench.json and OUT_DIR/bench.md. Usage: scripts/bench.sh OUT_DIR (about 15 min)
+# Writes OUT_DIR/bench.json and OUT_DIR/bench.md. Usage: scripts/bench/bench.sh OUT_DIR (about 15 min)
 set -euo pipefail
 trap 'echo "bench.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
-out=${1:?usage: scripts/bench.sh OUT_DIR}
-here=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:?usage: scripts/bench/bench.sh OUT_DIR}
+here=$(cd "$(dirname "$0")/../.." && pwd)
 shared=${DQE_SHARED:-$here/../shared}
 ref=$shared/reference/bert_ref.py
 train=$shared/data/homedepot/train.jsonl
@@ -29,10 +29,10 @@ steps=${BENCH_STEPS:-40}
 base_steps=${BENCH_BASE_STEPS:-4}
 for f in "$ref" "$train" "$dev"; do [ -r "$f" ] || { echo "bench.sh: $f: not found" >&2; exit 1; }; done
 
-bash "$here/scripts/setup.sh" python3-torch python3-numpy time
+bash "$here/scripts/setup/setup.sh" python3-torch python3-numpy time
 dqe=${DQE:-}
 if [ -z "$dqe" ]; then
-  bash "$here/scripts/build.sh" "$here/build-bench" -DDQE_BUILD_TESTS=OFF
+  bash "$here/scripts/setup/build.sh" "$here/build-bench" -DDQE_BUILD_TESTS=OFF
   dqe=$here/build-bench/dqe
 fi
 # The core dqe picks (it logs it); the reference gets the same.
@@ -58,7 +58,7 @@ dqe_train() {  # dqe_train NAME STEPS ARGS...: writes $work/NAME (a run dir)
 }
 
 log "matmul peak"
-$py "$here/scripts/bench_matmul.py" --threads "$threads" > "$work/matmul.json"
+$py "$here/scripts/bench/bench_matmul.py" --threads "$threads" > "$work/matmul.json"
 
 log "train 4x256: dqe (default precision), dqe fp32, reference dynamic, reference pad-to-max"
 dqe_train d4 "$steps" "${shape4[@]}"
@@ -103,7 +103,7 @@ for p in fp32 bf16; do
   "$dqe" eval --model "$work/q_$p" --data "$dev" --metrics-out "$work/q_$p.json" --precision fp32 >/dev/null 2>&1
 done
 
-$py - "$work" "$out" "$threads" "$here/scripts" <<'PY'
+$py - "$work" "$out" "$threads" "$here/scripts/bench" <<'PY'
 import json, sys
 work, out, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
 sys.path.insert(0, sys.argv[4])

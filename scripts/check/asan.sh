@@ -2,9 +2,9 @@
 # Builds the unit and CLI test executables with AddressSanitizer and UndefinedBehaviorSanitizer
 # (-DDQE_SANITIZE=ON, clang-14, Debug: assertions in nlohmann/LibTorch headers stay on, and it
 # compiles faster than an optimised build) in build-asan/ and runs them; any sanitizer report
-# fails the run. Usage: scripts/asan.sh [GTEST_FILTER]
+# fails the run. Usage: scripts/check/asan.sh [GTEST_FILTER]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 filter=${1:-*}
 
 if ! command -v clang++-14 >/dev/null || ! dpkg -s libclang-rt-14-dev >/dev/null 2>&1; then
@@ -15,7 +15,7 @@ if ! command -v clang++-14 >/dev/null || ! dpkg -s libclang-rt-14-dev >/dev/null
   $sudo_cmd apt-get install -y -qq clang-14 libclang-rt-14-dev >/dev/null
 fi
 if [ ! -f .deps/sentencepiece/lib/libsentencepiece.a ]; then
-  bash scripts/setup.sh
+  bash scripts/setup/setup.sh
 fi
 
 # Every report is fatal, leaks included (LibTorch's and protobuf's singletons stay reachable,

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (tests/fuzz) with clang, ASan and UBSan in build-fuzz/ and runs
 # each for a bounded time on a copy of its seed corpus (the committed corpus never grows).
-# Usage: scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 60)
+# Usage: scripts/check/fuzz.sh [SECONDS_PER_TARGET]   (default 60)
 # Prints "fuzz TARGET: N execs in S s, no crash" per target; exits non-zero if any target
 # crashes, leaks, hangs or trips a sanitizer. Crash inputs are kept in build-fuzz/crashes/.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 seconds=${1:-60}
 if ! [[ $seconds =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then
-  echo "usage: scripts/fuzz.sh [SECONDS_PER_TARGET]" >&2
+  echo "usage: scripts/check/fuzz.sh [SECONDS_PER_TARGET]" >&2
   exit 2
 fi
 
@@ -21,7 +21,7 @@ if ! command -v clang++-14 >/dev/null || ! dpkg -s libclang-rt-14-dev >/dev/null
   $sudo_cmd apt-get install -y -qq clang-14 libclang-rt-14-dev >/dev/null
 fi
 if [ ! -f .deps/sentencepiece/lib/libsentencepiece.a ]; then
-  bash scripts/setup.sh
+  bash scripts/setup/setup.sh
 fi
 
 targets=(jsonl_reader_fuzz wordpiece_fuzz safetensors_fuzz config_fuzz)

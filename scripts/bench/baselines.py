@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Classic relevance baselines for the quality benchmark (scripts/quality.sh).
+"""Classic relevance baselines for the quality benchmark (scripts/bench/quality.sh).
 
   constant   the mean training label
   lexical    27 lexical match features + gradient boosting (scikit-learn), tuned on dev

@@ -5,20 +5,20 @@
 #      GPU, resuming there, and scoring its checkpoints on CPU and GPU);
 #   3. trains BERT-base shape (12x768) for GPU_STEPS steps, batch 32, max length 128, with dqe
 #      (bf16 autocast, dqe's default on a GPU, and fp32) and with the reference loop on the
-#      same GPU (scripts/gpu_ref.py: bert_ref.py's model and loop moved to CUDA);
+#      same GPU (scripts/gpu/gpu_ref.py: bert_ref.py's model and loop moved to CUDA);
 #   4. scores GPU_SCORE_LINES lines (dev.jsonl repeated) with that model, dqe against the
 #      reference forward pass;
 #   5. runs the whole core_tests suite, whose default device is now the GPU.
 # Writes OUT_DIR/gpu_check.{json,md}, gpu_check.log, build.log and logs.tgz (every run's log).
 # Ratios are the figures to read.
 #
-# Dependencies: scripts/setup.sh's Debian packages, or, on a machine without apt (such as the
-# device machines), the bundle that scripts/gpu_bundle.sh packs: its .debs are unpacked under
+# Dependencies: scripts/setup/setup.sh's Debian packages, or, on a machine without apt (such as the
+# device machines), the bundle that scripts/gpu/gpu_bundle.sh packs: its .debs are unpacked under
 # a prefix in /tmp, never into /.
-# Usage: scripts/gpu_check.sh OUT_DIR [BUNDLE_DIR]   (about 5 minutes on an H200 with 16 cores, the build included)
+# Usage: scripts/gpu/gpu_check.sh OUT_DIR [BUNDLE_DIR]   (about 5 minutes on an H200 with 16 cores, the build included)
 set -uo pipefail
-out=${1:?usage: scripts/gpu_check.sh OUT_DIR [BUNDLE_DIR]}
-here=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:?usage: scripts/gpu/gpu_check.sh OUT_DIR [BUNDLE_DIR]}
+here=$(cd "$(dirname "$0")/../.." && pwd)
 bundle=${2:-$here/.gpu}
 steps=${GPU_STEPS:-300}
 lines=${GPU_SCORE_LINES:-50000}
@@ -92,7 +92,7 @@ dqe_train() {  # dqe_train NAME ARGS...
 }
 ref() {  # ref NAME ARGS...: the reference on the GPU, its JSON line in $work/NAME.json
   local name=$1; shift
-  timeout "$limit" "$py" scripts/gpu_ref.py --ref "$shared/reference/bert_ref.py" "$@" > "$work/$name.json"
+  timeout "$limit" "$py" scripts/gpu/gpu_ref.py --ref "$shared/reference/bert_ref.py" "$@" > "$work/$name.json"
   note < "$work/$name.json"
 }
 dqe_score() {  # dqe_score NAME ARGS...: scores $work/score.jsonl with the 12x768 model
@@ -130,7 +130,7 @@ dqe_train dBfp32 --device cuda --precision fp32; echo "dqe train fp32 exit $?" |
 ref rBfp32 train --data "$train" --steps "$steps"
 dqe_score score_fp32 --precision fp32
 
-"$py" - "$work" "$out" "$steps" "$core_gpu" "$train_gpu" "$here/scripts" <<'PY' 2>&1 | note
+"$py" - "$work" "$out" "$steps" "$core_gpu" "$train_gpu" "$here/scripts/bench" <<'PY' 2>&1 | note
 import json, sys
 work, out, steps, core_gpu, train_gpu = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 sys.path.insert(0, sys.argv[6])

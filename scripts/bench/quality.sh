@@ -8,27 +8,27 @@
 #                            (configs/quality-finetune.json), once per seed in $SEEDS (default "42 7 1")
 #   4. dqe eval              dev RMSE, MAE, Spearman, nDCG@10 of the first seed's model and of the
 #                            ensemble of all seeds (their scores averaged)
-#   5. scripts/baselines.py  train mean, lexical features + boosting, fastText (tuned on dev)
+#   5. scripts/bench/baselines.py  train mean, lexical features + boosting, fastText (tuned on dev)
 #
 # Leaves OUT_DIR/model (the final model: one directory per seed and an ensemble.json, so that
 # `dqe score --model OUT_DIR/model` scores with the ensemble), OUT_DIR/metrics.md and .json
 # (the table), and OUT_DIR/times.tsv (wall and CPU seconds per stage). Everything is selected
 # on dev only. PRETRAIN_ARGS and FINETUNE_ARGS add flags (e.g. "--max-steps 20" for a smoke run).
-# Usage: scripts/quality.sh OUT_DIR   (41-46 minutes on 2 cores)
+# Usage: scripts/bench/quality.sh OUT_DIR   (41-46 minutes on 2 cores)
 set -euo pipefail
 trap 'echo "quality.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
-out=${1:?usage: scripts/quality.sh OUT_DIR}
-here=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:?usage: scripts/bench/quality.sh OUT_DIR}
+here=$(cd "$(dirname "$0")/../.." && pwd)
 shared=${DQE_SHARED:-$here/../shared}
 corpus=$shared/data/corpus/product_text.txt
 train=$shared/data/homedepot/train.jsonl
 dev=$shared/data/homedepot/dev.jsonl
 for f in "$corpus" "$train" "$dev"; do [ -r "$f" ] || { echo "quality.sh: $f: not found" >&2; exit 1; }; done
 
-bash "$here/scripts/setup.sh" python3-numpy python3-sklearn fasttext time
+bash "$here/scripts/setup/setup.sh" python3-numpy python3-sklearn fasttext time
 dqe=${DQE:-}
 if [ -z "$dqe" ]; then
-  bash "$here/scripts/build.sh" "$here/build-quality" -DDQE_BUILD_TESTS=OFF
+  bash "$here/scripts/setup/build.sh" "$here/build-quality" -DDQE_BUILD_TESTS=OFF
   dqe=$here/build-quality/dqe
 fi
 
@@ -61,7 +61,7 @@ done
 mv "$out/model.tmp" "$out/model"
 stage "eval (seed ${seeds[0]})" "$dqe" eval --model "$out/model/seed${seeds[0]}" --data "$dev" --metrics-out "$out/dqe_single_dev.json"
 stage "eval (ensemble)" "$dqe" eval --model "$out/model" --data "$dev" --metrics-out "$out/dqe_dev.json"
-stage baselines /usr/bin/python3 "$here/scripts/baselines.py" --train "$train" --dev "$dev" \
+stage baselines /usr/bin/python3 "$here/scripts/bench/baselines.py" --train "$train" --dev "$dev" \
   --out "$out/baselines.json" --threads "$(nproc)"
 
 /usr/bin/python3 - "$out" "${#seeds[@]}" "${seeds[0]}" <<'PY'

@@ -8,7 +8,7 @@ graded relevance, learnable from the text alone.
 plus a little label noise, as human judgements have. "grade" holds the same judgement as
 a class name (exact / partial / irrelevant) for classification. Deterministic (seeded).
 
-  /usr/bin/python3 scripts/make_sample_data.py [OUT_DIR]
+  /usr/bin/python3 scripts/data/make_sample_data.py [OUT_DIR]
 """
 import json
 import random

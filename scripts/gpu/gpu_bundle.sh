@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Packs what scripts/gpu_check.sh needs on a GPU machine that has a CUDA PyTorch but neither
+# Packs what scripts/gpu/gpu_check.sh needs on a GPU machine that has a CUDA PyTorch but neither
 # apt nor a network (the device machines lent to some tasks): Debian's packages for dqe's
 # build dependencies (unpacked there under a prefix, never into /), the sentencepiece that
-# scripts/setup.sh builds, and copies of the shared fixture, data and reference.
-# Usage: scripts/gpu_bundle.sh [DIR]   (default .gpu, which this adds to .git/info/exclude)
+# scripts/setup/setup.sh builds, and copies of the shared fixture, data and reference.
+# Usage: scripts/gpu/gpu_bundle.sh [DIR]   (default .gpu, which this adds to .git/info/exclude)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 dir=${1:-.gpu}
 shared=${DQE_SHARED:-../shared}
 
-bash scripts/setup.sh >/dev/null
+bash scripts/setup/setup.sh >/dev/null
 rm -rf "$dir" && mkdir -p "$dir/debs" "$dir/shared/fixtures" "$dir/shared/data/homedepot" "$dir/shared/reference"
 packages=(
   libcli11-dev nlohmann-json3-dev libspdlog-dev libspdlog1.10 libfmt-dev libfmt9

@@ -2,9 +2,9 @@
 # Installs dqe's build and test dependencies from Debian 12 and builds sentencepiece
 # statically against the system protobuf (see README: "Why sentencepiece is built here").
 # Idempotent: a second run only checks what is already there.
-# Usage: scripts/setup.sh [EXTRA_PACKAGE ...]   (the benchmarks add what they need)
+# Usage: scripts/setup/setup.sh [EXTRA_PACKAGE ...]   (the benchmarks add what they need)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Renders `dqe report` for a training run in headless Chromium, to look at it:
-#   bash scripts/check_report.sh RUN_DIR OUT_DIR [extra dqe report flags, e.g. --data F]
+#   bash scripts/check/check_report.sh RUN_DIR OUT_DIR [extra dqe report flags, e.g. --data F]
 # writes OUT_DIR/report.html and OUT_DIR/report.png (1280 px wide) and checks that the page
 # is self-contained and that the screenshot is not blank. Installs Debian's chromium if missing.
 # The binary is $DQE, else build-test/dqe, else build/dqe; REPORT_HEIGHT (default 3000)
@@ -15,7 +15,7 @@ run_dir=$(realpath "$1")
 mkdir -p "$2"
 out_dir=$(realpath "$2")
 shift 2
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 dqe=${DQE:-}
 if [ -z "$dqe" ]; then
