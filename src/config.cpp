@@ -58,40 +58,6 @@ int64_t TaskSpec::num_outputs() const {
   return task == Task::kClassification ? static_cast<int64_t>(labels.size()) : 1;
 }
 
-int json_text_depth(const std::string& text, int limit) {
-  int depth = 0, deepest = 0;
-  bool in_string = false, escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      deepest = std::max(deepest, ++depth);
-      if (deepest > limit) return deepest;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return deepest;
-}
-
-int json_depth(const nlohmann::json& value, int limit) {
-  std::vector<std::pair<const nlohmann::json*, int>> stack{{&value, 0}};
-  int deepest = 0;
-  while (!stack.empty()) {
-    auto [node, depth] = stack.back();
-    stack.pop_back();
-    if (!node->is_structured()) continue;
-    deepest = std::max(deepest, depth + 1);
-    if (deepest > limit) return deepest;
-    for (const auto& child : *node) stack.emplace_back(&child, depth + 1);
-  }
-  return deepest;
-}
-
 void check_flag(bool ok, const std::string& flag, const std::string& rule, double value) {
   if (!ok) throw ConfigError(flag + " must be " + rule + ", got " + format_significant(value, 6));
 }

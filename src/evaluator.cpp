@@ -11,6 +11,7 @@
 #include "dqe/config.h"
 #include "dqe/dataset.h"
 #include "dqe/errors.h"
+#include "dqe/format.h"
 #include "dqe/metrics.h"
 #include "dqe/progress.h"
 #include "dqe/output.h"
@@ -37,7 +38,6 @@ EvalResult compute_metrics(const TaskSpec& task, const Predictions& predictions,
     r.table = format_table(m);
     r.primary_name = "rmse";
     r.primary = m.rmse;
-    r.higher_is_better = false;
     // Gains must be >= 0: the lowest label is "no gain".
     const double lowest = labels.empty() ? 0 : *std::min_element(labels.begin(), labels.end());
     for (auto& g : gains) g -= lowest;
@@ -48,7 +48,6 @@ EvalResult compute_metrics(const TaskSpec& task, const Predictions& predictions,
     r.table = format_table(m);
     r.primary_name = "roc_auc";
     r.primary = m.roc_auc;
-    r.higher_is_better = true;
   } else {
     std::vector<int64_t> truth(labels.begin(), labels.end());
     auto m = classification_metrics(predictions.classes, truth, task.labels);
@@ -56,8 +55,9 @@ EvalResult compute_metrics(const TaskSpec& task, const Predictions& predictions,
     r.table = format_table(m);
     r.primary_name = "accuracy";
     r.primary = m.accuracy;
-    r.higher_is_better = true;
   }
+  // Which way is better is the metric registry's to say, as for the gate and the report.
+  r.higher_is_better = find_metric(r.primary_name)->higher_is_better();
   auto ranking = ranking_metrics(query_ids, predictions.scores, gains);
   if (ranking.num_queries > 0) {
     r.metrics["ranking"] = to_json(ranking);
@@ -68,9 +68,7 @@ EvalResult compute_metrics(const TaskSpec& task, const Predictions& predictions,
     for (double y : labels) sq += (y - task.label_mean) * (y - task.label_mean);
     const double rmse = std::sqrt(sq / static_cast<double>(labels.size()));
     r.metrics["train_mean_rmse"] = rmse;
-    char line[96];
-    std::snprintf(line, sizeof line, "rmse of predicting the training mean (%.4f): %.4f\n", task.label_mean, rmse);
-    r.table += line;
+    r.table += "rmse of predicting the training mean (" + format_fixed(task.label_mean) + "): " + format_fixed(rmse) + "\n";
   }
   return r;
 }

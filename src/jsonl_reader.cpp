@@ -14,6 +14,7 @@
 #include "detail/gzip_stream.h"
 #include "detail/output_file.h"
 #include "dqe/errors.h"
+#include "dqe/json_depth.h"
 
 namespace dqe {
 namespace {
@@ -36,26 +37,8 @@ bool is_blank(std::string_view line) { return line.find_first_not_of(" \t\r") ==
 // per nesting level. Brackets inside strings do not count towards the depth.
 std::string scan_line(std::string_view line, int max_depth) {
   if (line.find('\0') != std::string_view::npos) return "line contains a NUL byte";
-  int depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (char c : line) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > max_depth) return "JSON nested deeper than " + std::to_string(max_depth) + " levels";
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
-  }
+  if (json_text_depth(line, max_depth) > max_depth)
+    return "JSON nested deeper than " + std::to_string(max_depth) + " levels";
   return "";
 }
 

@@ -1,6 +1,5 @@
 #include "dqe/pretrainer.h"
 
-#include <chrono>
 #include <cmath>
 #include <filesystem>
 
@@ -86,6 +85,8 @@ PretrainResult pretrain(const PretrainConfig& cfg, const StopToken& stop) {
   if (!fs::is_regular_file(cfg.corpus, ec))
     throw IoError(cfg.corpus + ": not a regular file (the corpus is read once per epoch, and once more to count it)");
   training::RunDirectory run_dir(cfg.out_dir, cfg.resume);
+  // Refused before the data are read: a resumed run continues as it was started.
+  if (cfg.resume) run_dir.check_resume_config(cfg.to_json(), kMayChangeOnResume);
   RunContext ctx = make_run_context(cfg.device, cfg.precision, cfg.threads, stop, cfg.seed);
   log->info(ctx.describe());
   training::MlmObjective objective(cfg, ctx, run_dir.last());

@@ -1,23 +1,18 @@
 #include "dqe/trainer.h"
 
-#include <chrono>
 #include <cmath>
-#include <filesystem>
-#include <fstream>
-#include <string_view>
+#include <string>
+#include <vector>
 
 #include "detail/flag_checks.h"
 #include "detail/log.h"
-#include "detail/train_util.h"
 #include "dqe/errors.h"
 #include "dqe/format.h"
 #include "dqe/output.h"
-#include "dqe/runtime.h"
 #include "dqe/train/engine.h"
 #include "train/finetune_objective.h"
 
 namespace dqe {
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -108,6 +103,8 @@ TrainResult train(const TrainConfig& cfg, const StopToken& stop) {
                     {"--dev", cfg.dev_path, false}});
   auto log = detail::logger("train");
   training::RunDirectory run_dir(cfg.out_dir, cfg.resume);
+  // Refused before the data are read: a resumed run continues as it was started.
+  if (cfg.resume) run_dir.check_resume_config(cfg.to_json(), kMayChangeOnResume);
   RunContext ctx = make_run_context(cfg.device, cfg.precision, cfg.threads, stop, cfg.seed);
   log->info(ctx.describe());
   training::FinetuneObjective objective(cfg, ctx, run_dir.last());

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dqe/json_depth.h"
 #include "dqe/jsonl_reader.h"
 
 namespace dqe {
@@ -98,13 +99,6 @@ constexpr int64_t kMaxGradAccum = int64_t{1} << 20;
 constexpr int64_t kMaxEpochs = 1000000;
 constexpr int64_t kMaxSequenceLength = int64_t{1} << 16;
 constexpr int kMaxThreads = 1024;
-
-// JSON nested deeper than this is rejected before parsing: copying or printing it recurses.
-constexpr int kMaxJsonDepth = 64;
-// Nesting depth of a JSON text (brackets outside strings), stopping early past limit.
-int json_text_depth(const std::string& text, int limit = kMaxJsonDepth);
-// Nesting depth of a parsed value, computed without recursion, stopping early past limit.
-int json_depth(const nlohmann::json& value, int limit = kMaxJsonDepth);
 
 // JSON files (configs, model and trainer state, statistics) larger than this are refused
 // unread: a 1 GB or endless --config is a mistake, not a configuration.

@@ -308,10 +308,10 @@ EngineResult Engine::run() {
         SeedStreams::seed_torch(objective_.dropout_seed(ctx_.seeds.micro_batch(state.step, k)));
         MicroLoss out = strategy_->run(objective_, *micro[static_cast<size_t>(k)], weight);
         loss_sum += out.loss.item<double>();
-        for (const auto& [name, v] : out.sums) {
-          auto it = std::find_if(sums.begin(), sums.end(), [&](const auto& s) { return s.first == name; });
-          if (it == sums.end()) sums.emplace_back(name, v);
-          else it->second += v;
+        for (const auto& sum : out.sums) {
+          auto it = std::find_if(sums.begin(), sums.end(), [&](const auto& s) { return s.first == sum.first; });
+          if (it == sums.end()) sums.push_back(sum);
+          else it->second += sum.second;
         }
       }
       micro.clear();

@@ -170,6 +170,19 @@ TEST(CliParse, ValuesThatParseButMakeNoSenseFailValidation) {
   EXPECT_THROW(p->state.train.validate(), ConfigError);
 }
 
+// "keep" is score >= --threshold: asked for without one, the output would silently lack it.
+TEST(CliParse, FieldsKeepNeedsAThreshold) {
+  auto p = parse({"score", "--model", "m", "--fields", "score,keep"});
+  try {
+    p->state.score.validate();
+    FAIL() << "--fields keep was accepted without --threshold";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), "--fields keep needs --threshold (keep is score >= threshold)");
+  }
+  EXPECT_NO_THROW(parse({"score", "--model", "m", "--fields", "score,keep", "--threshold", "2"})->state.score.validate());
+  EXPECT_NO_THROW(parse({"score", "--model", "m"})->state.score.validate());  // the default list adds keep only with one
+}
+
 TEST(CliParse, RepeatedModelsMakeAnEnsemble) {
   auto p = parse({"score", "--model", "a", "--model", "b", "--input", "x.jsonl"});
   EXPECT_EQ(p->state.score.models, (std::vector<std::string>{"a", "b"}));

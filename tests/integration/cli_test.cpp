@@ -595,6 +595,13 @@ TEST_F(CliTest, TokenizerThenPretrainThenFineTune) {
   Outcome ev = dqe(scratch_, "eval --model " + scratch_.path("ft") + " --data " + path("dev.jsonl"));
   EXPECT_EQ(ev.code, 0) << ev.err;
 
+  // The directory `tokenizer train` wrote is a --tokenizer for train too, as for pretrain.
+  Outcome own = dqe(scratch_, "train --tokenizer " + scratch_.path("tok") + " --train " + path("train.jsonl") +
+                                  " --dev " + path("dev.jsonl") + " --out " + scratch_.path("own") +
+                                  " --layers 1 --hidden 32 --heads 2 --intermediate 64 --max-steps 2 --threads 2");
+  ASSERT_EQ(own.code, 0) << own.err;
+  EXPECT_EQ(test::read_text(scratch_.path("own/best/vocab.txt")), test::read_text(scratch_.path("tok/vocab.txt")));
+
   Outcome bad = dqe(scratch_, "tokenizer train --corpus " + scratch_.path("nope.txt") + " --out " + scratch_.path("t2"));
   EXPECT_EQ(bad.code, 1);
   EXPECT_NE(bad.err.find("nope.txt"), std::string::npos) << bad.err;

@@ -652,6 +652,14 @@ TEST_F(TrainTest, DivergingRunStopsNamingTheLikelyCause) {
     const std::string what = e.what();
     EXPECT_NE(what.find("non-finite loss"), std::string::npos) << what;
     EXPECT_NE(what.find("--lr"), std::string::npos) << what;
+    // A checkpoint the message names is one that exists.
+    const size_t named = what.find("the last good checkpoint is in ");
+    if (named != std::string::npos) {
+      const std::string dir = what.substr(named + 31, what.find(')', named) - named - 31);
+      EXPECT_TRUE(fs::exists(fs::path(dir) / "trainer_state.json")) << dir;
+    } else {
+      EXPECT_NE(what.find("no checkpoint was written yet"), std::string::npos) << what;
+    }
   }
 }
 

@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include <filesystem>
+
 #include "dqe/errors.h"
 #include "test_util.h"
 
@@ -82,6 +87,37 @@ TEST(ModelSpec, MissingAndInvalidFiles) {
   EXPECT_THROW(load_model_spec(dir.path()), ModelError);
   test::write_text(dir.path("config.json"), "{oops");
   EXPECT_THROW(load_model_spec(dir.path()), ModelError);
+}
+
+// A "dqe" section that is not an object would otherwise drop the label scaling silently.
+TEST(ModelSpec, DqeSectionMustBeAnObject) {
+  test::TempDir dir;
+  test::write_text(dir.path("config.json"), R"({"vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 1,
+    "num_attention_heads": 2, "intermediate_size": 16, "num_labels": 1, "dqe": 5})");
+  try {
+    load_model_spec(dir.path());
+    FAIL() << "\"dqe\": 5 was read as no dqe section";
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("\"dqe\" must be an object"), std::string::npos) << e.what();
+  }
+}
+
+// A JSON file is read in pieces up to a bound: a huge or endless file (a device) is refused
+// without being held in memory.
+TEST(ReadJsonFile, RefusesFilesBeyondTheBound) {
+  test::TempDir dir;
+  const std::string big = dir.path("big.json");
+  test::write_text(big, "{}");
+  std::filesystem::resize_file(big, static_cast<uintmax_t>(kMaxJsonFileBytes) + 1);  // sparse: no disk used
+  try {
+    read_json_file(big);
+    FAIL() << "a file over the bound was read";
+  } catch (const IoError& e) {
+    EXPECT_NE(std::string(e.what()).find("larger than 256 MiB"), std::string::npos) << e.what();
+  }
+  const std::string zero = dir.path("zero");
+  if (::mknod(zero.c_str(), S_IFCHR | 0666, makedev(1, 5)) == 0) EXPECT_THROW(read_json_file(zero), IoError);
+  EXPECT_THROW(read_json_file(dir.path()), IoError);  // a directory
 }
 
 TEST(TaskName, ParsesAndNamesFlag) {

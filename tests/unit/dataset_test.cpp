@@ -81,6 +81,13 @@ TEST(CollectClassLabels, SortedNamesOrDenseIds) {
   EXPECT_THROW(collect_class_labels({string_label("a"), number_label(1, 2)}, "f"), DataError);
   EXPECT_THROW(collect_class_labels({string_label("a")}, "f"), DataError);
   EXPECT_THROW(collect_class_labels({number_label(-1), number_label(1)}, "f"), DataError);
+  // A stray label is not a task with 100,001 classes.
+  try {
+    collect_class_labels({number_label(0), number_label(100000, 7)}, "train.jsonl");
+    FAIL() << "100,001 classes were built";
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()), "train.jsonl:7: class id 100000 is too large: at most 1000 classes (ids 0-999)");
+  }
 }
 
 TEST(PlanTrainingBatches, EveryRowOnceInSizedBatchesOfSimilarLength) {

@@ -34,6 +34,15 @@ torch::Tensor logits_of(const LoadedModel& m, const std::vector<Example>& inputs
   return Predictor(m.model, m.featurizer, precision, 4).run(inputs).logits;
 }
 
+// More threads than cores only make them wait for each other: capped to the cores.
+TEST(Threads, CappedToTheCoresAvailable) {
+  const int all = configure_threads(0);
+  EXPECT_GE(all, 1);
+  EXPECT_EQ(configure_threads(all + 1000), all);
+  EXPECT_EQ(configure_threads(1), 1);
+  configure_threads(0);
+}
+
 TEST(Precision, NamesResolveAndAutoFollowsTheCpu) {
   EXPECT_EQ(resolve_precision("fp32"), Precision::kFp32);
   EXPECT_EQ(resolve_precision("bf16"), Precision::kBf16);
