@@ -83,6 +83,23 @@ void add_field_options(CLI::App& cmd, FieldMap& fields);
 // Adds --threads, --precision and --device, in group (none when empty).
 void add_compute_options(CLI::App& cmd, int& threads, std::string& precision, std::string& device,
                          const std::string& group = "");
+// The optimisation flags that train and pretrain share, bound onto their configs (which name
+// them alike) in the "Optimisation" group; `passes_over` and `batch_of` say what an epoch
+// and a batch are made of.
+template <typename Config>
+void add_schedule_options(CLI::App& cmd, Config& c, const std::string& passes_over, const std::string& batch_of) {
+  const char* opt = "Optimisation";
+  cmd.add_option("--epochs", c.epochs, "Passes over " + passes_over)->capture_default_str()->group(opt);
+  cmd.add_option("--max-steps", c.max_steps, "Stop after N optimizer steps (0: use --epochs)")->capture_default_str()->group(opt);
+  cmd.add_option("--batch-size", c.batch_size, batch_of + " per batch")->capture_default_str()->group(opt);
+  cmd.add_option("--grad-accum", c.grad_accum, "Batches per optimizer step")->capture_default_str()->group(opt);
+  cmd.add_option("--lr", c.lr, "Peak learning rate, reached after warmup")->capture_default_str()->group(opt);
+  cmd.add_option("--warmup-ratio", c.warmup_ratio, "Fraction of steps with linear warmup")->capture_default_str()->group(opt);
+  cmd.add_option("--weight-decay", c.weight_decay, "AdamW weight decay (not on biases and LayerNorm)")
+      ->capture_default_str()
+      ->group(opt);
+  cmd.add_option("--max-grad-norm", c.max_grad_norm, "Clip gradients to this L2 norm (0: off)")->capture_default_str()->group(opt);
+}
 // True when any field-name flag was given on cmd.
 bool field_options_given(const CLI::App& cmd);
 

@@ -47,16 +47,7 @@ void add_train_command(CLI::App& app, CliState& state) {
       ->group(shape);
 
   const char* opt = "Optimisation";
-  cmd->add_option("--epochs", c.epochs, "Passes over the training data")->capture_default_str()->group(opt);
-  cmd->add_option("--max-steps", c.max_steps, "Stop after N optimizer steps (0: use --epochs)")->capture_default_str()->group(opt);
-  cmd->add_option("--batch-size", c.batch_size, "Examples per batch")->capture_default_str()->group(opt);
-  cmd->add_option("--grad-accum", c.grad_accum, "Batches per optimizer step")->capture_default_str()->group(opt);
-  cmd->add_option("--lr", c.lr, "Peak learning rate, reached after warmup")->capture_default_str()->group(opt);
-  cmd->add_option("--warmup-ratio", c.warmup_ratio, "Fraction of steps with linear warmup")->capture_default_str()->group(opt);
-  cmd->add_option("--weight-decay", c.weight_decay, "AdamW weight decay (not on biases and LayerNorm)")
-      ->capture_default_str()
-      ->group(opt);
-  cmd->add_option("--max-grad-norm", c.max_grad_norm, "Clip gradients to this L2 norm (0: off)")->capture_default_str()->group(opt);
+  add_schedule_options(*cmd, c, "the training data", "Examples");
   cmd->add_option("--dropout", state.train_dropout,
                   "Dropout probability of the encoder and classifier (default: 0.1 from scratch, the --init model's own)")
       ->group(opt);

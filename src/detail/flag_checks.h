@@ -1,9 +1,12 @@
-// Checks of the flags that train and pretrain share (model shape, schedule) and that every
-// command running a model has (threads, precision, device), written once.
+// The flags that train and pretrain share (model shape, schedule) and that every command
+// running a model has (threads, precision, device): their checks and their record in
+// to_json(), written once. TrainConfig and PretrainConfig name these fields alike.
 #pragma once
 
 #include <cmath>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "dqe/config.h"
 #include "dqe/errors.h"
@@ -37,6 +40,36 @@ void check_schedule_flags(const Config& c) {
   check_flag(c.eval_every >= 0, "--eval-every", ">= 0", c.eval_every);
   check_flag(c.eval_batch_size >= 1 && c.eval_batch_size <= kMaxBatchSize, "--eval-batch-size",
              "between 1 and " + std::to_string(kMaxBatchSize), c.eval_batch_size);
+}
+
+// The model shape flags in to_json(): "layers" ... "dropout" (unset, dropout is the --init
+// model's own, and on --resume the run's: not written).
+template <typename Config>
+void write_model_shape_flags(nlohmann::ordered_json& j, const Config& c) {
+  j["layers"] = c.layers;
+  j["hidden"] = c.hidden;
+  j["heads"] = c.heads;
+  j["intermediate"] = c.intermediate;
+  j["vocab-size"] = c.vocab_size;
+  if (c.dropout || (c.init.empty() && !c.resume)) j["dropout"] = c.dropout.value_or(kDefaultDropout);
+}
+
+// The schedule and compute flags in to_json(): "epochs" ... "device".
+template <typename Config>
+void write_schedule_flags(nlohmann::ordered_json& j, const Config& c) {
+  j["epochs"] = c.epochs;
+  j["max-steps"] = c.max_steps;
+  j["batch-size"] = c.batch_size;
+  j["grad-accum"] = c.grad_accum;
+  j["lr"] = c.lr;
+  j["warmup-ratio"] = c.warmup_ratio;
+  j["weight-decay"] = c.weight_decay;
+  j["max-grad-norm"] = c.max_grad_norm;
+  j["max-len"] = c.max_len;
+  j["seed"] = c.seed;
+  j["threads"] = c.threads;
+  j["precision"] = c.precision;
+  j["device"] = c.device;
 }
 
 inline void check_compute_flags(int threads, const std::string& precision, const std::string& device) {
