@@ -127,7 +127,7 @@ TEST(CliParse, MistypedNamesGetSuggestionsAndUnderscoresAreAccepted) {
     return std::string("(parsed)");
   };
   EXPECT_EQ(message_of({"trian", "--train", "t"}),
-            "unknown command \"trian\"; did you mean \"train\"? (commands: train, eval, score, report, pretrain, tokenizer)");
+            "unknown command \"trian\"; did you mean \"train\"? (commands: train, eval, score, report, pretrain, tokenizer, export)");
   EXPECT_EQ(message_of({"train", "--trian", "t", "--dev", "d", "--out", "o"}),
             "dqe train: unknown option --trian; did you mean --train? ('dqe train --help' lists them)");
   EXPECT_NE(message_of({"tokenizer", "train", "--corpus", "c", "--out", "o", "--vocab-sise", "9"}).find("did you mean --vocab-size?"),
@@ -356,6 +356,18 @@ TEST(CliParse, EveryNumericFlagRefusesNanNegativeAndSaturatingValues) {
     }
   }
   EXPECT_GT(checked, 300u);
+}
+
+TEST(CliParse, ExportAndBaseFlagsLand) {
+  auto p = parse({"export", "--model", "run", "--out", "merged", "--merge", "--base", "b"});
+  EXPECT_TRUE(p->state.export_cmd->parsed());
+  EXPECT_EQ(p->state.exporter.model, "run");
+  EXPECT_EQ(p->state.exporter.out, "merged");
+  EXPECT_TRUE(p->state.exporter.merge);
+  EXPECT_EQ(p->state.exporter.base, "b");
+  EXPECT_THROW(parse({"export", "--model", "run"}), CLI::ParseError);
+  EXPECT_EQ(parse({"eval", "--model", "a", "--data", "d", "--base", "b"})->state.eval.base, "b");
+  EXPECT_EQ(parse({"score", "--model", "a", "--base", "b"})->state.score.base, "b");
 }
 
 TEST(CliParse, TokenizerTrainTakesSeveralCorpusFiles) {
