@@ -1,6 +1,7 @@
 #include "dqe/config.h"
 
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -193,6 +194,13 @@ ModelSpec model_spec_from_json(const nlohmann::json& j, const std::string& origi
     read_key(*dq, "objective", objective, origin);
     if (!objective.empty() && objective != "mlm") throw ModelError(origin + ": unknown objective \"" + objective + "\"");
     spec.mlm_encoder = objective == "mlm";
+    if (auto adapter = dq->find("adapter"); adapter != dq->end() && !adapter->is_null()) {
+      if (!adapter->is_object()) throw ModelError(origin + ": \"dqe\".\"adapter\" must be an object");
+      LoraSpec& lora = spec.lora.emplace();
+      read_key(*adapter, "base", lora.base, origin);
+      read_key(*adapter, "base_dir", lora.base_dir, origin);
+      read_key(*adapter, "base_weights_hash", lora.base_hash, origin);
+    }
   }
   if (t.task == Task::kClassification && t.labels.size() < 2)
     throw ModelError(origin + ": a classification model needs at least 2 labels");
@@ -202,6 +210,77 @@ ModelSpec model_spec_from_json(const nlohmann::json& j, const std::string& origi
   if (t.max_len < 3 || t.max_len > b.max_position_embeddings)
     throw ModelError(origin + ": max_len must be between 3 and max_position_embeddings");
   return spec;
+}
+
+double LoraSpec::scaling() const {
+  return rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / static_cast<double>(r);
+}
+
+LoraSpec lora_spec_from_adapter_config(const nlohmann::json& j, const std::string& origin) {
+  if (!j.is_object()) throw ModelError(origin + ": expected a JSON object");
+  if (json_depth(j) > kMaxJsonDepth) throw ModelError(origin + ": JSON nested too deeply");
+  std::string peft_type, task_type, bias = "none";
+  read_key(j, "peft_type", peft_type, origin);
+  if (peft_type != "LORA")
+    throw ModelError(origin + ": peft_type \"" + peft_type + "\" is not supported (dqe reads LORA adapters)");
+  read_key(j, "task_type", task_type, origin);
+  if (!task_type.empty() && task_type != "SEQ_CLS")
+    throw ModelError(origin + ": task_type \"" + task_type + "\" is not supported (dqe reads adapters of sequence "
+                     "classifiers, SEQ_CLS)");
+  LoraSpec s;
+  read_key(j, "r", s.r, origin);
+  read_key(j, "lora_alpha", s.alpha, origin);
+  read_key(j, "lora_dropout", s.dropout, origin);
+  read_key(j, "use_rslora", s.rslora, origin);
+  read_key(j, "base_model_name_or_path", s.base, origin);
+  if (s.r < 1 || s.r > 65536) throw ModelError(origin + ": r must be between 1 and 65536");
+  if (!(s.alpha > 0 && std::isfinite(s.alpha))) throw ModelError(origin + ": lora_alpha must be a finite number > 0");
+  if (!(s.dropout >= 0 && s.dropout < 1)) throw ModelError(origin + ": lora_dropout must be in [0, 1)");
+  // LoRA variants whose computation differs from W x + scaling * B A x.
+  read_key(j, "bias", bias, origin);
+  if (bias != "none") throw ModelError(origin + ": bias \"" + bias + "\" is not supported (only \"none\": no trained biases)");
+  for (const char* flag : {"fan_in_fan_out", "use_dora", "lora_bias"}) {
+    bool on = false;
+    read_key(j, flag, on, origin);
+    if (on) throw ModelError(origin + ": " + flag + " is not supported");
+  }
+  for (const char* pattern : {"rank_pattern", "alpha_pattern"}) {
+    auto it = j.find(pattern);
+    if (it != j.end() && !it->is_null() && !(it->is_object() && it->empty()))
+      throw ModelError(origin + ": " + pattern + " is not supported (one rank and alpha for every module)");
+  }
+  auto targets = j.find("target_modules");
+  if (targets != j.end() && targets->is_string()) {
+    s.target_modules = {targets->get<std::string>()};
+  } else if (targets != j.end() && targets->is_array()) {
+    for (const auto& t : *targets) {
+      if (!t.is_string()) throw ModelError(origin + ": target_modules must hold names");
+      s.target_modules.push_back(t.get<std::string>());
+    }
+  } else if (targets != j.end() && !targets->is_null()) {
+    throw ModelError(origin + ": target_modules must be a name or a list of names");
+  }
+  return s;
+}
+
+nlohmann::json adapter_config_json(const LoraSpec& spec, const std::vector<std::string>& modules_to_save) {
+  // Keys as PEFT's save_pretrained writes them for a LoRA sequence classifier (sorted, as it does).
+  nlohmann::json j;
+  j["base_model_name_or_path"] = spec.base;
+  j["bias"] = "none";
+  j["fan_in_fan_out"] = false;
+  j["inference_mode"] = true;
+  j["init_lora_weights"] = true;
+  if (spec.alpha == std::floor(spec.alpha) && std::abs(spec.alpha) < 1e15) j["lora_alpha"] = static_cast<int64_t>(spec.alpha);
+  else j["lora_alpha"] = spec.alpha;
+  j["lora_dropout"] = spec.dropout;
+  j["modules_to_save"] = modules_to_save;
+  j["peft_type"] = "LORA";
+  j["r"] = spec.r;
+  j["target_modules"] = spec.target_modules;
+  j["task_type"] = "SEQ_CLS";
+  j["use_rslora"] = spec.rslora;
+  return j;
 }
 
 ModelSpec load_model_spec(const std::string& dir) {
@@ -274,6 +353,14 @@ nlohmann::ordered_json to_json(const ModelSpec& spec) {
   d["label_field"] = t.fields.label;
   d["query_id_field"] = t.fields.query_id;
   d["id_field"] = t.fields.id;
+  if (spec.lora) {
+    // The adapter's own settings are in adapter_config.json; here is what dqe adds: where the
+    // base was and what its weights were.
+    d["adapter"] = {{"peft_type", "LORA"},
+                    {"base", spec.lora->base},
+                    {"base_dir", spec.lora->base_dir},
+                    {"base_weights_hash", spec.lora->base_hash}};
+  }
   j["dqe"] = d;
   return j;
 }

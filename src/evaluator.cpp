@@ -107,7 +107,7 @@ EvalResult evaluate(const EvalConfig& config, const StopToken& stop) {
   const RunContext ctx = make_run_context(config.device, config.precision, config.threads, stop);
   auto log = detail::logger("eval");
   log->info(ctx.describe());
-  const Ensemble ensemble = load_ensemble(config.models, config.max_len, config.fields, ctx, config.batch_size);
+  const Ensemble ensemble = load_ensemble(config.models, config.max_len, config.fields, ctx, config.batch_size, config.base);
   const TaskSpec& task = ensemble.task();
   ReaderOptions ro;
   ro.fields = task.fields;

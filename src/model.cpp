@@ -17,6 +17,7 @@ std::string role_name(Role role) {
     case Role::kSequenceHead: return "sequence head";
     case Role::kSideHead: return "side head";
     case Role::kMlmHead: return "MLM head";
+    case Role::kAdapter: return "adapter";
   }
   return "?";
 }
@@ -79,7 +80,42 @@ std::string shape_text(torch::IntArrayRef s) {
 
 bool is_head(Role role) { return role == Role::kSequenceHead || role == Role::kSideHead; }
 
+// linear(x), plus its LoRA update when it has one.
+torch::Tensor adapted(nn::Linear& linear, LoraLinear& lora, const torch::Tensor& x) {
+  torch::Tensor y = linear->forward(x);
+  return lora ? y + lora->forward(x) : y;
+}
+
+// The child of module named `name`, made as an empty holder when it does not exist yet.
+std::shared_ptr<nn::Module> holder(nn::Module& module, const std::string& name) {
+  for (const auto& child : module.named_children())
+    if (child.key() == name) return child.value();
+  return module.register_module(name, std::make_shared<nn::Module>());
+}
+
 }  // namespace
+
+LoraLinearImpl::LoraLinearImpl(int64_t in_features, int64_t out_features, const LoraSpec& spec)
+    : scaling(spec.scaling()), dropout(spec.dropout) {
+  lora_A = register_module("lora_A", nn::Linear(nn::LinearOptions(in_features, spec.r).bias(false)));
+  lora_B = register_module("lora_B", nn::Linear(nn::LinearOptions(spec.r, out_features).bias(false)));
+  reset_lora();
+}
+
+torch::Tensor LoraLinearImpl::forward(const torch::Tensor& x) {
+  const torch::Tensor in = dropout > 0 ? torch::dropout(x, dropout, is_training()) : x;
+  return lora_B(lora_A(in)) * scaling;
+}
+
+void LoraLinearImpl::reset_lora() {
+  torch::NoGradGuard no_grad;
+  nn::init::kaiming_uniform_(lora_A->weight, std::sqrt(5.0));
+  lora_B->weight.zero_();
+}
+
+torch::Tensor LoraLinearImpl::delta_weight() const {
+  return torch::matmul(lora_B->weight, lora_A->weight) * scaling;
+}
 
 BertEmbeddingsImpl::BertEmbeddingsImpl(const BertConfig& c) {
   word_embeddings = register_module(
@@ -110,7 +146,8 @@ BertSelfAttentionImpl::BertSelfAttentionImpl(const BertConfig& c) : num_heads(c.
 torch::Tensor BertSelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask_add) {
   const int64_t b = x.size(0), t = x.size(1), h = x.size(2), d = h / num_heads;
   auto split = [&](const torch::Tensor& y) { return y.view({b, t, num_heads, d}).transpose(1, 2); };
-  auto q = split(query(x)), k = split(key(x)), v = split(value(x));
+  auto q = split(adapted(query, query_lora, x)), k = split(adapted(key, key_lora, x)),
+       v = split(adapted(value, value_lora, x));
   auto scores = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(d)) + mask_add;
   auto context = torch::matmul(dropout(scores.softmax(-1)), v);
   return context.transpose(1, 2).reshape({b, t, h});
@@ -124,7 +161,7 @@ BertAddNormImpl::BertAddNormImpl(const BertConfig& c, int64_t fan_in) {
 }
 
 torch::Tensor BertAddNormImpl::forward(const torch::Tensor& x, const torch::Tensor& residual) {
-  return LayerNorm(dropout(dense(x)) + residual);
+  return LayerNorm(dropout(adapted(dense, dense_lora, x)) + residual);
 }
 
 BertAttentionImpl::BertAttentionImpl(const BertConfig& c) {
@@ -146,7 +183,7 @@ BertLayerImpl::BertLayerImpl(const BertConfig& c) : act(c.hidden_act) {
 
 torch::Tensor BertLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& mask_add) {
   auto a = attention(x, mask_add);
-  return output(activation(act, intermediate_dense(a)), a);
+  return output(activation(act, adapted(intermediate_dense, intermediate_lora, a)), a);
 }
 
 BertModelImpl::BertModelImpl(const BertConfig& c) {
@@ -176,10 +213,64 @@ torch::Tensor BertModelImpl::encode(const torch::Tensor& ids, const torch::Tenso
   return encode_embeds(embed(ids), type_ids, mask);
 }
 
-torch::Tensor BertModelImpl::pool(const torch::Tensor& hidden) { return torch::tanh(pooler_dense(hidden.select(1, 0))); }
+torch::Tensor BertModelImpl::pool(const torch::Tensor& hidden) {
+  return torch::tanh(adapted(pooler_dense, pooler_lora, hidden.select(1, 0)));
+}
 
 torch::Tensor BertModelImpl::forward(const torch::Tensor& ids, const torch::Tensor& type_ids, const torch::Tensor& mask) {
   return pool(encode(ids, type_ids, mask));
+}
+
+std::vector<BertModelImpl::LinearSlot> BertModelImpl::linear_slots() {
+  std::vector<LinearSlot> out;
+  for (size_t i = 0; i < layers->size(); ++i) {
+    auto layer = layers->ptr<BertLayerImpl>(i);
+    const std::string at = "bert.encoder.layer." + std::to_string(i) + ".";
+    auto& self = *layer->attention->self;
+    out.push_back({at + "attention.self.query", self.query, &self.query_lora});
+    out.push_back({at + "attention.self.key", self.key, &self.key_lora});
+    out.push_back({at + "attention.self.value", self.value, &self.value_lora});
+    out.push_back({at + "attention.output.dense", layer->attention->output->dense, &layer->attention->output->dense_lora});
+    out.push_back({at + "intermediate.dense", layer->intermediate_dense, &layer->intermediate_lora});
+    out.push_back({at + "output.dense", layer->output->dense, &layer->output->dense_lora});
+  }
+  out.push_back({"bert.pooler.dense", pooler_dense, &pooler_lora});
+  return out;
+}
+
+std::vector<std::string> encoder_linear_names(int64_t num_layers) {
+  std::vector<std::string> out;
+  for (int64_t i = 0; i < num_layers; ++i) {
+    const std::string at = "bert.encoder.layer." + std::to_string(i) + ".";
+    for (const char* name : {"attention.self.query", "attention.self.key", "attention.self.value",
+                             "attention.output.dense", "intermediate.dense", "output.dense"})
+      out.push_back(at + name);
+  }
+  out.push_back("bert.pooler.dense");
+  return out;
+}
+
+LoraAdapterImpl::LoraAdapterImpl(BertModelImpl& bert, const LoraSpec& spec) {
+  std::vector<BertModelImpl::LinearSlot> slots = bert.linear_slots();
+  for (const std::string& name : spec.modules)
+    if (std::none_of(slots.begin(), slots.end(), [&](const auto& s) { return s.name == name; }))
+      throw ModelError("LoRA: \"" + name + "\" is not a Linear of the encoder");
+  for (auto& slot : slots) {
+    if (std::find(spec.modules.begin(), spec.modules.end(), slot.name) == spec.modules.end()) continue;
+    const auto& weight = slot.linear->weight;
+    LoraLinear update(weight.size(1), weight.size(0), spec);
+    // Registered under the Linear's name below "bert.", one holder module per dotted part.
+    std::string path = slot.name.substr(std::string("bert.").size());
+    nn::Module* parent = this;
+    std::shared_ptr<nn::Module> keep;
+    for (size_t dot; (dot = path.find('.')) != std::string::npos; path = path.substr(dot + 1)) {
+      keep = holder(*parent, path.substr(0, dot));
+      parent = keep.get();
+    }
+    parent->register_module(path, update);
+    *slot.lora = update;
+    updates.emplace_back(slot.name, update);
+  }
 }
 
 SideHeadImpl::SideHeadImpl(int64_t input_dim, int64_t num_outputs) {
@@ -196,11 +287,13 @@ void SideHeadImpl::reset_side_head() {
   output->bias.zero_();
 }
 
-SequenceModelImpl::SequenceModelImpl(const BertConfig& c, int64_t num_outputs, const SideInputDims& side_inputs) {
+SequenceModelImpl::SequenceModelImpl(const BertConfig& c, int64_t num_outputs, const SideInputDims& side_inputs,
+                                     const std::optional<LoraSpec>& lora_spec) {
   bert = register_module("bert", BertModel(c));
   dropout = register_module("dropout", nn::Dropout(c.classifier_dropout.value_or(c.hidden_dropout_prob)));
   classifier = register_module("classifier", nn::Linear(c.hidden_size, num_outputs));
   for (const auto& [name, dim] : side_inputs) side_heads_.emplace_back(name, register_module(name, SideHead(dim, num_outputs)));
+  if (lora_spec) lora = register_module("lora", LoraAdapter(*bert, *lora_spec));
 }
 
 std::vector<SequenceModelImpl::Part> SequenceModelImpl::parts() {
@@ -209,6 +302,7 @@ std::vector<SequenceModelImpl::Part> SequenceModelImpl::parts() {
                            {Role::kPooler, "bert.pooler.", bert->pooler},
                            {Role::kSequenceHead, "classifier.", classifier.get()}};
   for (auto& [name, head] : side_heads_) out.push_back({Role::kSideHead, name + ".", head.get()});
+  if (lora) out.push_back({Role::kAdapter, "bert.", lora.get()});
   return out;
 }
 
@@ -291,8 +385,11 @@ bool load_lm_head(BertLmHead& head, const std::map<std::string, torch::Tensor>& 
 }
 
 void init_weights(SequenceModel& model, const BertConfig& config) {
-  for (const auto& part : model->parts()) bert_init(*part.module, config.initializer_range, config.pad_token_id);
+  for (const auto& part : model->parts())
+    if (part.role != Role::kAdapter) bert_init(*part.module, config.initializer_range, config.pad_token_id);
   for (auto [name, head] : model->side_heads()) head->reset_side_head();
+  if (model->lora)
+    for (auto& [name, update] : model->lora->updates) update->reset_lora();
 }
 
 void init_weights(BertLmHead& head, const BertConfig& config) {
@@ -312,7 +409,8 @@ LoadReport load_weights(SequenceModel& model, std::map<std::string, torch::Tenso
     torch::Tensor param = p.tensor;
     auto it = by_name.find(p.name);
     if (it == by_name.end()) {
-      if (!is_head(p.role) && p.role != Role::kPooler) throw ModelError(origin + ": missing tensor \"" + p.name + "\"");
+      if (!is_head(p.role) && p.role != Role::kPooler && p.role != Role::kAdapter)
+        throw ModelError(origin + ": missing tensor \"" + p.name + "\"");
       report.missing.push_back(p.name);
       if (is_head(p.role)) missing_heads.push_back(&p);
       continue;
@@ -352,13 +450,25 @@ LoadReport load_weights(SequenceModel& model, std::map<std::string, torch::Tenso
 std::vector<std::pair<std::string, torch::Tensor>> checkpoint_weights(SequenceModel& model, bool mlm_encoder) {
   std::vector<std::pair<std::string, torch::Tensor>> out;
   for (auto& p : model->role_parameters())
-    if (!(mlm_encoder && p.role == Role::kSequenceHead)) out.emplace_back(p.name, p.tensor);
+    if (p.role != Role::kAdapter && !(mlm_encoder && p.role == Role::kSequenceHead)) out.emplace_back(p.name, p.tensor);
   return out;
 }
 
 void set_trainable(SequenceModel& model, const std::vector<Role>& roles, bool trainable) {
   for (auto& p : model->role_parameters())
     if (std::find(roles.begin(), roles.end(), p.role) != roles.end()) p.tensor.requires_grad_(trainable);
+}
+
+void merge_lora(SequenceModel& model) {
+  if (!model->lora) return;
+  torch::NoGradGuard no_grad;
+  for (auto& slot : model->bert->linear_slots()) {
+    if (!*slot.lora) continue;
+    slot.linear->weight.add_((*slot.lora)->delta_weight().to(slot.linear->weight.dtype()));
+    *slot.lora = LoraLinear{nullptr};
+  }
+  model->unregister_module("lora");
+  model->lora = LoraAdapter{nullptr};
 }
 
 void set_dropout(SequenceModel& model, BertConfig& config, double p) {

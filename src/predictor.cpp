@@ -146,7 +146,7 @@ std::vector<std::string> ensemble_members(const std::string& dir) {
 }
 
 Ensemble load_ensemble(const std::vector<std::string>& model_args, int64_t max_len, const std::optional<FieldMap>& fields,
-                       const RunContext& ctx, int64_t batch_size) {
+                       const RunContext& ctx, int64_t batch_size, const std::string& base) {
   if (model_args.empty()) throw ConfigError("--model is required");
   std::vector<std::string> models;
   for (const auto& arg : model_args)
@@ -154,7 +154,9 @@ Ensemble load_ensemble(const std::vector<std::string>& model_args, int64_t max_l
   Ensemble e;
   for (const auto& path : models) {
     ctx.stop.check("while loading models");
-    LoadedModel loaded = load_model(path);
+    LoadOptions lo;
+    lo.base = base;
+    LoadedModel loaded = load_model(path, lo);
     TaskSpec task = inference_task(loaded.spec, max_len, fields);
     if (!e.predictors.empty()) {
       const TaskSpec& first = e.task();

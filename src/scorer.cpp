@@ -53,7 +53,7 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
   const RunContext ctx = make_run_context(config.device, config.precision, config.threads, stop);
   auto log = detail::logger("score");
   log->info(ctx.describe());
-  const Ensemble ensemble = load_ensemble(config.models, config.max_len, config.fields, ctx, config.batch_size);
+  const Ensemble ensemble = load_ensemble(config.models, config.max_len, config.fields, ctx, config.batch_size, config.base);
   const TaskSpec& task = ensemble.task();
   // The drift check compares with the dev scores saved with a single model.
   const std::optional<ScoreReference>& reference =

@@ -33,12 +33,24 @@ Encoding Tokenizer::encode_pair_ids(std::vector<int64_t> a, std::vector<int64_t>
   return enc;
 }
 
+namespace {
+
+constexpr const char* kTokenizerFiles[] = {"vocab.txt", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model"};
+
+}  // namespace
+
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& dir, bool lower_case) {
-  for (const char* name : {"vocab.txt", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model"}) {
+  for (const char* name : kTokenizerFiles) {
     const std::filesystem::path path = std::filesystem::path(dir) / name;
     if (std::filesystem::is_regular_file(path)) return load_tokenizer_file(path.string(), lower_case);
   }
   throw ModelError(dir + ": no tokenizer (vocab.txt, tokenizer.model, spiece.model or sentencepiece.bpe.model)");
+}
+
+bool has_tokenizer(const std::string& dir) {
+  for (const char* name : kTokenizerFiles)
+    if (std::filesystem::is_regular_file(std::filesystem::path(dir) / name)) return true;
+  return false;
 }
 
 std::unique_ptr<Tokenizer> load_tokenizer_file(const std::string& path, bool lower_case) {

@@ -9,6 +9,8 @@
 #include "dqe/errors.h"
 #include "dqe/format.h"
 #include "dqe/output.h"
+#include "dqe/peft.h"
+#include "dqe/runtime.h"
 #include "dqe/train/engine.h"
 #include "train/finetune_objective.h"
 
@@ -18,7 +20,7 @@ namespace {
 
 // What may differ on --resume: where and how the run computes, not what it learns.
 const std::vector<std::string> kMayChangeOnResume = {"train", "dev", "out", "resume", "threads", "precision", "device",
-                                                    "eval-batch-size", "max-bad-lines", "rejects"};
+                                                    "eval-batch-size", "max-bad-lines", "rejects", "base"};
 
 }  // namespace
 
@@ -47,6 +49,14 @@ void TrainConfig::validate() const {
   check_compute_flags(threads, precision, device);
   if (match_types != "auto" && match_types != "on" && match_types != "off")
     throw ConfigError("--match-types must be auto, on or off");
+  if (peft != "none" && peft != "lora") throw ConfigError("--peft must be none or lora, got \"" + peft + "\"");
+  if (peft != "none" && init.empty() && !resume)
+    throw ConfigError("--peft " + peft + " needs --init: the base model to adapt");
+  // The rank's bound by the base's dimensions is checked once the base is loaded.
+  check_flag(lora_rank >= 1 && lora_rank <= 65536, "--lora-rank", "between 1 and 65536", lora_rank);
+  check_flag(lora_alpha > 0 && lora_alpha <= 1e6, "--lora-alpha", "in (0, 10^6]", lora_alpha);
+  check_flag(lora_dropout >= 0 && lora_dropout < 1, "--lora-dropout", "in [0, 1)", lora_dropout);
+  lora_modules(lora_targets, 1000);  // names that select a Linear of some encoder
 }
 
 nlohmann::ordered_json TrainConfig::to_json() const {
@@ -62,6 +72,12 @@ nlohmann::ordered_json TrainConfig::to_json() const {
   j["match-types"] = match_types;
   j["lexical-features"] = lexical_features;
   j["lower-case"] = lower_case;
+  j["peft"] = peft;
+  j["lora-rank"] = lora_rank;
+  j["lora-alpha"] = lora_alpha;
+  j["lora-dropout"] = lora_dropout;
+  j["lora-targets"] = lora_targets;
+  j["base"] = base;
   write_schedule_flags(j, *this);
   j["eval-every"] = eval_every;
   j["patience"] = patience;
@@ -100,6 +116,7 @@ TrainResult train(const TrainConfig& cfg, const StopToken& stop) {
 
   TrainResult result;
   result.steps = r.steps;
+  result.trainable_parameters = r.trainable_parameters;
   result.interrupted = r.interrupted;
   result.interrupt_signal = r.interrupt_signal;
   result.early_stopped = r.early_stopped;

@@ -1,7 +1,9 @@
 // Checkpoint directories: config.json (Hugging Face keys + a "dqe" section),
 // model.safetensors, the tokenizer's file, the side inputs' files, and for training runs
-// trainer_state.json and optimizer.pt. Written to DIR.tmp and renamed into place, so DIR is
-// always complete.
+// trainer_state.json and optimizer.pt. A LoRA adapter's directory holds, instead of
+// model.safetensors, Hugging Face PEFT's adapter_config.json and adapter_model.safetensors
+// (peft.h), and its config.json records the base it adapts. Written to DIR.tmp and renamed into
+// place, so DIR is always complete.
 #pragma once
 
 #include <functional>
@@ -55,6 +57,8 @@ TrainerState trainer_state_from_json(const nlohmann::json& j, const std::string&
 struct LoadedModel {
   std::string dir;
   ModelSpec spec;
+  // An adapter's base: the model directory its encoder weights were loaded from.
+  std::string base_dir;
   SequenceModel model{nullptr};
   std::shared_ptr<const Tokenizer> tokenizer;
   // Turns records into the model's inputs (the tokenizer, match types, side inputs).
@@ -64,8 +68,9 @@ struct LoadedModel {
   std::optional<ScoreReference> score_reference;
 };
 
-// Accepts a checkpoint directory, a Hugging Face directory, or a run directory (meaning
-// its best/ checkpoint, else last/). Throws ModelError naming the path otherwise.
+// Accepts a checkpoint directory, a Hugging Face directory, a PEFT adapter directory, or a run
+// directory (meaning its best/ checkpoint, else last/). Throws ModelError naming the path
+// otherwise.
 std::string resolve_model_dir(const std::string& path);
 
 struct LoadOptions {
@@ -78,15 +83,33 @@ struct LoadOptions {
   const std::vector<Record>* fit_records = nullptr;
   // Widens the token type embeddings (match types on an --init model).
   std::optional<int64_t> min_type_vocab;
+  // Where an adapter's base is, instead of where the adapter recorded it (--base).
+  std::string base;
+  // Fine-tuning with LoRA: a plain model gets new LoRA updates of this spec (its modules, r,
+  // alpha and dropout; B at zero) and becomes their base, recorded as the path given with its
+  // weights' hash. An adapter keeps its own updates and base; only its dropout is this one's.
+  std::optional<LoraSpec> lora;
+  // Folds an adapter's updates into its base's weights: the result is a plain model.
+  bool merge_adapter = false;
 };
 
-// Loads config, tokenizer, side inputs and weights. Throws ModelError/IoError naming the file.
+// Loads config, tokenizer, side inputs and weights. An adapter's directory loads its base
+// (LoadOptions::base, else the path it recorded) with the adapter's updates on top, unmerged;
+// a base that is missing, or whose encoder weights differ from those the adapter recorded, is
+// a ModelError naming both. Throws ModelError/IoError naming the file.
 LoadedModel load_model(const std::string& path, const LoadOptions& options = {});
+
+// The spec load_model(path) gives, without its weights: for an adapter, its own config.json
+// (or, for an adapter dqe did not write, its base's) with its LoraSpec (whose modules are left
+// empty: the weights name them).
+ModelSpec model_spec_of(const std::string& path, const std::string& base = "");
 
 // Writes a model's files into an existing directory: config.json, tokenizer_config.json, the
 // tokenizer's file, model.safetensors (extra_weights, such as the MLM head's, beside the
 // model's; a spec.mlm_encoder model leaves out its untrained classifier), the side inputs'
-// files and, when given, score_reference.json.
+// files and, when given, score_reference.json. A LoRA model (spec.lora) writes
+// adapter_config.json and adapter_model.safetensors (its updates and heads) instead of
+// model.safetensors.
 void write_model_files(const std::string& dir, const ModelSpec& spec, SequenceModel& model, const Featurizer& featurizer,
                        const std::vector<std::pair<std::string, torch::Tensor>>& extra_weights = {},
                        const ScoreReference* reference = nullptr);

@@ -70,6 +70,41 @@ struct TaskSpec {
   int64_t num_outputs() const;
 };
 
+// A LoRA adapter (Hu et al., 2021) as Hugging Face PEFT describes it in adapter_config.json,
+// with the base model it adapts. Each adapted Linear computes W x + scaling * B A x, with A
+// [r, in] and B [out, r].
+struct LoraSpec {
+  int64_t r = 8;
+  double alpha = 16;
+  // Dropout on the input of the update (training only).
+  double dropout = 0.1;
+  // rsLoRA's scaling, alpha / sqrt(r), instead of alpha / r (PEFT's use_rslora).
+  bool rslora = false;
+  // PEFT's target_modules as written: names that select a module when its name is one of
+  // them or ends with "." + one of them.
+  std::vector<std::string> target_modules;
+  // Hugging Face names of the adapted Linears, in the model's order
+  // ("bert.encoder.layer.0.attention.self.query").
+  std::vector<std::string> modules;
+  // The base: base_model_name_or_path (the path as given when the adapter was made), the
+  // model directory it was loaded from (absolute), and a content hash of its encoder weights.
+  // base_dir and base_hash are empty for an adapter that dqe did not write.
+  std::string base;
+  std::string base_dir;
+  std::string base_hash;
+
+  double scaling() const;
+};
+
+// Reads PEFT's adapter_config.json (a LoRA adapter of a sequence classifier, as save_pretrained
+// writes it): r, lora_alpha, lora_dropout, use_rslora, target_modules, base_model_name_or_path.
+// Throws ModelError naming origin for another peft_type or a LoRA variant dqe does not compute
+// (biases, fan_in_fan_out, DoRA, per-module ranks). modules is left empty: the weights say
+// which modules are adapted.
+LoraSpec lora_spec_from_adapter_config(const nlohmann::json& j, const std::string& origin);
+// adapter_config.json as PEFT writes it, with modules_to_save (the heads trained in full).
+nlohmann::json adapter_config_json(const LoraSpec& spec, const std::vector<std::string>& modules_to_save);
+
 // Everything config.json holds.
 struct ModelSpec {
   BertConfig bert;
@@ -79,6 +114,10 @@ struct ModelSpec {
   // Written by `dqe pretrain`: an encoder with a masked-language-model head ("cls.*") and no
   // task head yet. Saved as "objective": "mlm"; TaskSpec then only says how inputs are built.
   bool mlm_encoder = false;
+  // A LoRA adapter's directory: the weights are the adapter's (adapter_config.json and
+  // adapter_model.safetensors) on top of its base's. config.json records the base in the
+  // "dqe" section ("adapter"); the rest comes from adapter_config.json.
+  std::optional<LoraSpec> lora;
 };
 
 // Reads DIR/config.json (and, for a Hugging Face directory, DIR/tokenizer_config.json for

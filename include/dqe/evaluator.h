@@ -53,6 +53,8 @@ struct EvalConfig {
   std::string device = "auto";
   int64_t max_bad_lines = 0;
   std::string rejects;
+  // Where the base of LoRA adapters among the models is, when not where they recorded it.
+  std::string base;
   // Overrides the field names saved with the model.
   std::optional<FieldMap> fields;
 

@@ -1,5 +1,6 @@
 // BERT as parts: an encoder (embeddings, transformer layers, pooler), a sequence head, side
-// heads for the featurizer's side inputs (lexical.h), and the masked-language-model head. Each
+// heads for the featurizer's side inputs (lexical.h), LoRA updates beside the encoder's Linears
+// (an adapter), and the masked-language-model head. Each
 // parameter has a role, and the role, not a name prefix, decides how it is initialised,
 // whether it must be in a file being loaded, whether it is saved, frozen and decayed.
 // Registered module names are Hugging Face's BertForSequenceClassification / BertForMaskedLM
@@ -8,6 +9,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,6 +28,7 @@ enum class Role {
   kSequenceHead,  // classifier.*: the task's logits
   kSideHead,      // one per side input ("lexical.*"): added to the logits
   kMlmHead,       // cls.predictions.*: pretraining only
+  kAdapter,       // LoRA's updates beside frozen Linears ("bert.encoder.layer.0.attention.self.query.lora_A.weight")
 };
 std::string role_name(Role role);
 
@@ -36,6 +39,24 @@ struct RoleParameter {
   // AdamW's weight decay applies (not to biases and LayerNorm, as BERT training does).
   bool decay;
 };
+
+// LoRA's update beside a Linear (PEFT's lora.Linear): scaling * B(A(dropout(x))), with A
+// [r, in] and B [out, r] registered as "lora_A" and "lora_B", PEFT's names.
+struct LoraLinearImpl : torch::nn::Module {
+  LoraLinearImpl(int64_t in_features, int64_t out_features, const LoraSpec& spec);
+  torch::Tensor forward(const torch::Tensor& x);
+  // PEFT's initialisation: A as torch.nn.Linear's default (kaiming-uniform, a = sqrt(5)) and
+  // B zero, so that the update starts at zero and the model at first is its base.
+  void reset_lora();
+  // scaling * B A, the update in the shape of the Linear's weight.
+  torch::Tensor delta_weight() const;
+
+  torch::nn::Linear lora_A{nullptr}, lora_B{nullptr};
+  double scaling;
+  // Applied functionally, so that set_dropout (the encoder's dropout) leaves it alone.
+  double dropout;
+};
+TORCH_MODULE(LoraLinear);
 
 struct BertEmbeddingsImpl : torch::nn::Module {
   explicit BertEmbeddingsImpl(const BertConfig& c);
@@ -58,6 +79,8 @@ struct BertSelfAttentionImpl : torch::nn::Module {
   torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr};
   torch::nn::Dropout dropout{nullptr};
   int64_t num_heads;
+  // LoRA updates of the Linears, when adapted (registered in the model's adapter part, not here).
+  LoraLinear query_lora{nullptr}, key_lora{nullptr}, value_lora{nullptr};
 };
 TORCH_MODULE(BertSelfAttention);
 
@@ -69,6 +92,7 @@ struct BertAddNormImpl : torch::nn::Module {
   torch::nn::Linear dense{nullptr};
   torch::nn::LayerNorm LayerNorm{nullptr};
   torch::nn::Dropout dropout{nullptr};
+  LoraLinear dense_lora{nullptr};
 };
 TORCH_MODULE(BertAddNorm);
 
@@ -89,6 +113,7 @@ struct BertLayerImpl : torch::nn::Module {
   torch::nn::Linear intermediate_dense{nullptr};  // registered as "intermediate.dense"
   BertAddNorm output{nullptr};
   std::string act;
+  LoraLinear intermediate_lora{nullptr};
 };
 TORCH_MODULE(BertLayer);
 
@@ -106,13 +131,40 @@ struct BertModelImpl : torch::nn::Module {
   // pool(encode(...)).
   torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& type_ids, const torch::Tensor& mask);
 
+  // A Linear of the encoder, by its Hugging Face name in a sequence classifier
+  // ("bert.encoder.layer.0.attention.self.query"), with the slot of its LoRA update.
+  struct LinearSlot {
+    std::string name;
+    torch::nn::Linear linear;
+    LoraLinear* lora;
+  };
+  // Every Linear of the encoder, in registration order.
+  std::vector<LinearSlot> linear_slots();
+
   BertEmbeddings embeddings{nullptr};
   torch::nn::Module* encoder = nullptr;  // holder of "encoder.layer"
   torch::nn::ModuleList layers{nullptr};
   torch::nn::Module* pooler = nullptr;  // holder of "pooler.dense"
   torch::nn::Linear pooler_dense{nullptr};
+  LoraLinear pooler_lora{nullptr};
 };
 TORCH_MODULE(BertModel);
+
+// The Hugging Face names of every Linear of a BERT encoder with this many layers, in
+// registration order (what BertModel::linear_slots names).
+std::vector<std::string> encoder_linear_names(int64_t num_layers);
+
+// The LoRA updates of a model: one LoraLinear per adapted Linear, registered under the
+// Linear's name ("encoder.layer.0.attention.self.query.lora_A" below the part's "bert." prefix)
+// and attached to the Linear's slot, so that the encoder adds it to the Linear's output.
+struct LoraAdapterImpl : torch::nn::Module {
+  // Throws ModelError for a module name that is not a Linear of the encoder.
+  LoraAdapterImpl(BertModelImpl& bert, const LoraSpec& spec);
+
+  // By module name, in the encoder's order.
+  std::vector<std::pair<std::string, LoraLinear>> updates;
+};
+TORCH_MODULE(LoraAdapter);
 
 // A side head: an MLP of a side input (e.g. the pair's lexical features) whose output is
 // added to the logits. Its output layer starts at zero, so that at first the model is the
@@ -138,9 +190,11 @@ struct ModelOutput {
 };
 
 // BertForSequenceClassification plus side heads: encoder, dropout, a linear head with
-// num_outputs logits, and for each side input an MLP added to the logits.
+// num_outputs logits, for each side input an MLP added to the logits, and, given a LoraSpec,
+// LoRA updates beside the Linears it names (the adapter part).
 struct SequenceModelImpl : torch::nn::Module {
-  SequenceModelImpl(const BertConfig& c, int64_t num_outputs, const SideInputDims& side_inputs = {});
+  SequenceModelImpl(const BertConfig& c, int64_t num_outputs, const SideInputDims& side_inputs = {},
+                    const std::optional<LoraSpec>& lora = std::nullopt);
 
   // Logits and pooled vector. side: the batch's side input tensors by name, [batch, dim] each.
   ModelOutput run(const torch::Tensor& ids, const torch::Tensor& type_ids, const torch::Tensor& mask,
@@ -168,6 +222,8 @@ struct SequenceModelImpl : torch::nn::Module {
   BertModel bert{nullptr};
   torch::nn::Dropout dropout{nullptr};
   torch::nn::Linear classifier{nullptr};
+  // The LoRA updates (registered as "lora"), or null.
+  LoraAdapter lora{nullptr};
 
  private:
   std::vector<std::pair<std::string, SideHead>> side_heads_;  // registered under their names
@@ -196,7 +252,7 @@ bool load_lm_head(BertLmHead& head, const std::map<std::string, torch::Tensor>& 
 
 // BERT's initialisation by role: N(0, initializer_range) for the Linear and Embedding weights
 // of the encoder and heads (the padding row zeroed), zero biases, LayerNorm weight 1 and bias
-// 0; side heads then get SideHead::reset_side_head().
+// 0; side heads then get SideHead::reset_side_head() and LoRA updates LoraLinear::reset_lora().
 void init_weights(SequenceModel& model, const BertConfig& config);
 void init_weights(BertLmHead& head, const BertConfig& config);
 
@@ -207,19 +263,24 @@ struct LoadReport {
 
 // Copies tensors into the model by Hugging Face name. Accepts names with or without the
 // "bert." prefix and the old "gamma"/"beta" LayerNorm names. Embeddings and encoder must be
-// in the file; a missing pooler is reported. Heads (sequence and side) missing or with another
+// in the file; a missing pooler or LoRA update (an adapter is in its own file) is reported. Heads (sequence and side) missing or with another
 // shape are allowed when allow_new_head (they stay as initialised), and so are token type
 // embeddings with fewer rows than the config (widened, see TaskSpec::match_types); anything
 // else throws ModelError naming origin and the tensor.
 LoadReport load_weights(SequenceModel& model, std::map<std::string, torch::Tensor> tensors,
                         const std::string& origin, bool allow_new_head);
 
-// The tensors a checkpoint saves, by Hugging Face name: every role but the sequence head for
-// a pretrained encoder (mlm_encoder: its classifier was never trained).
+// The tensors a checkpoint saves, by Hugging Face name: every role but the adapter (saved in
+// its own file, see peft.h) and, for a pretrained encoder (mlm_encoder: its classifier was
+// never trained), the sequence head.
 std::vector<std::pair<std::string, torch::Tensor>> checkpoint_weights(SequenceModel& model, bool mlm_encoder);
 
 // Sets requires_grad of every parameter with one of these roles.
 void set_trainable(SequenceModel& model, const std::vector<Role>& roles, bool trainable);
+
+// Folds the LoRA updates into the Linears they adapt (W += scaling * B A) and removes the
+// adapter part: the model is then a plain one that computes what the adapted one did.
+void merge_lora(SequenceModel& model);
 
 // Sets every dropout probability of the model (hidden states, attention and classifier) to p
 // and records it in config, so that saved checkpoints carry it.

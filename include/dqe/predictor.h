@@ -96,10 +96,11 @@ struct Ensemble {
 std::vector<std::string> ensemble_members(const std::string& dir);
 
 // Loads the models (ensemble directories expanded) onto the context's device, with
-// predictors at its precision. Throws ConfigError naming --model when there is none or when a
-// member's task or class names differ from the first's.
+// predictors at its precision; LoRA adapters run unmerged on their base (at `base` when given,
+// --base). Throws ConfigError naming --model when there is none or when a member's task or
+// class names differ from the first's.
 Ensemble load_ensemble(const std::vector<std::string>& models, int64_t max_len, const std::optional<FieldMap>& fields,
-                       const RunContext& ctx, int64_t batch_size);
+                       const RunContext& ctx, int64_t batch_size, const std::string& base = "");
 
 // The members' predictions averaged: scores, and class probabilities (the class is then
 // the most probable; binary: score >= 0.5). on_batch as in Predictor::run, summed over members.

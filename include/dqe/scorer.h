@@ -39,6 +39,8 @@ struct ScoreConfig {
   std::string device = "auto";
   int64_t max_bad_lines = 0;
   std::string rejects;
+  // Where the base of LoRA adapters among the models is, when not where they recorded it.
+  std::string base;
   std::optional<FieldMap> fields;
   // What to add to each line, among "score", "pred", "probs" (classification) and "keep"
   // (with a threshold; asking for it in another list than this default needs one).

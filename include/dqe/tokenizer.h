@@ -56,6 +56,8 @@ class Tokenizer {
 // lower_case applies to WordPiece only. Throws ModelError naming the directory
 // when neither exists.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& dir, bool lower_case);
+// Whether dir holds one of the files load_tokenizer reads.
+bool has_tokenizer(const std::string& dir);
 
 // Loads a tokenizer from a single file: a .model file is SentencePiece, anything else
 // a WordPiece vocab.txt.

@@ -52,6 +52,25 @@ struct TrainConfig {
   // Lower-case and strip accents (uncased model); with --init the model's own setting wins.
   bool lower_case = true;
 
+  // Parameter-efficient fine-tuning: "none" (every weight trains) or "lora": the --init model
+  // is a frozen base, and LoRA updates of its Linears train with the heads; checkpoints are
+  // adapters in Hugging Face PEFT's layout. An --init adapter continues training its updates.
+  std::string peft = "none";
+  // LoRA: the rank r of each update B A (A [r, in], B [out, r]).
+  int64_t lora_rank = 8;
+  // LoRA: the update is scaled by alpha / r.
+  double lora_alpha = 16;
+  // LoRA: dropout on the update's input.
+  double lora_dropout = 0.1;
+  // LoRA: the Linears adapted, by the ends of their Hugging Face names (query, key, value,
+  // dense, attention.output.dense, intermediate.dense, output.dense, pooler.dense; PEFT's
+  // rule: "output.dense" also selects attention.output.dense), or "all-linear". PEFT's default
+  // for BERT.
+  std::vector<std::string> lora_targets = {"query", "value"};
+  // Where the base of the --init adapter, or of the run being resumed, is when it is no longer
+  // where the adapter recorded it.
+  std::string base;
+
   int64_t epochs = 3;
   // When > 0, stop after this many optimizer steps (overrides epochs for the schedule).
   int64_t max_steps = 0;
@@ -97,6 +116,7 @@ struct TrainConfig {
 
 struct TrainResult {
   int64_t steps = 0;
+  int64_t trainable_parameters = 0;  // what the optimizer updates
   bool interrupted = false;   // stopped by a signal or stop_after_step; resume to continue
   int interrupt_signal = 0;   // the signal that stopped it (0: stop_after_step)
   bool early_stopped = false;

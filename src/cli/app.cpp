@@ -83,7 +83,8 @@ bool field_options_given(const CLI::App& cmd) {
 
 std::unique_ptr<CLI::App> make_app(CliState& state) {
   auto app = std::make_unique<CLI::App>(
-      "dqe: fine-tune BERT encoders to judge e-commerce search results (train, eval, score, pretrain)", "dqe");
+      "dqe: fine-tune BERT encoders to judge e-commerce search results (train, eval, score, pretrain, export)",
+      "dqe");
   app->set_version_flag("--version", [] { return version_text(); }, "Print dqe's version, LibTorch, BLAS and devices");
   app->require_subcommand(1);
   add_train_command(*app, state);
@@ -92,6 +93,7 @@ std::unique_ptr<CLI::App> make_app(CliState& state) {
   add_report_command(*app, state);
   add_pretrain_command(*app, state);
   add_tokenizer_command(*app, state);
+  add_export_command(*app, state);
   return app;
 }
 
@@ -310,6 +312,7 @@ int run(int argc, char** argv) {
     if (state.report_cmd->parsed()) return run_report(state);
     if (state.pretrain_cmd->parsed()) return run_pretrain(state);
     if (state.tokenizer_train_cmd->parsed()) return run_tokenizer_train(state);
+    if (state.export_cmd->parsed()) return run_export(state);
     return kUsageError;
   } catch (const Interrupted& e) {
     std::cerr << "dqe: " << e.what() << "\n";

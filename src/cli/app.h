@@ -10,6 +10,7 @@
 
 #include "dqe/config.h"
 #include "dqe/evaluator.h"
+#include "dqe/exporter.h"
 #include "dqe/gate.h"
 #include "dqe/output.h"
 #include "dqe/pretrainer.h"
@@ -57,6 +58,8 @@ struct CliState {
   CLI::App* pretrain_cmd = nullptr;
   TokenizerTrainConfig tokenizer;
   CLI::App* tokenizer_train_cmd = nullptr;
+  ExportConfig exporter;
+  CLI::App* export_cmd = nullptr;
 };
 
 std::unique_ptr<CLI::App> make_app(CliState& state);
@@ -77,6 +80,7 @@ void add_report_command(CLI::App& app, CliState& state);
 void add_pretrain_command(CLI::App& app, CliState& state);
 // `dqe tokenizer train`.
 void add_tokenizer_command(CLI::App& app, CliState& state);
+void add_export_command(CLI::App& app, CliState& state);
 
 // Adds --query-field, --text-fields, --label-field, --query-id-field, --id-field.
 void add_field_options(CLI::App& cmd, FieldMap& fields);
@@ -112,6 +116,7 @@ int run_score(CliState& state);
 int run_report(CliState& state);
 int run_pretrain(CliState& state);
 int run_tokenizer_train(CliState& state);
+int run_export(CliState& state);
 
 // Replaces "--config F" (after the subcommand, repeatable) by the flags F holds: keys are
 // long flag names; later files override earlier ones and explicit flags override files.

@@ -12,9 +12,10 @@ void add_score_command(CLI::App& app, CliState& state) {
   state.score_cmd = cmd;
   cmd->add_option("--config", state.config_files, "JSON file of flag values (keys are long flag names); repeatable");
   cmd->add_option("--model", c.models,
-                  "Model: checkpoint, run directory (its best) or Hugging Face directory; repeat it to average "
-                  "several (an ensemble)")
+                  "Model: checkpoint, run directory (its best), Hugging Face directory or PEFT LoRA adapter; repeat "
+                  "it to average several (an ensemble)")
       ->required();
+  cmd->add_option("--base", c.base, "The base model of LoRA adapters, when it moved from where they recorded it");
   cmd->add_option("--input", c.input, "JSONL input, - for stdin")->capture_default_str();
   cmd->add_option("--output", c.output, "JSONL output, - for stdout (a file appears only when complete)")->capture_default_str();
   cmd->add_option("--batch-size", c.batch_size, "Examples per batch")->capture_default_str();

@@ -13,7 +13,8 @@ void add_train_command(CLI::App& app, CliState& state) {
   cmd->add_option("--train", c.train_path, "Training data (JSONL)")->required();
   cmd->add_option("--dev", c.dev_path, "Dev data for evaluation and early stopping (JSONL)")->required();
   cmd->add_option("--out", c.out_dir, "Run directory: best/, last/, train_log.jsonl, eval_log.jsonl")->required();
-  cmd->add_option("--init", c.init, "Start from this model: dqe checkpoint, run directory or Hugging Face BERT directory");
+  cmd->add_option("--init", c.init,
+                  "Start from this model: dqe checkpoint, run directory, Hugging Face BERT directory or PEFT LoRA adapter");
   cmd->add_option("--tokenizer", c.tokenizer, "vocab.txt (WordPiece) or .model (SentencePiece) for a model trained from scratch");
   cmd->add_flag("--dump-config", state.dump_config,
                 "Print the effective configuration as JSON (a valid --config file) and exit");
@@ -45,6 +46,28 @@ void add_train_command(CLI::App& app, CliState& state) {
   cmd->add_option("--lower-case", c.lower_case, "Lower-case and strip accents (uncased model)")
       ->capture_default_str()
       ->group(shape);
+
+  const char* peft = "Parameter-efficient fine-tuning (LoRA)";
+  cmd->add_option("--peft", c.peft,
+                  "none, or lora: freeze the --init model and train LoRA updates of its Linears and the heads; "
+                  "checkpoints are Hugging Face PEFT adapters")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"none", "lora"}))
+      ->group(peft);
+  cmd->add_option("--lora-rank", c.lora_rank, "Rank r of each update B A")->capture_default_str()->group(peft);
+  cmd->add_option("--lora-alpha", c.lora_alpha, "The updates are scaled by alpha / r")->capture_default_str()->group(peft);
+  cmd->add_option("--lora-dropout", c.lora_dropout, "Dropout on the updates' input")->capture_default_str()->group(peft);
+  cmd->add_option("--lora-targets", c.lora_targets,
+                  "Linears to adapt, by the ends of their Hugging Face names (query, key, value, dense, "
+                  "attention.output.dense, intermediate.dense, output.dense, pooler.dense; PEFT's rule: a name "
+                  "selects every module ending in it), or all-linear")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->group(peft);
+  cmd->add_option("--base", c.base,
+                  "The base model of an --init adapter or of the LoRA run resumed, when it moved from where the "
+                  "adapter recorded it")
+      ->group(peft);
 
   const char* opt = "Optimisation";
   add_schedule_options(*cmd, c, "the training data", "Examples");

@@ -166,6 +166,8 @@ EngineResult Engine::run() {
   std::vector<torch::Tensor> params;
   for (const auto& p : trainable) params.push_back(p.tensor);
   auto optimizer = make_adamw(trainable, o.lr, o.weight_decay);
+  for (const auto& group : optimizer->param_groups())
+    for (const auto& p : group.params()) result.trainable_parameters += p.numel();
   const int64_t steps_per_epoch = objective_.steps_per_epoch(o.grad_accum);
 
   TrainerState state;

@@ -9,6 +9,7 @@
 #include "dqe/errors.h"
 #include "dqe/format.h"
 #include "dqe/evaluator.h"
+#include "dqe/peft.h"
 
 namespace dqe::training {
 namespace fs = std::filesystem;
@@ -73,6 +74,48 @@ TaskSpec task_of_new_run(const TrainConfig& cfg, const std::vector<Record>& trai
   return ts;
 }
 
+std::string joined(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ",") + n;
+  return out;
+}
+
+// The LoRA updates --peft lora asks for on a base of this shape. Throws ConfigError naming
+// --lora-rank when the rank exceeds a module's smaller dimension, and --lora-targets when a
+// target selects no Linear of this encoder.
+LoraSpec lora_of_flags(const TrainConfig& cfg, const BertConfig& base) {
+  LoraSpec lora;
+  lora.r = cfg.lora_rank;
+  lora.alpha = cfg.lora_alpha;
+  lora.dropout = cfg.lora_dropout;
+  lora.modules = lora_modules(cfg.lora_targets, base.num_hidden_layers);
+  lora.target_modules = peft_target_modules(cfg.lora_targets, lora.modules);
+  for (const auto& module : lora.modules) {
+    const auto [out, in] = linear_shape(base, module);
+    if (lora.r > std::min(out, in))
+      throw ConfigError("--lora-rank " + std::to_string(lora.r) + " exceeds " + std::to_string(std::min(out, in)) +
+                        ", the smaller dimension of " + module + " [" + std::to_string(out) + " x " + std::to_string(in) +
+                        "]");
+  }
+  return lora;
+}
+
+// An --init adapter continues training its own updates: the flags must describe them.
+void check_continued_adapter(const TrainConfig& cfg, const LoraSpec& flags, const LoraSpec& adapter) {
+  const std::string hint = " (an --init adapter continues training its own updates; give its values)";
+  if (flags.r != adapter.r)
+    throw ConfigError("--lora-rank " + std::to_string(flags.r) + " differs from --init " + cfg.init + "'s r " +
+                      std::to_string(adapter.r) + hint);
+  if (flags.scaling() != adapter.scaling())
+    throw ConfigError("--lora-alpha " + format_significant(flags.alpha, 6) + " differs from --init " + cfg.init +
+                      "'s lora_alpha " + format_significant(adapter.alpha, 6) +
+                      (adapter.rslora ? " (with rsLoRA's scaling)" : "") + hint);
+  if (flags.modules != adapter.modules)
+    throw ConfigError("--lora-targets " + joined(cfg.lora_targets) + " select other Linears than --init " + cfg.init +
+                      "'s adapter has (" + std::to_string(adapter.modules.size()) + " modules: " +
+                      joined(adapter.target_modules) + ")" + hint);
+}
+
 std::string fingerprint_of(const std::vector<Record>& train, const std::vector<Record>& dev) {
   detail::Fnv1a hash;
   for (const auto* set : {&train, &dev}) {
@@ -115,7 +158,9 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
   ctx_.seeds.seed_initialisation();
   std::shared_ptr<const Tokenizer> tokenizer;
   if (cfg.resume) {
-    LoadedModel loaded = load_model(last_dir);
+    LoadOptions lo;
+    lo.base = cfg.base;
+    LoadedModel loaded = load_model(last_dir, lo);
     spec_ = loaded.spec;
     model_ = loaded.model;
     featurizer_ = loaded.featurizer;
@@ -123,13 +168,21 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
       throw ConfigError("--task " + cfg.task + " differs from the run's task " + task_name(spec_.task.task));
     detail::apply_dropout_flag(cfg.dropout, /*resume=*/true, model_, spec_.bert, *log);
   } else if (!cfg.init.empty()) {
-    const ModelSpec init_spec = load_model_spec(resolve_model_dir(cfg.init));
+    const ModelSpec init_spec = model_spec_of(cfg.init, cfg.base);
     LoadOptions lo;
     lo.allow_new_head = true;
     lo.task = task_of_new_run(cfg, train_records, init_spec);
     lo.fit_records = &train_records;
     if (lo.task->match_types) lo.min_type_vocab = 4;
+    lo.base = cfg.base;
+    if (cfg.peft == "lora") {
+      lo.lora = lora_of_flags(cfg, init_spec.bert);
+    } else if (init_spec.lora) {
+      lo.merge_adapter = true;  // full fine-tuning of the adapted model
+      log->info("{}: a LoRA adapter; its updates are merged into its base, and every weight trains", cfg.init);
+    }
     LoadedModel loaded = load_model(cfg.init, lo);
+    if (lo.lora && init_spec.lora) check_continued_adapter(cfg, *lo.lora, *loaded.spec.lora);
     spec_ = loaded.spec;
     model_ = loaded.model;
     featurizer_ = loaded.featurizer;
@@ -159,14 +212,28 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
   if (spec_.task.lexical_features)
     if (auto lexical = std::dynamic_pointer_cast<const LexicalInput>(featurizer_->side_inputs().front()))
       log->info("lexical features on: word statistics of {} distinct results", lexical->stats().docs);
+  // LoRA: the base's encoder is frozen (no gradients, no optimizer state); the updates and
+  // the heads train.
+  if (spec_.lora) set_trainable(model_, {Role::kEmbeddings, Role::kEncoder, Role::kPooler}, false);
   model_->to(ctx_.device);  // before the optimizer takes the parameters
   const TaskSpec& ts = spec_.task;
-  int64_t num_params = 0;
-  for (const auto& p : model_->parameters()) num_params += p.numel();
+  int64_t num_params = 0, trainable = 0;
+  for (const auto& p : model_->parameters()) {
+    num_params += p.numel();
+    if (p.requires_grad()) trainable += p.numel();
+  }
   log->info("model: {} layers x {} hidden x {} heads, {:.1f}M parameters; task {}{}; max length {}",
             spec_.bert.num_hidden_layers, spec_.bert.hidden_size, spec_.bert.num_attention_heads, num_params / 1e6,
             task_name(ts.task), ts.task == Task::kClassification ? " (" + std::to_string(ts.labels.size()) + " classes)" : "",
             ts.max_len);
+  if (spec_.lora) {
+    const LoraSpec& lora = *spec_.lora;
+    const std::string targets = lora.target_modules.size() <= 8 ? joined(lora.target_modules)
+                                                                : std::to_string(lora.target_modules.size()) + " names";
+    log->info("LoRA r {} alpha {} dropout {} on {} Linears ({}) of the frozen base {}: {} trainable parameters ({:.3g}%)",
+              lora.r, format_significant(lora.alpha), format_significant(lora.dropout), lora.modules.size(), targets,
+              lora.base, trainable, 100.0 * static_cast<double>(trainable) / static_cast<double>(num_params));
+  }
 
   train_ = featurizer_->encode_all(train_records, ctx_.threads);
   const LabelledSet train_labels = labels_of(train_records, ts, cfg.train_path);
@@ -180,7 +247,12 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
   lengths_ = lengths_of(train_);
 }
 
-std::vector<RoleParameter> FinetuneObjective::trainable_parameters() { return model_->role_parameters(); }
+std::vector<RoleParameter> FinetuneObjective::trainable_parameters() {
+  std::vector<RoleParameter> out;
+  for (auto& p : model_->role_parameters())
+    if (p.tensor.requires_grad()) out.push_back(std::move(p));
+  return out;
+}
 
 int64_t FinetuneObjective::steps_per_epoch(int64_t grad_accum) const {
   const int64_t batch = config_.batch_size;

@@ -1,6 +1,8 @@
 // Relevance fine-tuning as an engine objective: the training and dev records, the model
 // (from --resume's last/, from --init, or built from scratch with its vocabulary), the task's
-// loss, and dev evaluation through the predictor.
+// loss, and dev evaluation through the predictor. With --peft lora the --init model is a
+// frozen base with LoRA updates added (model.h's adapter part): the optimizer gets the
+// updates and the heads, and checkpoints are PEFT adapters (checkpoint.h).
 #pragma once
 
 #include <memory>

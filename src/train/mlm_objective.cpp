@@ -8,6 +8,7 @@
 #include "detail/train_util.h"
 #include "dqe/errors.h"
 #include "dqe/format.h"
+#include "dqe/peft.h"
 #include "dqe/safetensors.h"
 
 namespace dqe::training {
@@ -155,6 +156,9 @@ MlmObjective::MlmObjective(const PretrainConfig& cfg, const RunContext& ctx, con
   if (cfg.resume || !cfg.init.empty()) {
     LoadOptions lo;
     lo.allow_new_head = true;
+    if (!cfg.resume && is_adapter_dir(resolve_model_dir(cfg.init)))
+      throw ConfigError("--init " + cfg.init + " is a LoRA adapter; pretrain from a plain model (dqe export --merge "
+                        "makes one of it)");
     LoadedModel loaded = load_model(cfg.resume ? last_dir : cfg.init, lo);
     spec_ = loaded.spec;
     model_ = loaded.model;

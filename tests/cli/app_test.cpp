@@ -127,7 +127,7 @@ TEST(CliParse, MistypedNamesGetSuggestionsAndUnderscoresAreAccepted) {
     return std::string("(parsed)");
   };
   EXPECT_EQ(message_of({"trian", "--train", "t"}),
-            "unknown command \"trian\"; did you mean \"train\"? (commands: train, eval, score, report, pretrain, tokenizer)");
+            "unknown command \"trian\"; did you mean \"train\"? (commands: train, eval, score, report, pretrain, tokenizer, export)");
   EXPECT_EQ(message_of({"train", "--trian", "t", "--dev", "d", "--out", "o"}),
             "dqe train: unknown option --trian; did you mean --train? ('dqe train --help' lists them)");
   EXPECT_NE(message_of({"tokenizer", "train", "--corpus", "c", "--out", "o", "--vocab-sise", "9"}).find("did you mean --vocab-size?"),
@@ -270,7 +270,8 @@ TEST(CliParse, DumpConfigHoldsEveryFlagAndRoundTrips) {
   };
   const std::vector<Case> cases = {
       {{"train", "--train", "t", "--dev", "d", "--out", "o", "--id-field", "pid", "--rejects", "bad.jsonl", "--lr", "0.003",
-        "--labels", "a,b", "--task", "classification", "--lexical-features", "--max-bad-lines", "4"},
+        "--labels", "a,b", "--task", "classification", "--lexical-features", "--max-bad-lines", "4",
+        "--peft", "lora", "--lora-rank", "4", "--lora-targets", "query,key"},
        [](const CliState& s) { return s.train.to_json(); }, [](const CliState& s) { return s.train_cmd; }},
       {{"pretrain", "--corpus", "c.txt", "--out", "pt", "--whole-word", "--mask-prob", "0.2", "--chunk-lines", "77"},
        [](const CliState& s) { return s.pretrain.to_json(); }, [](const CliState& s) { return s.pretrain_cmd; }},
@@ -369,6 +370,59 @@ TEST(CliParse, EveryNumericFlagRefusesNanNegativeAndSaturatingValues) {
     }
   }
   EXPECT_GT(checked, 300u);
+}
+
+TEST(CliParse, LoraFlagsLandInTrainConfigAndBadOnesAreNamed) {
+  auto p = parse({"train", "--train", "t", "--dev", "d", "--out", "o", "--init", "base", "--peft", "lora", "--lora-rank", "4",
+                  "--lora-alpha", "8", "--lora-dropout", "0", "--lora-targets", "query,key,output.dense", "--base", "b"});
+  const TrainConfig& c = p->state.train;
+  EXPECT_EQ(c.peft, "lora");
+  EXPECT_EQ(c.lora_rank, 4);
+  EXPECT_DOUBLE_EQ(c.lora_alpha, 8);
+  EXPECT_DOUBLE_EQ(c.lora_dropout, 0);
+  EXPECT_EQ(c.lora_targets, (std::vector<std::string>{"query", "key", "output.dense"}));
+  EXPECT_EQ(c.base, "b");
+  EXPECT_NO_THROW(c.validate());
+  const TrainConfig defaults;
+  EXPECT_EQ(defaults.peft, "none");
+  EXPECT_EQ(defaults.lora_rank, 8);
+  EXPECT_DOUBLE_EQ(defaults.lora_alpha, 16);
+  EXPECT_DOUBLE_EQ(defaults.lora_dropout, 0.1);
+  EXPECT_EQ(defaults.lora_targets, (std::vector<std::string>{"query", "value"}));
+
+  auto message = [](std::vector<std::string> extra) {
+    std::vector<std::string> args = {"train", "--train", "t", "--dev", "d", "--out", "o"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    try {
+      parse(args)->state.train.validate();
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(valid)");
+  };
+  EXPECT_EQ(message({"--peft", "lora"}), "--peft lora needs --init: the base model to adapt");
+  EXPECT_EQ(message({"--peft", "lora", "--resume"}), "(valid)");  // the run's own base
+  EXPECT_EQ(message({"--init", "m", "--peft", "lora", "--lora-rank", "0"}), "--lora-rank must be between 1 and 65536, got 0");
+  EXPECT_NE(message({"--init", "m", "--peft", "lora", "--lora-targets", "query,vaule"})
+                .find("--lora-targets: \"vaule\" names no Linear of the encoder; valid names: query, key, value, dense, "
+                      "attention.output.dense, intermediate.dense, output.dense, pooler.dense, all-linear"),
+            std::string::npos);
+  EXPECT_NE(message({"--init", "m", "--peft", "lora", "--lora-targets", "all-linear,query"}).find("stands alone"),
+            std::string::npos);
+  EXPECT_NE(message({"--init", "m", "--peft", "lora", "--lora-dropout", "1"}).find("--lora-dropout"), std::string::npos);
+  EXPECT_THROW(parse({"train", "--train", "t", "--dev", "d", "--out", "o", "--peft", "adalora"}), CLI::ParseError);
+}
+
+TEST(CliParse, ExportAndBaseFlagsLand) {
+  auto p = parse({"export", "--model", "run", "--out", "merged", "--merge", "--base", "b"});
+  EXPECT_TRUE(p->state.export_cmd->parsed());
+  EXPECT_EQ(p->state.exporter.model, "run");
+  EXPECT_EQ(p->state.exporter.out, "merged");
+  EXPECT_TRUE(p->state.exporter.merge);
+  EXPECT_EQ(p->state.exporter.base, "b");
+  EXPECT_THROW(parse({"export", "--model", "run"}), CLI::ParseError);
+  EXPECT_EQ(parse({"eval", "--model", "a", "--data", "d", "--base", "b"})->state.eval.base, "b");
+  EXPECT_EQ(parse({"score", "--model", "a", "--base", "b"})->state.score.base, "b");
 }
 
 TEST(CliParse, TokenizerTrainTakesSeveralCorpusFiles) {

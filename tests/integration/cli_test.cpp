@@ -566,6 +566,43 @@ TEST_F(CliTest, VersionNamesLibTorchAndBlas) {
 }
 
 
+// LoRA from the command line: a run on the suite's model as the base, its usage errors in one
+// line each, and export --merge scoring as the adapter does.
+TEST_F(CliTest, LoraTrainExportAndScore) {
+  const std::string train = "train --train " + path("train.jsonl") + " --dev " + path("dev.jsonl") + " --threads 2";
+  Outcome r = dqe(scratch_, train + " --out " + scratch_.path("x") + " --peft lora");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(error_line(r.err), "dqe: error: --peft lora needs --init: the base model to adapt\n");
+  r = dqe(scratch_, train + " --out " + scratch_.path("x") + " --init " + path("run") + " --peft lora --lora-rank 64");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(error_line(r.err).find("--lora-rank 64 exceeds 32"), std::string::npos) << r.err;
+  EXPECT_EQ(count_lines(error_line(r.err)), 1);
+
+  r = dqe(scratch_, train + " --out " + scratch_.path("lora") + " --init " + path("run") +
+                        " --peft lora --lora-targets all-linear --max-steps 4 --lr 1e-3");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("trainable parameters"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::exists(scratch_.path("lora/best/adapter_model.safetensors")));
+  r = dqe(scratch_, "export --model " + scratch_.path("lora") + " --out " + scratch_.path("merged") + " --merge");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("merged into its base"), std::string::npos) << r.out;
+  r = dqe(scratch_, "export --model " + scratch_.path("lora") + " --out " + scratch_.path("merged") + " --merge");
+  EXPECT_EQ(r.code, 2);  // the output exists
+
+  Outcome a = dqe(scratch_, "score --precision fp32 --fields score --model " + scratch_.path("lora") + " --input " +
+                                path("dev.jsonl"));
+  Outcome b = dqe(scratch_, "score --precision fp32 --fields score --model " + scratch_.path("merged") + " --input " +
+                                path("dev.jsonl"));
+  ASSERT_EQ(a.code, 0) << a.err;
+  ASSERT_EQ(b.code, 0) << b.err;
+  const auto la = split_lines(a.out), lb = split_lines(b.out);
+  ASSERT_EQ(la.size(), 40u);
+  ASSERT_EQ(lb.size(), la.size());
+  for (size_t i = 0; i < la.size(); ++i)
+    EXPECT_NEAR(nlohmann::json::parse(la[i])["score"].get<double>(), nlohmann::json::parse(lb[i])["score"].get<double>(),
+                1e-5);
+}
+
 TEST_F(CliTest, TokenizerThenPretrainThenFineTune) {
   std::string corpus;
   for (const char* line : {"red oak chair large", "blue steel table set", "modern lamp small", "oak rug classic",

@@ -6,6 +6,7 @@
 
 #include "dqe/dataset.h"
 #include "dqe/errors.h"
+#include "dqe/peft.h"
 #include "dqe/predictor.h"
 #include "dqe/safetensors.h"
 #include "test_util.h"
@@ -143,6 +144,83 @@ TEST(Checkpoint, NewHeadForADifferentNumberOfOutputs) {
   LoadedModel m = load_model(kFixture, lo);
   EXPECT_EQ(m.model->classifier->weight.size(0), 1);
   EXPECT_EQ(m.report.missing, (std::vector<std::string>{"classifier.weight", "classifier.bias"}));
+}
+
+// The error of loading path with options, or "(loaded)".
+std::string load_error(const std::string& path, const LoadOptions& options = {}) {
+  try {
+    load_model(path, options);
+  } catch (const ModelError& e) {
+    return e.what();
+  }
+  return "(loaded)";
+}
+
+// A LoRA checkpoint holds PEFT's files and records its base (the path given, where it was,
+// its weights' hash); a moved base is found with --base, and a base with other weights, or
+// none, is refused naming the adapter and the base.
+TEST(Checkpoint, AdapterRecordsItsBaseAndRefusesAnother) {
+  DQE_REQUIRE_SHARED_FIXTURES();
+  test::TempDir dir;
+  fs::create_directories(dir.path("base"));
+  for (const auto& entry : fs::directory_iterator(kFixture))
+    fs::copy_file(entry.path(), fs::path(dir.path("base")) / entry.path().filename());
+  LoraSpec spec;
+  spec.r = 2;
+  spec.alpha = 4;
+  spec.dropout = 0;
+  spec.target_modules = {"value"};
+  spec.modules = lora_modules(spec.target_modules, 2);
+  LoadOptions lo;
+  lo.lora = spec;
+  LoadedModel m = load_model(dir.path("base"), lo);
+  ASSERT_TRUE(m.spec.lora);
+  EXPECT_EQ(m.spec.lora->base, dir.path("base"));
+  EXPECT_EQ(m.spec.lora->base_dir, fs::absolute(dir.path("base")).lexically_normal().string());
+  EXPECT_EQ(m.spec.lora->base_hash.rfind("fnv1a64:", 0), 0u);
+  EXPECT_TRUE(m.report.missing.empty());  // new updates are not "missing" weights
+  const torch::Tensor base_logits = logits_of(m);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& [name, update] : m.model->lora->updates) update->lora_B->weight.normal_(0, 0.5);
+  }
+  const torch::Tensor adapted_logits = logits_of(m);
+  EXPECT_FALSE(torch::allclose(base_logits, adapted_logits));
+
+  const std::string adapter = dir.path("adapter");
+  save_checkpoint(adapter, m.spec, m.model, *m.featurizer);
+  for (const char* f : {"adapter_config.json", "adapter_model.safetensors", "config.json", "vocab.txt"})
+    EXPECT_TRUE(fs::exists(fs::path(adapter) / f)) << f;
+  EXPECT_FALSE(fs::exists(fs::path(adapter) / "model.safetensors"));
+  const auto config = read_json_file(adapter + "/config.json");
+  EXPECT_EQ(config["dqe"]["adapter"]["base"], dir.path("base"));
+  EXPECT_EQ(config["dqe"]["adapter"]["base_weights_hash"], m.spec.lora->base_hash);
+  LoadedModel back = load_model(adapter);
+  EXPECT_EQ(back.spec.lora->modules, spec.modules);
+  EXPECT_TRUE(torch::equal(logits_of(back), adapted_logits));
+
+  // Moved: missing where recorded, found with --base.
+  fs::rename(dir.path("base"), dir.path("moved"));
+  const std::string missing = load_error(adapter);
+  EXPECT_NE(missing.find(adapter + ": its base model " + dir.path("base") + " is missing"), std::string::npos) << missing;
+  EXPECT_NE(missing.find("--base"), std::string::npos) << missing;
+  LoadOptions moved;
+  moved.base = dir.path("moved");
+  EXPECT_TRUE(torch::equal(logits_of(load_model(adapter, moved)), adapted_logits));
+
+  // Changed: one weight of the base differs.
+  auto tensors = load_safetensors(dir.path("moved/model.safetensors"));
+  tensors["bert.encoder.layer.1.output.dense.bias"][0] += 1e-3;
+  save_safetensors(dir.path("moved/model.safetensors"), {tensors.begin(), tensors.end()});
+  const std::string changed = load_error(adapter, moved);
+  EXPECT_NE(changed.find(adapter + ": its base " + dir.path("moved") + " has other weights than the adapter was trained on"),
+            std::string::npos)
+      << changed;
+  EXPECT_EQ(changed.find('\n'), std::string::npos);
+  LoadOptions elsewhere;
+  elsewhere.base = dir.path("nowhere");
+  EXPECT_NE(load_error(adapter, elsewhere).find("--base " + dir.path("nowhere") + ": no such model directory"),
+            std::string::npos);
 }
 
 TEST(TrainerState, RejectsUnknownFormatVersion) {

@@ -210,5 +210,87 @@ TEST(SequenceModel, LoadsBareEncoderNamesAndRefusesMissingHeads) {
   }
 }
 
+// LoRA updates are a part of their own (Role::kAdapter) under PEFT's names and shapes; PEFT's
+// initialisation (A kaiming-uniform, B zero) makes the adapted model at first its base; the
+// role keeps BERT's initialisation and the full checkpoint away from them; merging folds
+// them in.
+TEST(SequenceModel, LoraUpdatesAreAnAdapterPartThatStartsAtTheBase) {
+  BertConfig c = tiny_config();
+  c.num_hidden_layers = 2;
+  LoraSpec spec;
+  spec.r = 3;
+  spec.alpha = 6;
+  spec.modules = {"bert.encoder.layer.0.attention.self.query", "bert.encoder.layer.1.intermediate.dense",
+                  "bert.pooler.dense"};
+  SequenceModel plain(c, 2);
+  init_weights(plain, c);
+  SequenceModel model(c, 2, SideInputDims{}, spec);
+  init_weights(model, c);
+  std::map<std::string, torch::Tensor> weights;
+  for (const auto& [name, t] : checkpoint_weights(plain, false)) weights[name] = t;
+  const LoadReport report = load_weights(model, weights, "plain", false);
+  EXPECT_EQ(report.missing.size(), 6u);  // the updates, which are not in a full checkpoint
+
+  std::map<std::string, std::vector<int64_t>> adapter;
+  for (const auto& p : model->role_parameters())
+    if (p.role == Role::kAdapter) adapter[p.name] = p.tensor.sizes().vec();
+  EXPECT_EQ(adapter, (std::map<std::string, std::vector<int64_t>>{
+                         {"bert.encoder.layer.0.attention.self.query.lora_A.weight", {3, 8}},
+                         {"bert.encoder.layer.0.attention.self.query.lora_B.weight", {8, 3}},
+                         {"bert.encoder.layer.1.intermediate.dense.lora_A.weight", {3, 8}},
+                         {"bert.encoder.layer.1.intermediate.dense.lora_B.weight", {16, 3}},
+                         {"bert.pooler.dense.lora_A.weight", {3, 8}},
+                         {"bert.pooler.dense.lora_B.weight", {8, 3}}}));
+  for (const auto& [name, t] : checkpoint_weights(model, false)) EXPECT_EQ(adapter.count(name), 0u) << name;
+  for (auto& [name, update] : model->lora->updates) {
+    EXPECT_EQ(update->lora_B->weight.abs().max().item<double>(), 0.0) << name;
+    // kaiming_uniform_(a = sqrt(5)) draws from U(-1/sqrt(in), 1/sqrt(in)); BERT's init is N(0, 0.02).
+    const double bound = 1.0 / std::sqrt(8.0);
+    EXPECT_LE(update->lora_A->weight.abs().max().item<double>(), bound) << name;
+    EXPECT_GT(update->lora_A->weight.abs().max().item<double>(), 0.5 * bound) << name;
+    EXPECT_DOUBLE_EQ(update->scaling, 2.0);
+  }
+
+  model->eval();
+  plain->eval();
+  torch::NoGradGuard no_grad;
+  const auto ids = torch::tensor({{2, 5, 6, 3, 0}, {2, 7, 3, 8, 3}}, torch::kInt64);
+  const auto types = torch::tensor({{0, 0, 0, 1, 1}, {0, 0, 0, 1, 1}}, torch::kInt64);
+  const auto mask = torch::tensor({{1, 1, 1, 1, 0}, {1, 1, 1, 1, 1}}, torch::kInt64);
+  EXPECT_TRUE(torch::equal(model->forward(ids, types, mask), plain->forward(ids, types, mask)));
+  for (auto& [name, update] : model->lora->updates) update->lora_B->weight.normal_(0, 0.5);
+  const torch::Tensor adapted = model->forward(ids, types, mask);
+  EXPECT_FALSE(torch::allclose(adapted, plain->forward(ids, types, mask)));
+
+  // Merged: W + (alpha / r) B A, computed here, and the same logits.
+  const torch::Tensor want = plain->bert->pooler_dense->weight +
+                             2.0 * torch::matmul(model->lora->updates.back().second->lora_B->weight,
+                                                 model->lora->updates.back().second->lora_A->weight);
+  merge_lora(model);
+  EXPECT_FALSE(model->lora);
+  for (const auto& p : model->role_parameters()) EXPECT_NE(p.role, Role::kAdapter);
+  EXPECT_TRUE(torch::allclose(model->bert->pooler_dense->weight, want, 0, 1e-6));
+  EXPECT_TRUE(torch::allclose(model->forward(ids, types, mask), adapted, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::equal(model->bert->embeddings->word_embeddings->weight, plain->bert->embeddings->word_embeddings->weight));
+}
+
+// The encoder's dropout setting is the encoder's: LoRA's own dropout stays as its spec says.
+TEST(SequenceModel, LoraDropoutIsItsOwn) {
+  BertConfig c = tiny_config();
+  LoraSpec spec;
+  spec.r = 2;
+  spec.dropout = 0.3;
+  spec.modules = {"bert.encoder.layer.0.attention.self.value"};
+  SequenceModel model(c, 1, SideInputDims{}, spec);
+  set_dropout(model, c, 0.0);
+  EXPECT_DOUBLE_EQ(model->lora->updates.front().second->dropout, 0.3);
+  EXPECT_THROW(SequenceModel(c, 1, SideInputDims{}, [] {
+                 LoraSpec bad;
+                 bad.modules = {"bert.encoder.layer.0.attention.self.values"};
+                 return bad;
+               }()),
+               ModelError);
+}
+
 }  // namespace
 }  // namespace dqe

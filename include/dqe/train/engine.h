@@ -155,6 +155,7 @@ EngineOptions schedule_of(const Config& c) {
 
 struct EngineResult {
   int64_t steps = 0;
+  int64_t trainable_parameters = 0;  // the optimizer's, all groups
   bool interrupted = false;  // stopped by a signal or stop_after_step; resume to continue
   int interrupt_signal = 0;  // the signal, or 0 for stop_after_step
   bool early_stopped = false;

@@ -1,0 +1,377 @@
+// LoRA runs through the library on the toy set, from a tiny base trained here (seconds).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "dqe/checkpoint.h"
+#include "dqe/errors.h"
+#include "dqe/evaluator.h"
+#include "dqe/exporter.h"
+#include "dqe/peft.h"
+#include "dqe/safetensors.h"
+#include "dqe/scorer.h"
+#include "dqe/trainer.h"
+#include "test_util.h"
+
+namespace dqe {
+namespace fs = std::filesystem;
+namespace {
+
+std::vector<nlohmann::json> read_jsonl_file(const std::string& path) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+// The encoder's tensors (embeddings, layers, pooler) by name.
+std::map<std::string, torch::Tensor> encoder_weights(LoadedModel& m) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& p : m.model->role_parameters())
+    if (p.role == Role::kEmbeddings || p.role == Role::kEncoder || p.role == Role::kPooler) out[p.name] = p.tensor;
+  return out;
+}
+
+class LoraTest : public ::testing::Test {
+ protected:
+  // The base: a one-layer model trained from scratch to classify the pairs as exact or
+  // irrelevant. Its encoder knows the task's signal; the LoRA runs below learn a regression
+  // of the labels with a new head (one output instead of two) on top of it.
+  static void SetUpTestSuite() {
+    shared_ = new test::TempDir();
+    test::write_toy_set(shared_->path("train.jsonl"), 320, 1);
+    test::write_toy_set(shared_->path("dev.jsonl"), 80, 2);
+    TrainConfig base;
+    base.train_path = shared_->path("train.jsonl");
+    base.dev_path = shared_->path("dev.jsonl");
+    base.out_dir = shared_->path("base");
+    base.task = "classification";
+    base.fields.label = "grade";
+    base.layers = 1;
+    base.hidden = 32;
+    base.heads = 2;
+    base.intermediate = 64;
+    base.vocab_size = 200;
+    base.max_len = 32;
+    base.lr = 2e-3;
+    base.batch_size = 16;
+    base.epochs = 2;
+    base.threads = 2;
+    base.precision = "fp32";
+    const TrainResult r = train(base);
+    ASSERT_GT(r.best_metric, 0.9);
+  }
+  static void TearDownTestSuite() { delete shared_; }
+
+  void SetUp() override {
+    config_.train_path = shared_->path("train.jsonl");
+    config_.dev_path = shared_->path("dev.jsonl");
+    config_.out_dir = dir_.path("run");
+    config_.init = base_dir();
+    config_.peft = "lora";
+    config_.lr = 5e-3;
+    config_.batch_size = 16;
+    config_.epochs = 3;
+    config_.threads = 2;
+    config_.seed = 5;
+    config_.patience = 0;
+    config_.precision = "fp32";
+  }
+
+  static std::string base_dir() { return shared_->path("base"); }
+
+  // RMSE of predicting the training mean on dev: the constant predictor to beat.
+  double constant_rmse() const {
+    double mean = 0, sq = 0;
+    auto train = read_jsonl_file(config_.train_path);
+    for (const auto& r : train) mean += r["label"].get<double>() / static_cast<double>(train.size());
+    auto dev = read_jsonl_file(config_.dev_path);
+    for (const auto& r : dev) sq += std::pow(r["label"].get<double>() - mean, 2);
+    return std::sqrt(sq / static_cast<double>(dev.size()));
+  }
+
+  std::vector<double> scores_of(const std::string& model, const std::string& name, const std::string& base = "") {
+    ScoreConfig sc;
+    sc.models = {model};
+    sc.input = config_.dev_path;
+    sc.output = dir_.path(name);
+    sc.threads = 2;
+    sc.precision = "fp32";
+    sc.base = base;
+    score(sc);
+    std::vector<double> out;
+    for (const auto& o : read_jsonl_file(sc.output)) out.push_back(o["score"].get<double>());
+    return out;
+  }
+
+  static test::TempDir* shared_;
+  test::TempDir dir_;
+  TrainConfig config_;
+};
+
+test::TempDir* LoraTest::shared_ = nullptr;
+
+// A LoRA run learns with the base frozen: the optimizer holds the updates and the head only,
+// the base's weights stay bit for bit, and the checkpoints are PEFT adapters that eval, score
+// and export (merged) agree on.
+TEST_F(LoraTest, LearnsWithTheBaseFrozenAndSavesPeftsLayout) {
+  const std::string base_file = base_dir() + "/best/model.safetensors";
+  const std::string base_bytes = test::read_text(base_file);
+  LoadedModel base = load_model(base_dir());
+  const TrainResult r = train(config_);
+  EXPECT_FALSE(r.interrupted);
+  // query and value of one layer (32 x 32), rank 8: r (in + out) each; the new head 32 + 1.
+  EXPECT_EQ(r.trainable_parameters, 2 * 8 * (32 + 32) + 32 + 1);
+  EXPECT_LT(r.best_metric, 0.5 * constant_rmse());
+
+  EXPECT_EQ(test::read_text(base_file), base_bytes);
+  LoadedModel tuned = load_model(config_.out_dir);
+  ASSERT_TRUE(tuned.spec.lora);
+  const auto before = encoder_weights(base), after = encoder_weights(tuned);
+  ASSERT_EQ(before.size(), after.size());
+  for (const auto& [name, t] : before) EXPECT_TRUE(torch::equal(t, after.at(name))) << name << " changed";
+  for (const auto& [name, update] : tuned.model->lora->updates)
+    EXPECT_GT(update->lora_B->weight.abs().max().item<double>(), 1e-4) << name << " did not learn";
+
+  const std::string best = dir_.path("run/best");
+  EXPECT_FALSE(fs::exists(best + "/model.safetensors"));
+  for (const char* f : {"adapter_config.json", "adapter_model.safetensors", "config.json", "vocab.txt",
+                        "tokenizer_config.json", "trainer_state.json", "optimizer.pt", "score_reference.json"})
+    EXPECT_TRUE(fs::exists(best + "/" + f)) << f;
+  const nlohmann::json ac = read_json_file(best + "/adapter_config.json");
+  EXPECT_EQ(ac["peft_type"], "LORA");
+  EXPECT_EQ(ac["task_type"], "SEQ_CLS");
+  EXPECT_EQ(ac["r"], 8);
+  EXPECT_EQ(ac["lora_alpha"], 16);
+  EXPECT_DOUBLE_EQ(ac["lora_dropout"].get<double>(), 0.1);
+  EXPECT_EQ(ac["target_modules"], nlohmann::json({"query", "value"}));
+  EXPECT_EQ(ac["modules_to_save"], nlohmann::json({"classifier"}));
+  EXPECT_EQ(ac["base_model_name_or_path"], base_dir());
+  EXPECT_EQ(ac["bias"], "none");
+  EXPECT_EQ(ac["fan_in_fan_out"], false);
+  std::set<std::string> names;
+  for (const auto& [name, t] : load_safetensors(best + "/adapter_model.safetensors")) names.insert(name);
+  const std::string layer = "base_model.model.bert.encoder.layer.0.attention.self.";
+  EXPECT_EQ(names, (std::set<std::string>{layer + "query.lora_A.weight", layer + "query.lora_B.weight",
+                                          layer + "value.lora_A.weight", layer + "value.lora_B.weight",
+                                          "base_model.model.classifier.weight", "base_model.model.classifier.bias"}));
+
+  EvalConfig ec;
+  ec.models = {config_.out_dir};
+  ec.data = config_.dev_path;
+  ec.threads = 2;
+  ec.precision = "fp32";
+  EXPECT_NEAR(evaluate(ec).primary, r.best_metric, 1e-6);
+
+  ExportConfig xc;
+  xc.model = config_.out_dir;
+  xc.out = dir_.path("merged");
+  xc.merge = true;
+  EXPECT_EQ(export_model(xc).merged_modules, 2);
+  EXPECT_TRUE(fs::exists(dir_.path("merged/model.safetensors")));
+  ec.models = {xc.out};
+  EXPECT_NEAR(evaluate(ec).primary, r.best_metric, 1e-5);
+  const auto unmerged = scores_of(config_.out_dir, "unmerged.jsonl"), merged = scores_of(xc.out, "merged.jsonl");
+  ASSERT_EQ(unmerged.size(), 80u);
+  ASSERT_EQ(merged.size(), unmerged.size());
+  for (size_t i = 0; i < merged.size(); ++i) EXPECT_NEAR(merged[i], unmerged[i], 1e-5) << "line " << i + 1;
+}
+
+// On the GPU: a LoRA run and its resumption there, scoring the same on the CPU.
+TEST_F(LoraTest, TrainsOnTheGpuAndScoresTheSameOnTheCpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no GPU (this LibTorch has no CUDA, or none is visible)";
+  config_.device = "cuda";
+  config_.stop_after_step = [](int64_t step) { return step == 20; };
+  ASSERT_TRUE(train(config_).interrupted);
+  config_.stop_after_step = nullptr;
+  config_.resume = true;
+  const TrainResult r = train(config_);
+  EXPECT_LT(r.best_metric, 0.5 * constant_rmse());
+  EvalConfig ec;
+  ec.models = {config_.out_dir};
+  ec.data = config_.dev_path;
+  ec.precision = "fp32";
+  ec.device = "cpu";
+  const double cpu = evaluate(ec).primary;
+  ec.device = "cuda";
+  EXPECT_NEAR(evaluate(ec).primary, cpu, 1e-4);
+}
+
+TEST_F(LoraTest, ResumedRunEqualsAnUninterruptedOne) {
+  config_.max_steps = 30;
+  config_.eval_every = 10;
+  const TrainResult straight = train(config_);
+
+  config_.out_dir = dir_.path("run2");
+  config_.stop_after_step = [](int64_t step) { return step == 15; };
+  const TrainResult first = train(config_);
+  ASSERT_TRUE(first.interrupted);
+  config_.stop_after_step = nullptr;
+  config_.resume = true;
+  config_.init.clear();  // a resumed run continues from its own last/ (and its recorded base)
+  const TrainResult resumed = train(config_);
+  EXPECT_EQ(resumed.steps, 30);
+  EXPECT_EQ(resumed.trainable_parameters, straight.trainable_parameters);
+  EXPECT_NEAR(resumed.final_metrics["rmse"].get<double>(), straight.final_metrics["rmse"].get<double>(), 1e-6);
+  EXPECT_NEAR(resumed.best_metric, straight.best_metric, 1e-6);
+  EXPECT_EQ(resumed.best_step, straight.best_step);
+  const auto a = load_safetensors(dir_.path("run/last/adapter_model.safetensors"));
+  const auto b = load_safetensors(dir_.path("run2/last/adapter_model.safetensors"));
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, t] : a) EXPECT_TRUE(torch::allclose(t, b.at(name), 1e-5, 1e-6)) << name;
+
+  // The run's shape is recorded: a resume may not change it.
+  config_.lora_rank = 4;
+  try {
+    train(config_);
+    FAIL() << "a resume with another --lora-rank was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("--resume: --lora-rank 4 differs from the run's 8"), std::string::npos) << e.what();
+  }
+}
+
+// The adapter names its base; a moved base is pointed at with --base (eval, score, and a
+// resumed run), and a base whose weights changed is refused naming both.
+TEST_F(LoraTest, ChangedBaseIsRefusedAndBaseFlagFindsAMovedOne) {
+  fs::create_directories(dir_.path("base"));
+  for (const auto& entry : fs::directory_iterator(base_dir() + "/best"))
+    fs::copy_file(entry.path(), fs::path(dir_.path("base")) / entry.path().filename());
+  config_.init = dir_.path("base");
+  config_.max_steps = 6;
+  config_.stop_after_step = [](int64_t step) { return step == 3; };
+  ASSERT_TRUE(train(config_).interrupted);
+
+  fs::rename(dir_.path("base"), dir_.path("moved"));
+  EvalConfig ec;
+  ec.models = {config_.out_dir};
+  ec.data = config_.dev_path;
+  ec.precision = "fp32";
+  try {
+    evaluate(ec);
+    FAIL() << "an adapter whose base is gone was evaluated";
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find(": its base model " + dir_.path("base") + " is missing"), std::string::npos)
+        << e.what();
+  }
+  ec.base = dir_.path("moved");
+  EXPECT_NO_THROW(evaluate(ec));
+  EXPECT_EQ(scores_of(config_.out_dir, "s.jsonl", dir_.path("moved")).size(), 80u);
+
+  config_.stop_after_step = nullptr;
+  config_.resume = true;
+  config_.base = dir_.path("moved");
+  EXPECT_EQ(train(config_).steps, 6);
+
+  // Another base under the same name: refused.
+  auto tensors = load_safetensors(dir_.path("moved/model.safetensors"));
+  tensors["bert.embeddings.LayerNorm.weight"][0] += 0.01;
+  save_safetensors(dir_.path("moved/model.safetensors"), {tensors.begin(), tensors.end()});
+  try {
+    evaluate(ec);
+    FAIL() << "an adapter was evaluated on another base";
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find(": its base " + dir_.path("moved") + " has other weights than the adapter was trained on"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+// Every task, bf16 too, trains with LoRA as it does in full.
+TEST_F(LoraTest, EveryTaskAndBf16) {
+  config_.max_steps = 10;
+  config_.precision = "bf16";
+  config_.lora_targets = {"all-linear"};
+  TrainResult r = train(config_);
+  // all-linear on one layer and the pooler: q, k, v and the attention output (32 x 32), the
+  // intermediate (64 x 32), the output (32 x 64), the pooler (32 x 32); rank 8.
+  EXPECT_EQ(r.trainable_parameters, 8 * (5 * (32 + 32) + 2 * (32 + 64)) + 33);
+  EXPECT_TRUE(std::isfinite(r.best_metric));
+
+  config_.out_dir = dir_.path("binary");
+  config_.task = "binary";
+  config_.fields.label = "match";
+  config_.lora_targets = {"query", "value"};
+  r = train(config_);
+  EXPECT_EQ(r.metric_name, "roc_auc");
+  EXPECT_TRUE(std::isfinite(r.best_metric));
+
+  config_.out_dir = dir_.path("classes");
+  config_.task = "classification";
+  config_.fields.label = "grade";
+  config_.precision = "fp32";
+  r = train(config_);
+  EXPECT_EQ(r.metric_name, "accuracy");
+  EXPECT_EQ(r.trainable_parameters, 2 * 8 * 64 + 2 * 32 + 2);  // the base's 2-class head, kept and trained
+  EXPECT_GT(r.best_metric, 0.9);
+
+  // A side head trains in full and is saved with the adapter, as PEFT saves modules_to_save.
+  config_.out_dir = dir_.path("lexical");
+  config_.lexical_features = true;
+  r = train(config_);
+  const nlohmann::json ac = read_json_file(dir_.path("lexical/best/adapter_config.json"));
+  EXPECT_EQ(ac["modules_to_save"], nlohmann::json({"classifier", "lexical"}));
+  EXPECT_EQ(load_safetensors(dir_.path("lexical/best/adapter_model.safetensors")).count("base_model.model.lexical.2.weight"), 1u);
+  EXPECT_TRUE(fs::exists(dir_.path("lexical/best/lexical_stats.json")));
+  EvalConfig ec;
+  ec.models = {config_.out_dir};
+  ec.data = config_.dev_path;
+  ec.precision = "fp32";
+  EXPECT_NEAR(evaluate(ec).primary, r.best_metric, 1e-6);
+}
+
+// What can only be checked against the base: the rank and the targets.
+TEST_F(LoraTest, RankAndTargetsAreCheckedAgainstTheBase) {
+  auto message = [&] {
+    try {
+      train(config_);
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(trained)");
+  };
+  config_.lora_rank = 64;
+  EXPECT_EQ(message(), "--lora-rank 64 exceeds 32, the smaller dimension of bert.encoder.layer.0.attention.self.query [32 x 32]");
+  config_.lora_rank = 8;
+  config_.lora_targets = {"layer.3.output.dense"};
+  EXPECT_NE(message().find("--lora-targets: \"layer.3.output.dense\" names no Linear of the encoder"), std::string::npos);
+}
+
+// --init takes an adapter Python's PEFT wrote: --peft lora continues its updates (the flags
+// must describe them), full fine-tuning starts from it merged.
+TEST_F(LoraTest, InitFromAPeftAdapter) {
+  DQE_REQUIRE_SHARED_FIXTURES();
+  config_.init = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-lora-peft";
+  config_.task = "classification";
+  config_.fields.label = "grade";
+  config_.max_steps = 3;
+  config_.max_len = 32;
+  try {
+    train(config_);
+    FAIL() << "an adapter of rank 4 was continued at rank 8";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("--lora-rank 8 differs from --init " + config_.init + "'s r 4"), std::string::npos)
+        << e.what();
+  }
+  config_.lora_rank = 4;
+  config_.lora_alpha = 8;
+  TrainResult r = train(config_);
+  EXPECT_EQ(r.trainable_parameters, 2 * 2 * 4 * (32 + 32) + 3 * 32 + 3);  // the adapter's 3-class head
+  const LoadedModel m = load_model(config_.out_dir);
+  ASSERT_TRUE(m.spec.lora);
+  EXPECT_EQ(fs::canonical(m.base_dir), fs::canonical(test::hf_fixture()));
+
+  config_.peft = "none";
+  config_.out_dir = dir_.path("full");
+  r = train(config_);
+  EXPECT_TRUE(fs::exists(dir_.path("full/best/model.safetensors")));
+  EXPECT_FALSE(fs::exists(dir_.path("full/best/adapter_config.json")));
+  EXPECT_GT(r.trainable_parameters, 10000);
+}
+
+}  // namespace
+}  // namespace dqe
