@@ -108,6 +108,7 @@ EvalResult evaluate(const EvalConfig& config, const StopToken& stop) {
   auto log = detail::logger("eval");
   log->info(ctx.describe());
   const Ensemble ensemble = load_ensemble(config.models, config.max_len, config.fields, ctx, config.batch_size, config.base);
+  if (const std::string sharing = ensemble.sharing_summary(); !sharing.empty()) log->info(sharing);
   const TaskSpec& task = ensemble.task();
   ReaderOptions ro;
   ro.fields = task.fields;

@@ -459,6 +459,26 @@ void set_trainable(SequenceModel& model, const std::vector<Role>& roles, bool tr
     if (std::find(roles.begin(), roles.end(), p.role) != roles.end()) p.tensor.requires_grad_(trainable);
 }
 
+int64_t share_encoder_weights(SequenceModel& from, SequenceModel& model) {
+  auto is_base = [](Role r) { return r == Role::kEmbeddings || r == Role::kEncoder || r == Role::kPooler; };
+  std::map<std::string, torch::Tensor> source;
+  for (auto& p : from->role_parameters())
+    if (is_base(p.role)) source.emplace(p.name, p.tensor);
+  torch::NoGradGuard no_grad;
+  int64_t shared = 0;
+  for (auto& p : model->role_parameters()) {
+    if (!is_base(p.role)) continue;
+    auto it = source.find(p.name);
+    if (it == source.end() || !it->second.sizes().equals(p.tensor.sizes()) ||
+        it->second.scalar_type() != p.tensor.scalar_type())
+      throw ModelError("cannot share the base weight " + p.name + " between two models of different shapes (a bug)");
+    if (p.tensor.is_same(it->second) || p.tensor.data_ptr() == it->second.data_ptr()) continue;
+    shared += p.tensor.numel() * static_cast<int64_t>(p.tensor.element_size());
+    p.tensor.set_data(it->second);
+  }
+  return shared;
+}
+
 void merge_lora(SequenceModel& model) {
   if (!model->lora) return;
   torch::NoGradGuard no_grad;

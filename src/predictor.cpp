@@ -3,10 +3,14 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <map>
 
 #include "dqe/errors.h"
+#include "dqe/format.h"
 
 namespace dqe {
+
+namespace fs = std::filesystem;
 
 Predictions predictions_from_logits(const torch::Tensor& logits, const TaskSpec& task) {
   Predictions p;
@@ -152,6 +156,8 @@ Ensemble load_ensemble(const std::vector<std::string>& model_args, int64_t max_l
   for (const auto& arg : model_args)
     for (auto& m : ensemble_members(arg)) models.push_back(std::move(m));
   Ensemble e;
+  // The members loaded so far whose weights are an adapter's base, by base directory and hash.
+  std::map<std::string, size_t> base_owner;
   for (const auto& path : models) {
     ctx.stop.check("while loading models");
     LoadOptions lo;
@@ -172,12 +178,29 @@ Ensemble load_ensemble(const std::vector<std::string>& model_args, int64_t max_l
         throw ConfigError("--model " + path + ": it reads other JSON fields than --model " + models.front() +
                           " (query, text, label, query id or id); give the field flags to read them one way");
     }
+    if (loaded.spec.lora && !loaded.base_dir.empty()) {
+      // Aliased before moving to the device, so that a shared base is moved once.
+      const std::string key = fs::weakly_canonical(loaded.base_dir).string() + "\n" + loaded.spec.lora->base_hash;
+      auto [it, first] = base_owner.emplace(key, e.members.size());
+      ++e.adapters;
+      if (first)
+        ++e.adapter_bases;
+      else
+        e.shared_base_bytes += share_encoder_weights(e.members[it->second].model, loaded.model);
+    }
     loaded.model->to(ctx.device);
     e.predictors.emplace_back(loaded.model, std::make_shared<const Featurizer>(loaded.featurizer->with_task(task)),
                               ctx.precision, batch_size, ctx.stop);
     e.members.push_back(std::move(loaded));
   }
   return e;
+}
+
+std::string Ensemble::sharing_summary() const {
+  if (adapters <= adapter_bases) return "";
+  return std::to_string(adapters) + " adapters on " + std::to_string(adapter_bases) +
+         (adapter_bases == 1 ? " base" : " bases") + ", each base held once (" +
+         format_fixed(static_cast<double>(shared_base_bytes) / 1e6, 1) + " MB not loaded again)";
 }
 
 Predictions predict_ensemble(const Ensemble& ensemble, const std::vector<Record>& records, int threads,

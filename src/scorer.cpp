@@ -54,6 +54,7 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
   auto log = detail::logger("score");
   log->info(ctx.describe());
   const Ensemble ensemble = load_ensemble(config.models, config.max_len, config.fields, ctx, config.batch_size, config.base);
+  if (const std::string sharing = ensemble.sharing_summary(); !sharing.empty()) log->info(sharing);
   const TaskSpec& task = ensemble.task();
   // The drift check compares with the dev scores saved with a single model.
   const std::optional<ScoreReference>& reference =

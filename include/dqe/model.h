@@ -278,6 +278,13 @@ std::vector<std::pair<std::string, torch::Tensor>> checkpoint_weights(SequenceMo
 // Sets requires_grad of every parameter with one of these roles.
 void set_trainable(SequenceModel& model, const std::vector<Role>& roles, bool trainable);
 
+// Makes `model` use `from`'s encoder weights (embeddings, layers and pooler: the same tensors,
+// not copies), so that several adapters of one base hold the base once in memory. The caller
+// vouches that both were loaded from the same base (same directory and weights hash); shapes
+// and dtypes are checked. Shared weights must not be written afterwards (merge_lora would
+// change every sharer's base). Returns the bytes that are no longer held twice.
+int64_t share_encoder_weights(SequenceModel& from, SequenceModel& model);
+
 // Folds the LoRA updates into the Linears they adapt (W += scaling * B A) and removes the
 // adapter part: the model is then a plain one that computes what the adapted one did.
 void merge_lora(SequenceModel& model);

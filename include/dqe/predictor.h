@@ -85,7 +85,15 @@ struct Ensemble {
   std::vector<LoadedModel> members;
   std::vector<Predictor> predictors;  // one per member, reading inference_task()
 
+  // Adapters of one base share its weights (model.h's share_encoder_weights): the adapters
+  // among the members, their distinct bases, and the bytes held once instead of per adapter.
+  int64_t adapters = 0;
+  int64_t adapter_bases = 0;
+  int64_t shared_base_bytes = 0;
+
   const TaskSpec& task() const { return predictors.front().task(); }
+  // "3 adapters on 1 base, held once (176.4 MB not loaded again)", or "" when nothing is shared.
+  std::string sharing_summary() const;
   // Every member's directory, in order.
   std::vector<std::string> dirs() const;
 };
@@ -97,7 +105,8 @@ std::vector<std::string> ensemble_members(const std::string& dir);
 
 // Loads the models (ensemble directories expanded) onto the context's device, with
 // predictors at its precision; LoRA adapters run unmerged on their base (at `base` when given,
-// --base). Throws ConfigError naming --model when there is none or when a member's task or
+// --base), and adapters of the same base (same directory, same weights hash) share its weights
+// in memory. Throws ConfigError naming --model when there is none or when a member's task or
 // class names differ from the first's.
 Ensemble load_ensemble(const std::vector<std::string>& models, int64_t max_len, const std::optional<FieldMap>& fields,
                        const RunContext& ctx, int64_t batch_size, const std::string& base = "");

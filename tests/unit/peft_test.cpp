@@ -14,6 +14,7 @@
 #include "dqe/errors.h"
 #include "dqe/exporter.h"
 #include "dqe/predictor.h"
+#include "dqe/run_context.h"
 #include "dqe/safetensors.h"
 #include "test_util.h"
 
@@ -116,6 +117,59 @@ TEST(PeftFixture, MergedAdapterGivesTheSameLogitsAndTheFoldedWeights) {
   // Modules without an update keep the base's weights exactly.
   EXPECT_TRUE(torch::equal(merged.model->bert->layers->ptr<BertLayerImpl>(1)->attention->self->key->weight,
                            base.at("bert.encoder.layer.1.attention.self.key.weight")));
+}
+
+// Several adapters of one base in one ensemble hold the base once: their encoder weights are
+// the same tensors, and each member still scores as it does alone.
+TEST(PeftFixture, AdaptersOfOneBaseShareItsWeightsInAnEnsemble) {
+  DQE_REQUIRE_SHARED_FIXTURES();
+  test::TempDir dir;
+  // A second adapter of the same base: the fixture's updates doubled, its head kept.
+  const std::string second = dir.path("second");
+  fs::create_directories(second);
+  fs::copy_file(kAdapter + "/adapter_config.json", second + "/adapter_config.json");
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (auto& [name, t] : load_safetensors(kAdapter + "/adapter_model.safetensors"))
+    tensors.emplace_back(name, name.find("lora_B") != std::string::npos ? t * 2 : t);
+  save_safetensors(second + "/adapter_model.safetensors", tensors);
+
+  const RunContext ctx = make_run_context("cpu", "fp32", 1);
+  const Ensemble both = load_ensemble({kAdapter, second}, 0, std::nullopt, ctx, 4, test::hf_fixture());
+  ASSERT_EQ(both.members.size(), 2u);
+  EXPECT_EQ(both.adapters, 2);
+  EXPECT_EQ(both.adapter_bases, 1);
+  // The bytes shared are the base file's encoder tensors (embeddings, layers, pooler), counted here.
+  int64_t encoder_bytes = 0;
+  for (const auto& [name, t] : load_safetensors(test::hf_fixture() + "/model.safetensors"))
+    if (name.rfind("bert.", 0) == 0) encoder_bytes += t.numel() * 4;
+  EXPECT_EQ(both.shared_base_bytes, encoder_bytes);
+  EXPECT_NE(both.sharing_summary().find("2 adapters on 1 base"), std::string::npos) << both.sharing_summary();
+  auto& a = both.members[0].model;
+  auto& b = both.members[1].model;
+  EXPECT_EQ(a->bert->embeddings->word_embeddings->weight.data_ptr(), b->bert->embeddings->word_embeddings->weight.data_ptr());
+  EXPECT_EQ(a->bert->layers->ptr<BertLayerImpl>(1)->attention->self->value->weight.data_ptr(),
+            b->bert->layers->ptr<BertLayerImpl>(1)->attention->self->value->weight.data_ptr());
+  EXPECT_NE(a->classifier->weight.data_ptr(), b->classifier->weight.data_ptr());  // heads are each adapter's
+
+  // Each member scores as it does loaded alone.
+  const nlohmann::json exp = expected();
+  std::vector<Record> records;
+  for (const auto& c : exp["cases"]) {
+    Record r;
+    r.query = c["query"].get<std::string>();
+    r.text = c["title"].get<std::string>();
+    records.push_back(r);
+  }
+  for (size_t m = 0; m < 2; ++m) {
+    const Ensemble alone = load_ensemble({m == 0 ? kAdapter : second}, 0, std::nullopt, ctx, 4, test::hf_fixture());
+    EXPECT_EQ(alone.shared_base_bytes, 0);
+    EXPECT_EQ(alone.sharing_summary(), "");
+    const torch::Tensor want = alone.predictors[0].run(records, 1).logits;
+    const torch::Tensor got = both.predictors[m].run(records, 1).logits;
+    EXPECT_TRUE(torch::equal(want, got)) << "member " << m;
+  }
+  // The doubled updates score differently: the two members are not one model twice.
+  EXPECT_FALSE(torch::equal(both.predictors[0].run(records, 1).logits, both.predictors[1].run(records, 1).logits));
 }
 
 // dqe export --merge: a plain checkpoint (model.safetensors, no adapter files) scoring as the
