@@ -247,6 +247,26 @@ TEST_F(AdapterTest, StepZeroEqualsTheBase) {
   EXPECT_TRUE(torch::equal(got, want));
 }
 
+// On the GPU: an adapter run and its resumption there, scoring the same on the CPU.
+TEST_F(AdapterTest, TrainsOnTheGpuAndScoresTheSameOnTheCpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no GPU (this LibTorch has no CUDA, or none is visible)";
+  config_.device = "cuda";
+  config_.stop_after_step = [](int64_t step) { return step == 20; };
+  ASSERT_TRUE(train(config_).interrupted);
+  config_.stop_after_step = nullptr;
+  config_.resume = true;
+  const TrainResult r = train(config_);
+  EXPECT_LT(r.best_metric, 0.5 * constant_rmse());
+  EvalConfig ec;
+  ec.models = {config_.out_dir};
+  ec.data = config_.dev_path;
+  ec.precision = "fp32";
+  ec.device = "cpu";
+  const double cpu = evaluate(ec).primary;
+  ec.device = "cuda";
+  EXPECT_NEAR(evaluate(ec).primary, cpu, 1e-4);
+}
+
 TEST_F(AdapterTest, ResumedRunEqualsAnUninterruptedOne) {
   config_.max_steps = 30;
   config_.eval_every = 10;
