@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "detail/remove_tree.h"
+#include "dqe/bottleneck.h"
 #include "dqe/errors.h"
 #include "dqe/output.h"
 #include "dqe/peft.h"
@@ -115,20 +116,21 @@ namespace {
 // Where an adapter's base is: --base when given; else the directory dqe loaded it from when it
 // made the adapter; else base_model_name_or_path, relative to the adapter's directory (as PEFT
 // adapters saved beside their base name it) and then to the current one.
-std::string find_base(const std::string& adapter_dir, const LoraSpec& lora, const std::string& base_flag) {
+std::string find_base(const std::string& adapter_dir, const std::string& base, const std::string& recorded_dir,
+                      const std::string& base_flag) {
   std::string found;
   if (!base_flag.empty()) {
     if (!fs::is_directory(base_flag)) throw ModelError("--base " + base_flag + ": no such model directory");
     found = resolve_model_dir(base_flag);
   } else {
     std::vector<std::string> candidates;
-    if (!lora.base_dir.empty()) candidates.push_back(lora.base_dir);
-    if (!lora.base.empty()) {
-      if (fs::path(lora.base).is_absolute()) {
-        candidates.push_back(lora.base);
+    if (!recorded_dir.empty()) candidates.push_back(recorded_dir);
+    if (!base.empty()) {
+      if (fs::path(base).is_absolute()) {
+        candidates.push_back(base);
       } else {
-        candidates.push_back((fs::path(adapter_dir) / lora.base).lexically_normal().string());
-        candidates.push_back(lora.base);
+        candidates.push_back((fs::path(adapter_dir) / base).lexically_normal().string());
+        candidates.push_back(base);
       }
     }
     for (const auto& c : candidates) {
@@ -137,12 +139,12 @@ std::string find_base(const std::string& adapter_dir, const LoraSpec& lora, cons
         break;
       }
     }
-    if (found.empty() && lora.base.empty())
+    if (found.empty() && base.empty())
       throw ModelError(adapter_dir + ": the adapter does not name its base model (base_model_name_or_path); give it "
                        "with --base DIR");
     if (found.empty())
-      throw ModelError(adapter_dir + ": its base model " + lora.base + " is missing" +
-                       (lora.base_dir.empty() || lora.base_dir == lora.base ? "" : " (it was at " + lora.base_dir + ")") +
+      throw ModelError(adapter_dir + ": its base model " + base + " is missing" +
+                       (recorded_dir.empty() || recorded_dir == base ? "" : " (it was at " + recorded_dir + ")") +
                        "; point to it with --base DIR");
   }
   if (is_adapter_dir(found))
@@ -157,9 +159,34 @@ struct AdapterSpec {
   bool own_config = false;  // config.json in the adapter's directory (dqe wrote it)
 };
 
+// A bottleneck adapter's directory (dqe's own layout: its config.json is always there).
+AdapterSpec bottleneck_adapter_spec(const std::string& dir, const nlohmann::json& adapter_config,
+                                    const std::string& config_path, const std::string& base_flag) {
+  BottleneckSpec bottleneck = bottleneck_spec_from_adapter_config(adapter_config, config_path);
+  AdapterSpec a;
+  a.own_config = true;
+  a.spec = load_model_spec(dir);
+  if (bottleneck.size > a.spec.bert.hidden_size)
+    throw ModelError(config_path + ": adapter_size " + std::to_string(bottleneck.size) + " exceeds the hidden size " +
+                     std::to_string(a.spec.bert.hidden_size));
+  if (a.spec.bottleneck) {
+    if (bottleneck.base.empty()) bottleneck.base = a.spec.bottleneck->base;
+    bottleneck.base_dir = a.spec.bottleneck->base_dir;
+    bottleneck.base_hash = a.spec.bottleneck->base_hash;
+  }
+  a.base_dir = find_base(dir, bottleneck.base, bottleneck.base_dir, base_flag);
+  a.spec.lora.reset();
+  a.spec.bottleneck = bottleneck;
+  return a;
+}
+
 AdapterSpec adapter_spec(const std::string& dir, const std::string& base_flag) {
   const std::string config_path = (fs::path(dir) / kAdapterConfigFile).string();
-  LoraSpec lora = lora_spec_from_adapter_config(read_json_file(config_path), config_path);
+  const nlohmann::json adapter_config = read_json_file(config_path);
+  const auto peft_type = adapter_config.is_object() ? adapter_config.find("peft_type") : adapter_config.end();
+  if (peft_type != adapter_config.end() && *peft_type == "BOTTLENECK")
+    return bottleneck_adapter_spec(dir, adapter_config, config_path, base_flag);
+  LoraSpec lora = lora_spec_from_adapter_config(adapter_config, config_path);
   AdapterSpec a;
   a.own_config = fs::exists(fs::path(dir) / "config.json");
   if (a.own_config) {
@@ -170,7 +197,7 @@ AdapterSpec adapter_spec(const std::string& dir, const std::string& base_flag) {
       lora.base_hash = a.spec.lora->base_hash;
     }
   }
-  a.base_dir = find_base(dir, lora, base_flag);
+  a.base_dir = find_base(dir, lora.base, lora.base_dir, base_flag);
   if (!a.own_config) {
     a.spec = load_model_spec(a.base_dir);
     a.spec.mlm_encoder = false;  // the adapter brings the task head
@@ -215,6 +242,8 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
   } else {
     m.spec = load_model_spec(m.dir);
   }
+  if (options.merge_adapter && m.spec.bottleneck)
+    throw ModelError(m.dir + ": bottleneck adapters are nonlinear and cannot be merged into their base's weights");
   if (m.spec.mlm_encoder && !options.allow_new_head)
     throw ModelError(m.dir + ": is a pretrained encoder (dqe pretrain) without a task head; fine-tune it first: "
                      "dqe train --init " + path + " ...");
@@ -227,9 +256,17 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
                             ? " (adapter_model.bin, PyTorch's pickle format, is not read: save with safe_serialization=True)"
                             : ""));
     adapter_weights = load_safetensors(adapter_file);
-    m.spec.lora->modules = adapted_modules(adapter_weights, m.spec.bert.num_hidden_layers, adapter_file);
-    if (!own_config) fit_task_to_head(m.spec.task, adapter_weights);
-    if (options.lora) m.spec.lora->dropout = options.lora->dropout;
+    if (m.spec.lora) {
+      m.spec.lora->modules = adapted_modules(adapter_weights, m.spec.bert.num_hidden_layers, adapter_file);
+      if (!own_config) fit_task_to_head(m.spec.task, adapter_weights);
+      if (options.lora) m.spec.lora->dropout = options.lora->dropout;
+    }
+  } else if (options.bottleneck) {
+    // New bottleneck adapters of this model: the model is their base.
+    m.spec.bottleneck = *options.bottleneck;
+    m.spec.bottleneck->base = path;
+    m.spec.bottleneck->base_dir = fs::absolute(m.dir).lexically_normal().string();
+    m.base_dir = m.dir;
   } else if (options.lora) {
     // A new adapter of this model: the model is its base.
     m.spec.lora = *options.lora;
@@ -259,23 +296,28 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
   else
     m.featurizer = std::make_shared<const Featurizer>(Featurizer::load(m.dir, m.spec.task, m.tokenizer));
   m.model = SequenceModel(m.spec.bert, m.spec.task.num_outputs(), m.featurizer->side_dims(), m.spec.lora);
+  if (m.spec.bottleneck) add_bottleneck_adapters(m.model, m.spec.bert, *m.spec.bottleneck);
   init_weights(m.model, m.spec.bert);
   // An adapter's heads come from its own file; the base's, when it has them, are overwritten.
   m.report = load_weights(m.model, load_safetensors(weights), weights, options.allow_new_head || adapter);
-  if (m.spec.lora) {
+  // The base an adapter (LoRA or bottleneck) records.
+  std::string* base_hash = m.spec.lora ? &m.spec.lora->base_hash : m.spec.bottleneck ? &m.spec.bottleneck->base_hash : nullptr;
+  std::string* base_dir = m.spec.lora ? &m.spec.lora->base_dir : m.spec.bottleneck ? &m.spec.bottleneck->base_dir : nullptr;
+  if (base_hash) {
     const std::string hash = encoder_weights_hash(m.model);
-    if (adapter && !m.spec.lora->base_hash.empty() && hash != m.spec.lora->base_hash)
+    if (adapter && !base_hash->empty() && hash != *base_hash)
       throw ModelError(m.dir + ": its base " + m.base_dir + " has other weights than the adapter was trained on (hash " +
-                       hash + ", recorded " + m.spec.lora->base_hash + "); point to its base with --base DIR");
+                       hash + ", recorded " + *base_hash + "); point to its base with --base DIR");
     // Saved again, the adapter records where its base is now (a moved one too) and, for an
     // adapter from elsewhere, the weights of the base it was first used with.
-    m.spec.lora->base_hash = hash;
-    m.spec.lora->base_dir = fs::absolute(m.base_dir).lexically_normal().string();
+    *base_hash = hash;
+    *base_dir = fs::absolute(m.base_dir).lexically_normal().string();
   }
   std::vector<std::string> loaded_here;  // what the adapter's file brought
   if (adapter) loaded_here = load_adapter_tensors(m.model, adapter_weights, adapter_file, options.allow_new_head);
   for (const auto& p : m.model->role_parameters())
-    if (p.role == Role::kAdapter) loaded_here.push_back(p.name);  // from the file, or new (B at zero)
+    if (p.role == Role::kAdapter || p.role == Role::kBottleneck)
+      loaded_here.push_back(p.name);  // from the file, or new (B or up at zero)
   auto& missing = m.report.missing;
   missing.erase(std::remove_if(missing.begin(), missing.end(),
                                [&](const std::string& name) {
@@ -318,6 +360,8 @@ void write_model_files(const std::string& dir, const ModelSpec& spec, SequenceMo
                        const ScoreReference* reference) {
   if (spec.lora.has_value() != static_cast<bool>(model->lora))
     throw ModelError(dir + ": the model's LoRA updates and its spec disagree (a bug)");
+  if (spec.bottleneck.has_value() != static_cast<bool>(model->bottleneck))
+    throw ModelError(dir + ": the model's bottleneck adapters and its spec disagree (a bug)");
   const Tokenizer& tokenizer = featurizer.tokenizer();
   write_file_atomic((fs::path(dir) / "config.json").string(), to_json(spec).dump(2) + "\n");
   nlohmann::ordered_json tok_cfg = {{"do_lower_case", spec.task.lower_case},
@@ -329,6 +373,11 @@ void write_model_files(const std::string& dir, const ModelSpec& spec, SequenceMo
     // PEFT's layout: the updates and the heads; the base's weights stay where they are.
     write_file_atomic((fs::path(dir) / kAdapterConfigFile).string(),
                       adapter_config_json(*spec.lora, modules_to_save(model)).dump(2) + "\n");
+    save_safetensors((fs::path(dir) / kAdapterWeightsFile).string(), adapter_tensors(model));
+  } else if (spec.bottleneck) {
+    // dqe's layout of a bottleneck adapter: PEFT's file names, its own peft_type.
+    write_file_atomic((fs::path(dir) / kAdapterConfigFile).string(),
+                      bottleneck_config_json(*spec.bottleneck, spec.bert.hidden_act, modules_to_save(model)).dump(2) + "\n");
     save_safetensors((fs::path(dir) / kAdapterWeightsFile).string(), adapter_tensors(model));
   } else {
     std::vector<std::pair<std::string, torch::Tensor>> weights = checkpoint_weights(model, spec.mlm_encoder);

@@ -196,10 +196,19 @@ ModelSpec model_spec_from_json(const nlohmann::json& j, const std::string& origi
     spec.mlm_encoder = objective == "mlm";
     if (auto adapter = dq->find("adapter"); adapter != dq->end() && !adapter->is_null()) {
       if (!adapter->is_object()) throw ModelError(origin + ": \"dqe\".\"adapter\" must be an object");
-      LoraSpec& lora = spec.lora.emplace();
-      read_key(*adapter, "base", lora.base, origin);
-      read_key(*adapter, "base_dir", lora.base_dir, origin);
-      read_key(*adapter, "base_weights_hash", lora.base_hash, origin);
+      std::string peft_type;
+      read_key(*adapter, "peft_type", peft_type, origin);
+      if (peft_type == "BOTTLENECK") {
+        BottleneckSpec& bottleneck = spec.bottleneck.emplace();
+        read_key(*adapter, "base", bottleneck.base, origin);
+        read_key(*adapter, "base_dir", bottleneck.base_dir, origin);
+        read_key(*adapter, "base_weights_hash", bottleneck.base_hash, origin);
+      } else {
+        LoraSpec& lora = spec.lora.emplace();
+        read_key(*adapter, "base", lora.base, origin);
+        read_key(*adapter, "base_dir", lora.base_dir, origin);
+        read_key(*adapter, "base_weights_hash", lora.base_hash, origin);
+      }
     }
   }
   if (t.task == Task::kClassification && t.labels.size() < 2)
@@ -360,6 +369,13 @@ nlohmann::ordered_json to_json(const ModelSpec& spec) {
                     {"base", spec.lora->base},
                     {"base_dir", spec.lora->base_dir},
                     {"base_weights_hash", spec.lora->base_hash}};
+  }
+  if (spec.bottleneck) {
+    // The size is in adapter_config.json, as LoRA's settings are.
+    d["adapter"] = {{"peft_type", "BOTTLENECK"},
+                    {"base", spec.bottleneck->base},
+                    {"base_dir", spec.bottleneck->base_dir},
+                    {"base_weights_hash", spec.bottleneck->base_hash}};
   }
   j["dqe"] = d;
   return j;

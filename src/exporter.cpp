@@ -23,6 +23,10 @@ ExportResult export_model(const ExportConfig& config) {
   auto log = detail::logger("export");
   LoadOptions lo;
   lo.base = config.base;
+  // Refused before anything is loaded or written.
+  if (config.merge && model_spec_of(config.model, config.base).bottleneck)
+    throw ConfigError("--merge: " + config.model + " holds bottleneck adapters, which are nonlinear (h + up(act(down(h)))) "
+                      "and cannot be folded into its base's weights; export it without --merge");
   LoadedModel loaded = load_model(config.model, lo);
   ExportResult result;
   result.model_dir = loaded.dir;
@@ -34,7 +38,7 @@ ExportResult export_model(const ExportConfig& config) {
   } else if (config.merge) {
     log->info("{}: not an adapter; nothing to merge, written as it is", loaded.dir);
   }
-  result.adapter = loaded.spec.lora.has_value();
+  result.adapter = loaded.spec.lora.has_value() || loaded.spec.bottleneck.has_value();
   save_checkpoint(config.out, loaded.spec, loaded.model, *loaded.featurizer,
                   loaded.score_reference ? &*loaded.score_reference : nullptr);
   return result;

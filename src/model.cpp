@@ -18,6 +18,7 @@ std::string role_name(Role role) {
     case Role::kSideHead: return "side head";
     case Role::kMlmHead: return "MLM head";
     case Role::kAdapter: return "adapter";
+    case Role::kBottleneck: return "bottleneck adapter";
   }
   return "?";
 }
@@ -161,7 +162,9 @@ BertAddNormImpl::BertAddNormImpl(const BertConfig& c, int64_t fan_in) {
 }
 
 torch::Tensor BertAddNormImpl::forward(const torch::Tensor& x, const torch::Tensor& residual) {
-  return LayerNorm(dropout(adapted(dense, dense_lora, x)) + residual);
+  torch::Tensor h = dropout(adapted(dense, dense_lora, x));
+  if (adapter) h = h + adapter(h);
+  return LayerNorm(h + residual);
 }
 
 BertAttentionImpl::BertAttentionImpl(const BertConfig& c) {
@@ -303,6 +306,7 @@ std::vector<SequenceModelImpl::Part> SequenceModelImpl::parts() {
                            {Role::kSequenceHead, "classifier.", classifier.get()}};
   for (auto& [name, head] : side_heads_) out.push_back({Role::kSideHead, name + ".", head.get()});
   if (lora) out.push_back({Role::kAdapter, "bert.", lora.get()});
+  if (bottleneck) out.push_back({Role::kBottleneck, "bert.", bottleneck.get()});
   return out;
 }
 
@@ -386,10 +390,13 @@ bool load_lm_head(BertLmHead& head, const std::map<std::string, torch::Tensor>& 
 
 void init_weights(SequenceModel& model, const BertConfig& config) {
   for (const auto& part : model->parts())
-    if (part.role != Role::kAdapter) bert_init(*part.module, config.initializer_range, config.pad_token_id);
+    if (part.role != Role::kAdapter && part.role != Role::kBottleneck)
+      bert_init(*part.module, config.initializer_range, config.pad_token_id);
   for (auto [name, head] : model->side_heads()) head->reset_side_head();
   if (model->lora)
     for (auto& [name, update] : model->lora->updates) update->reset_lora();
+  if (model->bottleneck)
+    for (auto& [name, adapter] : model->bottleneck->adapters) adapter->reset_adapter();
 }
 
 void init_weights(BertLmHead& head, const BertConfig& config) {
@@ -409,7 +416,7 @@ LoadReport load_weights(SequenceModel& model, std::map<std::string, torch::Tenso
     torch::Tensor param = p.tensor;
     auto it = by_name.find(p.name);
     if (it == by_name.end()) {
-      if (!is_head(p.role) && p.role != Role::kPooler && p.role != Role::kAdapter)
+      if (!is_head(p.role) && p.role != Role::kPooler && p.role != Role::kAdapter && p.role != Role::kBottleneck)
         throw ModelError(origin + ": missing tensor \"" + p.name + "\"");
       report.missing.push_back(p.name);
       if (is_head(p.role)) missing_heads.push_back(&p);
@@ -450,7 +457,8 @@ LoadReport load_weights(SequenceModel& model, std::map<std::string, torch::Tenso
 std::vector<std::pair<std::string, torch::Tensor>> checkpoint_weights(SequenceModel& model, bool mlm_encoder) {
   std::vector<std::pair<std::string, torch::Tensor>> out;
   for (auto& p : model->role_parameters())
-    if (p.role != Role::kAdapter && !(mlm_encoder && p.role == Role::kSequenceHead)) out.emplace_back(p.name, p.tensor);
+    if (p.role != Role::kAdapter && p.role != Role::kBottleneck && !(mlm_encoder && p.role == Role::kSequenceHead))
+      out.emplace_back(p.name, p.tensor);
   return out;
 }
 
@@ -489,6 +497,11 @@ void merge_lora(SequenceModel& model) {
   }
   model->unregister_module("lora");
   model->lora = LoraAdapter{nullptr};
+}
+
+void add_bottleneck_adapters(SequenceModel& model, const BertConfig& config, const BottleneckSpec& spec) {
+  if (model->lora || model->bottleneck) throw ModelError("bottleneck adapters: the model has adapters already (a bug)");
+  model->bottleneck = model->register_module("bottleneck", BottleneckAdapters(*model->bert, config, spec));
 }
 
 void set_dropout(SequenceModel& model, BertConfig& config, double p) {

@@ -118,7 +118,8 @@ std::vector<std::string> modules_to_save(SequenceModel& model) {
 std::vector<std::pair<std::string, torch::Tensor>> adapter_tensors(SequenceModel& model) {
   std::vector<std::pair<std::string, torch::Tensor>> out;
   for (auto& p : model->role_parameters())
-    if (p.role == Role::kAdapter || p.role == Role::kSequenceHead || p.role == Role::kSideHead)
+    if (p.role == Role::kAdapter || p.role == Role::kBottleneck || p.role == Role::kSequenceHead ||
+        p.role == Role::kSideHead)
       out.emplace_back(kPeftPrefix + p.name, p.tensor);
   return out;
 }
@@ -153,15 +154,17 @@ std::vector<std::string> load_adapter_tensors(SequenceModel& model, const std::m
   std::vector<std::string> heads;
   torch::NoGradGuard no_grad;
   for (const RoleParameter& p : model->role_parameters()) {
-    if (p.role != Role::kAdapter && p.role != Role::kSequenceHead && p.role != Role::kSideHead) continue;
+    // A bottleneck adapter's weights are loaded as LoRA's updates are: all of them, in their shapes.
+    const bool adapter = p.role == Role::kAdapter || p.role == Role::kBottleneck;
+    if (!adapter && p.role != Role::kSequenceHead && p.role != Role::kSideHead) continue;
     auto it = by_name.find(p.name);
     if (it == by_name.end()) {
-      if (p.role == Role::kAdapter) throw ModelError(origin + ": missing tensor \"" + kPeftPrefix + p.name + "\"");
+      if (adapter) throw ModelError(origin + ": missing tensor \"" + kPeftPrefix + p.name + "\"");
       continue;  // the head stays as the base has it
     }
     const auto& [file_name, tensor] = it->second;
     if (tensor.sizes() != p.tensor.sizes()) {
-      if (p.role != Role::kAdapter && allow_new_head) {
+      if (!adapter && allow_new_head) {
         by_name.erase(it);
         continue;
       }
@@ -171,12 +174,13 @@ std::vector<std::string> load_adapter_tensors(SequenceModel& model, const std::m
     if (!torch::isfinite(tensor).all().item<bool>())
       throw ModelError(origin + ": tensor \"" + file_name + "\" holds NaN or infinite values");
     p.tensor.copy_(tensor.to(p.tensor.dtype()));
-    if (p.role != Role::kAdapter) heads.push_back(p.name);
+    if (!adapter) heads.push_back(p.name);
     by_name.erase(it);
   }
   if (!by_name.empty())
     throw ModelError(origin + ": tensor \"" + by_name.begin()->second.first +
-                     "\" is neither a LoRA update of the encoder nor one of its heads (" +
+                     "\" is neither " + (model->bottleneck ? "a bottleneck adapter" : "a LoRA update") +
+                     " of the encoder nor one of its heads (" +
                      joined(modules_to_save(model)) + ")");
   return heads;
 }

@@ -178,9 +178,10 @@ Ensemble load_ensemble(const std::vector<std::string>& model_args, int64_t max_l
         throw ConfigError("--model " + path + ": it reads other JSON fields than --model " + models.front() +
                           " (query, text, label, query id or id); give the field flags to read them one way");
     }
-    if (loaded.spec.lora && !loaded.base_dir.empty()) {
+    if ((loaded.spec.lora || loaded.spec.bottleneck) && !loaded.base_dir.empty()) {
       // Aliased before moving to the device, so that a shared base is moved once.
-      const std::string key = fs::weakly_canonical(loaded.base_dir).string() + "\n" + loaded.spec.lora->base_hash;
+      const std::string& hash = loaded.spec.lora ? loaded.spec.lora->base_hash : loaded.spec.bottleneck->base_hash;
+      const std::string key = fs::weakly_canonical(loaded.base_dir).string() + "\n" + hash;
       auto [it, first] = base_owner.emplace(key, e.members.size());
       ++e.adapters;
       if (first)

@@ -49,7 +49,8 @@ void TrainConfig::validate() const {
   check_compute_flags(threads, precision, device);
   if (match_types != "auto" && match_types != "on" && match_types != "off")
     throw ConfigError("--match-types must be auto, on or off");
-  if (peft != "none" && peft != "lora") throw ConfigError("--peft must be none or lora, got \"" + peft + "\"");
+  if (peft != "none" && peft != "lora" && peft != "adapter")
+    throw ConfigError("--peft must be none, lora or adapter, got \"" + peft + "\"");
   if (peft != "none" && init.empty() && !resume)
     throw ConfigError("--peft " + peft + " needs --init: the base model to adapt");
   // The rank's bound by the base's dimensions is checked once the base is loaded.
@@ -57,6 +58,8 @@ void TrainConfig::validate() const {
   check_flag(lora_alpha > 0 && lora_alpha <= 1e6, "--lora-alpha", "in (0, 10^6]", lora_alpha);
   check_flag(lora_dropout >= 0 && lora_dropout < 1, "--lora-dropout", "in [0, 1)", lora_dropout);
   lora_modules(lora_targets, 1000);  // names that select a Linear of some encoder
+  // Its bound by the base's hidden size is checked once the base is loaded.
+  check_flag(adapter_size >= 1 && adapter_size <= 65536, "--adapter-size", "between 1 and 65536", adapter_size);
 }
 
 nlohmann::ordered_json TrainConfig::to_json() const {
@@ -77,6 +80,7 @@ nlohmann::ordered_json TrainConfig::to_json() const {
   j["lora-alpha"] = lora_alpha;
   j["lora-dropout"] = lora_dropout;
   j["lora-targets"] = lora_targets;
+  j["adapter-size"] = adapter_size;
   j["base"] = base;
   write_schedule_flags(j, *this);
   j["eval-every"] = eval_every;

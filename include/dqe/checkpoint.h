@@ -89,6 +89,9 @@ struct LoadOptions {
   // alpha and dropout; B at zero) and becomes their base, recorded as the path given with its
   // weights' hash. An adapter keeps its own updates and base; only its dropout is this one's.
   std::optional<LoraSpec> lora;
+  // Fine-tuning with bottleneck adapters: a plain model gets new ones of this spec (up at zero)
+  // and becomes their base, recorded as for LoRA. A bottleneck adapter keeps its own.
+  std::optional<BottleneckSpec> bottleneck;
   // Folds an adapter's updates into its base's weights: the result is a plain model.
   bool merge_adapter = false;
 };

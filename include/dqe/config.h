@@ -105,6 +105,18 @@ LoraSpec lora_spec_from_adapter_config(const nlohmann::json& j, const std::strin
 // adapter_config.json as PEFT writes it, with modules_to_save (the heads trained in full).
 nlohmann::json adapter_config_json(const LoraSpec& spec, const std::vector<std::string>& modules_to_save);
 
+// Bottleneck adapters (Houlsby et al., 2019), dqe's own kind of adapter: after the attention
+// output and the feed-forward output Linear of every layer, h + up(act(down(h))) with down
+// [size, hidden] and up [hidden, size] (bottleneck.h). Recorded with its base as LoraSpec is.
+struct BottleneckSpec {
+  int64_t size = 64;
+  // The base, as LoraSpec records it: the path as given, the directory it was loaded from
+  // (absolute) and a content hash of its encoder weights.
+  std::string base;
+  std::string base_dir;
+  std::string base_hash;
+};
+
 // Everything config.json holds.
 struct ModelSpec {
   BertConfig bert;
@@ -118,6 +130,9 @@ struct ModelSpec {
   // adapter_model.safetensors) on top of its base's. config.json records the base in the
   // "dqe" section ("adapter"); the rest comes from adapter_config.json.
   std::optional<LoraSpec> lora;
+  // A bottleneck adapter's directory: as for LoRA, adapter_config.json ("peft_type"
+  // "BOTTLENECK", dqe's own) and adapter_model.safetensors on top of the recorded base.
+  std::optional<BottleneckSpec> bottleneck;
 };
 
 // Reads DIR/config.json (and, for a Hugging Face directory, DIR/tokenizer_config.json for

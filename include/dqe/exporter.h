@@ -1,6 +1,7 @@
 // `dqe export`: a model's files written anew, without training state. With merge, a LoRA
 // adapter is folded into its base (W + scaling * B A) as a plain checkpoint that loads
-// anywhere a dqe or Hugging Face BERT does; without it, an adapter stays an adapter.
+// anywhere a dqe or Hugging Face BERT does; without it, an adapter stays an adapter. Bottleneck
+// adapters are nonlinear: merging them is a ConfigError, and nothing is written.
 #pragma once
 
 #include <cstdint>

@@ -1,6 +1,7 @@
 // BERT as parts: an encoder (embeddings, transformer layers, pooler), a sequence head, side
 // heads for the featurizer's side inputs (lexical.h), LoRA updates beside the encoder's Linears
-// (an adapter), and the masked-language-model head. Each
+// (an adapter) or bottleneck adapters after them (bottleneck.h), and the masked-language-model
+// head. Each
 // parameter has a role, and the role, not a name prefix, decides how it is initialised,
 // whether it must be in a file being loaded, whether it is saved, frozen and decayed.
 // Registered module names are Hugging Face's BertForSequenceClassification / BertForMaskedLM
@@ -16,6 +17,7 @@
 
 #include <torch/torch.h>
 
+#include "dqe/bottleneck.h"
 #include "dqe/config.h"
 
 namespace dqe {
@@ -29,6 +31,7 @@ enum class Role {
   kSideHead,      // one per side input ("lexical.*"): added to the logits
   kMlmHead,       // cls.predictions.*: pretraining only
   kAdapter,       // LoRA's updates beside frozen Linears ("bert.encoder.layer.0.attention.self.query.lora_A.weight")
+  kBottleneck,    // bottleneck adapters after frozen Linears ("bert.encoder.layer.0.output.adapter.down.weight")
 };
 std::string role_name(Role role);
 
@@ -84,7 +87,8 @@ struct BertSelfAttentionImpl : torch::nn::Module {
 };
 TORCH_MODULE(BertSelfAttention);
 
-// Linear, dropout, then LayerNorm of the sum with the residual (HF's BertSelfOutput and BertOutput).
+// Linear, dropout, then LayerNorm of the sum with the residual (HF's BertSelfOutput and BertOutput);
+// a bottleneck adapter, when there is one, adds its output after the dropout.
 struct BertAddNormImpl : torch::nn::Module {
   BertAddNormImpl(const BertConfig& c, int64_t fan_in);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& residual);
@@ -93,6 +97,7 @@ struct BertAddNormImpl : torch::nn::Module {
   torch::nn::LayerNorm LayerNorm{nullptr};
   torch::nn::Dropout dropout{nullptr};
   LoraLinear dense_lora{nullptr};
+  BottleneckAdapter adapter{nullptr};  // registered in the model's bottleneck part, not here
 };
 TORCH_MODULE(BertAddNorm);
 
@@ -224,6 +229,8 @@ struct SequenceModelImpl : torch::nn::Module {
   torch::nn::Linear classifier{nullptr};
   // The LoRA updates (registered as "lora"), or null.
   LoraAdapter lora{nullptr};
+  // The bottleneck adapters (registered as "bottleneck", see add_bottleneck_adapters), or null.
+  BottleneckAdapters bottleneck{nullptr};
 
  private:
   std::vector<std::pair<std::string, SideHead>> side_heads_;  // registered under their names
@@ -288,6 +295,11 @@ int64_t share_encoder_weights(SequenceModel& from, SequenceModel& model);
 // Folds the LoRA updates into the Linears they adapt (W += scaling * B A) and removes the
 // adapter part: the model is then a plain one that computes what the adapted one did.
 void merge_lora(SequenceModel& model);
+
+// Gives a model without adapters bottleneck adapters of spec.size after the attention output and
+// the feed-forward output of every layer (registered as "bottleneck", role kBottleneck), up at
+// zero: the model computes what it did. Call before init_weights, which resets them.
+void add_bottleneck_adapters(SequenceModel& model, const BertConfig& config, const BottleneckSpec& spec);
 
 // Sets every dropout probability of the model (hidden states, attention and classifier) to p
 // and records it in config, so that saved checkpoints carry it.

@@ -47,7 +47,8 @@ std::pair<int64_t, int64_t> linear_shape(const BertConfig& config, const std::st
 // the side heads.
 std::vector<std::string> modules_to_save(SequenceModel& model);
 
-// What adapter_model.safetensors holds: the LoRA updates and the heads, under PEFT's names
+// What adapter_model.safetensors holds: the LoRA updates (or the bottleneck adapters,
+// bottleneck.h) and the heads, under PEFT's names
 // ("base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.weight",
 // "base_model.model.classifier.weight").
 std::vector<std::pair<std::string, torch::Tensor>> adapter_tensors(SequenceModel& model);
@@ -57,7 +58,8 @@ std::vector<std::pair<std::string, torch::Tensor>> adapter_tensors(SequenceModel
 std::vector<std::string> adapted_modules(const std::map<std::string, torch::Tensor>& tensors, int64_t num_layers,
                                          const std::string& origin);
 
-// Copies an adapter file's tensors into a model built with its modules: every update must be
+// Copies an adapter file's tensors into a model built with its modules: every update (LoRA's or
+// a bottleneck adapter's) must be
 // there; heads in the file replace what the model holds (a head of another shape is left as
 // it was when allow_new_head). Returns the heads' parameter names it loaded. Throws ModelError
 // naming origin and the tensor for a missing, misshapen, non-finite or unknown one.

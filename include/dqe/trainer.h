@@ -55,6 +55,7 @@ struct TrainConfig {
   // Parameter-efficient fine-tuning: "none" (every weight trains) or "lora": the --init model
   // is a frozen base, and LoRA updates of its Linears train with the heads; checkpoints are
   // adapters in Hugging Face PEFT's layout. An --init adapter continues training its updates.
+  // "adapter": the same with bottleneck adapters (bottleneck.h) instead, in dqe's own layout.
   std::string peft = "none";
   // LoRA: the rank r of each update B A (A [r, in], B [out, r]).
   int64_t lora_rank = 8;
@@ -67,6 +68,9 @@ struct TrainConfig {
   // rule: "output.dense" also selects attention.output.dense), or "all-linear". PEFT's default
   // for BERT.
   std::vector<std::string> lora_targets = {"query", "value"};
+  // Bottleneck adapters: the bottleneck's width (down [size, hidden], up [hidden, size]), at
+  // most the base's hidden size.
+  int64_t adapter_size = 64;
   // Where the base of the --init adapter, or of the run being resumed, is when it is no longer
   // where the adapter recorded it.
   std::string base;

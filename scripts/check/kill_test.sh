@@ -2,8 +2,9 @@
 # Fault test: kills `dqe train` with SIGKILL at random moments (at least KILLS times), resumes
 # after each kill, checks that every checkpoint on disk loads, and that the run ends with
 # the same metrics as an uninterrupted one. Also checks SIGINT/SIGTERM: exit 130/143 with a
-# checkpoint written, in a fresh run, in a resumed run, in a LoRA run (and its resume) and in
-# pretraining (and its resume), each ending with the uninterrupted run's metrics. Usage: scripts/check/kill_test.sh DQE_BINARY [KILLS]
+# checkpoint written, in a fresh run, in a resumed run, in a LoRA run (and its resume), in a
+# bottleneck adapter run (and its resume) and in pretraining (and its resume), each ending with
+# the uninterrupted run's metrics. Usage: scripts/check/kill_test.sh DQE_BINARY [KILLS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dqe=$(realpath "${1:?usage: kill_test.sh DQE_BINARY [KILLS]}")
@@ -94,6 +95,19 @@ lref=$(rmse_of "$work/lref")
 lgot=$(rmse_of "$work/lora")
 same "$lref" "$lgot" || { echo "[kill-test] FAILED: the LoRA run resumed to dev rmse $lgot, uninterrupted $lref"; exit 1; }
 echo "[kill-test] LoRA: exit 143 in a run and in its resumption, resumed to the same rmse ($lgot)"
+
+echo "[kill-test] bottleneck adapters on the reference run: SIGTERM in a run and in its resumption"
+aargs=(--config configs/tiny.json --train data/train.jsonl --dev data/dev.jsonl --max-steps 600 --eval-every 100
+       --patience 0 --threads 1 --seed 11 --init "$work/ref" --peft adapter --adapter-size 16 --lr 2e-3)
+"$dqe" train "${aargs[@]}" --out "$work/aref" >/dev/null 2>&1
+signal_then_expect TERM 143 3 "$work/adapter.log" "$dqe" train "${aargs[@]}" --out "$work/adapter"
+signal_then_expect TERM 143 3 "$work/adapter.log" "$dqe" train "${aargs[@]}" --out "$work/adapter" --resume
+"$dqe" train "${aargs[@]}" --out "$work/adapter" --resume >/dev/null 2>&1
+[ -f "$work/adapter/best/adapter_model.safetensors" ] || { echo "[kill-test] FAILED: the adapter run saved no adapter"; exit 1; }
+aref=$(rmse_of "$work/aref")
+agot=$(rmse_of "$work/adapter")
+same "$aref" "$agot" || { echo "[kill-test] FAILED: the adapter run resumed to dev rmse $agot, uninterrupted $aref"; exit 1; }
+echo "[kill-test] bottleneck adapters: exit 143 in a run and in its resumption, resumed to the same rmse ($agot)"
 
 echo "[kill-test] pretraining: SIGINT, then SIGTERM during the resumption"
 sed -n 's/.*"title": "\([^"]*\)".*/\1/p' data/train.jsonl > "$work/corpus.txt"

@@ -13,7 +13,7 @@ void add_eval_command(CLI::App& app, CliState& state) {
                   "Model: checkpoint, run directory (its best), Hugging Face directory or PEFT LoRA adapter; repeat "
                   "it to average several (an ensemble)")
       ->required();
-  cmd->add_option("--base", c.base, "The base model of LoRA adapters, when it moved from where they recorded it");
+  cmd->add_option("--base", c.base, "The base model of adapters (LoRA or bottleneck), when it moved from where they recorded it");
   cmd->add_option("--data", c.data, "Labelled data (JSONL)")->required();
   cmd->add_option("--metrics-out", c.metrics_out, "Write the metrics as JSON here");
   cmd->add_option("--max-len", c.max_len, "Longest input in tokens (0: the model's)")->capture_default_str();

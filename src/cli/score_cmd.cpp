@@ -15,7 +15,7 @@ void add_score_command(CLI::App& app, CliState& state) {
                   "Model: checkpoint, run directory (its best), Hugging Face directory or PEFT LoRA adapter; repeat "
                   "it to average several (an ensemble)")
       ->required();
-  cmd->add_option("--base", c.base, "The base model of LoRA adapters, when it moved from where they recorded it");
+  cmd->add_option("--base", c.base, "The base model of adapters (LoRA or bottleneck), when it moved from where they recorded it");
   cmd->add_option("--input", c.input, "JSONL input, - for stdin")->capture_default_str();
   cmd->add_option("--output", c.output, "JSONL output, - for stdout (a file appears only when complete)")->capture_default_str();
   cmd->add_option("--batch-size", c.batch_size, "Examples per batch")->capture_default_str();

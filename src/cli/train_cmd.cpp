@@ -47,12 +47,13 @@ void add_train_command(CLI::App& app, CliState& state) {
       ->capture_default_str()
       ->group(shape);
 
-  const char* peft = "Parameter-efficient fine-tuning (LoRA)";
+  const char* peft = "Parameter-efficient fine-tuning (LoRA, bottleneck adapters)";
   cmd->add_option("--peft", c.peft,
                   "none, or lora: freeze the --init model and train LoRA updates of its Linears and the heads; "
-                  "checkpoints are Hugging Face PEFT adapters")
+                  "checkpoints are Hugging Face PEFT adapters; or adapter: the same with bottleneck adapters "
+                  "(Houlsby) after each layer's attention and feed-forward outputs, in dqe's own layout")
       ->capture_default_str()
-      ->check(CLI::IsMember({"none", "lora"}))
+      ->check(CLI::IsMember({"none", "lora", "adapter"}))
       ->group(peft);
   cmd->add_option("--lora-rank", c.lora_rank, "Rank r of each update B A")->capture_default_str()->group(peft);
   cmd->add_option("--lora-alpha", c.lora_alpha, "The updates are scaled by alpha / r")->capture_default_str()->group(peft);
@@ -64,8 +65,13 @@ void add_train_command(CLI::App& app, CliState& state) {
       ->delimiter(',')
       ->capture_default_str()
       ->group(peft);
+  cmd->add_option("--adapter-size", c.adapter_size,
+                  "Bottleneck adapters: the bottleneck's width (down [size, hidden], up [hidden, size]), at most "
+                  "the base's hidden size")
+      ->capture_default_str()
+      ->group(peft);
   cmd->add_option("--base", c.base,
-                  "The base model of an --init adapter or of the LoRA run resumed, when it moved from where the "
+                  "The base model of an --init adapter or of the adapter run resumed, when it moved from where the "
                   "adapter recorded it")
       ->group(peft);
 

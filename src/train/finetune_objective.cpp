@@ -6,6 +6,7 @@
 
 #include "detail/log.h"
 #include "detail/train_util.h"
+#include "dqe/bottleneck.h"
 #include "dqe/errors.h"
 #include "dqe/format.h"
 #include "dqe/evaluator.h"
@@ -100,6 +101,15 @@ LoraSpec lora_of_flags(const TrainConfig& cfg, const BertConfig& base) {
   return lora;
 }
 
+// The bottleneck adapters --peft adapter asks for on a base of this shape. Throws ConfigError
+// naming --adapter-size when it exceeds the base's hidden size.
+BottleneckSpec bottleneck_of_flags(const TrainConfig& cfg, const BertConfig& base) {
+  check_adapter_size(cfg.adapter_size, base.hidden_size);
+  BottleneckSpec bottleneck;
+  bottleneck.size = cfg.adapter_size;
+  return bottleneck;
+}
+
 // An --init adapter continues training its own updates: the flags must describe them.
 void check_continued_adapter(const TrainConfig& cfg, const LoraSpec& flags, const LoraSpec& adapter) {
   const std::string hint = " (an --init adapter continues training its own updates; give its values)";
@@ -176,7 +186,21 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
     if (lo.task->match_types) lo.min_type_vocab = 4;
     lo.base = cfg.base;
     if (cfg.peft == "lora") {
+      if (init_spec.bottleneck)
+        throw ConfigError("--peft lora: --init " + cfg.init + " is a bottleneck adapter; continue it with --peft adapter");
       lo.lora = lora_of_flags(cfg, init_spec.bert);
+    } else if (cfg.peft == "adapter") {
+      if (init_spec.lora)
+        throw ConfigError("--peft adapter: --init " + cfg.init +
+                          " is a LoRA adapter; merge it first (dqe export --merge) or continue it with --peft lora");
+      lo.bottleneck = bottleneck_of_flags(cfg, init_spec.bert);
+      if (init_spec.bottleneck && init_spec.bottleneck->size != cfg.adapter_size)
+        throw ConfigError("--adapter-size " + std::to_string(cfg.adapter_size) + " differs from --init " + cfg.init +
+                          "'s adapter_size " + std::to_string(init_spec.bottleneck->size) +
+                          " (an --init adapter continues training its own adapters; give its values)");
+    } else if (init_spec.bottleneck) {
+      throw ConfigError("--init " + cfg.init + " is a bottleneck adapter, which cannot be merged into its base for full "
+                        "fine-tuning (its adapters are nonlinear); continue it with --peft adapter");
     } else if (init_spec.lora) {
       lo.merge_adapter = true;  // full fine-tuning of the adapted model
       log->info("{}: a LoRA adapter; its updates are merged into its base, and every weight trains", cfg.init);
@@ -212,9 +236,9 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
   if (spec_.task.lexical_features)
     if (auto lexical = std::dynamic_pointer_cast<const LexicalInput>(featurizer_->side_inputs().front()))
       log->info("lexical features on: word statistics of {} distinct results", lexical->stats().docs);
-  // LoRA: the base's encoder is frozen (no gradients, no optimizer state); the updates and
-  // the heads train.
-  if (spec_.lora) set_trainable(model_, {Role::kEmbeddings, Role::kEncoder, Role::kPooler}, false);
+  // LoRA and bottleneck adapters: the base's encoder, its LayerNorms included, is frozen (no
+  // gradients, no optimizer state); the updates or adapters and the heads train.
+  if (spec_.lora || spec_.bottleneck) set_trainable(model_, {Role::kEmbeddings, Role::kEncoder, Role::kPooler}, false);
   model_->to(ctx_.device);  // before the optimizer takes the parameters
   const TaskSpec& ts = spec_.task;
   int64_t num_params = 0, trainable = 0;
@@ -234,6 +258,11 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
               lora.r, format_significant(lora.alpha), format_significant(lora.dropout), lora.modules.size(), targets,
               lora.base, trainable, 100.0 * static_cast<double>(trainable) / static_cast<double>(num_params));
   }
+  if (spec_.bottleneck)
+    log->info("bottleneck adapters of size {} after the attention and feed-forward outputs of {} layers of the frozen "
+              "base {}: {} trainable parameters ({:.3g}%)",
+              spec_.bottleneck->size, spec_.bert.num_hidden_layers, spec_.bottleneck->base, trainable,
+              100.0 * static_cast<double>(trainable) / static_cast<double>(num_params));
 
   train_ = featurizer_->encode_all(train_records, ctx_.threads);
   const LabelledSet train_labels = labels_of(train_records, ts, cfg.train_path);

@@ -413,6 +413,34 @@ TEST(CliParse, LoraFlagsLandInTrainConfigAndBadOnesAreNamed) {
   EXPECT_THROW(parse({"train", "--train", "t", "--dev", "d", "--out", "o", "--peft", "adalora"}), CLI::ParseError);
 }
 
+TEST(CliParse, AdapterFlagsLandInTrainConfigAndBadOnesAreNamed) {
+  auto p = parse({"train", "--train", "t", "--dev", "d", "--out", "o", "--init", "base", "--peft", "adapter",
+                  "--adapter-size", "16"});
+  const TrainConfig& c = p->state.train;
+  EXPECT_EQ(c.peft, "adapter");
+  EXPECT_EQ(c.adapter_size, 16);
+  EXPECT_NO_THROW(c.validate());
+  EXPECT_EQ(c.to_json()["adapter-size"], 16);  // recorded, so that --resume compares it
+  EXPECT_EQ(TrainConfig().adapter_size, 64);
+
+  auto message = [](std::vector<std::string> extra) {
+    std::vector<std::string> args = {"train", "--train", "t", "--dev", "d", "--out", "o"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    try {
+      parse(args)->state.train.validate();
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(valid)");
+  };
+  EXPECT_EQ(message({"--peft", "adapter"}), "--peft adapter needs --init: the base model to adapt");
+  EXPECT_EQ(message({"--peft", "adapter", "--resume"}), "(valid)");
+  EXPECT_EQ(message({"--init", "m", "--peft", "adapter", "--adapter-size", "0"}),
+            "--adapter-size must be between 1 and 65536, got 0");
+  EXPECT_EQ(message({"--init", "m", "--peft", "adapter", "--adapter-size", "-3"}),
+            "--adapter-size must be between 1 and 65536, got -3");
+}
+
 TEST(CliParse, ExportAndBaseFlagsLand) {
   auto p = parse({"export", "--model", "run", "--out", "merged", "--merge", "--base", "b"});
   EXPECT_TRUE(p->state.export_cmd->parsed());

@@ -603,6 +603,41 @@ TEST_F(CliTest, LoraTrainExportAndScore) {
                 1e-5);
 }
 
+// Bottleneck adapters from the command line: a run on the suite's model as the base, the
+// size's bound by the base in one line, export --merge refused in one line writing nothing.
+TEST_F(CliTest, AdapterTrainExportAndScore) {
+  const std::string train = "train --train " + path("train.jsonl") + " --dev " + path("dev.jsonl") + " --threads 2";
+  Outcome r = dqe(scratch_, train + " --out " + scratch_.path("x") + " --init " + path("run") + " --peft adapter");
+  EXPECT_EQ(r.code, 2);  // the default size, 64, is wider than the suite's model (hidden 32)
+  EXPECT_EQ(error_line(r.err), "dqe: error: --adapter-size must be between 1 and the base's hidden size 32, got 64\n");
+  r = dqe(scratch_, train + " --out " + scratch_.path("adapter") + " --init " + path("run") +
+                        " --peft adapter --adapter-size 8 --max-steps 4 --lr 1e-3");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("bottleneck adapters of size 8"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("trainable parameters"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::exists(scratch_.path("adapter/best/adapter_model.safetensors")));
+  r = dqe(scratch_, "export --model " + scratch_.path("adapter") + " --out " + scratch_.path("merged") + " --merge");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(count_lines(error_line(r.err)), 1) << r.err;
+  EXPECT_NE(r.err.find("dqe: error: --merge: " + scratch_.path("adapter") + " holds bottleneck adapters, which are "
+                       "nonlinear"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(scratch_.path("merged")));
+  r = dqe(scratch_, "export --model " + scratch_.path("adapter") + " --out " + scratch_.path("exported"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("(an adapter of "), std::string::npos) << r.out;
+
+  Outcome a = dqe(scratch_, "score --precision fp32 --fields score --model " + scratch_.path("adapter") + " --input " +
+                                path("dev.jsonl"));
+  Outcome b = dqe(scratch_, "score --precision fp32 --fields score --model " + scratch_.path("exported") + " --input " +
+                                path("dev.jsonl"));
+  ASSERT_EQ(a.code, 0) << a.err;
+  ASSERT_EQ(b.code, 0) << b.err;
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_EQ(split_lines(a.out).size(), 40u);
+}
+
 TEST_F(CliTest, TokenizerThenPretrainThenFineTune) {
   std::string corpus;
   for (const char* line : {"red oak chair large", "blue steel table set", "modern lamp small", "oak rug classic",
