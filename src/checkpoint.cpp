@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "detail/remove_tree.h"
+#include "dqe/adalora.h"
 #include "dqe/errors.h"
 #include "dqe/output.h"
 #include "dqe/peft.h"
@@ -228,6 +229,8 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
                             : ""));
     adapter_weights = load_safetensors(adapter_file);
     m.spec.lora->modules = adapted_modules(adapter_weights, m.spec.bert.num_hidden_layers, adapter_file);
+    // AdaLoRA's updates are saved pruned to their rank pattern; the model holds them at init_r.
+    if (m.spec.lora->adalora) expand_by_rank_pattern(adapter_weights, *m.spec.lora->adalora, adapter_file);
     if (!own_config) fit_task_to_head(m.spec.task, adapter_weights);
     if (options.lora) m.spec.lora->dropout = options.lora->dropout;
   } else if (options.lora) {
@@ -329,7 +332,9 @@ void write_model_files(const std::string& dir, const ModelSpec& spec, SequenceMo
     // PEFT's layout: the updates and the heads; the base's weights stay where they are.
     write_file_atomic((fs::path(dir) / kAdapterConfigFile).string(),
                       adapter_config_json(*spec.lora, modules_to_save(model)).dump(2) + "\n");
-    save_safetensors((fs::path(dir) / kAdapterWeightsFile).string(), adapter_tensors(model));
+    save_safetensors((fs::path(dir) / kAdapterWeightsFile).string(),
+                     spec.lora->adalora ? resize_by_rank_pattern(adapter_tensors(model), *spec.lora->adalora)
+                                        : adapter_tensors(model));
   } else {
     std::vector<std::pair<std::string, torch::Tensor>> weights = checkpoint_weights(model, spec.mlm_encoder);
     weights.insert(weights.end(), extra_weights.begin(), extra_weights.end());
