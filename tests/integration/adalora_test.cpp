@@ -225,6 +225,30 @@ TEST_F(AdaLoraTest, LearnsPrunesToTheTargetAndSavesPeftsLayout) {
   for (size_t i = 0; i < merged.size(); ++i) EXPECT_NEAR(merged[i], unmerged[i], 1e-5) << "line " << i + 1;
 }
 
+// On the GPU: an AdaLoRA run (the allocator's state on the device) and its resumption there,
+// scoring the same on the CPU.
+TEST_F(AdaLoraTest, TrainsOnTheGpuAndScoresTheSameOnTheCpu) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no GPU (this LibTorch has no CUDA, or none is visible)";
+  config_.device = "cuda";
+  config_.stop_after_step = [](int64_t step) { return step == 20; };
+  ASSERT_TRUE(train(config_).interrupted);
+  config_.stop_after_step = nullptr;
+  config_.resume = true;
+  const TrainResult r = train(config_);
+  EXPECT_LT(r.best_metric, 0.5 * constant_rmse());
+  int64_t total = 0;
+  for (const auto& [module, rank] : r.adalora_ranks) total += rank;
+  EXPECT_EQ(total, 16);
+  EvalConfig ec;
+  ec.models = {config_.out_dir};
+  ec.data = config_.dev_path;
+  ec.precision = "fp32";
+  ec.device = "cpu";
+  const double cpu = evaluate(ec).primary;
+  ec.device = "cuda";
+  EXPECT_NEAR(evaluate(ec).primary, cpu, 1e-4);
+}
+
 TEST_F(AdaLoraTest, ResumedRunEqualsAnUninterruptedOne) {
   config_.max_steps = 30;
   config_.eval_every = 10;
@@ -305,6 +329,27 @@ TEST_F(AdaLoraTest, FlagsAreCheckedAgainstTheBaseAndTheRun) {
   config_.adalora_target_r = 8;
   config_.max_steps = 1;
   EXPECT_NE(message_of_training().find("leave no step to prune in: the run has 1 steps"), std::string::npos);
+}
+
+// An AdaLoRA adapter is not continued (by AdaLoRA or LoRA); without --peft it is merged into
+// its base and every weight trains.
+TEST_F(AdaLoraTest, AnAdapterAsInitIsMergedNotContinued) {
+  config_.max_steps = 5;
+  ASSERT_FALSE(train(config_).interrupted);
+  config_.init = config_.out_dir;
+  for (const std::string peft : {"adalora", "lora"}) {
+    config_.peft = peft;
+    config_.out_dir = dir_.path("continued-" + peft);
+    EXPECT_EQ(message_of_training(), "--peft " + peft + ": --init " + config_.init +
+                                         " is an AdaLoRA adapter, which this run cannot continue; start from its base, "
+                                         "or from the adapter merged (dqe export --merge)");
+  }
+  config_.peft = "none";
+  config_.out_dir = dir_.path("full");
+  const TrainResult r = train(config_);
+  EXPECT_GT(r.trainable_parameters, 10000);
+  EXPECT_TRUE(fs::exists(dir_.path("full/best/model.safetensors")));
+  EXPECT_FALSE(fs::exists(dir_.path("full/best/adapter_config.json")));
 }
 
 }  // namespace
