@@ -5,12 +5,18 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <set>
 
+#include "dqe/checkpoint.h"
 #include "dqe/errors.h"
+#include "dqe/exporter.h"
 #include "dqe/peft.h"
+#include "dqe/safetensors.h"
+#include "test_util.h"
 
 namespace dqe {
+namespace fs = std::filesystem;
 namespace {
 
 const std::string kQuery = "bert.encoder.layer.0.attention.self.query";
@@ -239,6 +245,83 @@ TEST(AdaLoraConfig, AdapterConfigInPeftsKeysRoundTrips) {
   nlohmann::json bad = j;
   bad["rank_pattern"][kQuery + ".lora_E"] = {true, false};
   EXPECT_THROW(lora_spec_from_adapter_config(bad, "adapter_config.json"), ModelError);
+}
+
+// An adapter in the files PEFT's save_pretrained writes for AdaLoRA (every LoraConfig key, the
+// tensors cut to rank_pattern, a module pruned to rank 0) loads on its base and merges as PEFT
+// computes: W + lora_alpha / (init_r + 1e-5) B (A * E) over the kept triplets.
+TEST(AdaLoraAdapter, PeftsFilesLoadAndMergeAsPeftComputes) {
+  DQE_REQUIRE_SHARED_FIXTURES();
+  test::TempDir dir;
+  const std::string adapter = dir.path("adapter");
+  fs::create_directories(adapter);
+  const std::string q0 = "bert.encoder.layer.0.attention.self.query", v0 = "bert.encoder.layer.0.attention.self.value";
+  const nlohmann::json config = {
+      {"alpha_pattern", nlohmann::json::object()}, {"auto_mapping", nullptr}, {"base_model_name_or_path", test::hf_fixture()},
+      {"beta1", 0.85}, {"beta2", 0.85}, {"bias", "none"}, {"deltaT", 1}, {"exclude_modules", nullptr},
+      {"fan_in_fan_out", false}, {"inference_mode", true}, {"init_lora_weights", true}, {"init_r", 4},
+      {"layer_replication", nullptr}, {"layers_pattern", nullptr}, {"layers_to_transform", nullptr},
+      {"loftq_config", nlohmann::json::object()}, {"lora_alpha", 8}, {"lora_bias", false}, {"lora_dropout", 0.1},
+      {"megatron_config", nullptr}, {"megatron_core", "megatron.core"}, {"modules_to_save", {"classifier"}},
+      {"orth_reg_weight", 0.5}, {"peft_type", "ADALORA"}, {"r", 8},
+      {"rank_pattern", {{q0 + ".lora_E", {true, false, true, true}}, {v0 + ".lora_E", {false, false, false, false}}}},
+      {"revision", nullptr}, {"target_modules", {"query", "value"}}, {"target_r", 2}, {"task_type", "SEQ_CLS"},
+      {"tfinal", 10}, {"tinit", 5}, {"total_step", 100}, {"use_dora", false}, {"use_rslora", false}};
+  test::write_text(adapter + "/adapter_config.json", config.dump(2));
+  torch::manual_seed(3);
+  const std::string p = kPeftPrefix;
+  std::vector<std::pair<std::string, torch::Tensor>> tensors = {
+      {p + q0 + ".lora_A", 0.3 * torch::randn({3, 32})}, {p + q0 + ".lora_E", 0.3 * torch::randn({3, 1})},
+      {p + q0 + ".lora_B", 0.3 * torch::randn({32, 3})}, {p + v0 + ".lora_A", torch::zeros({0, 32})},
+      {p + v0 + ".lora_E", torch::zeros({0, 1})},  {p + v0 + ".lora_B", torch::zeros({32, 0})}};
+  for (const char* layer : {"1"}) {  // layer 1 never pruned: no rank_pattern entry, full init_r
+    for (const char* m : {"query", "value"}) {
+      const std::string name = p + "bert.encoder.layer." + layer + ".attention.self." + m;
+      tensors.push_back({name + ".lora_A", 0.3 * torch::randn({4, 32})});
+      tensors.push_back({name + ".lora_E", 0.3 * torch::randn({4, 1})});
+      tensors.push_back({name + ".lora_B", 0.3 * torch::randn({32, 4})});
+    }
+  }
+  tensors.push_back({p + "classifier.weight", 0.3 * torch::randn({3, 32})});
+  tensors.push_back({p + "classifier.bias", 0.3 * torch::randn({3})});
+  save_safetensors(adapter + "/adapter_model.safetensors", tensors);
+  const std::map<std::string, torch::Tensor> file(tensors.begin(), tensors.end());
+
+  LoadedModel m = load_model(adapter);
+  ASSERT_TRUE(m.spec.lora && m.spec.lora->adalora);
+  EXPECT_EQ(m.spec.lora->modules.size(), 4u);
+  EXPECT_EQ(m.spec.lora->adalora->target_r, 2);
+  ExportConfig xc;
+  xc.model = adapter;
+  xc.out = dir.path("merged");
+  xc.merge = true;
+  EXPECT_EQ(export_model(xc).merged_modules, 4);
+  LoadedModel base = load_model(test::hf_fixture()), merged = load_model(xc.out);
+  std::map<std::string, torch::Tensor> before, after;
+  for (const auto& x : base.model->role_parameters()) before[x.name] = x.tensor;
+  for (const auto& x : merged.model->role_parameters()) after[x.name] = x.tensor;
+  const double scaling = 8.0 / (4 + 1e-5);
+  const torch::Tensor want_q0 = before.at(q0 + ".weight") + torch::matmul(file.at(p + q0 + ".lora_B"),
+                                                                          file.at(p + q0 + ".lora_A") * file.at(p + q0 + ".lora_E")) *
+                                                             scaling;
+  EXPECT_TRUE(torch::allclose(after.at(q0 + ".weight"), want_q0, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::equal(after.at(v0 + ".weight"), before.at(v0 + ".weight")));  // rank 0: nothing to add
+  EXPECT_TRUE(torch::equal(after.at("classifier.weight"), file.at(p + "classifier.weight")));
+
+  // Unmerged and merged compute the same; saved again, the adapter is cut as PEFT's was.
+  torch::InferenceMode guard;
+  m.model->eval();
+  merged.model->eval();
+  const torch::Tensor ids = torch::randint(1, 226, {4, 12}), types = torch::zeros({4, 12}, torch::kInt64),
+                      mask = torch::ones({4, 12}, torch::kInt64);
+  const torch::Tensor unmerged_logits = m.model->forward(ids, types, mask);
+  EXPECT_LT((unmerged_logits - merged.model->forward(ids, types, mask)).abs().max().item<double>(), 1e-5)
+      << unmerged_logits;
+  xc.out = dir.path("again");
+  xc.merge = false;
+  export_model(xc);
+  const auto again = load_safetensors(dir.path("again/adapter_model.safetensors"));
+  for (const auto& [name, t] : file) EXPECT_TRUE(torch::equal(again.at(name), t)) << name;
 }
 
 }  // namespace
