@@ -215,7 +215,7 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
     } else if (init_spec.lora) {
       lo.merge_adapter = true;  // full fine-tuning of the adapted model
       log->info("{}: a {} adapter; its updates are merged into its base, and every weight trains", cfg.init,
-              init_spec.lora->adalora ? "AdaLoRA" : "LoRA");
+                init_spec.lora->adalora ? "AdaLoRA" : "LoRA");
     }
     LoadedModel loaded = load_model(cfg.init, lo);
     if (lo.lora && init_spec.lora) check_continued_adapter(cfg, *lo.lora, *loaded.spec.lora);
@@ -267,8 +267,9 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
     const std::string targets = lora.target_modules.size() <= 8 ? joined(lora.target_modules)
                                                                 : std::to_string(lora.target_modules.size()) + " names";
     log->info("{} r {} alpha {} dropout {} on {} Linears ({}) of the frozen base {}: {} trainable parameters ({:.3g}%)",
-              lora.adalora ? "AdaLoRA initial" : "LoRA", lora.r, format_significant(lora.alpha), format_significant(lora.dropout), lora.modules.size(), targets,
-              lora.base, trainable, 100.0 * static_cast<double>(trainable) / static_cast<double>(num_params));
+              lora.adalora ? "AdaLoRA initial" : "LoRA", lora.r, format_significant(lora.alpha),
+              format_significant(lora.dropout), lora.modules.size(), targets, lora.base, trainable,
+              100.0 * static_cast<double>(trainable) / static_cast<double>(num_params));
   }
 
   train_ = featurizer_->encode_all(train_records, ctx_.threads);
