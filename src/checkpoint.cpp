@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "detail/remove_tree.h"
+#include "dqe/adalora.h"
 #include "dqe/bottleneck.h"
 #include "dqe/errors.h"
 #include "dqe/output.h"
@@ -258,6 +259,8 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
     adapter_weights = load_safetensors(adapter_file);
     if (m.spec.lora) {
       m.spec.lora->modules = adapted_modules(adapter_weights, m.spec.bert.num_hidden_layers, adapter_file);
+      // AdaLoRA's updates are saved pruned to their rank pattern; the model holds them at init_r.
+      if (m.spec.lora->adalora) expand_by_rank_pattern(adapter_weights, *m.spec.lora->adalora, adapter_file);
       if (!own_config) fit_task_to_head(m.spec.task, adapter_weights);
       if (options.lora) m.spec.lora->dropout = options.lora->dropout;
     }
@@ -373,7 +376,9 @@ void write_model_files(const std::string& dir, const ModelSpec& spec, SequenceMo
     // PEFT's layout: the updates and the heads; the base's weights stay where they are.
     write_file_atomic((fs::path(dir) / kAdapterConfigFile).string(),
                       adapter_config_json(*spec.lora, modules_to_save(model)).dump(2) + "\n");
-    save_safetensors((fs::path(dir) / kAdapterWeightsFile).string(), adapter_tensors(model));
+    save_safetensors((fs::path(dir) / kAdapterWeightsFile).string(),
+                     spec.lora->adalora ? resize_by_rank_pattern(adapter_tensors(model), *spec.lora->adalora)
+                                        : adapter_tensors(model));
   } else if (spec.bottleneck) {
     // dqe's layout of a bottleneck adapter: PEFT's file names, its own peft_type.
     write_file_atomic((fs::path(dir) / kAdapterConfigFile).string(),

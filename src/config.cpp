@@ -222,16 +222,58 @@ ModelSpec model_spec_from_json(const nlohmann::json& j, const std::string& origi
 }
 
 double LoraSpec::scaling() const {
+  // PEFT's SVDLinear scales by lora_alpha / (ranknum + 1e-5), ranknum its initial rank.
+  if (adalora) return alpha / (static_cast<double>(adalora->init_r) + 1e-5);
   return rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / static_cast<double>(r);
 }
+
+namespace {
+
+// AdaLoRA's keys of adapter_config.json (PEFT's AdaLoraConfig); r becomes init_r.
+void read_adalora_keys(const nlohmann::json& j, LoraSpec& s, const std::string& origin) {
+  AdaLoraSpec& a = s.adalora.emplace();
+  read_key(j, "init_r", a.init_r, origin);
+  read_key(j, "target_r", a.target_r, origin);
+  read_key(j, "tinit", a.tinit, origin);
+  read_key(j, "tfinal", a.tfinal, origin);
+  read_key(j, "deltaT", a.delta_t, origin);
+  read_key(j, "beta1", a.beta1, origin);
+  read_key(j, "beta2", a.beta2, origin);
+  read_key(j, "orth_reg_weight", a.orth_reg_weight, origin);
+  read_key(j, "total_step", a.total_step, origin);
+  if (a.init_r < 1 || a.init_r > 65536) throw ModelError(origin + ": init_r must be between 1 and 65536");
+  s.r = a.init_r;
+  auto it = j.find("rank_pattern");
+  if (it == j.end() || it->is_null()) return;
+  if (!it->is_object()) throw ModelError(origin + ": rank_pattern must map module names to lists of booleans");
+  const std::string suffix = ".lora_E";
+  for (auto m = it->begin(); m != it->end(); ++m) {
+    std::string module = m.key();
+    // PEFT's keys are the lora_E parameters' names ("bert.encoder.layer.0.attention.self.query.lora_E").
+    if (module.size() > suffix.size() && module.compare(module.size() - suffix.size(), suffix.size(), suffix) == 0)
+      module.resize(module.size() - suffix.size());
+    if (!m->is_array()) throw ModelError(origin + ": rank_pattern \"" + m.key() + "\" must be a list of booleans");
+    std::vector<bool> keep;
+    for (const auto& b : *m) {
+      if (!b.is_boolean()) throw ModelError(origin + ": rank_pattern \"" + m.key() + "\" must be a list of booleans");
+      keep.push_back(b.get<bool>());
+    }
+    if (static_cast<int64_t>(keep.size()) != a.init_r)
+      throw ModelError(origin + ": rank_pattern \"" + m.key() + "\" has " + std::to_string(keep.size()) +
+                       " entries but init_r is " + std::to_string(a.init_r));
+    a.rank_pattern[module] = std::move(keep);
+  }
+}
+
+}  // namespace
 
 LoraSpec lora_spec_from_adapter_config(const nlohmann::json& j, const std::string& origin) {
   if (!j.is_object()) throw ModelError(origin + ": expected a JSON object");
   if (json_depth(j) > kMaxJsonDepth) throw ModelError(origin + ": JSON nested too deeply");
   std::string peft_type, task_type, bias = "none";
   read_key(j, "peft_type", peft_type, origin);
-  if (peft_type != "LORA")
-    throw ModelError(origin + ": peft_type \"" + peft_type + "\" is not supported (dqe reads LORA adapters)");
+  if (peft_type != "LORA" && peft_type != "ADALORA")
+    throw ModelError(origin + ": peft_type \"" + peft_type + "\" is not supported (dqe reads LORA and ADALORA adapters)");
   read_key(j, "task_type", task_type, origin);
   if (!task_type.empty() && task_type != "SEQ_CLS")
     throw ModelError(origin + ": task_type \"" + task_type + "\" is not supported (dqe reads adapters of sequence "
@@ -253,7 +295,9 @@ LoraSpec lora_spec_from_adapter_config(const nlohmann::json& j, const std::strin
     read_key(j, flag, on, origin);
     if (on) throw ModelError(origin + ": " + flag + " is not supported");
   }
+  if (peft_type == "ADALORA") read_adalora_keys(j, s, origin);
   for (const char* pattern : {"rank_pattern", "alpha_pattern"}) {
+    if (s.adalora && std::string(pattern) == "rank_pattern") continue;  // AdaLoRA's own, read above
     auto it = j.find(pattern);
     if (it != j.end() && !it->is_null() && !(it->is_object() && it->empty()))
       throw ModelError(origin + ": " + pattern + " is not supported (one rank and alpha for every module)");
@@ -284,11 +328,29 @@ nlohmann::json adapter_config_json(const LoraSpec& spec, const std::vector<std::
   else j["lora_alpha"] = spec.alpha;
   j["lora_dropout"] = spec.dropout;
   j["modules_to_save"] = modules_to_save;
-  j["peft_type"] = "LORA";
-  j["r"] = spec.r;
+  j["peft_type"] = spec.adalora ? "ADALORA" : "LORA";
+  // AdaLoRA ignores r (init_r is its rank); PEFT's default keeps its loader from warning.
+  j["r"] = spec.adalora ? int64_t{8} : spec.r;
   j["target_modules"] = spec.target_modules;
   j["task_type"] = "SEQ_CLS";
   j["use_rslora"] = spec.rslora;
+  if (spec.adalora) {
+    // AdaLoraConfig's keys; rank_pattern as save_pretrained leaves it (keys of the lora_E
+    // parameters without the adapter's name), null before the first allocation.
+    const AdaLoraSpec& a = *spec.adalora;
+    j["init_r"] = a.init_r;
+    j["target_r"] = a.target_r;
+    j["tinit"] = a.tinit;
+    j["tfinal"] = a.tfinal;
+    j["deltaT"] = a.delta_t;
+    j["beta1"] = a.beta1;
+    j["beta2"] = a.beta2;
+    j["orth_reg_weight"] = a.orth_reg_weight;
+    j["total_step"] = a.total_step;
+    nlohmann::json pattern = nullptr;
+    for (const auto& [module, keep] : a.rank_pattern) pattern[module + ".lora_E"] = keep;
+    j["rank_pattern"] = pattern;
+  }
   return j;
 }
 
@@ -365,7 +427,7 @@ nlohmann::ordered_json to_json(const ModelSpec& spec) {
   if (spec.lora) {
     // The adapter's own settings are in adapter_config.json; here is what dqe adds: where the
     // base was and what its weights were.
-    d["adapter"] = {{"peft_type", "LORA"},
+    d["adapter"] = {{"peft_type", spec.lora->adalora ? "ADALORA" : "LORA"},
                     {"base", spec.lora->base},
                     {"base_dir", spec.lora->base_dir},
                     {"base_weights_hash", spec.lora->base_hash}};

@@ -98,23 +98,38 @@ std::shared_ptr<nn::Module> holder(nn::Module& module, const std::string& name) 
 
 LoraLinearImpl::LoraLinearImpl(int64_t in_features, int64_t out_features, const LoraSpec& spec)
     : scaling(spec.scaling()), dropout(spec.dropout) {
-  lora_A = register_module("lora_A", nn::Linear(nn::LinearOptions(in_features, spec.r).bias(false)));
-  lora_B = register_module("lora_B", nn::Linear(nn::LinearOptions(spec.r, out_features).bias(false)));
+  if (spec.adalora) {
+    // Registered in PEFT's order (lora_E, lora_A, lora_B), the optimizer's order too.
+    svd_E = register_parameter("lora_E", torch::zeros({spec.r, 1}));
+    svd_A = register_parameter("lora_A", torch::zeros({spec.r, in_features}));
+    svd_B = register_parameter("lora_B", torch::zeros({out_features, spec.r}));
+  } else {
+    lora_A = register_module("lora_A", nn::Linear(nn::LinearOptions(in_features, spec.r).bias(false)));
+    lora_B = register_module("lora_B", nn::Linear(nn::LinearOptions(spec.r, out_features).bias(false)));
+  }
   reset_lora();
 }
 
 torch::Tensor LoraLinearImpl::forward(const torch::Tensor& x) {
   const torch::Tensor in = dropout > 0 ? torch::dropout(x, dropout, is_training()) : x;
+  if (is_adalora()) return torch::matmul(torch::matmul(in, (svd_A * svd_E).t()), svd_B.t()) * scaling;
   return lora_B(lora_A(in)) * scaling;
 }
 
 void LoraLinearImpl::reset_lora() {
   torch::NoGradGuard no_grad;
+  if (is_adalora()) {
+    svd_E.zero_();
+    svd_A.normal_(0.0, 0.02);
+    svd_B.normal_(0.0, 0.02);
+    return;
+  }
   nn::init::kaiming_uniform_(lora_A->weight, std::sqrt(5.0));
   lora_B->weight.zero_();
 }
 
 torch::Tensor LoraLinearImpl::delta_weight() const {
+  if (is_adalora()) return torch::matmul(svd_B, svd_A * svd_E) * scaling;
   return torch::matmul(lora_B->weight, lora_A->weight) * scaling;
 }
 

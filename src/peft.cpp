@@ -131,7 +131,8 @@ std::vector<std::string> adapted_modules(const std::map<std::string, torch::Tens
   for (const auto& [file_name, tensor] : tensors) {
     const std::string name = strip_peft_prefix(file_name);
     std::string module;
-    for (const char* suffix : {".lora_A.weight", ".lora_B.weight"})
+    // LoRA's Linears ("lora_A.weight"), AdaLoRA's parameters ("lora_A", "lora_E", "lora_B").
+    for (const char* suffix : {".lora_A.weight", ".lora_B.weight", ".lora_A", ".lora_B", ".lora_E"})
       if (ends_with(name, suffix)) module = name.substr(0, name.size() - std::strlen(suffix));
     if (module.empty()) continue;
     const auto it = std::find(names.begin(), names.end(), module);

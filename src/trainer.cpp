@@ -1,5 +1,6 @@
 #include "dqe/trainer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -23,6 +24,17 @@ const std::vector<std::string> kMayChangeOnResume = {"train", "dev", "out", "res
                                                     "eval-batch-size", "max-bad-lines", "rejects", "base"};
 
 }  // namespace
+
+std::pair<int64_t, int64_t> adalora_phases(const TrainConfig& c, int64_t total_steps) {
+  const int64_t tinit = c.adalora_tinit >= 0 ? c.adalora_tinit : total_steps / 10;
+  const int64_t tfinal = c.adalora_tfinal >= 1 ? c.adalora_tfinal : std::max<int64_t>(1, total_steps * 3 / 10);
+  if (tinit + tfinal >= total_steps)
+    throw ConfigError("--adalora-tinit " + std::to_string(tinit) + " and --adalora-tfinal " + std::to_string(tfinal) +
+                      (c.adalora_tinit < 0 || c.adalora_tfinal < 0 ? " (with defaults for the run's length)" : "") +
+                      " leave no step to prune in: the run has " + std::to_string(total_steps) +
+                      " steps, and tinit + tfinal must be fewer");
+  return {tinit, tfinal};
+}
 
 void TrainConfig::validate() const {
   if (train_path.empty()) throw ConfigError("--train is required");
@@ -49,8 +61,8 @@ void TrainConfig::validate() const {
   check_compute_flags(threads, precision, device);
   if (match_types != "auto" && match_types != "on" && match_types != "off")
     throw ConfigError("--match-types must be auto, on or off");
-  if (peft != "none" && peft != "lora" && peft != "adapter")
-    throw ConfigError("--peft must be none, lora or adapter, got \"" + peft + "\"");
+  if (peft != "none" && peft != "lora" && peft != "adalora" && peft != "adapter")
+    throw ConfigError("--peft must be none, lora, adalora or adapter, got \"" + peft + "\"");
   if (peft != "none" && init.empty() && !resume)
     throw ConfigError("--peft " + peft + " needs --init: the base model to adapt");
   // The rank's bound by the base's dimensions is checked once the base is loaded.
@@ -60,6 +72,25 @@ void TrainConfig::validate() const {
   lora_modules(lora_targets, 1000);  // names that select a Linear of some encoder
   // Its bound by the base's hidden size is checked once the base is loaded.
   check_flag(adapter_size >= 1 && adapter_size <= 65536, "--adapter-size", "between 1 and 65536", adapter_size);
+  // The init rank's bound by the base, and tinit + tfinal against the run's steps when they come
+  // from epochs, are checked once the data and the base are loaded.
+  check_flag(adalora_init_r >= 1 && adalora_init_r <= 65536, "--adalora-init-r", "between 1 and 65536", adalora_init_r);
+  check_flag(adalora_target_r >= 1, "--adalora-target-r", ">= 1", adalora_target_r);
+  if (adalora_target_r > adalora_init_r)
+    throw ConfigError("--adalora-target-r " + std::to_string(adalora_target_r) + " exceeds --adalora-init-r " +
+                      std::to_string(adalora_init_r) + " (pruning only lowers ranks)");
+  constexpr int64_t kMaxSteps = 1000000000000;  // --max-steps' bound
+  check_flag(adalora_tinit >= -1 && adalora_tinit <= kMaxSteps, "--adalora-tinit",
+             "between 0 and 10^12 (or -1: a tenth of the steps)", adalora_tinit);
+  check_flag(adalora_tfinal == -1 || (adalora_tfinal >= 1 && adalora_tfinal <= kMaxSteps), "--adalora-tfinal",
+             "between 1 and 10^12 (or -1: 30% of the steps)", adalora_tfinal);
+  check_flag(adalora_delta_t >= 1 && adalora_delta_t <= kMaxSteps, "--adalora-delta-t", "between 1 and 10^12",
+             adalora_delta_t);
+  check_flag(adalora_beta1 > 0 && adalora_beta1 < 1, "--adalora-beta1", "in (0, 1)", adalora_beta1);
+  check_flag(adalora_beta2 > 0 && adalora_beta2 < 1, "--adalora-beta2", "in (0, 1)", adalora_beta2);
+  check_flag(adalora_orth_reg_weight >= 0 && adalora_orth_reg_weight <= 1e6, "--adalora-orth-reg-weight",
+             "in [0, 10^6]", adalora_orth_reg_weight);
+  if (peft == "adalora" && max_steps > 0) adalora_phases(*this, max_steps);
 }
 
 nlohmann::ordered_json TrainConfig::to_json() const {
@@ -81,6 +112,14 @@ nlohmann::ordered_json TrainConfig::to_json() const {
   j["lora-dropout"] = lora_dropout;
   j["lora-targets"] = lora_targets;
   j["adapter-size"] = adapter_size;
+  j["adalora-init-r"] = adalora_init_r;
+  j["adalora-target-r"] = adalora_target_r;
+  j["adalora-tinit"] = adalora_tinit;
+  j["adalora-tfinal"] = adalora_tfinal;
+  j["adalora-delta-t"] = adalora_delta_t;
+  j["adalora-beta1"] = adalora_beta1;
+  j["adalora-beta2"] = adalora_beta2;
+  j["adalora-orth-reg-weight"] = adalora_orth_reg_weight;
   j["base"] = base;
   write_schedule_flags(j, *this);
   j["eval-every"] = eval_every;
@@ -130,6 +169,19 @@ TrainResult train(const TrainConfig& cfg, const StopToken& stop) {
   result.final_metrics = r.final_metrics;
   result.best_dir = r.best_dir;
   result.last_dir = r.last_dir;
+  result.adalora_ranks = objective.adalora_ranks();
+  if (!result.adalora_ranks.empty()) {
+    std::string ranks;
+    int64_t total = 0;
+    for (const auto& [module, rank] : result.adalora_ranks) {
+      const std::string encoder = "bert.encoder.";  // "layer.0.attention.self.query"; "bert.pooler.dense" stays
+      const std::string name = module.rfind(encoder, 0) == 0 ? module.substr(encoder.size()) : module;
+      ranks += (ranks.empty() ? "" : ", ") + name + " " + std::to_string(rank);
+      total += rank;
+    }
+    log->info("AdaLoRA ranks{}: {} (total {}, target {} x {} modules)", r.interrupted ? " so far" : "", ranks, total,
+              cfg.adalora_target_r, result.adalora_ranks.size());
+  }
   if (!r.interrupted)
     log->info("done: {} steps; best dev {} {} at step {}; best model in {}", r.steps, r.metric_name,
               format_significant(result.best_metric), r.best_step, r.best_dir);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -70,6 +71,28 @@ struct TaskSpec {
   int64_t num_outputs() const;
 };
 
+// AdaLoRA (Zhang et al., 2023) as PEFT's AdaLoraConfig describes it: each update is P Λ Q in
+// PEFT's names (lora_B [out, r], lora_E [r, 1], lora_A [r, in]) at init_r, pruned by importance
+// to target_r per module on average over a cubic budget schedule (adalora.h).
+struct AdaLoraSpec {
+  int64_t init_r = 12;
+  int64_t target_r = 8;
+  // Steps without pruning at the start, and at the end with the final ranks fixed.
+  int64_t tinit = 0;
+  int64_t tfinal = 0;
+  // Steps between two budget allocations.
+  int64_t delta_t = 1;
+  // Moving averages of the sensitivity and of its uncertainty.
+  double beta1 = 0.85;
+  double beta2 = 0.85;
+  double orth_reg_weight = 0.5;
+  // The run's optimizer steps (PEFT's total_step).
+  int64_t total_step = 0;
+  // The triplets kept per adapted module, by its Hugging Face name (PEFT's rank_pattern, whose
+  // keys are "<module>.lora_E"); empty until the first allocation.
+  std::map<std::string, std::vector<bool>> rank_pattern;
+};
+
 // A LoRA adapter (Hu et al., 2021) as Hugging Face PEFT describes it in adapter_config.json,
 // with the base model it adapts. Each adapted Linear computes W x + scaling * B A x, with A
 // [r, in] and B [out, r].
@@ -92,12 +115,16 @@ struct LoraSpec {
   std::string base;
   std::string base_dir;
   std::string base_hash;
+  // AdaLoRA's form of the updates (PEFT's ADALORA adapters); r is then its init_r.
+  std::optional<AdaLoraSpec> adalora;
 
+  // alpha / r (rsLoRA: alpha / sqrt(r); AdaLoRA: alpha / (init_r + 1e-5), as PEFT's ranknum).
   double scaling() const;
 };
 
-// Reads PEFT's adapter_config.json (a LoRA adapter of a sequence classifier, as save_pretrained
-// writes it): r, lora_alpha, lora_dropout, use_rslora, target_modules, base_model_name_or_path.
+// Reads PEFT's adapter_config.json (a LoRA or AdaLoRA adapter of a sequence classifier, as
+// save_pretrained writes it): r, lora_alpha, lora_dropout, use_rslora, target_modules,
+// base_model_name_or_path, and AdaLoRA's init_r, target_r, ..., rank_pattern.
 // Throws ModelError naming origin for another peft_type or a LoRA variant dqe does not compute
 // (biases, fan_in_fan_out, DoRA, per-module ranks). modules is left empty: the weights say
 // which modules are adapted.

@@ -30,7 +30,8 @@ enum class Role {
   kSequenceHead,  // classifier.*: the task's logits
   kSideHead,      // one per side input ("lexical.*"): added to the logits
   kMlmHead,       // cls.predictions.*: pretraining only
-  kAdapter,       // LoRA's updates beside frozen Linears ("bert.encoder.layer.0.attention.self.query.lora_A.weight")
+  kAdapter,       // LoRA's updates beside frozen Linears ("bert.encoder.layer.0.attention.self.query.lora_A.weight";
+                  // AdaLoRA's "...query.lora_A", "...query.lora_E", "...query.lora_B")
   kBottleneck,    // bottleneck adapters after frozen Linears ("bert.encoder.layer.0.output.adapter.down.weight")
 };
 std::string role_name(Role role);
@@ -44,17 +45,23 @@ struct RoleParameter {
 };
 
 // LoRA's update beside a Linear (PEFT's lora.Linear): scaling * B(A(dropout(x))), with A
-// [r, in] and B [out, r] registered as "lora_A" and "lora_B", PEFT's names.
+// [r, in] and B [out, r] registered as "lora_A" and "lora_B", PEFT's names. With an AdaLoRA
+// spec it is PEFT's adalora.SVDLinear instead: scaling * dropout(x) (A * E)^T B^T, the
+// parameters svd_A [r, in], svd_E [r, 1] and svd_B [out, r] registered as "lora_A", "lora_E"
+// and "lora_B" (PEFT's names, without ".weight"), and lora_A, lora_B left null.
 struct LoraLinearImpl : torch::nn::Module {
   LoraLinearImpl(int64_t in_features, int64_t out_features, const LoraSpec& spec);
   torch::Tensor forward(const torch::Tensor& x);
   // PEFT's initialisation: A as torch.nn.Linear's default (kaiming-uniform, a = sqrt(5)) and
-  // B zero, so that the update starts at zero and the model at first is its base.
+  // B zero, so that the update starts at zero and the model at first is its base. AdaLoRA's:
+  // E zero, A and B drawn from N(0, 0.02).
   void reset_lora();
-  // scaling * B A, the update in the shape of the Linear's weight.
+  // scaling * B A (AdaLoRA: scaling * B (A * E)), the update in the shape of the Linear's weight.
   torch::Tensor delta_weight() const;
+  bool is_adalora() const { return svd_E.defined(); }
 
   torch::nn::Linear lora_A{nullptr}, lora_B{nullptr};
+  torch::Tensor svd_A, svd_E, svd_B;
   double scaling;
   // Applied functionally, so that set_dropout (the encoder's dropout) leaves it alone.
   double dropout;

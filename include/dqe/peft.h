@@ -53,7 +53,7 @@ std::vector<std::string> modules_to_save(SequenceModel& model);
 // "base_model.model.classifier.weight").
 std::vector<std::pair<std::string, torch::Tensor>> adapter_tensors(SequenceModel& model);
 
-// The modules an adapter file's lora_A/lora_B tensors adapt, in the encoder's order. Throws
+// The modules an adapter file's lora_A/lora_B (AdaLoRA: and lora_E) tensors adapt, in the encoder's order. Throws
 // ModelError naming origin and the tensor for one that adapts no Linear of the encoder.
 std::vector<std::string> adapted_modules(const std::map<std::string, torch::Tensor>& tensors, int64_t num_layers,
                                          const std::string& origin);

@@ -7,6 +7,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -52,10 +53,11 @@ struct TrainConfig {
   // Lower-case and strip accents (uncased model); with --init the model's own setting wins.
   bool lower_case = true;
 
-  // Parameter-efficient fine-tuning: "none" (every weight trains) or "lora": the --init model
-  // is a frozen base, and LoRA updates of its Linears train with the heads; checkpoints are
-  // adapters in Hugging Face PEFT's layout. An --init adapter continues training its updates.
-  // "adapter": the same with bottleneck adapters (bottleneck.h) instead, in dqe's own layout.
+  // Parameter-efficient fine-tuning: "none" (every weight trains), "lora" or "adalora": the
+  // --init model is a frozen base, and LoRA (AdaLoRA) updates of its Linears train with the
+  // heads; checkpoints are adapters in Hugging Face PEFT's layout. An --init LoRA adapter
+  // continues training its updates. "adapter": the same with bottleneck adapters
+  // (bottleneck.h) instead, in dqe's own layout.
   std::string peft = "none";
   // LoRA: the rank r of each update B A (A [r, in], B [out, r]).
   int64_t lora_rank = 8;
@@ -71,6 +73,22 @@ struct TrainConfig {
   // Bottleneck adapters: the bottleneck's width (down [size, hidden], up [hidden, size]), at
   // most the base's hidden size.
   int64_t adapter_size = 64;
+  // AdaLoRA (--peft adalora; alpha, dropout and targets are the --lora-* flags'): the initial
+  // rank of each update P Λ Q.
+  int64_t adalora_init_r = 12;
+  // AdaLoRA: the average rank per adapted module that pruning ends at.
+  int64_t adalora_target_r = 8;
+  // AdaLoRA: steps before pruning starts (-1: a tenth of the run's steps).
+  int64_t adalora_tinit = -1;
+  // AdaLoRA: steps at the end with the final ranks fixed, >= 1 (-1: 30% of the run's steps).
+  int64_t adalora_tfinal = -1;
+  // AdaLoRA: steps between two budget allocations.
+  int64_t adalora_delta_t = 1;
+  // AdaLoRA: moving-average factors of the importance and of its uncertainty.
+  double adalora_beta1 = 0.85;
+  double adalora_beta2 = 0.85;
+  // AdaLoRA: weight of the orthogonality regulariser of P and Q.
+  double adalora_orth_reg_weight = 0.5;
   // Where the base of the --init adapter, or of the run being resumed, is when it is no longer
   // where the adapter recorded it.
   std::string base;
@@ -129,7 +147,14 @@ struct TrainResult {
   int64_t best_step = 0;
   nlohmann::ordered_json final_metrics;  // metrics of the last evaluation
   std::string best_dir, last_dir;
+  // AdaLoRA: the rank each adapted module ends with, in the encoder's order.
+  std::vector<std::pair<std::string, int64_t>> adalora_ranks;
 };
+
+// AdaLoRA's tinit and tfinal for a run of total_steps optimizer steps: the flags' values, or
+// their defaults (-1) for that length. Throws ConfigError naming both flags when they leave no
+// step to prune in (PEFT's rule: tinit < total_step - tfinal).
+std::pair<int64_t, int64_t> adalora_phases(const TrainConfig& config, int64_t total_steps);
 
 // Fine-tunes (train/finetune_objective on the training engine). When stop asks, the current
 // step finishes, last/ is written and the result says interrupted; before the first step,

@@ -47,7 +47,6 @@ fi
 help=$("$dqe" train --help)
 peft_lr=${PEFT_LR:-1e-3}
 read -r -a arms <<< "${ARMS:-full lora-qv lora-all adalora adapter}"
-ran=()
 for arm in "${arms[@]}"; do
   case $arm in
     full) flags=() ;;
@@ -62,17 +61,19 @@ for arm in "${arms[@]}"; do
     continue
   fi
   echo "== $arm" >&2
-  rm -rf "$out/$arm"
+  rm -rf "$out/$arm" "$out/$arm.dev.json"
   /usr/bin/time -f "%e %M" -o "$out/$arm.time" "$dqe" train --config "$here/configs/quality-finetune.json" \
     --init "$encoder" --train "$train" --dev "$dev" --out "$out/$arm" --seed 42 "${flags[@]}" ${FINETUNE_ARGS:-} \
     2> >(tee "$out/$arm.log" >&2)
   "$dqe" eval --model "$out/$arm" --data "$dev" --metrics-out "$out/$arm.dev.json" 2>/dev/null
-  ran+=("$arm")
 done
 
-/usr/bin/python3 - "$out" "${ran[@]}" <<'PY'
+# The table holds every arm measured in OUT_DIR so far (an earlier invocation's too: ARMS may
+# add the rest later from the same ENCODER), in this order.
+/usr/bin/python3 - "$out" full lora-qv lora-all adalora adapter <<'PY'
 import json, os, re, struct, sys
-out, arms = sys.argv[1], sys.argv[2:]
+out = sys.argv[1]
+arms = [a for a in sys.argv[2:] if os.path.exists(f"{out}/{a}.dev.json")]
 
 def safetensors_numel(path):
     with open(path, "rb") as f:

@@ -2,9 +2,9 @@
 # Fault test: kills `dqe train` with SIGKILL at random moments (at least KILLS times), resumes
 # after each kill, checks that every checkpoint on disk loads, and that the run ends with
 # the same metrics as an uninterrupted one. Also checks SIGINT/SIGTERM: exit 130/143 with a
-# checkpoint written, in a fresh run, in a resumed run, in a LoRA run (and its resume), in a
-# bottleneck adapter run (and its resume) and in pretraining (and its resume), each ending with
-# the uninterrupted run's metrics. Usage: scripts/check/kill_test.sh DQE_BINARY [KILLS]
+# checkpoint written, in a fresh run, in a resumed run, in a LoRA, an AdaLoRA and a bottleneck
+# adapter run (and their resumes) and in pretraining (and its resume), each ending with the
+# uninterrupted run's metrics. Usage: scripts/check/kill_test.sh DQE_BINARY [KILLS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dqe=$(realpath "${1:?usage: kill_test.sh DQE_BINARY [KILLS]}")
@@ -108,6 +108,21 @@ aref=$(rmse_of "$work/aref")
 agot=$(rmse_of "$work/adapter")
 same "$aref" "$agot" || { echo "[kill-test] FAILED: the adapter run resumed to dev rmse $agot, uninterrupted $aref"; exit 1; }
 echo "[kill-test] bottleneck adapters: exit 143 in a run and in its resumption, resumed to the same rmse ($agot)"
+
+echo "[kill-test] AdaLoRA on the reference run: SIGTERM in a run and in its resumption"
+dargs=(--config configs/tiny.json --train data/train.jsonl --dev data/dev.jsonl --max-steps 600 --eval-every 100
+       --patience 0 --threads 1 --seed 11 --init "$work/ref" --peft adalora --lr 2e-3 --adalora-delta-t 10)
+"$dqe" train "${dargs[@]}" --out "$work/daref" >/dev/null 2>&1
+signal_then_expect TERM 143 3 "$work/adalora.log" "$dqe" train "${dargs[@]}" --out "$work/adalora"
+signal_then_expect TERM 143 3 "$work/adalora.log" "$dqe" train "${dargs[@]}" --out "$work/adalora" --resume
+"$dqe" train "${dargs[@]}" --out "$work/adalora" --resume >/dev/null 2>&1
+[ -f "$work/adalora/last/adalora_state.safetensors" ] || { echo "[kill-test] FAILED: the AdaLoRA run saved no allocator state"; exit 1; }
+cmp -s "$work/daref/last/adapter_config.json" "$work/adalora/last/adapter_config.json" ||
+  { echo "[kill-test] FAILED: the AdaLoRA run resumed to another rank pattern"; exit 1; }
+daref=$(rmse_of "$work/daref")
+dagot=$(rmse_of "$work/adalora")
+same "$daref" "$dagot" || { echo "[kill-test] FAILED: the AdaLoRA run resumed to dev rmse $dagot, uninterrupted $daref"; exit 1; }
+echo "[kill-test] AdaLoRA: exit 143 in a run and in its resumption, resumed to the same rmse ($dagot) and ranks"
 
 echo "[kill-test] pretraining: SIGINT, then SIGTERM during the resumption"
 sed -n 's/.*"title": "\([^"]*\)".*/\1/p' data/train.jsonl > "$work/corpus.txt"

@@ -16,8 +16,9 @@ void add_export_command(CLI::App& app, CliState& state) {
       ->required();
   cmd->add_option("--out", c.out, "Directory for the exported model (new or empty)")->required();
   cmd->add_flag("--merge", c.merge,
-                "Fold a LoRA adapter's updates into its base's weights (W + alpha/r B A): a plain checkpoint that "
-                "loads wherever a dqe or Hugging Face BERT does; bottleneck adapters, being nonlinear, are refused");
+                "Fold a LoRA adapter's updates into its base's weights (W + alpha/r B A; AdaLoRA: its P Lambda Q): a "
+                "plain checkpoint that loads wherever a dqe or Hugging Face BERT does; bottleneck adapters, being "
+                "nonlinear, are refused");
   cmd->add_option("--base", c.base, "The base model of an adapter, when it moved from where it recorded it");
 }
 

@@ -47,13 +47,13 @@ void add_train_command(CLI::App& app, CliState& state) {
       ->capture_default_str()
       ->group(shape);
 
-  const char* peft = "Parameter-efficient fine-tuning (LoRA, bottleneck adapters)";
+  const char* peft = "Parameter-efficient fine-tuning (LoRA, AdaLoRA, bottleneck adapters)";
   cmd->add_option("--peft", c.peft,
-                  "none, or lora: freeze the --init model and train LoRA updates of its Linears and the heads; "
-                  "checkpoints are Hugging Face PEFT adapters; or adapter: the same with bottleneck adapters "
-                  "(Houlsby) after each layer's attention and feed-forward outputs, in dqe's own layout")
+                  "none; lora or adalora: freeze the --init model and train LoRA (AdaLoRA) updates of its Linears "
+                  "and the heads, checkpoints being Hugging Face PEFT adapters; or adapter: the same with bottleneck "
+                  "adapters (Houlsby) after each layer's attention and feed-forward outputs, in dqe's own layout")
       ->capture_default_str()
-      ->check(CLI::IsMember({"none", "lora", "adapter"}))
+      ->check(CLI::IsMember({"none", "lora", "adalora", "adapter"}))
       ->group(peft);
   cmd->add_option("--lora-rank", c.lora_rank, "Rank r of each update B A")->capture_default_str()->group(peft);
   cmd->add_option("--lora-alpha", c.lora_alpha, "The updates are scaled by alpha / r")->capture_default_str()->group(peft);
@@ -68,6 +68,32 @@ void add_train_command(CLI::App& app, CliState& state) {
   cmd->add_option("--adapter-size", c.adapter_size,
                   "Bottleneck adapters: the bottleneck's width (down [size, hidden], up [hidden, size]), at most "
                   "the base's hidden size")
+      ->capture_default_str()
+      ->group(peft);
+  cmd->add_option("--adalora-init-r", c.adalora_init_r, "AdaLoRA: initial rank of each update P Lambda Q")
+      ->capture_default_str()
+      ->group(peft);
+  cmd->add_option("--adalora-target-r", c.adalora_target_r, "AdaLoRA: average rank per module after pruning")
+      ->capture_default_str()
+      ->group(peft);
+  cmd->add_option("--adalora-tinit", c.adalora_tinit, "AdaLoRA: steps before pruning starts (-1: a tenth of the steps)")
+      ->capture_default_str()
+      ->group(peft);
+  cmd->add_option("--adalora-tfinal", c.adalora_tfinal,
+                  "AdaLoRA: last steps, with the final ranks fixed (-1: 30% of the steps)")
+      ->capture_default_str()
+      ->group(peft);
+  cmd->add_option("--adalora-delta-t", c.adalora_delta_t, "AdaLoRA: steps between two rank allocations")
+      ->capture_default_str()
+      ->group(peft);
+  cmd->add_option("--adalora-beta1", c.adalora_beta1, "AdaLoRA: moving-average factor of the importance")
+      ->capture_default_str()
+      ->group(peft);
+  cmd->add_option("--adalora-beta2", c.adalora_beta2, "AdaLoRA: moving-average factor of its uncertainty")
+      ->capture_default_str()
+      ->group(peft);
+  cmd->add_option("--adalora-orth-reg-weight", c.adalora_orth_reg_weight,
+                  "AdaLoRA: weight of the orthogonality regulariser of P and Q")
       ->capture_default_str()
       ->group(peft);
   cmd->add_option("--base", c.base,

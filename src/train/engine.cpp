@@ -348,6 +348,7 @@ EngineResult Engine::run() {
       non_finite_in_a_row = 0;
       set_learning_rate(*optimizer, lr);
       optimizer->step();
+      objective_.after_optimizer_step(state.step, total_steps);
       ++state.step;
       state.samples_seen += samples;
       state.tokens_seen += tokens;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <tuple>
 
 #include "detail/log.h"
 #include "detail/train_util.h"
@@ -110,6 +111,33 @@ BottleneckSpec bottleneck_of_flags(const TrainConfig& cfg, const BertConfig& bas
   return bottleneck;
 }
 
+// The AdaLoRA updates --peft adalora asks for: LoRA's targets, alpha and dropout, at
+// --adalora-init-r (bounded by each module's smaller dimension). The schedule's steps are
+// filled in once the run's length is known.
+LoraSpec adalora_of_flags(const TrainConfig& cfg, const BertConfig& base) {
+  LoraSpec lora;
+  lora.r = cfg.adalora_init_r;
+  lora.alpha = cfg.lora_alpha;
+  lora.dropout = cfg.lora_dropout;
+  lora.modules = lora_modules(cfg.lora_targets, base.num_hidden_layers);
+  lora.target_modules = peft_target_modules(cfg.lora_targets, lora.modules);
+  AdaLoraSpec& a = lora.adalora.emplace();
+  a.init_r = cfg.adalora_init_r;
+  a.target_r = cfg.adalora_target_r;
+  a.delta_t = cfg.adalora_delta_t;
+  a.beta1 = cfg.adalora_beta1;
+  a.beta2 = cfg.adalora_beta2;
+  a.orth_reg_weight = cfg.adalora_orth_reg_weight;
+  for (const auto& module : lora.modules) {
+    const auto [out, in] = linear_shape(base, module);
+    if (lora.r > std::min(out, in))
+      throw ConfigError("--adalora-init-r " + std::to_string(lora.r) + " exceeds " + std::to_string(std::min(out, in)) +
+                        ", the smaller dimension of " + module + " [" + std::to_string(out) + " x " + std::to_string(in) +
+                        "]");
+  }
+  return lora;
+}
+
 // An --init adapter continues training its own updates: the flags must describe them.
 void check_continued_adapter(const TrainConfig& cfg, const LoraSpec& flags, const LoraSpec& adapter) {
   const std::string hint = " (an --init adapter continues training its own updates; give its values)";
@@ -185,6 +213,11 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
     lo.fit_records = &train_records;
     if (lo.task->match_types) lo.min_type_vocab = 4;
     lo.base = cfg.base;
+    if (cfg.peft != "none" && init_spec.lora && (cfg.peft == "adalora" || init_spec.lora->adalora))
+      throw ConfigError("--peft " + cfg.peft + ": --init " + cfg.init + " is " +
+                        (init_spec.lora->adalora ? "an AdaLoRA" : "a LoRA") +
+                        " adapter, which this run cannot continue; start from its base, or from the adapter merged "
+                        "(dqe export --merge)");
     if (cfg.peft == "lora") {
       if (init_spec.bottleneck)
         throw ConfigError("--peft lora: --init " + cfg.init + " is a bottleneck adapter; continue it with --peft adapter");
@@ -198,12 +231,17 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
         throw ConfigError("--adapter-size " + std::to_string(cfg.adapter_size) + " differs from --init " + cfg.init +
                           "'s adapter_size " + std::to_string(init_spec.bottleneck->size) +
                           " (an --init adapter continues training its own adapters; give its values)");
+    } else if (cfg.peft == "adalora") {
+      if (init_spec.bottleneck)
+        throw ConfigError("--peft adalora: --init " + cfg.init + " is a bottleneck adapter; continue it with --peft adapter");
+      lo.lora = adalora_of_flags(cfg, init_spec.bert);
     } else if (init_spec.bottleneck) {
       throw ConfigError("--init " + cfg.init + " is a bottleneck adapter, which cannot be merged into its base for full "
                         "fine-tuning (its adapters are nonlinear); continue it with --peft adapter");
     } else if (init_spec.lora) {
       lo.merge_adapter = true;  // full fine-tuning of the adapted model
-      log->info("{}: a LoRA adapter; its updates are merged into its base, and every weight trains", cfg.init);
+      log->info("{}: a {} adapter; its updates are merged into its base, and every weight trains", cfg.init,
+                init_spec.lora->adalora ? "AdaLoRA" : "LoRA");
     }
     LoadedModel loaded = load_model(cfg.init, lo);
     if (lo.lora && init_spec.lora) check_continued_adapter(cfg, *lo.lora, *loaded.spec.lora);
@@ -254,9 +292,10 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
     const LoraSpec& lora = *spec_.lora;
     const std::string targets = lora.target_modules.size() <= 8 ? joined(lora.target_modules)
                                                                 : std::to_string(lora.target_modules.size()) + " names";
-    log->info("LoRA r {} alpha {} dropout {} on {} Linears ({}) of the frozen base {}: {} trainable parameters ({:.3g}%)",
-              lora.r, format_significant(lora.alpha), format_significant(lora.dropout), lora.modules.size(), targets,
-              lora.base, trainable, 100.0 * static_cast<double>(trainable) / static_cast<double>(num_params));
+    log->info("{} r {} alpha {} dropout {} on {} Linears ({}) of the frozen base {}: {} trainable parameters ({:.3g}%)",
+              lora.adalora ? "AdaLoRA initial" : "LoRA", lora.r, format_significant(lora.alpha),
+              format_significant(lora.dropout), lora.modules.size(), targets, lora.base, trainable,
+              100.0 * static_cast<double>(trainable) / static_cast<double>(num_params));
   }
   if (spec_.bottleneck)
     log->info("bottleneck adapters of size {} after the attention and feed-forward outputs of {} layers of the frozen "
@@ -274,6 +313,21 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
   if (ts.task == Task::kRegression)
     for (auto& t : targets_) t = static_cast<float>((t - ts.label_mean) / ts.label_std);
   lengths_ = lengths_of(train_);
+
+  if (spec_.lora && spec_.lora->adalora) {
+    AdaLoraSpec& a = *spec_.lora->adalora;
+    if (!cfg.resume) {
+      // PEFT needs the run's length (total_step); a resumed run has it in its adapter_config.json.
+      a.total_step = cfg.max_steps > 0 ? cfg.max_steps : cfg.epochs * steps_per_epoch(cfg.grad_accum);
+      std::tie(a.tinit, a.tfinal) = adalora_phases(cfg, a.total_step);
+    }
+    allocator_ = std::make_unique<RankAllocator>(model_, a);
+    if (cfg.resume) allocator_->load(last_dir);
+    log->info("AdaLoRA: ranks {} -> {} per module on average (total {} -> {}); {} steps at full rank, pruning every {} "
+              "until step {}, then {} steps at the final ranks; orthogonality weight {}",
+              a.init_r, a.target_r, allocator_->init_budget(), allocator_->target_budget(), a.tinit, a.delta_t,
+              a.total_step - a.tfinal, a.tfinal, format_significant(a.orth_reg_weight));
+  }
 }
 
 std::vector<RoleParameter> FinetuneObjective::trainable_parameters() {
@@ -320,7 +374,22 @@ MicroLoss FinetuneObjective::forward(PreparedBatch& prepared) {
   if (task == Task::kRegression) out.loss = torch::mse_loss(logits.squeeze(1), b.target);
   else if (task == Task::kBinary) out.loss = torch::binary_cross_entropy_with_logits(logits.squeeze(1), b.target);
   else out.loss = torch::cross_entropy_loss(logits, b.target.to(torch::kInt64));
+  if (allocator_ && spec_.lora->adalora->orth_reg_weight > 0) {
+    // PEFT adds the regulariser to the model's loss in its forward, so every micro-batch has it.
+    const torch::Tensor orth = adalora_orth_loss(model_);
+    out.loss = out.loss + spec_.lora->adalora->orth_reg_weight * orth;
+    out.sums.emplace_back("orth_reg", orth.item<double>());
+  }
   return out;
+}
+
+void FinetuneObjective::after_optimizer_step(int64_t step, int64_t /*total_steps*/) {
+  // total_step is the spec's: the engine's schedule, recorded when the run started.
+  if (allocator_) allocator_->update_and_allocate(step);
+}
+
+std::vector<std::pair<std::string, int64_t>> FinetuneObjective::adalora_ranks() const {
+  return allocator_ ? allocator_->ranks() : std::vector<std::pair<std::string, int64_t>>{};
 }
 
 Evaluation FinetuneObjective::evaluate() {
@@ -346,6 +415,7 @@ void FinetuneObjective::write_checkpoint_files(const std::string& dir, bool best
   std::optional<ScoreReference> reference;
   if (best && last_dev_predictions_) reference = make_score_reference(last_dev_predictions_->scores);
   write_model_files(dir, spec_, model_, *featurizer_, {}, reference ? &*reference : nullptr);
+  if (allocator_) allocator_->save(dir);
 }
 
 void FinetuneObjective::set_training(bool training) { model_->train(training); }

@@ -2,13 +2,16 @@
 // (from --resume's last/, from --init, or built from scratch with its vocabulary), the task's
 // loss, and dev evaluation through the predictor. With --peft lora the --init model is a
 // frozen base with LoRA updates added (model.h's adapter part): the optimizer gets the
-// updates and the heads, and checkpoints are PEFT adapters (checkpoint.h).
+// updates and the heads, and checkpoints are PEFT adapters (checkpoint.h). With --peft adalora
+// the updates are AdaLoRA's: the loss adds the orthogonality regulariser, a rank allocator
+// prunes after each optimizer step (adalora.h), and its state goes with every checkpoint.
 #pragma once
 
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "dqe/adalora.h"
 #include "dqe/checkpoint.h"
 #include "dqe/dataset.h"
 #include "dqe/featurizer.h"
@@ -30,6 +33,7 @@ class FinetuneObjective : public Objective {
   ChunkPlan plan_chunk(int64_t epoch, int64_t chunk, uint64_t order_seed) override;
   std::unique_ptr<PreparedBatch> prepare(int64_t index, uint64_t step_seed) override;
   MicroLoss forward(PreparedBatch& batch) override;
+  void after_optimizer_step(int64_t step, int64_t total_steps) override;
   Evaluation evaluate() override;
   void write_checkpoint_files(const std::string& dir, bool best) override;
   void set_training(bool training) override;
@@ -37,6 +41,8 @@ class FinetuneObjective : public Objective {
   std::string data_fingerprint() const override { return fingerprint_; }
 
   const ModelSpec& spec() const { return spec_; }
+  // AdaLoRA: each adapted module's rank now; empty for other runs.
+  std::vector<std::pair<std::string, int64_t>> adalora_ranks() const;
 
  private:
   const TrainConfig& config_;
@@ -51,6 +57,7 @@ class FinetuneObjective : public Objective {
   std::vector<std::vector<size_t>> batches_;  // the planned chunk (one per epoch)
   std::optional<Predictions> last_dev_predictions_;
   std::string fingerprint_;
+  std::unique_ptr<RankAllocator> allocator_;  // AdaLoRA's, or null
 };
 
 }  // namespace dqe::training

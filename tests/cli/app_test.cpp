@@ -271,7 +271,7 @@ TEST(CliParse, DumpConfigHoldsEveryFlagAndRoundTrips) {
   const std::vector<Case> cases = {
       {{"train", "--train", "t", "--dev", "d", "--out", "o", "--id-field", "pid", "--rejects", "bad.jsonl", "--lr", "0.003",
         "--labels", "a,b", "--task", "classification", "--lexical-features", "--max-bad-lines", "4",
-        "--peft", "lora", "--lora-rank", "4", "--lora-targets", "query,key"},
+        "--peft", "lora", "--lora-rank", "4", "--lora-targets", "query,key", "--adalora-tinit", "7"},
        [](const CliState& s) { return s.train.to_json(); }, [](const CliState& s) { return s.train_cmd; }},
       {{"pretrain", "--corpus", "c.txt", "--out", "pt", "--whole-word", "--mask-prob", "0.2", "--chunk-lines", "77"},
        [](const CliState& s) { return s.pretrain.to_json(); }, [](const CliState& s) { return s.pretrain_cmd; }},
@@ -337,6 +337,8 @@ TEST(CliParse, EveryNumericFlagRefusesNanNegativeAndSaturatingValues) {
       {"max-regression", {"9223372036854775807", "18446744073709551615"}},
       {"psi-warn", {"9223372036854775807", "18446744073709551615"}},
       {"threshold", {"-1", "9223372036854775807", "-9223372036854775808", "18446744073709551615"}},
+      {"adalora-tinit", {"-1"}},  // the default: a tenth of the run's steps
+      {"adalora-tfinal", {"-1"}},
   };
   size_t checked = 0;
   for (const Command& c : commands) {
@@ -410,7 +412,57 @@ TEST(CliParse, LoraFlagsLandInTrainConfigAndBadOnesAreNamed) {
   EXPECT_NE(message({"--init", "m", "--peft", "lora", "--lora-targets", "all-linear,query"}).find("stands alone"),
             std::string::npos);
   EXPECT_NE(message({"--init", "m", "--peft", "lora", "--lora-dropout", "1"}).find("--lora-dropout"), std::string::npos);
-  EXPECT_THROW(parse({"train", "--train", "t", "--dev", "d", "--out", "o", "--peft", "adalora"}), CLI::ParseError);
+  EXPECT_THROW(parse({"train", "--train", "t", "--dev", "d", "--out", "o", "--peft", "dora"}), CLI::ParseError);
+}
+
+TEST(CliParse, AdaLoraFlagsLandInTrainConfigAndBadOnesAreNamed) {
+  auto p = parse({"train", "--train", "t", "--dev", "d", "--out", "o", "--init", "base", "--peft", "adalora",
+                  "--adalora-init-r", "16", "--adalora-target-r", "4", "--adalora-tinit", "100", "--adalora-tfinal", "300",
+                  "--adalora-delta-t", "10", "--adalora-beta1", "0.9", "--adalora-beta2", "0.95",
+                  "--adalora-orth-reg-weight", "0.1", "--max-steps", "1000"});
+  const TrainConfig& c = p->state.train;
+  EXPECT_EQ(c.peft, "adalora");
+  EXPECT_EQ(c.adalora_init_r, 16);
+  EXPECT_EQ(c.adalora_target_r, 4);
+  EXPECT_EQ(c.adalora_tinit, 100);
+  EXPECT_EQ(c.adalora_tfinal, 300);
+  EXPECT_EQ(c.adalora_delta_t, 10);
+  EXPECT_DOUBLE_EQ(c.adalora_beta1, 0.9);
+  EXPECT_DOUBLE_EQ(c.adalora_beta2, 0.95);
+  EXPECT_DOUBLE_EQ(c.adalora_orth_reg_weight, 0.1);
+  EXPECT_NO_THROW(c.validate());
+  EXPECT_EQ(c.to_json()["adalora-tfinal"], 300);
+  const TrainConfig defaults;  // PEFT's AdaLoraConfig, but for the phases (see README)
+  EXPECT_EQ(defaults.adalora_init_r, 12);
+  EXPECT_EQ(defaults.adalora_target_r, 8);
+  EXPECT_EQ(defaults.adalora_tinit, -1);
+  EXPECT_EQ(defaults.adalora_tfinal, -1);
+  EXPECT_EQ(defaults.adalora_delta_t, 1);
+  EXPECT_DOUBLE_EQ(defaults.adalora_beta1, 0.85);
+  EXPECT_DOUBLE_EQ(defaults.adalora_beta2, 0.85);
+  EXPECT_DOUBLE_EQ(defaults.adalora_orth_reg_weight, 0.5);
+
+  auto message = [](std::vector<std::string> extra) {
+    std::vector<std::string> args = {"train", "--train", "t", "--dev", "d", "--out", "o", "--init", "m", "--peft", "adalora"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    try {
+      parse(args)->state.train.validate();
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(valid)");
+  };
+  EXPECT_EQ(message({}), "(valid)");
+  EXPECT_EQ(message({"--adalora-target-r", "16"}), "--adalora-target-r 16 exceeds --adalora-init-r 12 (pruning only lowers ranks)");
+  EXPECT_EQ(message({"--adalora-init-r", "0"}), "--adalora-init-r must be between 1 and 65536, got 0");
+  EXPECT_NE(message({"--adalora-tfinal", "0"}).find("--adalora-tfinal must be between 1 and 10^12"), std::string::npos);
+  EXPECT_NE(message({"--adalora-delta-t", "0"}).find("--adalora-delta-t must be between 1 and 10^12"), std::string::npos);
+  EXPECT_NE(message({"--adalora-beta1", "1"}).find("--adalora-beta1 must be in (0, 1)"), std::string::npos);
+  EXPECT_NE(message({"--adalora-orth-reg-weight", "-1"}).find("--adalora-orth-reg-weight"), std::string::npos);
+  EXPECT_EQ(message({"--max-steps", "100", "--adalora-tinit", "40", "--adalora-tfinal", "60"}),
+            "--adalora-tinit 40 and --adalora-tfinal 60 leave no step to prune in: the run has 100 steps, and tinit + "
+            "tfinal must be fewer");
+  EXPECT_EQ(message({"--max-steps", "100", "--adalora-tinit", "40", "--adalora-tfinal", "59"}), "(valid)");
 }
 
 TEST(CliParse, AdapterFlagsLandInTrainConfigAndBadOnesAreNamed) {

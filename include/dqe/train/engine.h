@@ -72,6 +72,11 @@ class Objective {
   virtual uint64_t dropout_seed(uint64_t step_seed) const { return step_seed; }
   // Forward pass of a prepared micro-batch, in training mode.
   virtual MicroLoss forward(PreparedBatch& batch) = 0;
+  // Called after each optimizer step, with that step's (clipped) gradients still on the
+  // parameters: step is the 0-based index of the step just taken, total_steps the schedule's
+  // length. What reshapes the trainable parameters between steps goes here (AdaLoRA's rank
+  // allocation, PEFT's update_and_allocate(global_step)); a skipped non-finite step has none.
+  virtual void after_optimizer_step(int64_t step, int64_t total_steps) {}
   // Measures the model (it may switch modes; the engine restores training mode).
   virtual Evaluation evaluate() = 0;
   // Writes the model's files into a checkpoint directory being built; best: the evaluation
