@@ -213,7 +213,10 @@ void RankAllocator::load(const std::string& dir) {
   exp_avg_ipt_.clear();
   exp_avg_unc_.clear();
   for (auto& e : entries_) {
-    for (const auto& [name, p] : svd_parameters(e.module, e.update)) {
+    for (const auto& named : svd_parameters(e.module, e.update)) {
+      // Not a structured binding: clang refuses lambdas that capture one (C++17).
+      const std::string& name = named.first;
+      const torch::Tensor& p = named.second;
       auto take = [&](const std::string& key, bool required) -> torch::Tensor {
         const auto it = tensors.find(key);
         if (it == tensors.end()) {
