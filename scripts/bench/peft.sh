@@ -10,7 +10,8 @@
 # ENCODER=DIR: the pretrained encoder to start from, e.g. scripts/bench/quality.sh's
 #   OUT_DIR/pretrain. Without it the recipe's tokenizer and pretraining stages run first
 #   (configs/quality-pretrain.json, about 30 minutes on 2 cores; PRETRAIN_ARGS adds flags).
-# ARMS: which runs (default "full lora-qv lora-all adalora adapter"); FINETUNE_ARGS adds flags
+# ARMS: which runs (default "full lora-qv lora-all adalora adapter"; "" only remeasures speed and
+#   rewrites the table from what OUT_DIR holds); FINETUNE_ARGS adds flags
 #   to every run (e.g. "--max-steps 300" for a short run); PEFT_LR (default 1e-3) is the
 #   learning rate of the parameter-efficient runs (full fine-tuning keeps the recipe's 1e-4).
 # Leaves OUT_DIR/peft.md and OUT_DIR/peft.json (the table). Usage: scripts/bench/peft.sh OUT_DIR
@@ -46,7 +47,7 @@ fi
 
 help=$("$dqe" train --help)
 peft_lr=${PEFT_LR:-1e-3}
-read -r -a arms <<< "${ARMS:-full lora-qv lora-all adalora adapter}"
+read -r -a arms <<< "${ARMS-full lora-qv lora-all adalora adapter}"
 for arm in "${arms[@]}"; do
   case $arm in
     full) flags=() ;;
@@ -66,6 +67,30 @@ for arm in "${arms[@]}"; do
     --init "$encoder" --train "$train" --dev "$dev" --out "$out/$arm" --seed 42 "${flags[@]}" ${FINETUNE_ARGS:-} \
     2> >(tee "$out/$arm.log" >&2)
   "$dqe" eval --model "$out/$arm" --data "$dev" --metrics-out "$out/$arm.dev.json" 2>/dev/null
+done
+
+# Training speed, apart from the runs above (whose rates a busy machine skews one arm at a time):
+# every arm measured, SPEED_ROUNDS (default 2) rounds of SPEED_STEPS (default 60) steps each, the
+# arms alternating within a round, on a 64-line dev file; samples/s between step 10 and the last.
+head -n 64 "$dev" > "$out/dev-64.jsonl"
+speed_arms=()
+for arm in full lora-qv lora-all adalora adapter; do [ -f "$out/$arm.dev.json" ] && speed_arms+=("$arm"); done
+: > "$out/speed.tsv"
+for round in $(seq "${SPEED_ROUNDS:-2}"); do
+  for arm in "${speed_arms[@]}"; do
+    # The arm's own recorded flags, with another length, output and dev file.
+    read -r -a flags <<< "$(/usr/bin/python3 -c 'import json,sys
+c = json.load(open(sys.argv[1]))["config"]
+print(" ".join(["--peft", c["peft"], "--lr", str(c["lr"])] + (["--lora-targets", ",".join(c["lora-targets"])] if c["peft"] == "lora" else [])))' "$out/$arm/last/trainer_state.json")"
+    rm -rf "$out/speed-$arm"
+    "$dqe" train --config "$here/configs/quality-finetune.json" --init "$encoder" --train "$train" --dev "$out/dev-64.jsonl" \
+      --out "$out/speed-$arm" --seed 42 "${flags[@]}" --max-steps "${SPEED_STEPS:-60}" --eval-every 0 >/dev/null 2>&1
+    /usr/bin/python3 -c 'import json,sys
+r = [json.loads(l) for l in open(sys.argv[1] + "/train_log.jsonl")]
+a, b = [x for x in r if x["step"] >= 10][0], r[-1]
+print(sys.argv[2], (b["step"] - a["step"]) * 32 / (b["elapsed_s"] - a["elapsed_s"]), sep="\t")' "$out/speed-$arm" "$arm" >> "$out/speed.tsv"
+    rm -rf "$out/speed-$arm"
+  done
 done
 
 # The table holds every arm measured in OUT_DIR so far (an earlier invocation's too: ARMS may
@@ -101,6 +126,11 @@ def size(arm):
     d = f"{out}/{arm}/best"
     return sum(os.path.getsize(f"{d}/{f}") for f in os.listdir(d) if f not in ("optimizer.pt", "trainer_state.json"))
 
+def speed(arm):
+    # The median of the alternating speed rounds; the run's own rate when there are none.
+    rates = sorted(float(r) for a, r in (l.split() for l in open(f"{out}/speed.tsv")) if a == arm)
+    return rates[len(rates) // 2] if rates else rate(arm)
+
 def rate(arm, batch=32):
     recs = [json.loads(l) for l in open(f"{out}/{arm}/train_log.jsonl")]
     evals = [json.loads(l)["step"] for l in open(f"{out}/{arm}/eval_log.jsonl")]
@@ -114,7 +144,7 @@ for arm in arms:
     m = json.load(open(f"{out}/{arm}.dev.json"))
     wall, rss_kb = open(f"{out}/{arm}.time").read().split()[-2:]
     rows[arm] = {"rmse": m["rmse"], "spearman": m["spearman"], "trainable_parameters": trainable(arm),
-                 "checkpoint_bytes": size(arm), "samples_per_s": rate(arm), "wall_s": float(wall),
+                 "checkpoint_bytes": size(arm), "samples_per_s": speed(arm), "samples_per_s_in_run": rate(arm), "wall_s": float(wall),
                  "peak_rss_mb": int(rss_kb) / 1024}
 json.dump(rows, open(f"{out}/peft.json", "w"), indent=2)
 full = rows.get("full")

@@ -15,6 +15,7 @@
 #include "dqe/jsonl_reader.h"
 #include "dqe/peft.h"
 #include "dqe/predictor.h"
+#include "dqe/run_context.h"
 #include "dqe/safetensors.h"
 #include "dqe/scorer.h"
 #include "dqe/trainer.h"
@@ -289,6 +290,22 @@ TEST_F(AdapterTest, ResumedRunEqualsAnUninterruptedOne) {
   const auto b = load_safetensors(dir_.path("run2/last/adapter_model.safetensors"));
   ASSERT_EQ(a.size(), b.size());
   for (const auto& [name, t] : a) EXPECT_TRUE(torch::allclose(t, b.at(name), 1e-5, 1e-6)) << name;
+
+  // Two adapters of one base in an ensemble hold the base once, each its own adapters.
+  const RunContext ctx = make_run_context("cpu", "fp32", 1);
+  const Ensemble both = load_ensemble({dir_.path("run"), dir_.path("run2")}, 0, std::nullopt, ctx, 16);
+  EXPECT_EQ(both.adapters, 2);
+  EXPECT_EQ(both.adapter_bases, 1);
+  EXPECT_GT(both.shared_base_bytes, 0);
+  auto first_of = [](SequenceModel model, Role role) {
+    for (const auto& p : model->role_parameters())
+      if (p.role == role) return p.tensor;
+    return torch::Tensor();
+  };
+  for (Role role : {Role::kEmbeddings, Role::kEncoder, Role::kPooler})
+    EXPECT_EQ(first_of(both.members[0].model, role).data_ptr(), first_of(both.members[1].model, role).data_ptr());
+  EXPECT_NE(first_of(both.members[0].model, Role::kBottleneck).data_ptr(),
+            first_of(both.members[1].model, Role::kBottleneck).data_ptr());
 
   // The run's shape is recorded: a resume may not change it.
   config_.adapter_size = 8;
