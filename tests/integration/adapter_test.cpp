@@ -19,28 +19,15 @@
 #include "dqe/safetensors.h"
 #include "dqe/scorer.h"
 #include "dqe/trainer.h"
+#include "integration/run_util.h"
 #include "test_util.h"
 
 namespace dqe {
 namespace fs = std::filesystem;
 namespace {
 
-std::vector<nlohmann::json> read_jsonl_file(const std::string& path) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
-  return out;
-}
-
-// The encoder's tensors (embeddings, layers, pooler) by name.
-std::map<std::string, torch::Tensor> encoder_weights(LoadedModel& m) {
-  std::map<std::string, torch::Tensor> out;
-  for (const auto& p : m.model->role_parameters())
-    if (p.role == Role::kEmbeddings || p.role == Role::kEncoder || p.role == Role::kPooler) out[p.name] = p.tensor;
-  return out;
-}
+using test::encoder_weights;
+using test::read_jsonl_file;
 
 // What the adapters of one layer of hidden 32 at this size hold, counted here from the shapes.
 int64_t adapter_parameters(int64_t layers, int64_t hidden, int64_t size) {

@@ -18,20 +18,14 @@
 #include "dqe/run_log.h"
 #include "dqe/safetensors.h"
 #include "dqe/scorer.h"
+#include "integration/run_util.h"
 #include "test_util.h"
 
 namespace dqe {
 namespace fs = std::filesystem;
 namespace {
 
-std::vector<nlohmann::json> read_jsonl_file(const std::string& path) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
-  return out;
-}
+using test::read_jsonl_file;
 
 class TrainTest : public ::testing::Test {
  protected:
