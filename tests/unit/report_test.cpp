@@ -325,6 +325,7 @@ struct FakeRun {
 };
 
 TEST(ReportRun, WritesASelfContainedReportForAClassificationRun) {
+  DQE_REQUIRE_SHARED_FIXTURES();  // the fake run's model is the shared fixture
   FakeRun fake(3, "<b>bold</b> & \"quoted\"");
   ReportConfig config;
   config.run_dir = fake.run;
@@ -371,6 +372,7 @@ TEST(ReportRun, WritesASelfContainedReportForAClassificationRun) {
 }
 
 TEST(ReportRun, DataFlagOverridesTheRecordedDevFile) {
+  DQE_REQUIRE_SHARED_FIXTURES();  // the fake run's model is the shared fixture
   FakeRun fake(1);
   const std::string other = fake.dir.path("other.jsonl");
   test::write_text(other, "{\"query\":\"lamp\",\"title\":\"desk lamp\",\"label\":\"exact\"}\n"
@@ -387,6 +389,7 @@ TEST(ReportRun, DataFlagOverridesTheRecordedDevFile) {
 }
 
 TEST(ReportRun, ARunWithoutEvaluationsStillGetsAReport) {
+  DQE_REQUIRE_SHARED_FIXTURES();  // the fake run's model is the shared fixture
   FakeRun fake(0);
   ReportConfig config;
   config.run_dir = fake.run;
