@@ -16,6 +16,7 @@
 #include "dqe/output.h"
 #include "dqe/progress.h"
 #include "dqe/run_context.h"
+#include "dqe/shard.h"
 
 namespace dqe {
 
@@ -37,6 +38,7 @@ void ScoreConfig::validate() const {
   if (keep && !threshold && add_fields != ScoreConfig().add_fields)
     throw ConfigError("--fields keep needs --threshold (keep is score >= threshold)");
   check_compute_flags(threads, precision, device);
+  parse_shard(shard, shard_key);
 }
 
 ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
@@ -59,6 +61,10 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
   // The drift check compares with the dev scores saved with a single model.
   const std::optional<ScoreReference>& reference =
       ensemble.members.size() == 1 ? ensemble.members.front().score_reference : std::nullopt;
+  const Shard shard = parse_shard(config.shard, config.shard_key);
+  if (!shard.all())
+    log->info("shard {} of {}: lines by {}", shard.index, shard.count,
+              shard.key.empty() ? "line number" : "the hash of field \"" + shard.key + "\"");
   ReaderOptions ro;
   ro.fields = task.fields;
   ro.max_bad_lines = config.max_bad_lines;
@@ -79,7 +85,7 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
     chunk.clear();
     Record rec;
     while (static_cast<int64_t>(chunk.size()) < config.chunk_lines && (more = reader.next(rec)))
-      chunk.push_back(std::move(rec));
+      if (in_shard(shard, rec, config.input)) chunk.push_back(std::move(rec));
     if (chunk.empty()) break;
     const int64_t before = summary.lines;
     const double members = static_cast<double>(ensemble.predictors.size());
@@ -123,7 +129,9 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
   }
   progress.finish();
   summary.rejected = reader.bad_lines();
-  if (summary.lines == 0) throw DataError(config.input + ": no records to score");
+  // A shard of a short input may hold no line; its output is then empty.
+  if (summary.lines == 0 && shard.all()) throw DataError(config.input + ": no records to score");
+  if (summary.lines == 0) log->warn("shard {} holds no line of {}", shard.describe(), config.input);
   output.commit();
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   summary.psi = std::numeric_limits<double>::quiet_NaN();

@@ -21,7 +21,8 @@ namespace {
 
 // What may differ on --resume: where and how the run computes, not what it learns.
 const std::vector<std::string> kMayChangeOnResume = {"train", "dev", "out", "resume", "threads", "precision", "device",
-                                                    "eval-batch-size", "max-bad-lines", "rejects", "base"};
+                                                    "eval-batch-size", "max-bad-lines", "rejects", "base",
+                                                    "dist-timeout", "bucket-mb"};
 
 }  // namespace
 
@@ -59,6 +60,7 @@ void TrainConfig::validate() const {
         if (labels[i] == labels[j]) throw ConfigError("--labels names \"" + labels[i] + "\" twice");
   }
   check_compute_flags(threads, precision, device);
+  distributed.validate();
   if (match_types != "auto" && match_types != "on" && match_types != "off")
     throw ConfigError("--match-types must be auto, on or off");
   if (peft != "none" && peft != "lora" && peft != "adalora" && peft != "adapter")
@@ -126,6 +128,7 @@ nlohmann::ordered_json TrainConfig::to_json() const {
   j["patience"] = patience;
   j["eval-batch-size"] = eval_batch_size;
   j["resume"] = resume;
+  distributed.write_json(j);
   j["query-field"] = fields.query;
   j["text-fields"] = fields.text;
   j["label-field"] = fields.label;
@@ -143,18 +146,22 @@ TrainResult train(const TrainConfig& cfg, const StopToken& stop) {
                     {"--train", cfg.train_path, false},
                     {"--dev", cfg.dev_path, false}});
   auto log = detail::logger("train");
-  training::RunDirectory run_dir(cfg.out_dir, cfg.resume);
+  std::unique_ptr<DataParallel> group = DataParallel::from_environment(cfg.distributed);  // null: one process
+  std::unique_ptr<training::RunDirectory> run_dir_owner = open_run_directory(group.get(), cfg.out_dir, cfg.resume);
+  training::RunDirectory& run_dir = *run_dir_owner;
   // Refused before the data are read: a resumed run continues as it was started.
   if (cfg.resume) run_dir.check_resume_config(cfg.to_json(), kMayChangeOnResume);
   RunContext ctx = make_run_context(cfg.device, cfg.precision, cfg.threads, stop, cfg.seed);
   log->info(ctx.describe());
-  training::FinetuneObjective objective(cfg, ctx, run_dir.last());
-
   training::EngineOptions options = training::schedule_of(cfg);
   options.component = "train";
   options.patience = cfg.patience;
   options.may_change_on_resume = kMayChangeOnResume;
-  training::Engine engine(std::move(options), ctx, run_dir, objective);
+  apply_data_parallel(group.get(), run_dir, cfg.resume, cfg.batch_size, ctx, options);
+  training::FinetuneObjective objective(cfg, ctx, run_dir.last());
+
+  training::Engine engine(std::move(options), ctx, run_dir, objective, nullptr,
+                          group ? group->hooks(cfg.distributed.bucket_mb) : nullptr);
   const training::EngineResult r = engine.run();
 
   TrainResult result;

@@ -48,6 +48,12 @@ struct ScoreConfig {
   // Warn when the population stability index of the written scores against the model's dev
   // scores exceeds this (0 turns the check off). Needs kMinDriftLines lines.
   double psi_warn = 0.2;
+  // "K/N": score only shard K (0-based) of N (shard.h), by line number or by --shard-key's
+  // field; the N outputs together are the unsharded output. Empty: every line.
+  std::string shard;
+  // The field whose value picks the shard, so that a query's lines stay together (e.g.
+  // query_id). Empty: by line number.
+  std::string shard_key;
   // Lines read, scored and written per chunk; bounds memory.
   int64_t chunk_lines = 4096;
 

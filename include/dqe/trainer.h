@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dqe/jsonl_reader.h"
+#include "dqe/distributed.h"
 #include "dqe/run_context.h"
 
 namespace dqe {
@@ -122,6 +123,8 @@ struct TrainConfig {
   int64_t eval_batch_size = 64;
   // Continue the run in out_dir from its last/ checkpoint.
   bool resume = false;
+  // Data parallelism, when launched by torchrun, srun or their variables (distributed.h).
+  DistributedOptions distributed;
 
   FieldMap fields;
   int64_t max_bad_lines = 0;

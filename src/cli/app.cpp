@@ -75,6 +75,18 @@ void add_compute_options(CLI::App& cmd, int& threads, std::string& precision, st
     for (auto* o : options) o->group(group);
 }
 
+void add_distributed_options(CLI::App& cmd, DistributedOptions& options) {
+  const char* group = "Data parallelism (under torchrun, srun, or RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT)";
+  cmd.add_option("--dist-timeout", options.timeout_s,
+                 "Seconds the rendezvous and each all-reduce wait for the other processes; a dead or hung one "
+                 "stops the job within this time")
+      ->capture_default_str()
+      ->group(group);
+  cmd.add_option("--bucket-mb", options.bucket_mb, "Gradients are all-reduced in buckets of about this many MiB")
+      ->capture_default_str()
+      ->group(group);
+}
+
 bool field_options_given(const CLI::App& cmd) {
   for (const char* name : {"--query-field", "--text-fields", "--label-field", "--query-id-field", "--id-field"})
     if (cmd.count(name) > 0) return true;

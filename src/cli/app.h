@@ -87,6 +87,8 @@ void add_field_options(CLI::App& cmd, FieldMap& fields);
 // Adds --threads, --precision and --device, in group (none when empty).
 void add_compute_options(CLI::App& cmd, int& threads, std::string& precision, std::string& device,
                          const std::string& group = "");
+// Adds --dist-timeout and --bucket-mb in the "Data parallelism" group.
+void add_distributed_options(CLI::App& cmd, DistributedOptions& options);
 // The optimisation flags that train and pretrain share, bound onto their configs (which name
 // them alike) in the "Optimisation" group; `passes_over` and `batch_of` say what an epoch
 // and a batch are made of.

@@ -28,6 +28,11 @@ void add_score_command(CLI::App& app, CliState& state) {
   cmd->add_option("--psi-warn", c.psi_warn,
                   "Warn when the score distribution's PSI against the model's dev scores exceeds this (0: off)")
       ->capture_default_str();
+  cmd->add_option("--shard", c.shard,
+                  "K/N: score only shard K (0-based) of N, by line number or --shard-key; the N outputs together are "
+                  "the whole output");
+  cmd->add_option("--shard-key", c.shard_key,
+                  "With --shard: pick the shard by a hash of this field (e.g. query_id), keeping its lines together");
   add_compute_options(*cmd, c.threads, c.precision, c.device);
   cmd->add_option("--max-bad-lines", c.max_bad_lines, "Skip up to N malformed lines instead of stopping")->capture_default_str();
   cmd->add_option("--rejects", c.rejects, "Write skipped lines here");

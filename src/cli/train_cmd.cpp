@@ -113,6 +113,8 @@ void add_train_command(CLI::App& app, CliState& state) {
       ->group(opt);
   add_compute_options(*cmd, c.threads, c.precision, c.device, opt);
 
+  add_distributed_options(*cmd, c.distributed);
+
   const char* ev = "Evaluation and checkpoints";
   cmd->add_option("--eval-every", c.eval_every, "Evaluate on dev every N steps (0: each epoch)")->capture_default_str()->group(ev);
   cmd->add_option("--patience", c.patience, "Stop after N evaluations without improvement (0: never)")

@@ -8,6 +8,7 @@
 #include "detail/log.h"
 #include "detail/train_util.h"
 #include "dqe/bottleneck.h"
+#include "dqe/distributed.h"
 #include "dqe/errors.h"
 #include "dqe/format.h"
 #include "dqe/evaluator.h"
@@ -338,19 +339,26 @@ std::vector<RoleParameter> FinetuneObjective::trainable_parameters() {
 }
 
 int64_t FinetuneObjective::steps_per_epoch(int64_t grad_accum) const {
-  const int64_t batch = config_.batch_size;
+  const int64_t batch = config_.batch_size * ctx_.plan_world_size;  // the job's global batch
   const int64_t batches = (static_cast<int64_t>(lengths_.size()) + batch - 1) / batch;
   return (batches + grad_accum - 1) / grad_accum;
 }
 
 ChunkPlan FinetuneObjective::plan_chunk(int64_t /*epoch*/, int64_t /*chunk*/, uint64_t order_seed) {
-  batches_ = plan_training_batches(lengths_, config_.batch_size, order_seed);
+  // Every process plans the job's global batches and keeps its slice of each (distributed.h).
+  batches_ = plan_training_batches(lengths_, config_.batch_size * ctx_.plan_world_size, order_seed);
+  if (ctx_.world_size > 1)
+    for (auto& rows : batches_) rows = rows_of_rank(rows, ctx_.rank, ctx_.world_size);
   return {static_cast<int64_t>(batches_.size()), /*last_in_epoch=*/true};
 }
 
 std::unique_ptr<PreparedBatch> FinetuneObjective::prepare(int64_t index, uint64_t /*step_seed*/) {
   auto b = std::make_unique<FinetuneBatch>();
   const auto& rows = batches_[static_cast<size_t>(index)];
+  if (rows.empty()) {
+    b->weight = 0;  // this process's slice of a short last batch: it only joins the all-reduce
+    return b;
+  }
   b->batch = featurizer_->collate(train_, rows, ctx_.device);
   std::vector<float> y;
   y.reserve(rows.size());

@@ -103,12 +103,23 @@ class PlainStep : public StepStrategy {
   MicroLoss run(Objective& objective, PreparedBatch& batch, double scale) override;
 };
 
+// What one process's micro-batches of a step amounted to. Its gradients are
+// d(loss_sum / weight)/d(params).
+struct StepTotals {
+  double weight = 0;  // sum of the micro-batches' weights
+  double loss_sum = 0;
+  int64_t samples = 0, tokens = 0;
+  std::vector<std::pair<std::string, double>> sums;  // MicroLoss::sums, added up
+};
+
 // Where data parallelism (and other cross-cutting work) plugs in.
 class Hooks {
  public:
   virtual ~Hooks() = default;
-  // After the step's backward passes, before clipping: e.g. all-reduce the gradients.
-  virtual void after_backward(const std::vector<torch::Tensor>& parameters) {}
+  // After the step's backward passes, before clipping: e.g. all-reduce the gradients. A
+  // data-parallel hook replaces the gradients by the job's weighted mean and `step` by the
+  // job's totals, which the engine then logs.
+  virtual void after_backward(const std::vector<torch::Tensor>& parameters, StepTotals& step) {}
   // Whether this process writes checkpoints and logs.
   virtual bool is_primary() const { return true; }
   // A decision every process must share (stop now, early stop): true when any says so.
@@ -177,7 +188,9 @@ struct EngineResult {
 // --resume, and --resume without a checkpoint; recovers checkpoints a crash left half-swapped.
 class RunDirectory {
  public:
-  RunDirectory(const std::string& out_dir, bool resume);
+  // owner false: a data-parallel rank other than 0, which reads the run (on --resume) after
+  // rank 0 has set it up, and neither locks nor writes it.
+  RunDirectory(const std::string& out_dir, bool resume, bool owner = true);
   ~RunDirectory();
   RunDirectory(const RunDirectory&) = delete;
   RunDirectory& operator=(const RunDirectory&) = delete;
