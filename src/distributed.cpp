@@ -251,8 +251,10 @@ class GradientAllReduce : public training::Hooks {
     // first step (bucket planning, connection warm-up) is left out.
     const double n = static_cast<double>(steps_ - 1);
     auto log = detail::logger("dist");
-    log->info("all-reduce {} ms per step of {} ms ({}%), over {} steps", format_significant(1e3 * reduce_s_ / n, 3),
-              format_significant(1e3 * step_s_ / n, 3), format_significant(100 * reduce_s_ / step_s_, 2), steps_ - 1);
+    log->info("per step over {} steps: {} ms in all, {} ms waiting for the slowest process, {} ms all-reducing the "
+              "gradients ({}% of the step)",
+              steps_ - 1, format_significant(1e3 * step_s_ / n, 3), format_significant(1e3 * wait_s_ / n, 3),
+              format_significant(1e3 * transfer_s_ / n, 3), format_significant(100 * transfer_s_ / step_s_, 2));
   }
 
   void after_backward(const std::vector<torch::Tensor>& parameters, training::StepTotals& step) override {
@@ -262,7 +264,10 @@ class GradientAllReduce : public training::Hooks {
     }
     reduce(parameters, step);
     last_call_ = std::chrono::steady_clock::now();
-    if (steps_ > 0) reduce_s_ += std::chrono::duration<double>(last_call_ - t0).count();
+    if (steps_ > 0) {
+      wait_s_ += std::chrono::duration<double>(synced_ - t0).count();
+      transfer_s_ += std::chrono::duration<double>(last_call_ - synced_).count();
+    }
     ++steps_;
   }
 
@@ -281,8 +286,11 @@ class GradientAllReduce : public training::Hooks {
     std::vector<std::vector<at::Tensor>> flats;
     std::vector<c10::intrusive_ptr<c10d::Work>> works;
     try {
+      // The small all-reduce first, alone: it is where a process waits for the slowest one,
+      // so that the buckets' time after it is the transfer alone (logged apart).
       std::vector<at::Tensor> meta_tensor{torch::tensor(meta, torch::kFloat64)};
-      works.push_back(group_->allreduce(meta_tensor));
+      group_->allreduce(meta_tensor)->wait();
+      synced_ = std::chrono::steady_clock::now();
       for (const auto& bucket : buckets_) {
         std::vector<at::Tensor> grads;
         for (size_t i : bucket) {
@@ -341,10 +349,11 @@ class GradientAllReduce : public training::Hooks {
   int64_t bucket_bytes_;
   double timeout_s_;
   std::vector<std::vector<size_t>> buckets_;
-  // Timing: from one after_backward to the next is a step; reduce_s_ is the all-reduce's part.
+  // Timing: from one after_backward to the next is a step; of the all-reduce, wait_s_ is the
+  // wait for the slowest process and transfer_s_ the gradients' reduction.
   int64_t steps_ = 0;
-  double step_s_ = 0, reduce_s_ = 0;
-  std::chrono::steady_clock::time_point last_call_;
+  double step_s_ = 0, wait_s_ = 0, transfer_s_ = 0;
+  std::chrono::steady_clock::time_point last_call_, synced_;
 };
 
 }  // namespace

@@ -40,16 +40,17 @@ def last(run):
     return lines[-1]
 one, two = last("one"), last("two")
 log = open(f"{out}/two_rank0.log").read()
-m = re.search(r"all-reduce ([\d.e+-]+) ms per step of ([\d.e+-]+) ms", log)
-reduce_ms, step_ms = (float(m.group(1)), float(m.group(2))) if m else (float("nan"), float("nan"))
+m = re.search(r"([\d.e+-]+) ms in all, ([\d.e+-]+) ms waiting for the slowest process, ([\d.e+-]+) ms all-reducing", log)
+step_ms, wait_ms, reduce_ms = (float(m.group(i)) for i in (1, 2, 3)) if m else (float("nan"),) * 3
 params = re.search(r"([\d.]+)M parameters", open(f"{out}/one.log").read())
 result = {
     "steps": steps,
     "one_process_samples_per_s": round(one["samples_per_s"], 1),
     "two_processes_samples_per_s": round(two["samples_per_s"], 1),
     "speedup": round(two["samples_per_s"] / one["samples_per_s"], 2),
-    "allreduce_ms_per_step": reduce_ms,
     "step_ms": step_ms,
+    "wait_for_slowest_ms_per_step": wait_ms,
+    "allreduce_ms_per_step": reduce_ms,
     "parameters_millions": float(params.group(1)) if params else None,
 }
 json.dump(result, open(f"{out}/distributed.json", "w"), indent=2)
