@@ -281,12 +281,23 @@ TEST_F(ExportTest, Bf16AndInt8AreSmallerAndScoreCloseToFp32) {
   for (size_t i = 0; i < expected["cases"].size(); ++i)
     for (size_t c = 0; c < 3; ++c)
       ASSERT_NEAR(exact[i][c].item<double>(), expected["cases"][i]["logits"][c].get<double>(), 1e-4);
-  // The fixture's weights are drawn with std 0.5 so that mistakes show: its logits span about
-  // +-10. Rounding to bf16 (8 bits of mantissa) or int8 (1/254 of each row's range) moves them
-  // by a few hundredths; a mistake (a wrong scale, a transposed row) moves them by units.
+  // The stated tolerance: the largest logit error at most 5% (bf16) and 10% (int8) of the
+  // largest logit, and the same class. The fixture's weights are drawn with std 0.5 so that
+  // mistakes show, and rounding (bf16's 8 bits of mantissa, int8's 1/254 of a row's range)
+  // grows through its two layers: measured 3% and 7%. A mistake (a wrong scale, a transposed
+  // row) moves the logits by their whole range.
   const double range = exact.abs().max().item<double>();
-  EXPECT_LT((logits_of(bf16) - exact).abs().max().item<double>(), 0.02 * range);
-  EXPECT_LT((logits_of(int8) - exact).abs().max().item<double>(), 0.02 * range);
+  const torch::Tensor half = logits_of(bf16), quarter = logits_of(int8);
+  EXPECT_LT((half - exact).abs().max().item<double>(), 0.05 * range);
+  EXPECT_LT((quarter - exact).abs().max().item<double>(), 0.10 * range);
+  // The class stays wherever float32's top two logits are further apart than twice the error.
+  for (const torch::Tensor& rounded : {half, quarter}) {
+    const double error = (rounded - exact).abs().max().item<double>();
+    const torch::Tensor top2 = std::get<0>(exact.topk(2, 1));
+    const torch::Tensor clear = (top2.select(1, 0) - top2.select(1, 1)) > 2 * error;
+    EXPECT_GT(clear.sum().item<int64_t>(), 0);
+    EXPECT_TRUE(torch::equal(rounded.argmax(1).masked_select(clear), exact.argmax(1).masked_select(clear)));
+  }
 }
 
 // --keep-layers keeps the named layers, renumbered: bottom keeps layer 0, alternate the top one.
@@ -312,8 +323,14 @@ TEST_F(ExportTest, KeepLayersKeepsTheNamedLayers) {
 // The dev gate: a loss beyond --max-drop refuses and leaves nothing; within it, the export is
 // written with the metric before and after.
 TEST_F(ExportTest, DevGateRefusesALossAndWritesNothing) {
+  // Without match types the tiny regression learns nothing in seconds (dev RMSE that of the
+  // mean), and pruning it would lose nothing; with them it does learn.
+  TrainConfig c = tiny_config("learnt");
+  c.out_dir = dir_.path("learnt");
+  c.match_types = "on";
+  train(c);
   ExportConfig ec;
-  ec.model = model("regression");
+  ec.model = dir_.path("learnt");
   ec.out = dir_.path("pruned");
   ec.keep_layers = 1;
   ec.dev = shared_->path("dev.jsonl");
@@ -327,6 +344,7 @@ TEST_F(ExportTest, DevGateRefusesALossAndWritesNothing) {
   EXPECT_FALSE(fs::exists(ec.out + ".tmp"));
 
   ec.keep_layers = 0;
+  ec.model = model("regression");
   ec.format = "hf";
   ec.max_drop = 1e-6;  // folding the label scaling changes nothing but rounding
   const ExportResult r = export_model(ec);
