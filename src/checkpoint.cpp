@@ -14,6 +14,7 @@
 #include "dqe/errors.h"
 #include "dqe/output.h"
 #include "dqe/peft.h"
+#include "dqe/quantize.h"
 #include "dqe/safetensors.h"
 
 namespace dqe {
@@ -302,7 +303,8 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
   if (m.spec.bottleneck) add_bottleneck_adapters(m.model, m.spec.bert, *m.spec.bottleneck);
   init_weights(m.model, m.spec.bert);
   // An adapter's heads come from its own file; the base's, when it has them, are overwritten.
-  m.report = load_weights(m.model, load_safetensors(weights), weights, options.allow_new_head || adapter);
+  m.report = load_weights(m.model, dequantize_weights(load_safetensors(weights), weights), weights,
+                          options.allow_new_head || adapter);
   // The base an adapter (LoRA or bottleneck) records.
   std::string* base_hash = m.spec.lora ? &m.spec.lora->base_hash : m.spec.bottleneck ? &m.spec.bottleneck->base_hash : nullptr;
   std::string* base_dir = m.spec.lora ? &m.spec.lora->base_dir : m.spec.bottleneck ? &m.spec.bottleneck->base_dir : nullptr;

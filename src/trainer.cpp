@@ -93,6 +93,18 @@ void TrainConfig::validate() const {
   check_flag(adalora_orth_reg_weight >= 0 && adalora_orth_reg_weight <= 1e6, "--adalora-orth-reg-weight",
              "in [0, 10^6]", adalora_orth_reg_weight);
   if (peft == "adalora" && max_steps > 0) adalora_phases(*this, max_steps);
+  check_flag(distill_temperature > 0 && distill_temperature <= 1e3, "--distill-temperature", "in (0, 1000]",
+             distill_temperature);
+  check_flag(distill_alpha > 0 && distill_alpha <= 1, "--distill-alpha", "in (0, 1] (0 would ignore the teacher)",
+             distill_alpha);
+  if (!unlabeled.empty() && teachers.empty())
+    throw ConfigError("--unlabeled needs --teacher: only a teacher can label its pairs");
+  check_flag(keep_layers >= 0, "--keep-layers", ">= 0", keep_layers);
+  if (keep_layers > 0 && init.empty()) throw ConfigError("--keep-layers needs --init: the model whose layers to keep");
+  if (keep_layers > 0 && peft != "none")
+    throw ConfigError("--keep-layers applies to full fine-tuning (--peft none): an adapter keeps its base whole");
+  if (keep_which != "bottom" && keep_which != "alternate")
+    throw ConfigError("--keep-which must be bottom or alternate, got " + keep_which);
 }
 
 nlohmann::ordered_json TrainConfig::to_json() const {
@@ -114,6 +126,12 @@ nlohmann::ordered_json TrainConfig::to_json() const {
   j["lora-dropout"] = lora_dropout;
   j["lora-targets"] = lora_targets;
   j["adapter-size"] = adapter_size;
+  j["teacher"] = teachers;
+  j["distill-temperature"] = distill_temperature;
+  j["distill-alpha"] = distill_alpha;
+  j["unlabeled"] = unlabeled;
+  j["keep-layers"] = keep_layers;
+  j["keep-which"] = keep_which;
   j["adalora-init-r"] = adalora_init_r;
   j["adalora-target-r"] = adalora_target_r;
   j["adalora-tinit"] = adalora_tinit;

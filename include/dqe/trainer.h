@@ -94,6 +94,20 @@ struct TrainConfig {
   // where the adapter recorded it.
   std::string base;
 
+  // Distillation (distill.h): teacher models whose outputs the student learns (several: their
+  // average, an ensemble's), computed once before the first step.
+  std::vector<std::string> teachers;
+  // Distillation: temperature of the teacher's and the student's class distributions.
+  double distill_temperature = 2.0;
+  // Distillation: the loss is alpha * distillation + (1 - alpha) * labels.
+  double distill_alpha = 0.5;
+  // Distillation: JSONL pairs without labels (e.g. search logs) that only the teacher labels.
+  std::string unlabeled;
+  // --init: keep this many of its encoder layers (0: all), chosen as --keep-which says
+  // ("bottom" drops the top ones, "alternate" keeps the top one and every n/k-th below; deploy.h).
+  int64_t keep_layers = 0;
+  std::string keep_which = "bottom";
+
   int64_t epochs = 3;
   // When > 0, stop after this many optimizer steps (overrides epochs for the schedule).
   int64_t max_steps = 0;

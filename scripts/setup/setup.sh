@@ -17,6 +17,7 @@ packages=(
   libprotobuf-dev protobuf-compiler
   googletest libgtest-dev libgmock-dev
   dpkg-dev
+  python3-torch  # the plain-PyTorch reference that tests read Hugging Face exports with
   "$@"
 )
 

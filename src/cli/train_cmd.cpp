@@ -101,6 +101,30 @@ void add_train_command(CLI::App& app, CliState& state) {
                   "adapter recorded it")
       ->group(peft);
 
+  const char* distill = "Distillation";
+  cmd->add_option("--teacher", c.teachers,
+                  "A model whose outputs the student learns (repeat for an ensemble: their average), computed once "
+                  "before the first step")
+      ->group(distill);
+  cmd->add_option("--distill-temperature", c.distill_temperature,
+                  "Temperature of the teacher's and the student's class distributions (classification, binary)")
+      ->capture_default_str()
+      ->group(distill);
+  cmd->add_option("--distill-alpha", c.distill_alpha,
+                  "Loss = alpha * distillation (MSE on the teacher's scores; KL for classes) + (1 - alpha) * labels")
+      ->capture_default_str()
+      ->group(distill);
+  cmd->add_option("--unlabeled", c.unlabeled, "JSONL pairs without labels that only the teacher labels")->group(distill);
+  cmd->add_option("--keep-layers", c.keep_layers, "Keep this many of the --init model's encoder layers (0: all)")
+      ->capture_default_str()
+      ->group(distill);
+  cmd->add_option("--keep-which", c.keep_which,
+                  "Which layers --keep-layers keeps: bottom (the top ones dropped) or alternate (the top layer and "
+                  "every n/k-th below it)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"bottom", "alternate"}))
+      ->group(distill);
+
   const char* opt = "Optimisation";
   add_schedule_options(*cmd, c, "the training data", "Examples");
   cmd->add_option("--dropout", state.train_dropout,

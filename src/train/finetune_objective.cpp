@@ -9,6 +9,8 @@
 #include "detail/train_util.h"
 #include "dqe/bottleneck.h"
 #include "dqe/distributed.h"
+#include "dqe/deploy.h"
+#include "dqe/distill.h"
 #include "dqe/errors.h"
 #include "dqe/format.h"
 #include "dqe/evaluator.h"
@@ -22,6 +24,11 @@ namespace {
 struct FinetuneBatch : PreparedBatch {
   Batch batch;
   torch::Tensor target;
+  // Distillation: the teacher's targets of the rows, and which rows have a label (--unlabeled
+  // ones have none), 1 or 0.
+  torch::Tensor teacher;
+  torch::Tensor labelled;
+  int64_t labelled_rows = 0;
 };
 
 // The task a new run trains: its classes, label scaling, length and inputs, from the flags,
@@ -188,7 +195,17 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
   if (bad_train + bad_dev > 0)
     log->warn("skipped {} bad lines of {} and {} of {} (--max-bad-lines {}){}", bad_train, cfg.train_path, bad_dev,
               cfg.dev_path, cfg.max_bad_lines, cfg.rejects.empty() ? "" : "; they are in " + cfg.rejects + "*");
+  std::vector<Record> unlabeled_records;
+  if (!cfg.unlabeled.empty()) {
+    ReaderOptions uo = ro;
+    uo.require_label = false;
+    uo.rejects_path = cfg.rejects.empty() ? "" : cfg.rejects + ".unlabeled";
+    unlabeled_records = read_jsonl(cfg.unlabeled, uo);
+    log->info("{}: {} unlabeled pairs, which only the teacher labels", cfg.unlabeled, unlabeled_records.size());
+  }
   fingerprint_ = fingerprint_of(train_records, dev_records);
+  if (!unlabeled_records.empty())
+    fingerprint_ += "; " + fingerprint_of(unlabeled_records, {}) + " (unlabeled)";
   ctx_.stop.check("while reading the data, before the first step; nothing to resume");
 
   const Task task = parse_task(cfg.task);
@@ -249,6 +266,13 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
     spec_ = loaded.spec;
     model_ = loaded.model;
     featurizer_ = loaded.featurizer;
+    if (cfg.keep_layers > 0) {
+      const std::vector<int64_t> layers = layers_to_keep(spec_.bert.num_hidden_layers, cfg.keep_layers, cfg.keep_which);
+      model_ = keep_model_layers(spec_, model_, *featurizer_, layers);
+      std::string kept;
+      for (int64_t l : layers) kept += (kept.empty() ? "" : " ") + std::to_string(l);
+      log->info("{}: kept {} of its encoder layers ({}: {})", cfg.init, layers.size(), cfg.keep_which, kept);
+    }
     for (const auto& name : loaded.report.missing) log->info("{}: {} is newly initialised", cfg.init, name);
     detail::apply_dropout_flag(cfg.dropout, /*resume=*/false, model_, spec_.bert, *log);
     if (!loaded.report.unexpected.empty())
@@ -313,7 +337,25 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
   targets_.assign(train_labels.labels.begin(), train_labels.labels.end());
   if (ts.task == Task::kRegression)
     for (auto& t : targets_) t = static_cast<float>((t - ts.label_mean) / ts.label_std);
+  labelled_rows_ = static_cast<int64_t>(train_.size());
+  if (!unlabeled_records.empty()) {
+    std::vector<Example> extra = featurizer_->encode_all(unlabeled_records, ctx_.threads);
+    train_.insert(train_.end(), std::make_move_iterator(extra.begin()), std::make_move_iterator(extra.end()));
+    targets_.resize(train_.size(), 0.0f);
+  }
   lengths_ = lengths_of(train_);
+  if (!cfg.teachers.empty()) {
+    distill_ = DistillSpec{cfg.teachers, cfg.distill_temperature, cfg.distill_alpha};
+    std::vector<Record> pairs = std::move(train_records);
+    pairs.insert(pairs.end(), std::make_move_iterator(unlabeled_records.begin()),
+                 std::make_move_iterator(unlabeled_records.end()));
+    teacher_ = teacher_targets(*distill_, pairs, ts, ctx_, cfg.eval_batch_size);
+    log->info("distillation: loss = {} x teacher ({}) + {} x labels, over {} labelled and {} unlabeled pairs",
+              format_significant(distill_->alpha),
+              ts.task == Task::kRegression ? "MSE of its scores" : "at temperature " + format_significant(distill_->temperature),
+              format_significant(1 - distill_->alpha), labelled_rows_,
+              static_cast<int64_t>(train_.size()) - labelled_rows_);
+  }
 
   if (spec_.lora && spec_.lora->adalora) {
     AdaLoraSpec& a = *spec_.lora->adalora;
@@ -364,6 +406,15 @@ std::unique_ptr<PreparedBatch> FinetuneObjective::prepare(int64_t index, uint64_
   y.reserve(rows.size());
   for (size_t r : rows) y.push_back(targets_[r]);
   b->target = torch::tensor(y).to(ctx_.device);
+  std::vector<float> labelled;
+  labelled.reserve(rows.size());
+  for (size_t r : rows) labelled.push_back(static_cast<int64_t>(r) < labelled_rows_ ? 1.0f : 0.0f);
+  b->labelled_rows = static_cast<int64_t>(std::count(labelled.begin(), labelled.end(), 1.0f));
+  b->labelled = torch::tensor(labelled).to(ctx_.device);
+  if (teacher_.defined()) {
+    std::vector<int64_t> index(rows.begin(), rows.end());
+    b->teacher = teacher_.index_select(0, torch::tensor(index)).to(ctx_.device);
+  }
   b->weight = 1;  // the loss is the micro-batch's mean
   b->samples = static_cast<int64_t>(rows.size());
   b->tokens = b->batch.ids.numel();
@@ -379,9 +430,25 @@ MicroLoss FinetuneObjective::forward(PreparedBatch& prepared) {
   }
   MicroLoss out;
   const Task task = spec_.task.task;
-  if (task == Task::kRegression) out.loss = torch::mse_loss(logits.squeeze(1), b.target);
-  else if (task == Task::kBinary) out.loss = torch::binary_cross_entropy_with_logits(logits.squeeze(1), b.target);
-  else out.loss = torch::cross_entropy_loss(logits, b.target.to(torch::kInt64));
+  // The labels' loss, a mean over the rows that have one (--unlabeled rows have none).
+  torch::Tensor label_loss;
+  if (b.labelled_rows > 0) {
+    const bool all = b.labelled_rows == b.samples;
+    const auto reduction = all ? at::Reduction::Mean : at::Reduction::None;
+    if (task == Task::kRegression) label_loss = torch::mse_loss(logits.squeeze(1), b.target, reduction);
+    else if (task == Task::kBinary)
+      label_loss = torch::binary_cross_entropy_with_logits(logits.squeeze(1), b.target, {}, {}, reduction);
+    else label_loss = torch::cross_entropy_loss(logits, b.target.to(torch::kInt64), {}, reduction);
+    if (!all) label_loss = (label_loss * b.labelled).sum() / static_cast<double>(b.labelled_rows);
+  }
+  if (distill_) {
+    const torch::Tensor d = distillation_loss(logits, b.teacher, task, distill_->temperature);
+    out.sums.emplace_back("distill_loss", d.item<double>());
+    out.loss = distill_->alpha * d;
+    if (label_loss.defined() && distill_->alpha < 1) out.loss = out.loss + (1 - distill_->alpha) * label_loss;
+  } else {
+    out.loss = label_loss;
+  }
   if (allocator_ && spec_.lora->adalora->orth_reg_weight > 0) {
     // PEFT adds the regulariser to the model's loss in its forward, so every micro-batch has it.
     const torch::Tensor orth = adalora_orth_loss(model_);

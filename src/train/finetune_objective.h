@@ -14,6 +14,7 @@
 #include "dqe/adalora.h"
 #include "dqe/checkpoint.h"
 #include "dqe/dataset.h"
+#include "dqe/distill.h"
 #include "dqe/featurizer.h"
 #include "dqe/evaluator.h"
 #include "dqe/predictor.h"
@@ -58,6 +59,11 @@ class FinetuneObjective : public Objective {
   std::optional<Predictions> last_dev_predictions_;
   std::string fingerprint_;
   std::unique_ptr<RankAllocator> allocator_;  // AdaLoRA's, or null
+  // train_'s first labelled_rows_ examples are labelled; the rest are --unlabeled pairs.
+  int64_t labelled_rows_ = 0;
+  // Distillation: its spec, and the teacher's targets of train_'s examples, computed once.
+  std::optional<DistillSpec> distill_;
+  torch::Tensor teacher_;
 };
 
 }  // namespace dqe::training
