@@ -12,6 +12,7 @@
 #include "dqe/checkpoint.h"
 #include "dqe/dataset.h"
 #include "dqe/errors.h"
+#include "dqe/fusion.h"
 #include "dqe/predictor.h"
 #include "dqe/output.h"
 #include "dqe/progress.h"
@@ -123,6 +124,8 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
   }
   progress.finish();
   summary.rejected = reader.bad_lines();
+  for (const auto& predictor : ensemble.predictors)
+    if (summary.notes.empty()) summary.notes = unseen_feature_summary(predictor.featurizer().side_inputs());
   if (summary.lines == 0) throw DataError(config.input + ": no records to score");
   output.commit();
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
