@@ -8,7 +8,8 @@
 #     title, distinct queries per product, results per query, title length; no labels), from
 #     the pretrained encoder ENCODER: text-only against text + signals.
 # Environment: DQE (default build-test/dqe), ENCODER (default /work/bench/peft/pretrain/best),
-#   HD_STEPS (default 600), CONTROLLED_STEPS (default 1500), PARTS ("controlled homedepot").
+#   HD_STEPS (default 600), CONTROLLED_STEPS (default 1500), PARTS ("controlled homedepot"),
+#   ARMS (the controlled runs, default "text all-gate all-concat features image all-gate-nodrop").
 # Leaves OUT_DIR/fusion.md (the tables) and the runs. Usage: scripts/bench/fusion.sh OUT_DIR
 set -euo pipefail
 trap 'echo "fusion.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
@@ -49,7 +50,7 @@ if [[ " $parts " == *" controlled "* ]]; then
     echo "| trained with | all inputs | without features | without image | without attributes | text only |"
     echo "|---|---|---|---|---|---|"
   } >> "$md"
-  for arm in text features image all-gate all-concat all-gate-nodrop; do
+  for arm in ${ARMS:-text all-gate all-concat features image all-gate-nodrop}; do
     run=$out/runs/$arm
     [ -f "$run/best/config.json" ] || nice -n 10 "$dqe" train --train "$data/train.jsonl" --dev "$data/dev.jsonl" \
       --out "$run" "${small[@]}" ${arms[$arm]} > "$out/runs_$arm.log" 2>&1

@@ -153,7 +153,7 @@ TEST(SideFieldsTest, BadValuesAreBadLinesNamingFileAndLine) {
                    "{\"query\":\"q\",\"title\":\"t\",\"features\":{\"ctr\":null},\"attributes\":{\"brand\":\"a\"}}\n");
   const std::vector<std::pair<int, std::string>> expected = {
       {2, "feature \"ctr\" in \"features\" must be a number, got string"},
-      {3, "field \"image_embedding\" has 3 numbers, expected 2"},
+      {3, "field \"image_embedding\" has 3 numbers, expected 2 (the first image vector's)"},
       {4, "field \"image_embedding\"[1] must be a number, got string"},
       {5, "field \"image_embedding\"[1] is not a finite float"},
       {6, "attribute \"brand\" in \"attributes\" must be a string, got number"}};
@@ -206,7 +206,7 @@ void expect_old_scores(const std::string& name) {
   for (; std::getline(in, line); ++i) {
     ASSERT_LT(i, p.scores.size());
     const double saved = nlohmann::json::parse(line).at("score").get<double>();
-    EXPECT_NEAR(p.scores[i], saved, 1e-6 * (1 + std::abs(saved))) << name << " line " << i + 1;
+    EXPECT_NEAR(p.scores[i], saved, 1e-9 * (1 + std::abs(saved))) << name << " line " << i + 1;
   }
   EXPECT_EQ(i, 20u);
 }
