@@ -12,6 +12,7 @@
 #include "dqe/checkpoint.h"
 #include "dqe/dataset.h"
 #include "dqe/errors.h"
+#include "dqe/fusion.h"
 #include "dqe/predictor.h"
 #include "dqe/output.h"
 #include "dqe/progress.h"
@@ -129,6 +130,8 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
   }
   progress.finish();
   summary.rejected = reader.bad_lines();
+  for (const auto& predictor : ensemble.predictors)
+    if (summary.notes.empty()) summary.notes = unseen_feature_summary(predictor.featurizer().side_inputs());
   // A shard of a short input may hold no line; its output is then empty.
   if (summary.lines == 0 && shard.all()) throw DataError(config.input + ": no records to score");
   if (summary.lines == 0) log->warn("shard {} holds no line of {}", shard.describe(), config.input);

@@ -45,6 +45,8 @@ void TrainConfig::validate() const {
   if (!init.empty() && !tokenizer.empty()) throw ConfigError("--tokenizer cannot be combined with --init (the model has its own)");
   check_model_shape_flags(*this);
   check_flag(!dropout || (*dropout >= 0 && *dropout < 1), "--dropout", "in [0, 1)", dropout.value_or(0));
+  parse_fusion(fusion);
+  check_flag(modality_dropout >= 0 && modality_dropout < 1, "--modality-dropout", "in [0, 1)", modality_dropout);
   check_schedule_flags(*this);
   check_flag(max_len == 0 || (max_len >= 3 && max_len <= kMaxSequenceLength), "--max-len",
              "0 (the model's) or between 3 and " + std::to_string(kMaxSequenceLength), max_len);
@@ -119,6 +121,8 @@ nlohmann::ordered_json TrainConfig::to_json() const {
   write_model_shape_flags(j, *this);
   j["match-types"] = match_types;
   j["lexical-features"] = lexical_features;
+  j["fusion"] = fusion;
+  j["modality-dropout"] = modality_dropout;
   j["lower-case"] = lower_case;
   j["peft"] = peft;
   j["lora-rank"] = lora_rank;
@@ -152,6 +156,9 @@ nlohmann::ordered_json TrainConfig::to_json() const {
   j["label-field"] = fields.label;
   j["query-id-field"] = fields.query_id;
   j["id-field"] = fields.id;
+  j["features-field"] = fields.features;
+  j["attributes-field"] = fields.attributes;
+  j["image-field"] = fields.image;
   j["max-bad-lines"] = max_bad_lines;
   j["rejects"] = rejects;
   return j;

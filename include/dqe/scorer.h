@@ -74,6 +74,9 @@ struct ScoreSummary {
   double psi = 0;
   std::string shift;       // the largest move between bins, in words
   std::string drift_note;  // why a model with dev scores got no drift check, when it did not
+  // Feature names the models did not train on, ignored, with how many lines had each
+  // (fusion.h, unseen_feature_summary); "" when none.
+  std::string notes;
 };
 
 // Throws ConfigError before any work when --output or --rejects is the input or each other;

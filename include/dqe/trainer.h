@@ -51,6 +51,14 @@ struct TrainConfig {
   // Add an MLP of the pairs' lexical match features (lexical.h) to the logits; an --init
   // model that has them keeps them.
   bool lexical_features = false;
+  // How side inputs (lexical features, a log's features, attributes, image vectors; fusion.h)
+  // meet the pooled text vector (config.h, Fusion): "gate", "concat" or "add" (the side MLPs
+  // added to the logits, dqe's first layout). Gate is the default: it beat concat on the
+  // controlled data (README, "Side inputs").
+  std::string fusion = "gate";
+  // The probability that training drops a whole side input from a line, so that the model
+  // scores lines lacking it gracefully.
+  double modality_dropout = 0.1;
   // Lower-case and strip accents (uncased model); with --init the model's own setting wins.
   bool lower_case = true;
 

@@ -56,6 +56,16 @@ void add_field_options(CLI::App& cmd, FieldMap& fields) {
       ->capture_default_str()
       ->group(group);
   cmd.add_option("--id-field", fields.id, "JSON field holding the record id")->capture_default_str()->group(group);
+  cmd.add_option("--features-field", fields.features, "JSON field holding an object of named numbers (optional per line)")
+      ->capture_default_str()
+      ->group(group);
+  cmd.add_option("--attributes-field", fields.attributes,
+                 "JSON field holding an object of named strings (optional per line)")
+      ->capture_default_str()
+      ->group(group);
+  cmd.add_option("--image-field", fields.image, "JSON field holding an image vector, an array of floats (optional per line)")
+      ->capture_default_str()
+      ->group(group);
 }
 
 void add_compute_options(CLI::App& cmd, int& threads, std::string& precision, std::string& device,
@@ -88,7 +98,8 @@ void add_distributed_options(CLI::App& cmd, DistributedOptions& options) {
 }
 
 bool field_options_given(const CLI::App& cmd) {
-  for (const char* name : {"--query-field", "--text-fields", "--label-field", "--query-id-field", "--id-field"})
+  for (const char* name : {"--query-field", "--text-fields", "--label-field", "--query-id-field", "--id-field",
+                           "--features-field", "--attributes-field", "--image-field"})
     if (cmd.count(name) > 0) return true;
   return false;
 }

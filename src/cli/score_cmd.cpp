@@ -49,6 +49,7 @@ int run_score(CliState& state) {
   std::cerr << line;
   if (!std::isnan(s.psi)) std::fprintf(stderr, ", PSI vs dev %.3f (%s)", s.psi, s.shift.c_str());
   else if (!s.drift_note.empty()) std::fprintf(stderr, ", %s", s.drift_note.c_str());
+  if (!s.notes.empty()) std::cerr << "; " << s.notes;
   std::cerr << "\n";
   return kOk;
 }

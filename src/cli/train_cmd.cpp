@@ -43,6 +43,16 @@ void add_train_command(CLI::App& app, CliState& state) {
                 "Add an MLP of lexical match features (exact, stemmed and partial term matches, IDF, BM25, "
                 "numbers) to the logits")
       ->group(shape);
+  cmd->add_option("--fusion", c.fusion,
+                  "How side inputs (lexical features, --features-field, --attributes-field, --image-field) meet the "
+                  "text: gate, concat, or add (added to the logits)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"gate", "concat", "add"}))
+      ->group(shape);
+  cmd->add_option("--modality-dropout", c.modality_dropout,
+                  "Probability of dropping a whole side input from a training line (robustness to lines lacking it)")
+      ->capture_default_str()
+      ->group(shape);
   cmd->add_option("--lower-case", c.lower_case, "Lower-case and strip accents (uncased model)")
       ->capture_default_str()
       ->group(shape);

@@ -14,6 +14,7 @@
 #include "dqe/errors.h"
 #include "dqe/format.h"
 #include "dqe/evaluator.h"
+#include "dqe/fusion.h"
 #include "dqe/peft.h"
 
 namespace dqe::training {
@@ -38,6 +39,7 @@ TaskSpec task_of_new_run(const TrainConfig& cfg, const std::vector<Record>& trai
   ts.task = parse_task(cfg.task);
   ts.fields = cfg.fields;
   ts.lower_case = cfg.lower_case;
+  ts.fusion = parse_fusion(cfg.fusion);
   if (init) {
     ts.lower_case = init->task.lower_case;
     ts.match_types = cfg.match_types == "on" || (cfg.match_types == "auto" && init->task.match_types);
@@ -189,6 +191,12 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
   int64_t bad_train = 0, bad_dev = 0;
   std::vector<Record> train_records = read_jsonl(cfg.train_path, ro, &bad_train);
   if (!cfg.rejects.empty()) ro.rejects_path = cfg.rejects + ".dev";
+  // Dev image vectors must have the training ones' length.
+  for (const auto& r : train_records)
+    if (!r.image.empty()) {
+      ro.fields.image_dim = static_cast<int64_t>(r.image.size());
+      break;
+    }
   std::vector<Record> dev_records = read_jsonl(cfg.dev_path, ro, &bad_dev);
   log->info("{}: {} examples; {}: {} examples", cfg.train_path, train_records.size(), cfg.dev_path,
             dev_records.size());
@@ -293,9 +301,14 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
     spec_.has_dqe_section = true;
     spec_.task = ts;
     featurizer_ = std::make_shared<const Featurizer>(Featurizer::fit(ts, tokenizer, train_records));
-    model_ = SequenceModel(spec_.bert, ts.num_outputs(), featurizer_->side_dims());
+    spec_.task.fields = featurizer_->task().fields;  // the side fields it reads, saved with the model
+    model_ = SequenceModel(spec_.bert, ts.num_outputs(), featurizer_->side_dims(), std::nullopt, ts.fusion);
     init_weights(model_, spec_.bert);
   }
+  model_->modality_dropout = cfg.modality_dropout;
+  if (const std::string inputs = describe_log_inputs(featurizer_->side_inputs()); !inputs.empty())
+    log->info("{}; fusion {}, modality dropout {}", inputs, fusion_name(spec_.task.fusion),
+              format_significant(cfg.modality_dropout));
   if (spec_.task.lexical_features)
     if (auto lexical = std::dynamic_pointer_cast<const LexicalInput>(featurizer_->side_inputs().front()))
       log->info("lexical features on: word statistics of {} distinct results", lexical->stats().docs);
