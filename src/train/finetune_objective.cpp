@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <random>
 #include <tuple>
 
 #include "detail/log.h"
@@ -12,6 +13,7 @@
 #include "dqe/format.h"
 #include "dqe/evaluator.h"
 #include "dqe/peft.h"
+#include "dqe/train/augment.h"
 
 namespace dqe::training {
 namespace fs = std::filesystem;
@@ -313,6 +315,7 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
   if (ts.task == Task::kRegression)
     for (auto& t : targets_) t = static_cast<float>((t - ts.label_mean) / ts.label_std);
   lengths_ = lengths_of(train_);
+  if (cfg.augment > 0) train_records_ = std::move(train_records);
 
   if (spec_.lora && spec_.lora->adalora) {
     AdaLoraSpec& a = *spec_.lora->adalora;
@@ -348,10 +351,25 @@ ChunkPlan FinetuneObjective::plan_chunk(int64_t /*epoch*/, int64_t /*chunk*/, ui
   return {static_cast<int64_t>(batches_.size()), /*last_in_epoch=*/true};
 }
 
-std::unique_ptr<PreparedBatch> FinetuneObjective::prepare(int64_t index, uint64_t /*step_seed*/) {
+std::unique_ptr<PreparedBatch> FinetuneObjective::prepare(int64_t index, uint64_t step_seed) {
   auto b = std::make_unique<FinetuneBatch>();
   const auto& rows = batches_[static_cast<size_t>(index)];
-  b->batch = featurizer_->collate(train_, rows, ctx_.device);
+  if (config_.augment > 0) {
+    // The batch's noise is drawn from its step seed: a resumed run draws the same.
+    std::mt19937_64 rng(step_seed ^ 0x6175676d656e74ULL);
+    std::bernoulli_distribution noisy(config_.augment);
+    std::vector<Example> examples;
+    examples.reserve(rows.size());
+    for (size_t r : rows) {
+      const bool irrelevant = spec_.task.task == Task::kRegression ? targets_[r] < 0 : targets_[r] == 0;
+      examples.push_back(noisy(rng) ? featurizer_->encode(augment_record(train_records_[r], irrelevant, rng)) : train_[r]);
+    }
+    std::vector<size_t> all(rows.size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+    b->batch = featurizer_->collate(examples, all, ctx_.device);
+  } else {
+    b->batch = featurizer_->collate(train_, rows, ctx_.device);
+  }
   std::vector<float> y;
   y.reserve(rows.size());
   for (size_t r : rows) y.push_back(targets_[r]);
@@ -362,12 +380,16 @@ std::unique_ptr<PreparedBatch> FinetuneObjective::prepare(int64_t index, uint64_
   return b;
 }
 
-MicroLoss FinetuneObjective::forward(PreparedBatch& prepared) {
+MicroLoss FinetuneObjective::forward(PreparedBatch& prepared) { return forward_embeds(prepared, nullptr); }
+
+MicroLoss FinetuneObjective::forward_embeds(PreparedBatch& prepared, const EmbeddingHook& hook) {
   auto& b = static_cast<FinetuneBatch&>(prepared);
   torch::Tensor logits;
   {
     AutocastGuard autocast(ctx_.precision, ctx_.device);
-    logits = model_->forward(b.batch.ids, b.batch.type_ids, b.batch.mask, b.batch.side).to(torch::kFloat32);
+    torch::Tensor embeds = model_->bert->embed(b.batch.ids);
+    if (hook) embeds = hook(embeds);
+    logits = model_->run_embeds(embeds, b.batch.type_ids, b.batch.mask, b.batch.side).logits.to(torch::kFloat32);
   }
   MicroLoss out;
   const Task task = spec_.task.task;
