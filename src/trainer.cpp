@@ -7,11 +7,14 @@
 
 #include "detail/flag_checks.h"
 #include "detail/log.h"
+#include "dqe/checkpoint.h"
+#include "dqe/detect.h"
 #include "dqe/errors.h"
 #include "dqe/format.h"
 #include "dqe/output.h"
 #include "dqe/peft.h"
 #include "dqe/runtime.h"
+#include "dqe/train/adversarial.h"
 #include "dqe/train/engine.h"
 #include "train/finetune_objective.h"
 
@@ -22,7 +25,47 @@ namespace {
 // What may differ on --resume: where and how the run computes, not what it learns.
 const std::vector<std::string> kMayChangeOnResume = {"train", "dev", "out", "resume", "threads", "precision", "device",
                                                     "eval-batch-size", "max-bad-lines", "rejects", "base",
-                                                    "dist-timeout", "bucket-mb"};
+                                                    "dist-timeout", "bucket-mb", "detect-fpr", "detect-sample"};
+
+// The step strategy --adv asks for, or null for the engine's plain one.
+std::unique_ptr<training::AdversarialStep> adversarial_step_of(const TrainConfig& c) {
+  if (c.adv == "none") return nullptr;
+  training::AdversarialOptions o;
+  o.method = c.adv;
+  o.eps = c.adv_eps;
+  o.steps = c.adv_steps;
+  o.alpha = c.adv_alpha;
+  return std::make_unique<training::AdversarialStep>(o);
+}
+
+void log_adversarial_cost(const TrainConfig& c, const training::AdversarialStep& step, spdlog::logger& log) {
+  const double clean = step.clean_seconds(), adversarial = step.adversarial_seconds();
+  if (clean <= 0) return;
+  log.info("adversarial training ({} eps {}{}): {:.1f} s of clean passes and {:.1f} s of adversarial ones; a step "
+           "costs {:.2f}x a plain one",
+           c.adv, format_significant(c.adv_eps),
+           c.adv == "pgd" ? " steps " + std::to_string(c.adv_steps) + " alpha " + format_significant(c.adv_alpha) : "",
+           clean, adversarial, (clean + adversarial) / clean);
+}
+
+// Fits the detection statistics of the model in dir on the run's data and saves them there.
+void write_detection_stats(const TrainConfig& c, const RunContext& ctx, const std::string& dir, spdlog::logger& log) {
+  ReaderOptions ro;
+  ro.fields = c.fields;
+  ro.require_label = true;
+  ro.max_bad_lines = c.max_bad_lines;
+  const std::vector<Record> train = read_jsonl(c.train_path, ro);
+  const std::vector<Record> dev = read_jsonl(c.dev_path, ro);
+  LoadOptions lo;
+  lo.base = c.base;
+  LoadedModel loaded = load_model(dir, lo);
+  loaded.model->to(ctx.device);
+  const Predictor predictor(loaded.model, loaded.featurizer, ctx.precision, c.eval_batch_size);
+  const DetectionStats stats = fit_detection(predictor, train, dev, ctx.threads, c.detect_fpr, c.detect_sample, c.seed);
+  save_detection_stats(dir, stats);
+  log.info("detection statistics in {}: thresholds for {}% false positives on dev ({}% flagged)", dir,
+           format_significant(100 * c.detect_fpr), format_significant(100 * stats.calibration.achieved));
+}
 
 }  // namespace
 
@@ -107,6 +150,13 @@ void TrainConfig::validate() const {
     throw ConfigError("--keep-layers applies to full fine-tuning (--peft none): an adapter keeps its base whole");
   if (keep_which != "bottom" && keep_which != "alternate")
     throw ConfigError("--keep-which must be bottom or alternate, got " + keep_which);
+  if (adv != "none" && adv != "fgm" && adv != "pgd") throw ConfigError("--adv must be none, fgm or pgd, got \"" + adv + "\"");
+  check_flag(adv_eps > 0 && adv_eps <= 1e6, "--adv-eps", "in (0, 10^6]", adv_eps);
+  check_flag(adv_steps >= 1 && adv_steps <= 100, "--adv-steps", "between 1 and 100", adv_steps);
+  check_flag(adv_alpha > 0 && adv_alpha <= 1e6, "--adv-alpha", "in (0, 10^6]", adv_alpha);
+  check_flag(augment >= 0 && augment <= 1, "--augment", "in [0, 1] (0: off)", augment);
+  check_flag(detect_fpr >= 0 && detect_fpr < 1, "--detect-fpr", "in [0, 1) (0: no detection statistics)", detect_fpr);
+  check_flag(detect_sample >= 2 && detect_sample <= 10000000, "--detect-sample", "between 2 and 10^7", detect_sample);
 }
 
 nlohmann::ordered_json TrainConfig::to_json() const {
@@ -146,6 +196,13 @@ nlohmann::ordered_json TrainConfig::to_json() const {
   j["adalora-orth-reg-weight"] = adalora_orth_reg_weight;
   j["base"] = base;
   write_schedule_flags(j, *this);
+  j["adv"] = adv;
+  j["adv-eps"] = adv_eps;
+  j["adv-steps"] = adv_steps;
+  j["adv-alpha"] = adv_alpha;
+  j["augment"] = augment;
+  j["detect-fpr"] = detect_fpr;
+  j["detect-sample"] = detect_sample;
   j["eval-every"] = eval_every;
   j["patience"] = patience;
   j["eval-batch-size"] = eval_batch_size;
@@ -185,9 +242,13 @@ TrainResult train(const TrainConfig& cfg, const StopToken& stop) {
   apply_data_parallel(group.get(), run_dir, cfg.resume, cfg.batch_size, ctx, options);
   training::FinetuneObjective objective(cfg, ctx, run_dir.last());
 
-  training::Engine engine(std::move(options), ctx, run_dir, objective, nullptr,
+  std::unique_ptr<training::AdversarialStep> adversarial = adversarial_step_of(cfg);
+  training::AdversarialStep* adversarial_view = adversarial.get();
+  training::Engine engine(std::move(options), ctx, run_dir, objective, std::move(adversarial),
                           group ? group->hooks(cfg.distributed.bucket_mb) : nullptr);
   const training::EngineResult r = engine.run();
+  if (adversarial_view) log_adversarial_cost(cfg, *adversarial_view, *log);
+  if (!r.interrupted && cfg.detect_fpr > 0 && !r.best_dir.empty()) write_detection_stats(cfg, ctx, r.best_dir, *log);
 
   TrainResult result;
   result.steps = r.steps;

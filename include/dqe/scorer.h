@@ -54,6 +54,14 @@ struct ScoreConfig {
   // The field whose value picks the shard, so that a query's lines stay together (e.g.
   // query_id). Empty: by line number.
   std::string shard_key;
+  // Fold look-alike letters, remove invisible characters and apply NFKC (normalize.h) to the
+  // query and result before tokenizing, so that such tricks cannot move the score.
+  bool normalize = false;
+  // Add "suspect" and "suspect_reasons" (detect.h) to each line; needs one model with
+  // detection statistics (saved by dqe train).
+  bool detect = false;
+  // With detect: the false-positive rate on dev to flag at, instead of the model's own.
+  std::optional<double> detect_fpr;
   // Lines read, scored and written per chunk; bounds memory.
   int64_t chunk_lines = 4096;
 
@@ -77,6 +85,12 @@ struct ScoreSummary {
   // Feature names the models did not train on, ignored, with how many lines had each
   // (fusion.h, unseen_feature_summary); "" when none.
   std::string notes;
+  bool normalized = false;  // --normalize
+  // With --detect: the rate the thresholds were calibrated to, the suspect lines, and the
+  // lines flagged by each signal (detect.h's order).
+  double detect_fpr = 0;
+  int64_t suspects = 0;
+  std::vector<std::pair<std::string, int64_t>> suspect_counts;
 };
 
 // Throws ConfigError before any work when --output or --rejects is the input or each other;

@@ -132,6 +132,25 @@ struct TrainConfig {
   // Longest input in tokens, special tokens included (0: the model's, else 128).
   int64_t max_len = 0;
   uint64_t seed = 42;
+
+  // Adversarial training (train/adversarial.h): "none", "fgm" or "pgd": the word embeddings
+  // are perturbed along the loss's gradient and the perturbed loss is learned beside the clean one.
+  std::string adv = "none";
+  // L2 radius of the perturbation of one example's word embeddings.
+  double adv_eps = 1.0;
+  // PGD: steps of the perturbation's climb.
+  int64_t adv_steps = 3;
+  // PGD: size of each step.
+  double adv_alpha = 0.3;
+  // Share of training examples given text noise that mirrors the attacks (train/augment.h:
+  // typos, duplicated words, query words inserted into below-average results with their
+  // label kept), drawn anew for each batch; 0 turns it off.
+  double augment = 0;
+  // Suspect detection (detect.h): the false-positive rate on dev that its thresholds are
+  // calibrated to, saved with the best model (0: no detection statistics are saved).
+  double detect_fpr = 0.01;
+  // Training pairs whose pooled vectors give the mean and covariance of the distance signal.
+  int64_t detect_sample = 4000;
   // Compute threads (0: all cores available).
   int threads = 0;
   // "auto" (bf16 autocast on a GPU or where the CPU has native bf16, else fp32), "fp32" or "bf16".

@@ -13,7 +13,7 @@ packages=(
   build-essential cmake ninja-build pkg-config ccache
   libtorch-dev libopenblas0-pthread
   libgloo-dev
-  libcli11-dev nlohmann-json3-dev libspdlog-dev libutf8proc-dev zlib1g-dev
+  libcli11-dev nlohmann-json3-dev libspdlog-dev libutf8proc-dev libicu-dev zlib1g-dev
   libprotobuf-dev protobuf-compiler
   googletest libgtest-dev libgmock-dev
   dpkg-dev

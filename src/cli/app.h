@@ -42,6 +42,8 @@ struct CliState {
   FieldMap eval_fields, score_fields;
   GateConfig gate;
   double score_threshold = 0.5;
+  // score --detect-fpr: set on the score config only when given (the model's rate otherwise).
+  double score_detect_fpr = 0.01;
   // --max-regression: set on the gate only when given (alone, it is a usage error).
   double gate_max_regression = kDefaultMaxRegression;
   // --dropout of train and pretrain: set on their configs only when given.

@@ -148,6 +148,21 @@ void add_train_command(CLI::App& app, CliState& state) {
   add_compute_options(*cmd, c.threads, c.precision, c.device, opt);
 
   add_distributed_options(*cmd, c.distributed);
+  const char* adv = "Adversarial training";
+  cmd->add_option("--adv", c.adv,
+                  "none, fgm or pgd: perturb the word embeddings along the loss's gradient and learn from the "
+                  "perturbed loss beside the clean one")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"none", "fgm", "pgd"}))
+      ->group(adv);
+  cmd->add_option("--adv-eps", c.adv_eps, "L2 radius of one example's perturbation")->capture_default_str()->group(adv);
+  cmd->add_option("--adv-steps", c.adv_steps, "PGD: steps of the perturbation's climb")->capture_default_str()->group(adv);
+  cmd->add_option("--adv-alpha", c.adv_alpha, "PGD: size of each step")->capture_default_str()->group(adv);
+  cmd->add_option("--augment", c.augment,
+                  "Share of training examples given attack-like text noise each batch (typos, duplicated words, query "
+                  "words inserted into below-average results with their label kept); 0: off")
+      ->capture_default_str()
+      ->group(adv);
 
   const char* ev = "Evaluation and checkpoints";
   cmd->add_option("--eval-every", c.eval_every, "Evaluate on dev every N steps (0: each epoch)")->capture_default_str()->group(ev);
@@ -156,6 +171,15 @@ void add_train_command(CLI::App& app, CliState& state) {
       ->group(ev);
   cmd->add_option("--eval-batch-size", c.eval_batch_size, "Batch size for dev evaluation")->capture_default_str()->group(ev);
   cmd->add_flag("--resume", c.resume, "Continue the run in --out from its last checkpoint")->group(ev);
+  cmd->add_option("--detect-fpr", c.detect_fpr,
+                  "Calibrate suspect detection (score --detect) to this false-positive rate on dev and save its "
+                  "statistics with the best model (0: none)")
+      ->capture_default_str()
+      ->group(ev);
+  cmd->add_option("--detect-sample", c.detect_sample,
+                  "Training pairs whose pooled vectors give detection's mean and covariance")
+      ->capture_default_str()
+      ->group(ev);
 
   const char* bad = "Bad input";
   cmd->add_option("--max-bad-lines", c.max_bad_lines, "Skip up to N malformed lines instead of stopping")

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <random>
 #include <tuple>
 
 #include "detail/log.h"
@@ -16,6 +17,7 @@
 #include "dqe/evaluator.h"
 #include "dqe/fusion.h"
 #include "dqe/peft.h"
+#include "dqe/train/augment.h"
 
 namespace dqe::training {
 namespace fs = std::filesystem;
@@ -357,6 +359,9 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
     targets_.resize(train_.size(), 0.0f);
   }
   lengths_ = lengths_of(train_);
+  // Attack-like noise re-encodes a batch's records each step (augment.h): keep them before
+  // distillation takes them over.
+  if (cfg.augment > 0) train_records_ = train_records;
   if (!cfg.teachers.empty()) {
     distill_ = DistillSpec{cfg.teachers, cfg.distill_temperature, cfg.distill_alpha};
     std::vector<Record> pairs = std::move(train_records);
@@ -407,14 +412,31 @@ ChunkPlan FinetuneObjective::plan_chunk(int64_t /*epoch*/, int64_t /*chunk*/, ui
   return {static_cast<int64_t>(batches_.size()), /*last_in_epoch=*/true};
 }
 
-std::unique_ptr<PreparedBatch> FinetuneObjective::prepare(int64_t index, uint64_t /*step_seed*/) {
+std::unique_ptr<PreparedBatch> FinetuneObjective::prepare(int64_t index, uint64_t step_seed) {
   auto b = std::make_unique<FinetuneBatch>();
   const auto& rows = batches_[static_cast<size_t>(index)];
   if (rows.empty()) {
     b->weight = 0;  // this process's slice of a short last batch: it only joins the all-reduce
     return b;
   }
-  b->batch = featurizer_->collate(train_, rows, ctx_.device);
+  if (config_.augment > 0) {
+    // The batch's noise is drawn from its step seed: a resumed run draws the same.
+    std::mt19937_64 rng(step_seed ^ 0x6175676d656e74ULL);
+    std::bernoulli_distribution noisy(config_.augment);
+    std::vector<Example> examples;
+    examples.reserve(rows.size());
+    for (size_t r : rows) {
+      const bool irrelevant = spec_.task.task == Task::kRegression ? targets_[r] < 0 : targets_[r] == 0;
+      // Unlabeled pairs (--unlabeled) keep their text: only a judged label says what is irrelevant.
+      const bool noise = noisy(rng) && static_cast<int64_t>(r) < labelled_rows_;
+      examples.push_back(noise ? featurizer_->encode(augment_record(train_records_[r], irrelevant, rng)) : train_[r]);
+    }
+    std::vector<size_t> all(rows.size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+    b->batch = featurizer_->collate(examples, all, ctx_.device);
+  } else {
+    b->batch = featurizer_->collate(train_, rows, ctx_.device);
+  }
   std::vector<float> y;
   y.reserve(rows.size());
   for (size_t r : rows) y.push_back(targets_[r]);
@@ -434,12 +456,16 @@ std::unique_ptr<PreparedBatch> FinetuneObjective::prepare(int64_t index, uint64_
   return b;
 }
 
-MicroLoss FinetuneObjective::forward(PreparedBatch& prepared) {
+MicroLoss FinetuneObjective::forward(PreparedBatch& prepared) { return forward_embeds(prepared, nullptr); }
+
+MicroLoss FinetuneObjective::forward_embeds(PreparedBatch& prepared, const EmbeddingHook& hook) {
   auto& b = static_cast<FinetuneBatch&>(prepared);
   torch::Tensor logits;
   {
     AutocastGuard autocast(ctx_.precision, ctx_.device);
-    logits = model_->forward(b.batch.ids, b.batch.type_ids, b.batch.mask, b.batch.side).to(torch::kFloat32);
+    torch::Tensor embeds = model_->bert->embed(b.batch.ids);
+    if (hook) embeds = hook(embeds);
+    logits = model_->run_embeds(embeds, b.batch.type_ids, b.batch.mask, b.batch.side).logits.to(torch::kFloat32);
   }
   MicroLoss out;
   const Task task = spec_.task.task;

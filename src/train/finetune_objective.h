@@ -34,6 +34,8 @@ class FinetuneObjective : public Objective {
   ChunkPlan plan_chunk(int64_t epoch, int64_t chunk, uint64_t order_seed) override;
   std::unique_ptr<PreparedBatch> prepare(int64_t index, uint64_t step_seed) override;
   MicroLoss forward(PreparedBatch& batch) override;
+  bool has_embedding_seam() const override { return true; }
+  MicroLoss forward_embeds(PreparedBatch& batch, const EmbeddingHook& hook) override;
   void after_optimizer_step(int64_t step, int64_t total_steps) override;
   Evaluation evaluate() override;
   void write_checkpoint_files(const std::string& dir, bool best) override;
@@ -52,6 +54,7 @@ class FinetuneObjective : public Objective {
   SequenceModel model_{nullptr};
   std::shared_ptr<const Featurizer> featurizer_;
   std::vector<Example> train_, dev_;
+  std::vector<Record> train_records_;  // kept for --augment only
   std::vector<float> targets_;  // standardised for regression
   LabelledSet dev_labels_;
   std::vector<size_t> lengths_;

@@ -56,6 +56,10 @@ struct Evaluation {
   std::string summary;             // for the log line: "dev rmse 0.43"
 };
 
+// What a forward pass feeds the encoder, given the word embeddings of the batch's ids
+// [batch, time, hidden]: adversarial training (adversarial.h) adds its perturbation here.
+using EmbeddingHook = std::function<torch::Tensor(const torch::Tensor& word_embeds)>;
+
 class Objective {
  public:
   virtual ~Objective() = default;
@@ -72,6 +76,10 @@ class Objective {
   virtual uint64_t dropout_seed(uint64_t step_seed) const { return step_seed; }
   // Forward pass of a prepared micro-batch, in training mode.
   virtual MicroLoss forward(PreparedBatch& batch) = 0;
+  // The same with the hook between the word embeddings and the encoder; false when the
+  // objective has no such seam (then forward_embeds is never called).
+  virtual bool has_embedding_seam() const { return false; }
+  virtual MicroLoss forward_embeds(PreparedBatch& batch, const EmbeddingHook& hook) { return forward(batch); }
   // Called after each optimizer step, with that step's (clipped) gradients still on the
   // parameters: step is the 0-based index of the step just taken, total_steps the schedule's
   // length. What reshapes the trainable parameters between steps goes here (AdaLoRA's rank
