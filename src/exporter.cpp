@@ -86,8 +86,8 @@ ExportResult export_model(const ExportConfig& config) {
   if ((config.merge || hf) && model_spec_of(config.model, config.base).bottleneck)
     throw ConfigError((hf ? "--format hf: " : "--merge: ") + config.model +
                       " holds bottleneck adapters, which are nonlinear (h + up(act(down(h)))) and cannot be folded into "
-                      "its base's weights; export it without " + (hf ? "--format hf" : "--merge") +
-                      ", or train it with --peft lora or in full");
+                      "its base's weights; export it without " +
+                      (hf ? "--format hf, or train it with --peft lora or in full" : "--merge"));
   LoadedModel loaded = load_model(config.model, lo);
   if (hf) {
     const std::string why = hf_incompatibility(loaded);
