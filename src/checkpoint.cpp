@@ -12,8 +12,10 @@
 #include "dqe/adalora.h"
 #include "dqe/bottleneck.h"
 #include "dqe/errors.h"
+#include "dqe/fusion.h"
 #include "dqe/output.h"
 #include "dqe/peft.h"
+#include "dqe/quantize.h"
 #include "dqe/safetensors.h"
 
 namespace dqe {
@@ -294,15 +296,19 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
   // Side inputs saved with the model are kept (a fine-tuned model's statistics); those the
   // task asks for and the directory lacks are fitted on the training records.
   const bool saved_lexical = fs::exists(fs::path(m.dir) / LexicalInput::kFile);
-  if (m.spec.task.lexical_features && !saved_lexical && options.fit_records)
+  const bool fit_log = options.fit_records && !has_log_inputs(m.dir) && has_side_fields(*options.fit_records);
+  if (options.fit_records && ((m.spec.task.lexical_features && !saved_lexical) || fit_log))
     m.featurizer = std::make_shared<const Featurizer>(Featurizer::fit(m.spec.task, m.tokenizer, *options.fit_records));
   else
     m.featurizer = std::make_shared<const Featurizer>(Featurizer::load(m.dir, m.spec.task, m.tokenizer));
-  m.model = SequenceModel(m.spec.bert, m.spec.task.num_outputs(), m.featurizer->side_dims(), m.spec.lora);
+  m.spec.task.fields = m.featurizer->task().fields;
+  m.model = SequenceModel(m.spec.bert, m.spec.task.num_outputs(), m.featurizer->side_dims(), m.spec.lora,
+                          m.spec.task.fusion);
   if (m.spec.bottleneck) add_bottleneck_adapters(m.model, m.spec.bert, *m.spec.bottleneck);
   init_weights(m.model, m.spec.bert);
   // An adapter's heads come from its own file; the base's, when it has them, are overwritten.
-  m.report = load_weights(m.model, load_safetensors(weights), weights, options.allow_new_head || adapter);
+  m.report = load_weights(m.model, dequantize_weights(load_safetensors(weights), weights), weights,
+                          options.allow_new_head || adapter);
   // The base an adapter (LoRA or bottleneck) records.
   std::string* base_hash = m.spec.lora ? &m.spec.lora->base_hash : m.spec.bottleneck ? &m.spec.bottleneck->base_hash : nullptr;
   std::string* base_dir = m.spec.lora ? &m.spec.lora->base_dir : m.spec.bottleneck ? &m.spec.bottleneck->base_dir : nullptr;

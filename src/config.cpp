@@ -190,6 +190,16 @@ ModelSpec model_spec_from_json(const nlohmann::json& j, const std::string& origi
     read_key(*dq, "label_field", t.fields.label, origin);
     read_key(*dq, "query_id_field", t.fields.query_id, origin);
     read_key(*dq, "id_field", t.fields.id, origin);
+    read_key(*dq, "features_field", t.fields.features, origin);
+    read_key(*dq, "attributes_field", t.fields.attributes, origin);
+    read_key(*dq, "image_field", t.fields.image, origin);
+    std::string fusion = fusion_name(t.fusion);
+    read_key(*dq, "fusion", fusion, origin);
+    try {
+      t.fusion = parse_fusion(fusion);
+    } catch (const ConfigError&) {
+      throw ModelError(origin + ": unknown fusion \"" + fusion + "\"");
+    }
     std::string objective;
     read_key(*dq, "objective", objective, origin);
     if (!objective.empty() && objective != "mlm") throw ModelError(origin + ": unknown objective \"" + objective + "\"");
@@ -219,6 +229,22 @@ ModelSpec model_spec_from_json(const nlohmann::json& j, const std::string& origi
   if (t.max_len < 3 || t.max_len > b.max_position_embeddings)
     throw ModelError(origin + ": max_len must be between 3 and max_position_embeddings");
   return spec;
+}
+
+std::string fusion_name(Fusion fusion) {
+  switch (fusion) {
+    case Fusion::kAdd: return "add";
+    case Fusion::kGate: return "gate";
+    case Fusion::kConcat: return "concat";
+  }
+  return "add";
+}
+
+Fusion parse_fusion(const std::string& name) {
+  if (name == "add") return Fusion::kAdd;
+  if (name == "gate") return Fusion::kGate;
+  if (name == "concat") return Fusion::kConcat;
+  throw ConfigError("--fusion must be gate, concat or add, got \"" + name + "\"");
 }
 
 double LoraSpec::scaling() const {
@@ -424,6 +450,10 @@ nlohmann::ordered_json to_json(const ModelSpec& spec) {
   d["label_field"] = t.fields.label;
   d["query_id_field"] = t.fields.query_id;
   d["id_field"] = t.fields.id;
+  d["features_field"] = t.fields.features;
+  d["attributes_field"] = t.fields.attributes;
+  d["image_field"] = t.fields.image;
+  d["fusion"] = fusion_name(t.fusion);
   if (spec.lora) {
     // The adapter's own settings are in adapter_config.json; here is what dqe adds: where the
     // base was and what its weights were.

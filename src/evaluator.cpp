@@ -12,6 +12,7 @@
 #include "dqe/dataset.h"
 #include "dqe/errors.h"
 #include "dqe/format.h"
+#include "dqe/fusion.h"
 #include "dqe/metrics.h"
 #include "dqe/progress.h"
 #include "dqe/output.h"
@@ -128,6 +129,11 @@ EvalResult evaluate(const EvalConfig& config, const StopToken& stop) {
       predict_ensemble(ensemble, records, ctx.threads, [&](int64_t done) { progress.update(done); });
   progress.finish();
   require_finite(predictions, records, config.data);
+  for (const auto& predictor : ensemble.predictors)
+    if (const std::string unseen = unseen_feature_summary(predictor.featurizer().side_inputs()); !unseen.empty()) {
+      log->warn("{}", unseen);
+      break;
+    }
   EvalResult result = compute_metrics(task, predictions, set.labels, set.query_ids,
                                       ensemble.members.front().spec.has_dqe_section);
   result.metrics["data"] = config.data;

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "dqe/errors.h"
+#include "dqe/fusion.h"
 #include "dqe/output.h"
 
 namespace dqe {
@@ -35,17 +36,22 @@ void LexicalInput::save(const std::string& dir) const {
 
 Featurizer::Featurizer(TaskSpec task, std::shared_ptr<const Tokenizer> tokenizer,
                        std::vector<std::shared_ptr<const SideInput>> side_inputs)
-    : task_(std::move(task)), tokenizer_(std::move(tokenizer)), side_inputs_(std::move(side_inputs)) {}
+    : task_(std::move(task)), tokenizer_(std::move(tokenizer)), side_inputs_(std::move(side_inputs)) {
+  // The side fields the inputs read, and no others: a model without an input ignores its field.
+  task_.fields = fields_for(task_.fields, side_inputs_);
+}
 
 Featurizer Featurizer::fit(TaskSpec task, std::shared_ptr<const Tokenizer> tokenizer, const std::vector<Record>& train) {
   std::vector<std::shared_ptr<const SideInput>> side;
   if (task.lexical_features) side.push_back(LexicalInput::fit(train));
+  for (auto& input : fit_log_inputs(train)) side.push_back(std::move(input));
   return Featurizer(std::move(task), std::move(tokenizer), std::move(side));
 }
 
 Featurizer Featurizer::load(const std::string& dir, TaskSpec task, std::shared_ptr<const Tokenizer> tokenizer) {
   std::vector<std::shared_ptr<const SideInput>> side;
   if (task.lexical_features) side.push_back(LexicalInput::load(dir));
+  for (auto& input : load_log_inputs(dir)) side.push_back(std::move(input));
   return Featurizer(std::move(task), std::move(tokenizer), std::move(side));
 }
 
@@ -96,6 +102,8 @@ Batch Featurizer::collate(const std::vector<Example>& examples, const std::vecto
       const auto& v = examples[rows[static_cast<size_t>(i)]].side[s];
       for (int64_t j = 0; j < dim; ++j) acc[i][j] = v[static_cast<size_t>(j)];
     }
+    if (side_inputs_[s]->has_presence())
+      batch.side[side_inputs_[s]->name() + kPresenceSuffix] = t.narrow(1, dim - 1, 1).contiguous().to(device);
     batch.side[side_inputs_[s]->name()] = device.is_cpu() ? t : t.to(device);
   }
   return batch;

@@ -15,6 +15,7 @@
 #include "detail/output_file.h"
 #include "dqe/errors.h"
 #include "dqe/json_depth.h"
+#include "dqe/side_fields.h"
 
 namespace dqe {
 namespace {
@@ -229,13 +230,14 @@ std::string read_record(const nlohmann::json& object, std::string_view line, con
   } else {
     return "field " + quoted(fields.label) + " must be a number or string, got " + label->type_name();
   }
-  return "";
+  return read_side_fields(object, fields, out);
 }
 
 }  // namespace
 
 JsonlReader::JsonlReader(std::string path, ReaderOptions options)
-    : path_(std::move(path)), name_(display_name(path_)), options_(std::move(options)), chunk_(kChunkBytes) {
+    : path_(std::move(path)), name_(display_name(path_)), options_(std::move(options)), chunk_(kChunkBytes),
+      image_dim_(options_.fields.image_dim) {
   if (options_.max_bad_lines < 0) throw ConfigError("--max-bad-lines must be >= 0");
   if (options_.fields.text.empty()) throw ConfigError("at least one text field is required");
   if (path_ == "-") {
@@ -302,6 +304,13 @@ bool JsonlReader::next(Record& out) {
       continue;
     } else {
       error = parse_line(line_buffer_, out);
+    }
+    if (error.empty() && !out.image.empty()) {
+      const auto dim = static_cast<int64_t>(out.image.size());
+      if (image_dim_ == 0) image_dim_ = dim;
+      if (dim != image_dim_)
+        error = "field \"" + options_.fields.image + "\" has " + std::to_string(dim) + " numbers, expected " +
+                std::to_string(image_dim_) + (options_.fields.image_dim > 0 ? " (the model's image dimension)" : " (the first image vector's)");
     }
     if (error.empty()) {
       out.line = line_;

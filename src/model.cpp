@@ -305,12 +305,49 @@ void SideHeadImpl::reset_side_head() {
   output->bias.zero_();
 }
 
+namespace {
+// The width of a side input's encoding under concatenation.
+constexpr int64_t kConcatEncoding = 64;
+}  // namespace
+
+int64_t encoded_width(Fusion fusion, int64_t hidden, int64_t num_outputs) {
+  switch (fusion) {
+    case Fusion::kAdd: return num_outputs;
+    case Fusion::kGate: return hidden;
+    case Fusion::kConcat: return kConcatEncoding;
+  }
+  return num_outputs;
+}
+
+FusionLayersImpl::FusionLayersImpl(Fusion f, int64_t hidden, int64_t encoded, const SideInputDims& side_inputs,
+                                   int64_t num_outputs)
+    : fusion(f) {
+  if (fusion == Fusion::kGate) {
+    for (const auto& [name, dim] : side_inputs) gates.push_back(register_module(name + "_gate", nn::Linear(2 * hidden, hidden)));
+  } else if (fusion == Fusion::kConcat) {
+    const int64_t in = hidden + encoded * static_cast<int64_t>(side_inputs.size());
+    hidden_layer = register_module("0", nn::Linear(in, hidden));
+    output = register_module("2", nn::Linear(hidden, num_outputs));
+  }
+}
+
+void FusionLayersImpl::reset_fusion() {
+  torch::NoGradGuard no_grad;
+  if (output) {
+    output->weight.zero_();
+    output->bias.zero_();
+  }
+}
+
 SequenceModelImpl::SequenceModelImpl(const BertConfig& c, int64_t num_outputs, const SideInputDims& side_inputs,
-                                     const std::optional<LoraSpec>& lora_spec) {
+                                     const std::optional<LoraSpec>& lora_spec, Fusion fusion_kind) {
   bert = register_module("bert", BertModel(c));
   dropout = register_module("dropout", nn::Dropout(c.classifier_dropout.value_or(c.hidden_dropout_prob)));
   classifier = register_module("classifier", nn::Linear(c.hidden_size, num_outputs));
-  for (const auto& [name, dim] : side_inputs) side_heads_.emplace_back(name, register_module(name, SideHead(dim, num_outputs)));
+  const int64_t encoded = encoded_width(fusion_kind, c.hidden_size, num_outputs);
+  for (const auto& [name, dim] : side_inputs) side_heads_.emplace_back(name, register_module(name, SideHead(dim, encoded)));
+  if (fusion_kind != Fusion::kAdd && !side_inputs.empty())
+    fusion = register_module("fusion", FusionLayers(fusion_kind, c.hidden_size, encoded, side_inputs, num_outputs));
   if (lora_spec) lora = register_module("lora", LoraAdapter(*bert, *lora_spec));
 }
 
@@ -320,6 +357,7 @@ std::vector<SequenceModelImpl::Part> SequenceModelImpl::parts() {
                            {Role::kPooler, "bert.pooler.", bert->pooler},
                            {Role::kSequenceHead, "classifier.", classifier.get()}};
   for (auto& [name, head] : side_heads_) out.push_back({Role::kSideHead, name + ".", head.get()});
+  if (fusion) out.push_back({Role::kSideHead, "fusion.", fusion.get()});
   if (lora) out.push_back({Role::kAdapter, "bert.", lora.get()});
   if (bottleneck) out.push_back({Role::kBottleneck, "bert.", bottleneck.get()});
   return out;
@@ -341,12 +379,36 @@ ModelOutput SequenceModelImpl::run_embeds(const torch::Tensor& word_embeds, cons
                                           const torch::Tensor& mask, const std::map<std::string, torch::Tensor>& side) {
   ModelOutput out;
   out.pooled = bert->pool(bert->encode_embeds(word_embeds, type_ids, mask));
-  out.logits = classifier(dropout(out.pooled));
+  // Each side input's encoding, zeroed on the lines that lack the input (and, in training,
+  // on those that modality dropout drops it from).
+  std::vector<torch::Tensor> encoded;
   for (auto& [name, head] : side_heads_) {
     auto it = side.find(name);
     if (it == side.end() || !it->second.defined())
       throw ModelError("this model reads the side input \"" + name + "\", which the batch does not have");
-    out.logits = out.logits + head->forward(it->second).to(out.logits.scalar_type());
+    torch::Tensor e = head->forward(it->second).to(out.pooled.scalar_type());
+    if (auto present = side.find(name + kPresenceSuffix); present != side.end())
+      e = e * present->second.to(e.scalar_type());
+    if (is_training() && modality_dropout > 0)
+      e = e * torch::bernoulli(torch::full({e.size(0), 1}, 1.0 - modality_dropout, e.options()));
+    encoded.push_back(e);
+  }
+  if (!fusion) {
+    out.logits = classifier(dropout(out.pooled));
+    for (const auto& e : encoded) out.logits = out.logits + e.to(out.logits.scalar_type());
+  } else if (fusion->fusion == Fusion::kGate) {
+    torch::Tensor h = out.pooled;
+    for (size_t s = 0; s < encoded.size(); ++s) {
+      const torch::Tensor g = torch::sigmoid(fusion->gates[s](torch::cat({out.pooled, encoded[s]}, 1)));
+      h = h + g.to(h.scalar_type()) * encoded[s];
+    }
+    out.logits = classifier(dropout(h));
+  } else {
+    std::vector<torch::Tensor> parts = {out.pooled};
+    for (const auto& e : encoded) parts.push_back(e);
+    out.logits = classifier(dropout(out.pooled));
+    const torch::Tensor z = torch::gelu(fusion->hidden_layer(torch::cat(parts, 1)));
+    out.logits = out.logits + fusion->output(dropout(z)).to(out.logits.scalar_type());
   }
   return out;
 }
@@ -408,6 +470,7 @@ void init_weights(SequenceModel& model, const BertConfig& config) {
     if (part.role != Role::kAdapter && part.role != Role::kBottleneck)
       bert_init(*part.module, config.initializer_range, config.pad_token_id);
   for (auto [name, head] : model->side_heads()) head->reset_side_head();
+  if (model->fusion) model->fusion->reset_fusion();
   if (model->lora)
     for (auto& [name, update] : model->lora->updates) update->reset_lora();
   if (model->bottleneck)

@@ -112,6 +112,7 @@ std::pair<int64_t, int64_t> linear_shape(const BertConfig& config, const std::st
 std::vector<std::string> modules_to_save(SequenceModel& model) {
   std::vector<std::string> out = {"classifier"};
   for (const auto& [name, head] : model->side_heads()) out.push_back(name);
+  if (model->fusion) out.push_back("fusion");
   return out;
 }
 

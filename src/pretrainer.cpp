@@ -28,6 +28,7 @@ void PretrainConfig::validate() const {
   check_flag(held_out_max >= 1, "--held-out-max", ">= 1", held_out_max);
   check_flag(chunk_lines >= 1, "--chunk-lines", ">= 1", chunk_lines);
   check_compute_flags(threads, precision, device);
+  distributed.validate();
 }
 
 nlohmann::ordered_json PretrainConfig::to_json() const {
@@ -47,6 +48,7 @@ nlohmann::ordered_json PretrainConfig::to_json() const {
   j["eval-batch-size"] = eval_batch_size;
   j["chunk-lines"] = chunk_lines;
   j["resume"] = resume;
+  distributed.write_json(j);
   return j;
 }
 
@@ -54,7 +56,7 @@ namespace {
 
 // What may differ on --resume: where and how the run computes, not what it learns.
 const std::vector<std::string> kMayChangeOnResume = {"corpus", "out", "resume", "threads", "precision", "device",
-                                                    "eval-batch-size"};
+                                                    "eval-batch-size", "dist-timeout", "bucket-mb"};
 
 }  // namespace
 
@@ -66,18 +68,22 @@ PretrainResult pretrain(const PretrainConfig& cfg, const StopToken& stop) {
   if (fs::is_directory(cfg.corpus, ec)) throw IoError(cfg.corpus + ": is a directory, not a corpus file");
   if (!fs::is_regular_file(cfg.corpus, ec))
     throw IoError(cfg.corpus + ": not a regular file (the corpus is read once per epoch, and once more to count it)");
-  training::RunDirectory run_dir(cfg.out_dir, cfg.resume);
+  std::unique_ptr<DataParallel> group = DataParallel::from_environment(cfg.distributed);  // null: one process
+  std::unique_ptr<training::RunDirectory> run_dir_owner = open_run_directory(group.get(), cfg.out_dir, cfg.resume);
+  training::RunDirectory& run_dir = *run_dir_owner;
   // Refused before the data are read: a resumed run continues as it was started.
   if (cfg.resume) run_dir.check_resume_config(cfg.to_json(), kMayChangeOnResume);
   RunContext ctx = make_run_context(cfg.device, cfg.precision, cfg.threads, stop, cfg.seed);
   log->info(ctx.describe());
-  training::MlmObjective objective(cfg, ctx, run_dir.last());
-
   training::EngineOptions options = training::schedule_of(cfg);
   options.component = "pretrain";
   options.evaluate_at_start = true;  // the untrained (or --init) model's score: what pretraining gained
   options.may_change_on_resume = kMayChangeOnResume;
-  training::Engine engine(std::move(options), ctx, run_dir, objective);
+  apply_data_parallel(group.get(), run_dir, cfg.resume, cfg.batch_size, ctx, options);
+  training::MlmObjective objective(cfg, ctx, run_dir.last());
+
+  training::Engine engine(std::move(options), ctx, run_dir, objective, nullptr,
+                          group ? group->hooks(cfg.distributed.bucket_mb) : nullptr);
   const training::EngineResult r = engine.run();
 
   PretrainResult result = objective.counts();

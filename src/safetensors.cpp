@@ -136,8 +136,13 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   std::vector<std::pair<std::string, torch::Tensor>> sorted;
   for (const auto& [name, t] : tensors) {
     torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
-    if (c.is_floating_point()) c = c.to(torch::kFloat32);
-    else c = c.to(torch::kInt64);
+    // bf16 and int8 are kept as they are (quantize.h's smaller files); the rest is widened.
+    if (c.scalar_type() == torch::kBFloat16 || c.scalar_type() == torch::kInt8) {
+    } else if (c.is_floating_point()) {
+      c = c.to(torch::kFloat32);
+    } else {
+      c = c.to(torch::kInt64);
+    }
     sorted.emplace_back(name, c);
   }
   std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
@@ -147,7 +152,11 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   uint64_t offset = 0;
   for (const auto& [name, t] : sorted) {
     const uint64_t bytes = static_cast<uint64_t>(t.numel()) * t.element_size();
-    header[name] = {{"dtype", t.is_floating_point() ? "F32" : "I64"},
+    const char* dtype = t.scalar_type() == torch::kBFloat16 ? "BF16"
+                        : t.scalar_type() == torch::kInt8   ? "I8"
+                        : t.is_floating_point()             ? "F32"
+                                                            : "I64";
+    header[name] = {{"dtype", dtype},
                     {"shape", t.sizes().vec()},
                     {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;

@@ -11,11 +11,14 @@
 #include "detail/output_file.h"
 #include "dqe/checkpoint.h"
 #include "dqe/dataset.h"
+#include "dqe/detect.h"
 #include "dqe/errors.h"
+#include "dqe/fusion.h"
 #include "dqe/predictor.h"
 #include "dqe/output.h"
 #include "dqe/progress.h"
 #include "dqe/run_context.h"
+#include "dqe/shard.h"
 
 namespace dqe {
 
@@ -37,6 +40,13 @@ void ScoreConfig::validate() const {
   if (keep && !threshold && add_fields != ScoreConfig().add_fields)
     throw ConfigError("--fields keep needs --threshold (keep is score >= threshold)");
   check_compute_flags(threads, precision, device);
+  parse_shard(shard, shard_key);
+  if (detect_fpr) {
+    if (!detect) throw ConfigError("--detect-fpr needs --detect");
+    check_flag(*detect_fpr > 0 && *detect_fpr < 1, "--detect-fpr", "in (0, 1)", *detect_fpr);
+  }
+  if (detect && models.size() > 1)
+    throw ConfigError("--detect reads one model's detection statistics; give a single --model");
 }
 
 ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
@@ -59,6 +69,23 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
   // The drift check compares with the dev scores saved with a single model.
   const std::optional<ScoreReference>& reference =
       ensemble.members.size() == 1 ? ensemble.members.front().score_reference : std::nullopt;
+  const Shard shard = parse_shard(config.shard, config.shard_key);
+  if (!shard.all())
+    log->info("shard {} of {}: lines by {}", shard.index, shard.count,
+              shard.key.empty() ? "line number" : "the hash of field \"" + shard.key + "\"");
+  std::optional<DetectionStats> detection;
+  ScoreSummary summary;
+  summary.normalized = config.normalize;
+  if (config.detect) {
+    const std::string& dir = ensemble.members.front().dir;
+    detection = load_detection_stats(dir);
+    if (!detection)
+      throw ModelError(dir + ": no detection statistics (" + kDetectStatsFile +
+                       "); --detect needs a model trained by dqe train with --detect-fpr > 0");
+    if (config.detect_fpr) detection->calibration = calibrate(detection->dev, *config.detect_fpr);
+    summary.detect_fpr = detection->calibration.fpr;
+    for (const char* name : signal_names()) summary.suspect_counts.emplace_back(name, 0);
+  }
   ReaderOptions ro;
   ro.fields = task.fields;
   ro.max_bad_lines = config.max_bad_lines;
@@ -67,7 +94,6 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
   JsonlReader reader(config.input, ro);
   detail::OutputFile output(config.output);  // before any work: an unwritable output fails now
 
-  ScoreSummary summary;
   std::vector<int64_t> bin_counts(reference ? reference->fractions.size() : 0, 0);
   const auto t0 = std::chrono::steady_clock::now();
   Progress progress("score", 0, "lines");
@@ -79,13 +105,22 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
     chunk.clear();
     Record rec;
     while (static_cast<int64_t>(chunk.size()) < config.chunk_lines && (more = reader.next(rec)))
-      chunk.push_back(std::move(rec));
+      if (in_shard(shard, rec, config.input)) chunk.push_back(std::move(rec));
     if (chunk.empty()) break;
     const int64_t before = summary.lines;
     const double members = static_cast<double>(ensemble.predictors.size());
-    const Predictions p = predict_ensemble(ensemble, chunk, ctx.threads, [&](int64_t done) {
+    auto on_batch = [&](int64_t done) {
       progress.update(before + static_cast<int64_t>(static_cast<double>(done) / members));
-    });
+    };
+    Predictions p;
+    std::vector<SignalValues> signals;
+    if (detection) {
+      DetectionRun d = run_detection(ensemble.predictors.front(), *detection, chunk, ctx.threads, config.normalize);
+      p = std::move(d.predictions);
+      signals = std::move(d.signals);
+    } else {
+      p = predict_ensemble(ensemble, config.normalize ? normalized_records(chunk) : chunk, ctx.threads, on_batch);
+    }
     require_finite(p, chunk, config.input);
     std::ostream& out = output.stream();
     for (size_t i = 0; i < chunk.size(); ++i) {
@@ -95,6 +130,14 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
       if (task.task == Task::kClassification) {
         if (add_pred) added.emplace_back("pred", nlohmann::json(task.labels[static_cast<size_t>(p.classes[i])]).dump());
         if (add_probs) added.emplace_back("probs", nlohmann::json(p.probs[i]).dump());
+      }
+      if (detection) {
+        const std::vector<std::string> reasons = suspect_reasons(signals[i], detection->calibration.thresholds);
+        added.emplace_back("suspect", reasons.empty() ? "false" : "true");
+        added.emplace_back("suspect_reasons", nlohmann::json(reasons).dump());
+        summary.suspects += !reasons.empty();
+        for (auto& [name, count] : summary.suspect_counts)
+          count += std::find(reasons.begin(), reasons.end(), name) != reasons.end();
       }
       if (config.threshold) {
         const bool keep = p.scores[i] >= *config.threshold;
@@ -123,7 +166,11 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
   }
   progress.finish();
   summary.rejected = reader.bad_lines();
-  if (summary.lines == 0) throw DataError(config.input + ": no records to score");
+  for (const auto& predictor : ensemble.predictors)
+    if (summary.notes.empty()) summary.notes = unseen_feature_summary(predictor.featurizer().side_inputs());
+  // A shard of a short input may hold no line; its output is then empty.
+  if (summary.lines == 0 && shard.all()) throw DataError(config.input + ": no records to score");
+  if (summary.lines == 0) log->warn("shard {} holds no line of {}", shard.describe(), config.input);
   output.commit();
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   summary.psi = std::numeric_limits<double>::quiet_NaN();

@@ -47,6 +47,15 @@ std::string task_name(Task task);
 // Throws ConfigError naming --task for an unknown name.
 Task parse_task(const std::string& name);
 
+// How the pooled text vector and the encoded side inputs meet (model.h, SequenceModel):
+// kAdd, each side input's MLP added to the logits (dqe's first layout, kept for its
+// checkpoints); kGate, each encoded input gated by the text and added to the pooled vector
+// before the head; kConcat, an MLP of the pooled vector and the encoded inputs added to the logits.
+enum class Fusion { kAdd, kGate, kConcat };
+std::string fusion_name(Fusion fusion);
+// Throws ConfigError naming --fusion for an unknown name.
+Fusion parse_fusion(const std::string& name);
+
 struct TaskSpec {
   Task task = Task::kRegression;
   // Classification: class names in id order. Binary: optional [negative, positive] names.
@@ -66,6 +75,8 @@ struct TaskSpec {
   // The model adds an MLP of lexical_features() to its logits (lexical.h); the statistics
   // they need are saved beside the weights (lexical_stats.json).
   bool lexical_features = false;
+  // How side inputs meet the text; a config without the key is kAdd (older checkpoints).
+  Fusion fusion = Fusion::kAdd;
 
   // Size of the head's output layer.
   int64_t num_outputs() const;

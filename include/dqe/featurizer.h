@@ -40,6 +40,9 @@ class SideInput {
   virtual std::vector<float> features(const Record& record) const = 0;
   // Writes what it was fitted with into a checkpoint directory.
   virtual void save(const std::string& dir) const = 0;
+  // Whether the vector's last number is 1 when the line has this input and 0 when it lacks it
+  // (fusion.h); the batch then also holds that column as "<name>.present" (kPresenceSuffix), [batch, 1].
+  virtual bool has_presence() const { return false; }
 };
 
 // The pair's lexical match features (lexical.h) against word statistics of the training

@@ -31,6 +31,14 @@ struct FieldMap {
   std::string query_id = "query_id";
   // Optional; string or number, a number kept as written.
   std::string id = "id";
+  // Side inputs beside the text (fusion.h), each optional on a line: an object of named
+  // numbers, an object of named strings, an array of floats. An empty name: not read (a
+  // model trained without that input ignores the field).
+  std::string features = "features";
+  std::string attributes = "attributes";
+  std::string image = "image_embedding";
+  // The length every image vector must have; 0: fixed by the first line that has one.
+  int64_t image_dim = 0;
 };
 
 enum class LabelKind { kNone, kNumber, kString };
@@ -46,6 +54,11 @@ struct Record {
   // (1e999) makes the line a bad line, as nlohmann's parser rejects it.
   double label_number = 0;
   std::string label_string;  // kString
+  // Side inputs (FieldMap::features, attributes, image), in the line's order; a null value
+  // is absent. image is empty when the line has none.
+  std::vector<std::pair<std::string, double>> features;
+  std::vector<std::pair<std::string, std::string>> attributes;
+  std::vector<float> image;
   // The line as read (without its '\n'); filled only when ReaderOptions::keep_raw.
   std::string raw;
 };
@@ -122,6 +135,8 @@ class JsonlReader {
   size_t line_ = 0;
   int64_t records_ = 0;
   int64_t bad_lines_ = 0;
+  // FieldMap::image_dim, or the length of the first image vector read.
+  int64_t image_dim_ = 0;
 };
 
 // Reads every record of a file. Throws DataError naming the file when it holds no record.

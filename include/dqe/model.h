@@ -178,9 +178,11 @@ struct LoraAdapterImpl : torch::nn::Module {
 };
 TORCH_MODULE(LoraAdapter);
 
-// A side head: an MLP of a side input (e.g. the pair's lexical features) whose output is
-// added to the logits. Its output layer starts at zero, so that at first the model is the
-// text model alone.
+// A side head: the MLP that encodes a side input (the pair's lexical features, a log's
+// features, attributes or image vector). Under Fusion::kAdd its output is added to the logits;
+// under kGate and kConcat it is the input's encoding, which meets the pooled text vector
+// (FusionLayers). Its output layer starts at zero, so that at first the model is the text
+// model alone.
 struct SideHeadImpl : torch::nn::Module {
   SideHeadImpl(int64_t input_dim, int64_t num_outputs);
   torch::Tensor forward(const torch::Tensor& features);
@@ -195,6 +197,28 @@ TORCH_MODULE(SideHead);
 
 // The side inputs a model reads beside the text, by name, with their widths.
 using SideInputDims = std::vector<std::pair<std::string, int64_t>>;
+// A batch's "<name>.present" tensor, [batch, 1], is 1 on the lines that have side input
+// <name> and 0 on those that lack it; the model zeroes the input's encoding where it is 0.
+constexpr const char* kPresenceSuffix = ".present";
+
+// Where the encoded side inputs meet the pooled text vector (registered as "fusion", role
+// kSideHead: trained in full, as the heads are, under parameter-efficient fine-tuning).
+// kGate: per side input s a gate g_s = sigmoid(W_s [pooled; e_s] + b_s) ("fusion.<s>_gate"),
+// and the head reads pooled + sum_s g_s * e_s. kConcat: the logits gain
+// "fusion.2"(gelu("fusion.0"([pooled; e_1; ...]))), "fusion.2" starting at zero.
+struct FusionLayersImpl : torch::nn::Module {
+  FusionLayersImpl(Fusion fusion, int64_t hidden, int64_t encoded, const SideInputDims& side_inputs, int64_t num_outputs);
+  // Resets what BERT's initialisation set: the concatenation's output layer to zero.
+  void reset_fusion();
+
+  Fusion fusion;
+  std::vector<torch::nn::Linear> gates;  // kGate, one per side input
+  torch::nn::Linear hidden_layer{nullptr}, output{nullptr};  // kConcat
+};
+TORCH_MODULE(FusionLayers);
+
+// The width of a side input's encoding under each fusion.
+int64_t encoded_width(Fusion fusion, int64_t hidden, int64_t num_outputs);
 
 struct ModelOutput {
   torch::Tensor logits;  // [batch, num_outputs]
@@ -206,7 +230,7 @@ struct ModelOutput {
 // LoRA updates beside the Linears it names (the adapter part).
 struct SequenceModelImpl : torch::nn::Module {
   SequenceModelImpl(const BertConfig& c, int64_t num_outputs, const SideInputDims& side_inputs = {},
-                    const std::optional<LoraSpec>& lora = std::nullopt);
+                    const std::optional<LoraSpec>& lora = std::nullopt, Fusion fusion = Fusion::kAdd);
 
   // Logits and pooled vector. side: the batch's side input tensors by name, [batch, dim] each.
   ModelOutput run(const torch::Tensor& ids, const torch::Tensor& type_ids, const torch::Tensor& mask,
@@ -238,6 +262,11 @@ struct SequenceModelImpl : torch::nn::Module {
   LoraAdapter lora{nullptr};
   // The bottleneck adapters (registered as "bottleneck", see add_bottleneck_adapters), or null.
   BottleneckAdapters bottleneck{nullptr};
+  // Where the side inputs meet the text (kGate, kConcat with side inputs), or null.
+  FusionLayers fusion{nullptr};
+  // Training only: the probability that a whole side input is dropped from a line (its
+  // encoding zeroed, as for a line that lacks it), so that the model learns to do without.
+  double modality_dropout = 0.0;
 
  private:
   std::vector<std::pair<std::string, SideHead>> side_heads_;  // registered under their names

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dqe/distributed.h"
 #include "dqe/run_context.h"
 
 namespace dqe {
@@ -69,6 +70,8 @@ struct PretrainConfig {
   // Lines read, tokenized and shuffled together; bounds memory on any corpus size.
   int64_t chunk_lines = 200000;
   bool resume = false;
+  // Data parallelism, when launched by torchrun, srun or their variables (distributed.h).
+  DistributedOptions distributed;
 
   // Called after every optimizer step; returning true stops as an interruption would.
   std::function<bool(int64_t step)> stop_after_step;

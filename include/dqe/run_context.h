@@ -57,6 +57,10 @@ struct RunContext {
   // Data parallelism: this process's rank among world_size; rank 0 writes checkpoints and logs.
   int rank = 0;
   int world_size = 1;
+  // The world size the run's global batch is planned for (the one it started with, kept on
+  // --resume): a step takes --batch-size x plan_world_size rows, sliced among world_size
+  // processes (distributed.h).
+  int plan_world_size = 1;
   StopToken stop;
   SeedStreams seeds;
 

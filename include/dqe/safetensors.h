@@ -17,7 +17,8 @@ namespace dqe {
 // cannot be opened or is not a regular file (a directory, a FIFO).
 std::map<std::string, torch::Tensor> load_safetensors(const std::string& path);
 
-// Writes float32/int64 tensors (any device) in name order, atomically (write_file_atomic).
+// Writes tensors (any device) in name order, atomically (write_file_atomic): bfloat16 and int8
+// as they are, other floating types as float32, other integers as int64.
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
 

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dqe/jsonl_reader.h"
+#include "dqe/distributed.h"
 #include "dqe/run_context.h"
 
 namespace dqe {
@@ -50,6 +51,15 @@ struct TrainConfig {
   // Add an MLP of the pairs' lexical match features (lexical.h) to the logits; an --init
   // model that has them keeps them.
   bool lexical_features = false;
+  // How side inputs (lexical features, a log's features, attributes, image vectors; fusion.h)
+  // meet the pooled text vector (config.h, Fusion): "gate", "concat" or "add" (the side MLPs
+  // added to the logits, dqe's first layout). Concat is the default: on the controlled data it
+  // beat gate, and only it used the query/image agreement, an interaction with the text
+  // (README, "Side inputs").
+  std::string fusion = "concat";
+  // The probability that training drops a whole side input from a line, so that the model
+  // scores lines lacking it gracefully.
+  double modality_dropout = 0.1;
   // Lower-case and strip accents (uncased model); with --init the model's own setting wins.
   bool lower_case = true;
 
@@ -93,6 +103,20 @@ struct TrainConfig {
   // where the adapter recorded it.
   std::string base;
 
+  // Distillation (distill.h): teacher models whose outputs the student learns (several: their
+  // average, an ensemble's), computed once before the first step.
+  std::vector<std::string> teachers;
+  // Distillation: temperature of the teacher's and the student's class distributions.
+  double distill_temperature = 2.0;
+  // Distillation: the loss is alpha * distillation + (1 - alpha) * labels.
+  double distill_alpha = 0.5;
+  // Distillation: JSONL pairs without labels (e.g. search logs) that only the teacher labels.
+  std::string unlabeled;
+  // --init: keep this many of its encoder layers (0: all), chosen as --keep-which says
+  // ("bottom" drops the top ones, "alternate" keeps the top one and every n/k-th below; deploy.h).
+  int64_t keep_layers = 0;
+  std::string keep_which = "bottom";
+
   int64_t epochs = 3;
   // When > 0, stop after this many optimizer steps (overrides epochs for the schedule).
   int64_t max_steps = 0;
@@ -109,6 +133,25 @@ struct TrainConfig {
   // Longest input in tokens, special tokens included (0: the model's, else 128).
   int64_t max_len = 0;
   uint64_t seed = 42;
+
+  // Adversarial training (train/adversarial.h): "none", "fgm" or "pgd": the word embeddings
+  // are perturbed along the loss's gradient and the perturbed loss is learned beside the clean one.
+  std::string adv = "none";
+  // L2 radius of the perturbation of one example's word embeddings.
+  double adv_eps = 1.0;
+  // PGD: steps of the perturbation's climb.
+  int64_t adv_steps = 3;
+  // PGD: size of each step.
+  double adv_alpha = 0.3;
+  // Share of training examples given text noise that mirrors the attacks (train/augment.h:
+  // typos, duplicated words, query words inserted into below-average results with their
+  // label kept), drawn anew for each batch; 0 turns it off.
+  double augment = 0;
+  // Suspect detection (detect.h): the false-positive rate on dev that its thresholds are
+  // calibrated to, saved with the best model (0: no detection statistics are saved).
+  double detect_fpr = 0.01;
+  // Training pairs whose pooled vectors give the mean and covariance of the distance signal.
+  int64_t detect_sample = 4000;
   // Compute threads (0: all cores available).
   int threads = 0;
   // "auto" (bf16 autocast on a GPU or where the CPU has native bf16, else fp32), "fp32" or "bf16".
@@ -122,6 +165,8 @@ struct TrainConfig {
   int64_t eval_batch_size = 64;
   // Continue the run in out_dir from its last/ checkpoint.
   bool resume = false;
+  // Data parallelism, when launched by torchrun, srun or their variables (distributed.h).
+  DistributedOptions distributed;
 
   FieldMap fields;
   int64_t max_bad_lines = 0;

@@ -12,10 +12,12 @@ SUDO=""
 packages=(
   build-essential cmake ninja-build pkg-config ccache
   libtorch-dev libopenblas0-pthread
-  libcli11-dev nlohmann-json3-dev libspdlog-dev libutf8proc-dev zlib1g-dev
+  libgloo-dev
+  libcli11-dev nlohmann-json3-dev libspdlog-dev libutf8proc-dev libicu-dev zlib1g-dev
   libprotobuf-dev protobuf-compiler
   googletest libgtest-dev libgmock-dev
   dpkg-dev
+  python3-torch  # the plain-PyTorch reference that tests read Hugging Face exports with
   "$@"
 )
 

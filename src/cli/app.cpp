@@ -56,6 +56,16 @@ void add_field_options(CLI::App& cmd, FieldMap& fields) {
       ->capture_default_str()
       ->group(group);
   cmd.add_option("--id-field", fields.id, "JSON field holding the record id")->capture_default_str()->group(group);
+  cmd.add_option("--features-field", fields.features, "JSON field holding an object of named numbers (optional per line)")
+      ->capture_default_str()
+      ->group(group);
+  cmd.add_option("--attributes-field", fields.attributes,
+                 "JSON field holding an object of named strings (optional per line)")
+      ->capture_default_str()
+      ->group(group);
+  cmd.add_option("--image-field", fields.image, "JSON field holding an image vector, an array of floats (optional per line)")
+      ->capture_default_str()
+      ->group(group);
 }
 
 void add_compute_options(CLI::App& cmd, int& threads, std::string& precision, std::string& device,
@@ -75,8 +85,21 @@ void add_compute_options(CLI::App& cmd, int& threads, std::string& precision, st
     for (auto* o : options) o->group(group);
 }
 
+void add_distributed_options(CLI::App& cmd, DistributedOptions& options) {
+  const char* group = "Data parallelism (under torchrun, srun, or RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT)";
+  cmd.add_option("--dist-timeout", options.timeout_s,
+                 "Seconds the rendezvous and each all-reduce wait for the other processes; a dead or hung one "
+                 "stops the job within this time")
+      ->capture_default_str()
+      ->group(group);
+  cmd.add_option("--bucket-mb", options.bucket_mb, "Gradients are all-reduced in buckets of about this many MiB")
+      ->capture_default_str()
+      ->group(group);
+}
+
 bool field_options_given(const CLI::App& cmd) {
-  for (const char* name : {"--query-field", "--text-fields", "--label-field", "--query-id-field", "--id-field"})
+  for (const char* name : {"--query-field", "--text-fields", "--label-field", "--query-id-field", "--id-field",
+                           "--features-field", "--attributes-field", "--image-field"})
     if (cmd.count(name) > 0) return true;
   return false;
 }
@@ -101,6 +124,7 @@ void finalize(CliState& state) {
   if (state.eval_cmd && field_options_given(*state.eval_cmd)) state.eval.fields = state.eval_fields;
   if (state.score_cmd && field_options_given(*state.score_cmd)) state.score.fields = state.score_fields;
   if (state.score_cmd && state.score_cmd->count("--threshold") > 0) state.score.threshold = state.score_threshold;
+  if (state.score_cmd && state.score_cmd->count("--detect-fpr") > 0) state.score.detect_fpr = state.score_detect_fpr;
   if (state.eval_cmd && state.eval_cmd->count("--max-regression") > 0)
     state.gate.max_regression = state.gate_max_regression;
   if (state.train_cmd && state.train_cmd->count("--dropout") > 0) state.train.dropout = state.train_dropout;

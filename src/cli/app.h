@@ -42,6 +42,8 @@ struct CliState {
   FieldMap eval_fields, score_fields;
   GateConfig gate;
   double score_threshold = 0.5;
+  // score --detect-fpr: set on the score config only when given (the model's rate otherwise).
+  double score_detect_fpr = 0.01;
   // --max-regression: set on the gate only when given (alone, it is a usage error).
   double gate_max_regression = kDefaultMaxRegression;
   // --dropout of train and pretrain: set on their configs only when given.
@@ -87,6 +89,8 @@ void add_field_options(CLI::App& cmd, FieldMap& fields);
 // Adds --threads, --precision and --device, in group (none when empty).
 void add_compute_options(CLI::App& cmd, int& threads, std::string& precision, std::string& device,
                          const std::string& group = "");
+// Adds --dist-timeout and --bucket-mb in the "Data parallelism" group.
+void add_distributed_options(CLI::App& cmd, DistributedOptions& options);
 // The optimisation flags that train and pretrain share, bound onto their configs (which name
 // them alike) in the "Optimisation" group; `passes_over` and `batch_of` say what an epoch
 // and a batch are made of.

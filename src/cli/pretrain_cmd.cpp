@@ -49,6 +49,8 @@ void add_pretrain_command(CLI::App& app, CliState& state) {
       ->capture_default_str()
       ->group(opt);
 
+  add_distributed_options(*cmd, c.distributed);
+
   const char* ev = "Evaluation and checkpoints";
   cmd->add_option("--held-out-every", c.held_out_every, "Hold back every Nth line to measure MLM loss and accuracy")
       ->capture_default_str()

@@ -28,6 +28,18 @@ void add_score_command(CLI::App& app, CliState& state) {
   cmd->add_option("--psi-warn", c.psi_warn,
                   "Warn when the score distribution's PSI against the model's dev scores exceeds this (0: off)")
       ->capture_default_str();
+  cmd->add_option("--shard", c.shard,
+                  "K/N: score only shard K (0-based) of N, by line number or --shard-key; the N outputs together are "
+                  "the whole output");
+  cmd->add_option("--shard-key", c.shard_key,
+                  "With --shard: pick the shard by a hash of this field (e.g. query_id), keeping its lines together");
+  cmd->add_flag("--normalize", c.normalize,
+                "Apply NFKC, remove invisible characters and fold look-alike letters before tokenizing (changes scores)");
+  cmd->add_flag("--detect", c.detect,
+                "Add \"suspect\" and \"suspect_reasons\" to each line: keyword stuffing, invisible characters, mixed "
+                "scripts, look-alikes, out-of-distribution inputs, instability (needs the model's detection statistics)");
+  cmd->add_option("--detect-fpr", state.score_detect_fpr,
+                  "With --detect: flag at this false-positive rate on dev instead of the model's calibrated one");
   add_compute_options(*cmd, c.threads, c.precision, c.device);
   cmd->add_option("--max-bad-lines", c.max_bad_lines, "Skip up to N malformed lines instead of stopping")->capture_default_str();
   cmd->add_option("--rejects", c.rejects, "Write skipped lines here");
@@ -44,6 +56,13 @@ int run_score(CliState& state) {
   std::cerr << line;
   if (!std::isnan(s.psi)) std::fprintf(stderr, ", PSI vs dev %.3f (%s)", s.psi, s.shift.c_str());
   else if (!s.drift_note.empty()) std::fprintf(stderr, ", %s", s.drift_note.c_str());
+  if (!s.notes.empty()) std::cerr << "; " << s.notes;
+  if (s.normalized) std::cerr << ", normalized";
+  if (s.detect_fpr > 0) {
+    std::fprintf(stderr, ", %ld suspect at %g%% dev false positives", static_cast<long>(s.suspects), 100 * s.detect_fpr);
+    for (const auto& [name, count] : s.suspect_counts)
+      if (count > 0) std::fprintf(stderr, " (%s %ld)", name.c_str(), static_cast<long>(count));
+  }
   std::cerr << "\n";
   return kOk;
 }

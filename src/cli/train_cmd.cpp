@@ -43,6 +43,16 @@ void add_train_command(CLI::App& app, CliState& state) {
                 "Add an MLP of lexical match features (exact, stemmed and partial term matches, IDF, BM25, "
                 "numbers) to the logits")
       ->group(shape);
+  cmd->add_option("--fusion", c.fusion,
+                  "How side inputs (lexical features, --features-field, --attributes-field, --image-field) meet the "
+                  "text: gate, concat, or add (added to the logits)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"gate", "concat", "add"}))
+      ->group(shape);
+  cmd->add_option("--modality-dropout", c.modality_dropout,
+                  "Probability of dropping a whole side input from a training line (robustness to lines lacking it)")
+      ->capture_default_str()
+      ->group(shape);
   cmd->add_option("--lower-case", c.lower_case, "Lower-case and strip accents (uncased model)")
       ->capture_default_str()
       ->group(shape);
@@ -101,6 +111,30 @@ void add_train_command(CLI::App& app, CliState& state) {
                   "adapter recorded it")
       ->group(peft);
 
+  const char* distill = "Distillation";
+  cmd->add_option("--teacher", c.teachers,
+                  "A model whose outputs the student learns (repeat for an ensemble: their average), computed once "
+                  "before the first step")
+      ->group(distill);
+  cmd->add_option("--distill-temperature", c.distill_temperature,
+                  "Temperature of the teacher's and the student's class distributions (classification, binary)")
+      ->capture_default_str()
+      ->group(distill);
+  cmd->add_option("--distill-alpha", c.distill_alpha,
+                  "Loss = alpha * distillation (MSE on the teacher's scores; KL for classes) + (1 - alpha) * labels")
+      ->capture_default_str()
+      ->group(distill);
+  cmd->add_option("--unlabeled", c.unlabeled, "JSONL pairs without labels that only the teacher labels")->group(distill);
+  cmd->add_option("--keep-layers", c.keep_layers, "Keep this many of the --init model's encoder layers (0: all)")
+      ->capture_default_str()
+      ->group(distill);
+  cmd->add_option("--keep-which", c.keep_which,
+                  "Which layers --keep-layers keeps: bottom (the top ones dropped) or alternate (the top layer and "
+                  "every n/k-th below it)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"bottom", "alternate"}))
+      ->group(distill);
+
   const char* opt = "Optimisation";
   add_schedule_options(*cmd, c, "the training data", "Examples");
   cmd->add_option("--dropout", state.train_dropout,
@@ -113,6 +147,23 @@ void add_train_command(CLI::App& app, CliState& state) {
       ->group(opt);
   add_compute_options(*cmd, c.threads, c.precision, c.device, opt);
 
+  add_distributed_options(*cmd, c.distributed);
+  const char* adv = "Adversarial training";
+  cmd->add_option("--adv", c.adv,
+                  "none, fgm or pgd: perturb the word embeddings along the loss's gradient and learn from the "
+                  "perturbed loss beside the clean one")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"none", "fgm", "pgd"}))
+      ->group(adv);
+  cmd->add_option("--adv-eps", c.adv_eps, "L2 radius of one example's perturbation")->capture_default_str()->group(adv);
+  cmd->add_option("--adv-steps", c.adv_steps, "PGD: steps of the perturbation's climb")->capture_default_str()->group(adv);
+  cmd->add_option("--adv-alpha", c.adv_alpha, "PGD: size of each step")->capture_default_str()->group(adv);
+  cmd->add_option("--augment", c.augment,
+                  "Share of training examples given attack-like text noise each batch (typos, duplicated words, query "
+                  "words inserted into below-average results with their label kept); 0: off")
+      ->capture_default_str()
+      ->group(adv);
+
   const char* ev = "Evaluation and checkpoints";
   cmd->add_option("--eval-every", c.eval_every, "Evaluate on dev every N steps (0: each epoch)")->capture_default_str()->group(ev);
   cmd->add_option("--patience", c.patience, "Stop after N evaluations without improvement (0: never)")
@@ -120,6 +171,15 @@ void add_train_command(CLI::App& app, CliState& state) {
       ->group(ev);
   cmd->add_option("--eval-batch-size", c.eval_batch_size, "Batch size for dev evaluation")->capture_default_str()->group(ev);
   cmd->add_flag("--resume", c.resume, "Continue the run in --out from its last checkpoint")->group(ev);
+  cmd->add_option("--detect-fpr", c.detect_fpr,
+                  "Calibrate suspect detection (score --detect) to this false-positive rate on dev and save its "
+                  "statistics with the best model (0: none)")
+      ->capture_default_str()
+      ->group(ev);
+  cmd->add_option("--detect-sample", c.detect_sample,
+                  "Training pairs whose pooled vectors give detection's mean and covariance")
+      ->capture_default_str()
+      ->group(ev);
 
   const char* bad = "Bad input";
   cmd->add_option("--max-bad-lines", c.max_bad_lines, "Skip up to N malformed lines instead of stopping")

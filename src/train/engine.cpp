@@ -87,9 +87,13 @@ std::string value_text(const nlohmann::ordered_json& v) {
 
 }  // namespace
 
-RunDirectory::RunDirectory(const std::string& out_dir, bool resume) : path_(out_dir) {
+RunDirectory::RunDirectory(const std::string& out_dir, bool resume, bool owner) : path_(out_dir) {
   if (path_.empty()) throw ConfigError("--out is required");
   const fs::path dir(path_);
+  if (!owner) {
+    if (resume) resumed_ = load_trainer_state(last(), nullptr);
+    return;
+  }
   std::error_code ec;
   if (fs::exists(dir) && !fs::is_directory(dir)) throw ConfigError("--out " + path_ + " is not a directory");
   fs::create_directories(dir, ec);
@@ -317,8 +321,9 @@ EngineResult Engine::run() {
         }
       }
       micro.clear();
-      hooks_->after_backward(params);
-      const double loss_value = weight > 0 ? loss_sum / weight : 0.0;
+      StepTotals totals{weight, loss_sum, samples, tokens, std::move(sums)};
+      hooks_->after_backward(params, totals);
+      const double loss_value = totals.weight > 0 ? totals.loss_sum / totals.weight : 0.0;
       double grad_norm = 0;
       if (o.max_grad_norm > 0) {
         grad_norm = torch::nn::utils::clip_grad_norm_(params, o.max_grad_norm);
@@ -350,8 +355,8 @@ EngineResult Engine::run() {
       optimizer->step();
       objective_.after_optimizer_step(state.step, total_steps);
       ++state.step;
-      state.samples_seen += samples;
-      state.tokens_seen += tokens;
+      state.samples_seen += totals.samples;
+      state.tokens_seen += totals.tokens;
       evaluated_at_current_step = false;
 
       const double since_start = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
@@ -366,7 +371,7 @@ EngineResult Engine::run() {
       rec.tokens = state.tokens_seen;
       rec.tokens_per_s = since_start > 0 ? static_cast<double>(state.tokens_seen - tokens_at_start) / since_start : 0;
       rec.elapsed_s = state.elapsed_s;
-      for (const auto& [name, v] : sums) rec.extra[name] = weight > 0 ? v / weight : 0.0;
+      for (const auto& [name, v] : totals.sums) rec.extra[name] = totals.weight > 0 ? v / totals.weight : 0.0;
       if (run_log) run_log->write(rec);
       progress.update(state.step, "loss " + format_significant(loss_value) + " lr " + format_significant(lr, 2) + " " +
                                       format_significant(rec.samples_per_s, 3) + " samples/s");

@@ -3,15 +3,21 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <random>
 #include <tuple>
 
 #include "detail/log.h"
 #include "detail/train_util.h"
 #include "dqe/bottleneck.h"
+#include "dqe/distributed.h"
+#include "dqe/deploy.h"
+#include "dqe/distill.h"
 #include "dqe/errors.h"
 #include "dqe/format.h"
 #include "dqe/evaluator.h"
+#include "dqe/fusion.h"
 #include "dqe/peft.h"
+#include "dqe/train/augment.h"
 
 namespace dqe::training {
 namespace fs = std::filesystem;
@@ -21,6 +27,11 @@ namespace {
 struct FinetuneBatch : PreparedBatch {
   Batch batch;
   torch::Tensor target;
+  // Distillation: the teacher's targets of the rows, and which rows have a label (--unlabeled
+  // ones have none), 1 or 0.
+  torch::Tensor teacher;
+  torch::Tensor labelled;
+  int64_t labelled_rows = 0;
 };
 
 // The task a new run trains: its classes, label scaling, length and inputs, from the flags,
@@ -30,6 +41,7 @@ TaskSpec task_of_new_run(const TrainConfig& cfg, const std::vector<Record>& trai
   ts.task = parse_task(cfg.task);
   ts.fields = cfg.fields;
   ts.lower_case = cfg.lower_case;
+  ts.fusion = parse_fusion(cfg.fusion);
   if (init) {
     ts.lower_case = init->task.lower_case;
     ts.match_types = cfg.match_types == "on" || (cfg.match_types == "auto" && init->task.match_types);
@@ -181,13 +193,29 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
   int64_t bad_train = 0, bad_dev = 0;
   std::vector<Record> train_records = read_jsonl(cfg.train_path, ro, &bad_train);
   if (!cfg.rejects.empty()) ro.rejects_path = cfg.rejects + ".dev";
+  // Dev image vectors must have the training ones' length.
+  for (const auto& r : train_records)
+    if (!r.image.empty()) {
+      ro.fields.image_dim = static_cast<int64_t>(r.image.size());
+      break;
+    }
   std::vector<Record> dev_records = read_jsonl(cfg.dev_path, ro, &bad_dev);
   log->info("{}: {} examples; {}: {} examples", cfg.train_path, train_records.size(), cfg.dev_path,
             dev_records.size());
   if (bad_train + bad_dev > 0)
     log->warn("skipped {} bad lines of {} and {} of {} (--max-bad-lines {}){}", bad_train, cfg.train_path, bad_dev,
               cfg.dev_path, cfg.max_bad_lines, cfg.rejects.empty() ? "" : "; they are in " + cfg.rejects + "*");
+  std::vector<Record> unlabeled_records;
+  if (!cfg.unlabeled.empty()) {
+    ReaderOptions uo = ro;
+    uo.require_label = false;
+    uo.rejects_path = cfg.rejects.empty() ? "" : cfg.rejects + ".unlabeled";
+    unlabeled_records = read_jsonl(cfg.unlabeled, uo);
+    log->info("{}: {} unlabeled pairs, which only the teacher labels", cfg.unlabeled, unlabeled_records.size());
+  }
   fingerprint_ = fingerprint_of(train_records, dev_records);
+  if (!unlabeled_records.empty())
+    fingerprint_ += "; " + fingerprint_of(unlabeled_records, {}) + " (unlabeled)";
   ctx_.stop.check("while reading the data, before the first step; nothing to resume");
 
   const Task task = parse_task(cfg.task);
@@ -248,6 +276,13 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
     spec_ = loaded.spec;
     model_ = loaded.model;
     featurizer_ = loaded.featurizer;
+    if (cfg.keep_layers > 0) {
+      const std::vector<int64_t> layers = layers_to_keep(spec_.bert.num_hidden_layers, cfg.keep_layers, cfg.keep_which);
+      model_ = keep_model_layers(spec_, model_, *featurizer_, layers);
+      std::string kept;
+      for (int64_t l : layers) kept += (kept.empty() ? "" : " ") + std::to_string(l);
+      log->info("{}: kept {} of its encoder layers ({}: {})", cfg.init, layers.size(), cfg.keep_which, kept);
+    }
     for (const auto& name : loaded.report.missing) log->info("{}: {} is newly initialised", cfg.init, name);
     detail::apply_dropout_flag(cfg.dropout, /*resume=*/false, model_, spec_.bert, *log);
     if (!loaded.report.unexpected.empty())
@@ -268,9 +303,14 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
     spec_.has_dqe_section = true;
     spec_.task = ts;
     featurizer_ = std::make_shared<const Featurizer>(Featurizer::fit(ts, tokenizer, train_records));
-    model_ = SequenceModel(spec_.bert, ts.num_outputs(), featurizer_->side_dims());
+    spec_.task.fields = featurizer_->task().fields;  // the side fields it reads, saved with the model
+    model_ = SequenceModel(spec_.bert, ts.num_outputs(), featurizer_->side_dims(), std::nullopt, ts.fusion);
     init_weights(model_, spec_.bert);
   }
+  model_->modality_dropout = cfg.modality_dropout;
+  if (const std::string inputs = describe_log_inputs(featurizer_->side_inputs()); !inputs.empty())
+    log->info("{}; fusion {}, modality dropout {}", inputs, fusion_name(spec_.task.fusion),
+              format_significant(cfg.modality_dropout));
   if (spec_.task.lexical_features)
     if (auto lexical = std::dynamic_pointer_cast<const LexicalInput>(featurizer_->side_inputs().front()))
       log->info("lexical features on: word statistics of {} distinct results", lexical->stats().docs);
@@ -312,7 +352,28 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
   targets_.assign(train_labels.labels.begin(), train_labels.labels.end());
   if (ts.task == Task::kRegression)
     for (auto& t : targets_) t = static_cast<float>((t - ts.label_mean) / ts.label_std);
+  labelled_rows_ = static_cast<int64_t>(train_.size());
+  if (!unlabeled_records.empty()) {
+    std::vector<Example> extra = featurizer_->encode_all(unlabeled_records, ctx_.threads);
+    train_.insert(train_.end(), std::make_move_iterator(extra.begin()), std::make_move_iterator(extra.end()));
+    targets_.resize(train_.size(), 0.0f);
+  }
   lengths_ = lengths_of(train_);
+  // Attack-like noise re-encodes a batch's records each step (augment.h): keep them before
+  // distillation takes them over.
+  if (cfg.augment > 0) train_records_ = train_records;
+  if (!cfg.teachers.empty()) {
+    distill_ = DistillSpec{cfg.teachers, cfg.distill_temperature, cfg.distill_alpha};
+    std::vector<Record> pairs = std::move(train_records);
+    pairs.insert(pairs.end(), std::make_move_iterator(unlabeled_records.begin()),
+                 std::make_move_iterator(unlabeled_records.end()));
+    teacher_ = teacher_targets(*distill_, pairs, ts, ctx_, cfg.eval_batch_size);
+    log->info("distillation: loss = {} x teacher ({}) + {} x labels, over {} labelled and {} unlabeled pairs",
+              format_significant(distill_->alpha),
+              ts.task == Task::kRegression ? "MSE of its scores" : "at temperature " + format_significant(distill_->temperature),
+              format_significant(1 - distill_->alpha), labelled_rows_,
+              static_cast<int64_t>(train_.size()) - labelled_rows_);
+  }
 
   if (spec_.lora && spec_.lora->adalora) {
     AdaLoraSpec& a = *spec_.lora->adalora;
@@ -338,42 +399,95 @@ std::vector<RoleParameter> FinetuneObjective::trainable_parameters() {
 }
 
 int64_t FinetuneObjective::steps_per_epoch(int64_t grad_accum) const {
-  const int64_t batch = config_.batch_size;
+  const int64_t batch = config_.batch_size * ctx_.plan_world_size;  // the job's global batch
   const int64_t batches = (static_cast<int64_t>(lengths_.size()) + batch - 1) / batch;
   return (batches + grad_accum - 1) / grad_accum;
 }
 
 ChunkPlan FinetuneObjective::plan_chunk(int64_t /*epoch*/, int64_t /*chunk*/, uint64_t order_seed) {
-  batches_ = plan_training_batches(lengths_, config_.batch_size, order_seed);
+  // Every process plans the job's global batches and keeps its slice of each (distributed.h).
+  batches_ = plan_training_batches(lengths_, config_.batch_size * ctx_.plan_world_size, order_seed);
+  if (ctx_.world_size > 1)
+    for (auto& rows : batches_) rows = rows_of_rank(rows, ctx_.rank, ctx_.world_size);
   return {static_cast<int64_t>(batches_.size()), /*last_in_epoch=*/true};
 }
 
-std::unique_ptr<PreparedBatch> FinetuneObjective::prepare(int64_t index, uint64_t /*step_seed*/) {
+std::unique_ptr<PreparedBatch> FinetuneObjective::prepare(int64_t index, uint64_t step_seed) {
   auto b = std::make_unique<FinetuneBatch>();
   const auto& rows = batches_[static_cast<size_t>(index)];
-  b->batch = featurizer_->collate(train_, rows, ctx_.device);
+  if (rows.empty()) {
+    b->weight = 0;  // this process's slice of a short last batch: it only joins the all-reduce
+    return b;
+  }
+  if (config_.augment > 0) {
+    // The batch's noise is drawn from its step seed: a resumed run draws the same.
+    std::mt19937_64 rng(step_seed ^ 0x6175676d656e74ULL);
+    std::bernoulli_distribution noisy(config_.augment);
+    std::vector<Example> examples;
+    examples.reserve(rows.size());
+    for (size_t r : rows) {
+      const bool irrelevant = spec_.task.task == Task::kRegression ? targets_[r] < 0 : targets_[r] == 0;
+      // Unlabeled pairs (--unlabeled) keep their text: only a judged label says what is irrelevant.
+      const bool noise = noisy(rng) && static_cast<int64_t>(r) < labelled_rows_;
+      examples.push_back(noise ? featurizer_->encode(augment_record(train_records_[r], irrelevant, rng)) : train_[r]);
+    }
+    std::vector<size_t> all(rows.size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+    b->batch = featurizer_->collate(examples, all, ctx_.device);
+  } else {
+    b->batch = featurizer_->collate(train_, rows, ctx_.device);
+  }
   std::vector<float> y;
   y.reserve(rows.size());
   for (size_t r : rows) y.push_back(targets_[r]);
   b->target = torch::tensor(y).to(ctx_.device);
+  std::vector<float> labelled;
+  labelled.reserve(rows.size());
+  for (size_t r : rows) labelled.push_back(static_cast<int64_t>(r) < labelled_rows_ ? 1.0f : 0.0f);
+  b->labelled_rows = static_cast<int64_t>(std::count(labelled.begin(), labelled.end(), 1.0f));
+  b->labelled = torch::tensor(labelled).to(ctx_.device);
+  if (teacher_.defined()) {
+    std::vector<int64_t> index(rows.begin(), rows.end());
+    b->teacher = teacher_.index_select(0, torch::tensor(index)).to(ctx_.device);
+  }
   b->weight = 1;  // the loss is the micro-batch's mean
   b->samples = static_cast<int64_t>(rows.size());
   b->tokens = b->batch.ids.numel();
   return b;
 }
 
-MicroLoss FinetuneObjective::forward(PreparedBatch& prepared) {
+MicroLoss FinetuneObjective::forward(PreparedBatch& prepared) { return forward_embeds(prepared, nullptr); }
+
+MicroLoss FinetuneObjective::forward_embeds(PreparedBatch& prepared, const EmbeddingHook& hook) {
   auto& b = static_cast<FinetuneBatch&>(prepared);
   torch::Tensor logits;
   {
     AutocastGuard autocast(ctx_.precision, ctx_.device);
-    logits = model_->forward(b.batch.ids, b.batch.type_ids, b.batch.mask, b.batch.side).to(torch::kFloat32);
+    torch::Tensor embeds = model_->bert->embed(b.batch.ids);
+    if (hook) embeds = hook(embeds);
+    logits = model_->run_embeds(embeds, b.batch.type_ids, b.batch.mask, b.batch.side).logits.to(torch::kFloat32);
   }
   MicroLoss out;
   const Task task = spec_.task.task;
-  if (task == Task::kRegression) out.loss = torch::mse_loss(logits.squeeze(1), b.target);
-  else if (task == Task::kBinary) out.loss = torch::binary_cross_entropy_with_logits(logits.squeeze(1), b.target);
-  else out.loss = torch::cross_entropy_loss(logits, b.target.to(torch::kInt64));
+  // The labels' loss, a mean over the rows that have one (--unlabeled rows have none).
+  torch::Tensor label_loss;
+  if (b.labelled_rows > 0) {
+    const bool all = b.labelled_rows == b.samples;
+    const auto reduction = all ? at::Reduction::Mean : at::Reduction::None;
+    if (task == Task::kRegression) label_loss = torch::mse_loss(logits.squeeze(1), b.target, reduction);
+    else if (task == Task::kBinary)
+      label_loss = torch::binary_cross_entropy_with_logits(logits.squeeze(1), b.target, {}, {}, reduction);
+    else label_loss = torch::cross_entropy_loss(logits, b.target.to(torch::kInt64), {}, reduction);
+    if (!all) label_loss = (label_loss * b.labelled).sum() / static_cast<double>(b.labelled_rows);
+  }
+  if (distill_) {
+    const torch::Tensor d = distillation_loss(logits, b.teacher, task, distill_->temperature);
+    out.sums.emplace_back("distill_loss", d.item<double>());
+    out.loss = distill_->alpha * d;
+    if (label_loss.defined() && distill_->alpha < 1) out.loss = out.loss + (1 - distill_->alpha) * label_loss;
+  } else {
+    out.loss = label_loss;
+  }
   if (allocator_ && spec_.lora->adalora->orth_reg_weight > 0) {
     // PEFT adds the regulariser to the model's loss in its forward, so every micro-batch has it.
     const torch::Tensor orth = adalora_orth_loss(model_);

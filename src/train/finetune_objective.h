@@ -14,6 +14,7 @@
 #include "dqe/adalora.h"
 #include "dqe/checkpoint.h"
 #include "dqe/dataset.h"
+#include "dqe/distill.h"
 #include "dqe/featurizer.h"
 #include "dqe/evaluator.h"
 #include "dqe/predictor.h"
@@ -33,6 +34,8 @@ class FinetuneObjective : public Objective {
   ChunkPlan plan_chunk(int64_t epoch, int64_t chunk, uint64_t order_seed) override;
   std::unique_ptr<PreparedBatch> prepare(int64_t index, uint64_t step_seed) override;
   MicroLoss forward(PreparedBatch& batch) override;
+  bool has_embedding_seam() const override { return true; }
+  MicroLoss forward_embeds(PreparedBatch& batch, const EmbeddingHook& hook) override;
   void after_optimizer_step(int64_t step, int64_t total_steps) override;
   Evaluation evaluate() override;
   void write_checkpoint_files(const std::string& dir, bool best) override;
@@ -51,6 +54,7 @@ class FinetuneObjective : public Objective {
   SequenceModel model_{nullptr};
   std::shared_ptr<const Featurizer> featurizer_;
   std::vector<Example> train_, dev_;
+  std::vector<Record> train_records_;  // kept for --augment only
   std::vector<float> targets_;  // standardised for regression
   LabelledSet dev_labels_;
   std::vector<size_t> lengths_;
@@ -58,6 +62,11 @@ class FinetuneObjective : public Objective {
   std::optional<Predictions> last_dev_predictions_;
   std::string fingerprint_;
   std::unique_ptr<RankAllocator> allocator_;  // AdaLoRA's, or null
+  // train_'s first labelled_rows_ examples are labelled; the rest are --unlabeled pairs.
+  int64_t labelled_rows_ = 0;
+  // Distillation: its spec, and the teacher's targets of train_'s examples, computed once.
+  std::optional<DistillSpec> distill_;
+  torch::Tensor teacher_;
 };
 
 }  // namespace dqe::training

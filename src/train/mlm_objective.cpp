@@ -1,6 +1,9 @@
 #include "train/mlm_objective.h"
 
+#include <algorithm>
+#include <climits>
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <random>
 
@@ -56,24 +59,35 @@ struct MlmBatch : PreparedBatch {
   torch::Tensor ids, type_ids, mask, labels;  // labels [batch, time], kIgnoreLabel where not predicted
 };
 
-// Masks the rows and pads them. With rng null, row r is masked from its own seed
-// fixed_seed + r: held-back rows then get the same masks at every evaluation.
+// Masks the rows and pads rows [keep_begin, keep_end) of them. With rng null, row r is masked
+// from its own seed fixed_seed + r: held-back rows then get the same masks at every
+// evaluation. A data-parallel process masks the whole global batch, as one process would,
+// and keeps its slice, so that its masks do not depend on the world size.
 MlmBatch make_batch(const std::vector<Encoding>& seqs, const std::vector<size_t>& rows, const MaskingVocab& vocab,
-                    const MaskingOptions& options, int64_t pad_id, std::mt19937_64* rng, uint64_t fixed_seed = 0) {
-  std::vector<Encoding> masked(rows.size());
-  std::vector<std::vector<int64_t>> labels(rows.size());
-  std::vector<size_t> order(rows.size());
-  for (size_t i = 0; i < rows.size(); ++i) {
+                    const MaskingOptions& options, int64_t pad_id, std::mt19937_64* rng, uint64_t fixed_seed = 0,
+                    size_t keep_begin = 0, size_t keep_end = SIZE_MAX) {
+  keep_end = std::min(keep_end, rows.size());
+  const size_t kept = keep_end > keep_begin ? keep_end - keep_begin : 0;
+  std::vector<Encoding> masked(kept);
+  std::vector<std::vector<int64_t>> labels(kept);
+  std::vector<size_t> order(kept);
+  for (size_t i = 0; i < rows.size() && i < keep_end; ++i) {
     std::mt19937_64 row_rng;
     if (!rng) row_rng.seed(fixed_seed + rows[i]);
     MaskedSequence m = mask_sequence(seqs[rows[i]].ids, vocab, options, rng ? *rng : row_rng);
-    masked[i].ids = std::move(m.ids);
-    masked[i].type_ids = seqs[rows[i]].type_ids;
-    labels[i] = std::move(m.labels);
-    order[i] = i;
+    if (i < keep_begin) continue;
+    const size_t k = i - keep_begin;
+    masked[k].ids = std::move(m.ids);
+    masked[k].type_ids = seqs[rows[i]].type_ids;
+    labels[k] = std::move(m.labels);
+    order[k] = k;
+  }
+  MlmBatch b;
+  if (kept == 0) {
+    b.weight = 0;  // this process's slice of a short last batch: it only joins the all-reduce
+    return b;
   }
   Batch padded = collate(masked, order, pad_id);
-  MlmBatch b;
   b.ids = padded.ids;
   b.type_ids = padded.type_ids;
   b.mask = padded.mask;
@@ -223,7 +237,8 @@ std::vector<RoleParameter> MlmObjective::trainable_parameters() {
 int64_t MlmObjective::steps_per_epoch(int64_t grad_accum) const {
   int64_t steps = 0;
   for (int64_t lines : chunk_train_lines_) {
-    const int64_t batches = (lines + config_.batch_size - 1) / config_.batch_size;
+    const int64_t global = config_.batch_size * ctx_.plan_world_size;  // the job's global batch
+    const int64_t batches = (lines + global - 1) / global;
     steps += (batches + grad_accum - 1) / grad_accum;
   }
   return steps;
@@ -249,14 +264,18 @@ ChunkPlan MlmObjective::plan_chunk(int64_t epoch, int64_t chunk, uint64_t order_
     if (!e.ids.empty()) seqs_.push_back(std::move(e));
   }
   reader_next_chunk_ = chunk + 1;
-  batches_ = plan_training_batches(lengths_of(seqs_), config_.batch_size, order_seed);
+  // Every process plans the job's global batches; prepare() keeps its slice of each.
+  batches_ = plan_training_batches(lengths_of(seqs_), config_.batch_size * ctx_.plan_world_size, order_seed);
   return {static_cast<int64_t>(batches_.size()), /*last_in_epoch=*/read < config_.chunk_lines};
 }
 
 std::unique_ptr<PreparedBatch> MlmObjective::prepare(int64_t index, uint64_t step_seed) {
   std::mt19937_64 rng(step_seed);
-  return std::make_unique<MlmBatch>(make_batch(seqs_, batches_[static_cast<size_t>(index)], masking_vocab_, masking_,
-                                               featurizer_->tokenizer().pad_id(), &rng));
+  const auto& rows = batches_[static_cast<size_t>(index)];
+  const size_t n = rows.size(), rank = static_cast<size_t>(ctx_.rank), world = static_cast<size_t>(ctx_.world_size);
+  // rows_of_rank's slice (distributed.h)
+  return std::make_unique<MlmBatch>(make_batch(seqs_, rows, masking_vocab_, masking_, featurizer_->tokenizer().pad_id(),
+                                               &rng, 0, rank * n / world, (rank + 1) * n / world));
 }
 
 MicroLoss MlmObjective::forward(PreparedBatch& prepared) {

@@ -520,3 +520,49 @@ TEST(CliParse, TokenizerTrainTakesSeveralCorpusFiles) {
 
 }  // namespace
 }  // namespace dqe::cli
+
+namespace dqe::cli {
+namespace {
+
+// Adversarial training, detection and normalisation flags land in their configs; bad values
+// and combinations are refused naming the flag.
+TEST(CliParse, AdversarialAndDetectionFlags) {
+  auto p = parse({"train", "--train", "t", "--dev", "d", "--out", "o", "--adv", "pgd", "--adv-eps", "0.5",
+                  "--adv-steps", "4", "--adv-alpha", "0.2", "--augment", "0.25", "--detect-fpr", "0.05"});
+  const TrainConfig& t = p->state.train;
+  EXPECT_EQ(t.adv, "pgd");
+  EXPECT_DOUBLE_EQ(t.adv_eps, 0.5);
+  EXPECT_EQ(t.adv_steps, 4);
+  EXPECT_DOUBLE_EQ(t.adv_alpha, 0.2);
+  EXPECT_DOUBLE_EQ(t.augment, 0.25);
+  EXPECT_DOUBLE_EQ(t.detect_fpr, 0.05);
+  EXPECT_NO_THROW(t.validate());
+  EXPECT_EQ(parse({"train", "--train", "t", "--dev", "d", "--out", "o"})->state.train.adv, "none");
+  EXPECT_THROW(parse({"train", "--train", "t", "--dev", "d", "--out", "o", "--adv", "freelb"}), CLI::ParseError);
+  auto bad = [](std::vector<std::string> extra, const std::string& flag) {
+    std::vector<std::string> args = {"train", "--train", "t", "--dev", "d", "--out", "o"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    try {
+      parse(args)->state.train.validate();
+      ADD_FAILURE() << flag << " accepted";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(flag), std::string::npos) << e.what();
+    }
+  };
+  bad({"--adv-eps", "0"}, "--adv-eps");
+  bad({"--adv-steps", "0"}, "--adv-steps");
+  bad({"--augment", "1.5"}, "--augment");
+  bad({"--detect-fpr", "1"}, "--detect-fpr");
+
+  auto s = parse({"score", "--model", "m", "--normalize", "--detect", "--detect-fpr", "0.02"});
+  EXPECT_TRUE(s->state.score.normalize);
+  EXPECT_TRUE(s->state.score.detect);
+  ASSERT_TRUE(s->state.score.detect_fpr.has_value());
+  EXPECT_DOUBLE_EQ(*s->state.score.detect_fpr, 0.02);
+  EXPECT_FALSE(parse({"score", "--model", "m", "--detect"})->state.score.detect_fpr.has_value());
+  EXPECT_THROW(parse({"score", "--model", "m", "--detect-fpr", "0.02"})->state.score.validate(), ConfigError);
+  EXPECT_THROW(parse({"score", "--model", "a", "--model", "b", "--detect"})->state.score.validate(), ConfigError);
+}
+
+}  // namespace
+}  // namespace dqe::cli

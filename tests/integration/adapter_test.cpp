@@ -375,7 +375,7 @@ TEST_F(AdapterTest, EveryTaskAndBf16) {
   config_.lexical_features = true;
   r = train(config_);
   const nlohmann::json ac = read_json_file(dir_.path("lexical/best/adapter_config.json"));
-  EXPECT_EQ(ac["modules_to_save"], nlohmann::json({"classifier", "lexical"}));
+  EXPECT_EQ(ac["modules_to_save"], nlohmann::json({"classifier", "lexical", "fusion"}));  // fusion layers train in full too
   EXPECT_EQ(load_safetensors(dir_.path("lexical/best/adapter_model.safetensors")).count("base_model.model.lexical.2.weight"), 1u);
   EvalConfig ec;
   ec.models = {config_.out_dir};

@@ -296,13 +296,16 @@ TEST_F(LoraTest, EveryTaskAndBf16) {
   EXPECT_EQ(r.trainable_parameters, 2 * 8 * 64 + 2 * 32 + 2);  // the base's 2-class head, kept and trained
   EXPECT_GT(r.best_metric, 0.9);
 
-  // A side head trains in full and is saved with the adapter, as PEFT saves modules_to_save.
+  // A side head and the fusion layers where it meets the text train in full and are saved
+  // with the adapter, as PEFT saves modules_to_save.
   config_.out_dir = dir_.path("lexical");
   config_.lexical_features = true;
   r = train(config_);
   const nlohmann::json ac = read_json_file(dir_.path("lexical/best/adapter_config.json"));
-  EXPECT_EQ(ac["modules_to_save"], nlohmann::json({"classifier", "lexical"}));
-  EXPECT_EQ(load_safetensors(dir_.path("lexical/best/adapter_model.safetensors")).count("base_model.model.lexical.2.weight"), 1u);
+  EXPECT_EQ(ac["modules_to_save"], nlohmann::json({"classifier", "lexical", "fusion"}));
+  const auto adapter_tensors = load_safetensors(dir_.path("lexical/best/adapter_model.safetensors"));
+  EXPECT_EQ(adapter_tensors.count("base_model.model.lexical.2.weight"), 1u);
+  EXPECT_EQ(adapter_tensors.count("base_model.model.fusion.2.weight"), 1u);
   EXPECT_TRUE(fs::exists(dir_.path("lexical/best/lexical_stats.json")));
   EvalConfig ec;
   ec.models = {config_.out_dir};

@@ -56,6 +56,10 @@ struct Evaluation {
   std::string summary;             // for the log line: "dev rmse 0.43"
 };
 
+// What a forward pass feeds the encoder, given the word embeddings of the batch's ids
+// [batch, time, hidden]: adversarial training (adversarial.h) adds its perturbation here.
+using EmbeddingHook = std::function<torch::Tensor(const torch::Tensor& word_embeds)>;
+
 class Objective {
  public:
   virtual ~Objective() = default;
@@ -72,6 +76,10 @@ class Objective {
   virtual uint64_t dropout_seed(uint64_t step_seed) const { return step_seed; }
   // Forward pass of a prepared micro-batch, in training mode.
   virtual MicroLoss forward(PreparedBatch& batch) = 0;
+  // The same with the hook between the word embeddings and the encoder; false when the
+  // objective has no such seam (then forward_embeds is never called).
+  virtual bool has_embedding_seam() const { return false; }
+  virtual MicroLoss forward_embeds(PreparedBatch& batch, const EmbeddingHook& hook) { return forward(batch); }
   // Called after each optimizer step, with that step's (clipped) gradients still on the
   // parameters: step is the 0-based index of the step just taken, total_steps the schedule's
   // length. What reshapes the trainable parameters between steps goes here (AdaLoRA's rank
@@ -103,12 +111,23 @@ class PlainStep : public StepStrategy {
   MicroLoss run(Objective& objective, PreparedBatch& batch, double scale) override;
 };
 
+// What one process's micro-batches of a step amounted to. Its gradients are
+// d(loss_sum / weight)/d(params).
+struct StepTotals {
+  double weight = 0;  // sum of the micro-batches' weights
+  double loss_sum = 0;
+  int64_t samples = 0, tokens = 0;
+  std::vector<std::pair<std::string, double>> sums;  // MicroLoss::sums, added up
+};
+
 // Where data parallelism (and other cross-cutting work) plugs in.
 class Hooks {
  public:
   virtual ~Hooks() = default;
-  // After the step's backward passes, before clipping: e.g. all-reduce the gradients.
-  virtual void after_backward(const std::vector<torch::Tensor>& parameters) {}
+  // After the step's backward passes, before clipping: e.g. all-reduce the gradients. A
+  // data-parallel hook replaces the gradients by the job's weighted mean and `step` by the
+  // job's totals, which the engine then logs.
+  virtual void after_backward(const std::vector<torch::Tensor>& parameters, StepTotals& step) {}
   // Whether this process writes checkpoints and logs.
   virtual bool is_primary() const { return true; }
   // A decision every process must share (stop now, early stop): true when any says so.
@@ -177,7 +196,9 @@ struct EngineResult {
 // --resume, and --resume without a checkpoint; recovers checkpoints a crash left half-swapped.
 class RunDirectory {
  public:
-  RunDirectory(const std::string& out_dir, bool resume);
+  // owner false: a data-parallel rank other than 0, which reads the run (on --resume) after
+  // rank 0 has set it up, and neither locks nor writes it.
+  RunDirectory(const std::string& out_dir, bool resume, bool owner = true);
   ~RunDirectory();
   RunDirectory(const RunDirectory&) = delete;
   RunDirectory& operator=(const RunDirectory&) = delete;

@@ -1,0 +1,300 @@
+// Data-parallel runs of the real dqe binary: two processes on this machine, joined by the
+// environment variables torchrun sets, against one process (distributed.h).
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <thread>
+
+#include "dqe/safetensors.h"
+#include "integration/run_util.h"
+#include "test_util.h"
+
+namespace dqe {
+namespace fs = std::filesystem;
+namespace {
+
+// A port nothing listens on now (the kernel's pick; closed again before the job binds it).
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) throw std::runtime_error("bind");
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// The dqe binary started with extra environment variables, its stderr in a file.
+class Process {
+ public:
+  Process(const std::vector<std::string>& args, const std::map<std::string, std::string>& env, const std::string& err)
+      : err_(err) {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+      const int fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(fd, 2);
+      const int null_fd = ::open("/dev/null", O_RDWR);
+      ::dup2(null_fd, 0);
+      ::dup2(null_fd, 1);
+      std::vector<char*> argv{const_cast<char*>(DQE_BINARY)};
+      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      ::execv(DQE_BINARY, argv.data());
+      ::_exit(127);
+    }
+  }
+  ~Process() {
+    if (!done_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  // The exit code (128 + signal when killed), or -1 when it is still running after timeout_s.
+  int wait(double timeout_s = 120) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+    while (!done_) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        done_ = true;
+        code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        break;
+      }
+      if (std::chrono::steady_clock::now() > until) return -1;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return code_;
+  }
+  void signal(int sig) { ::kill(pid_, sig); }
+  std::string err() const { return test::read_text(err_); }
+
+ private:
+  pid_t pid_ = -1;
+  bool done_ = false;
+  int code_ = -1;
+  std::string err_;
+};
+
+std::map<std::string, std::string> rank_env(int rank, int world, int port) {
+  return {{"RANK", std::to_string(rank)},          {"WORLD_SIZE", std::to_string(world)},
+          {"LOCAL_RANK", std::to_string(rank)},    {"LOCAL_WORLD_SIZE", std::to_string(world)},
+          {"MASTER_ADDR", "127.0.0.1"},            {"MASTER_PORT", std::to_string(port)},
+          {"GLOO_SOCKET_IFNAME", "lo"}};
+}
+
+std::vector<std::string> split(const std::string& args) {
+  std::vector<std::string> out;
+  std::istringstream in(args);
+  for (std::string a; in >> a;) out.push_back(a);
+  return out;
+}
+
+// Runs `args` (plus --batch-size per process) on `world` processes, all to completion.
+std::vector<int> run_job(const test::TempDir& dir, const std::string& args, int world, int batch_size,
+                         std::vector<std::string>* errs = nullptr) {
+  const int port = free_port();
+  std::vector<std::unique_ptr<Process>> procs;
+  std::vector<std::string> argv = split(args + " --batch-size " + std::to_string(batch_size));
+  for (int r = 0; r < world; ++r)
+    procs.push_back(std::make_unique<Process>(argv, world > 1 ? rank_env(r, world, port) : std::map<std::string, std::string>{},
+                                              dir.path("err" + std::to_string(world) + "_" + std::to_string(r) + ".txt")));
+  std::vector<int> codes;
+  for (auto& p : procs) {
+    codes.push_back(p->wait());
+    if (errs) errs->push_back(p->err());
+  }
+  return codes;
+}
+
+// Largest absolute difference between two checkpoints' tensors (they must have the same names).
+double max_difference(const std::string& a_dir, const std::string& b_dir) {
+  const auto a = load_safetensors(a_dir + "/model.safetensors");
+  const auto b = load_safetensors(b_dir + "/model.safetensors");
+  EXPECT_EQ(a.size(), b.size());
+  double worst = 0;
+  for (const auto& [name, t] : a) {
+    auto it = b.find(name);
+    if (it == b.end()) {
+      ADD_FAILURE() << name << " missing";
+      continue;
+    }
+    worst = std::max(worst, (t - it->second).abs().max().item<double>());
+  }
+  return worst;
+}
+
+// Whether a run has written an evaluation (the train log is flushed with it): it is training.
+bool has_evaluated(const std::string& run) {
+  std::error_code ec;
+  return fs::file_size(run + "/eval_log.jsonl", ec) > 0 && !ec;
+}
+
+const char* kTinyModel =
+    " --layers 1 --hidden 32 --heads 2 --intermediate 64 --dropout 0 --precision fp32 --threads 1 --seed 7";
+
+class DistributedTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    test::write_toy_set(dir_.path("train.jsonl"), 64, 1);  // 4 global batches of 16
+    test::write_toy_set(dir_.path("dev.jsonl"), 24, 2);
+    std::string corpus;
+    const std::vector<std::string> words = {"acme", "oak", "chair", "lamp", "brass", "pine", "table", "steel", "drill"};
+    std::mt19937 rng(5);
+    for (int i = 0; i < 200; ++i) {
+      const int n = 2 + static_cast<int>(rng() % 6);  // lengths differ: batches are padded differently
+      for (int w = 0; w < n; ++w) corpus += words[rng() % words.size()] + (w + 1 < n ? " " : "\n");
+    }
+    test::write_text(dir_.path("corpus.txt"), corpus);
+  }
+
+  std::string train_args(const std::string& out, const std::string& extra = "") const {
+    return "train --train " + dir_.path("train.jsonl") + " --dev " + dir_.path("dev.jsonl") + " --out " +
+           dir_.path(out) + " --max-len 24 --lr 3e-3 --warmup-ratio 0 --patience 0" + kTinyModel + extra;
+  }
+
+  test::TempDir dir_;
+};
+
+TEST_F(DistributedTest, TwoProcessesAtBatch8TakeTheStepsOfOneAtBatch16) {
+  std::vector<std::string> errs;
+  const auto two = run_job(dir_, train_args("two", " --max-steps 6"), 2, 8, &errs);
+  ASSERT_EQ(two, (std::vector<int>{0, 0})) << errs[0] << errs[1];
+  EXPECT_NE(errs[0].find("global batch 16 (2 processes x --batch-size 8)"), std::string::npos) << errs[0];
+  // Rank 1 writes no log lines of its own (its info lines are rank 0's).
+  EXPECT_EQ(errs[1].find("global batch"), std::string::npos) << errs[1];
+  const auto one = run_job(dir_, train_args("one", " --max-steps 6"), 1, 16, &errs);
+  ASSERT_EQ(one, (std::vector<int>{0})) << errs.back();
+
+  const auto single = test::read_jsonl_file(dir_.path("one/train_log.jsonl"));
+  ASSERT_EQ(single.size(), 6u);
+  const auto logged = test::read_jsonl_file(dir_.path("two/train_log.jsonl"));
+  ASSERT_EQ(logged.size(), 6u);  // only rank 0 logs, once per step
+  for (size_t i = 0; i < logged.size(); ++i) {
+    // The logged loss is the job's: the mean over the global batch.
+    EXPECT_NEAR(logged[i]["loss"].get<double>(), single[i]["loss"].get<double>(), 1e-5) << "step " << i + 1;
+    EXPECT_NEAR(logged[i]["grad_norm"].get<double>(), single[i]["grad_norm"].get<double>(), 1e-4) << "step " << i + 1;
+  }
+  EXPECT_LT(max_difference(dir_.path("two/last"), dir_.path("one/last")), 1e-5);
+}
+
+TEST_F(DistributedTest, PretrainingTwoProcessesAtBatch8MatchOneAtBatch16) {
+  auto args = [&](const std::string& out) {
+    return "pretrain --corpus " + dir_.path("corpus.txt") + " --out " + dir_.path(out) +
+           " --max-len 12 --vocab-size 40 --lr 3e-3 --warmup-ratio 0 --held-out-every 10 --max-steps 5" + kTinyModel;
+  };
+  std::vector<std::string> errs;
+  const auto two = run_job(dir_, args("two"), 2, 8, &errs);
+  ASSERT_EQ(two, (std::vector<int>{0, 0})) << errs[0] << errs[1];
+  const auto one = run_job(dir_, args("one"), 1, 16, &errs);
+  ASSERT_EQ(one, (std::vector<int>{0})) << errs.back();
+  const auto a = test::read_jsonl_file(dir_.path("one/train_log.jsonl"));
+  const auto b = test::read_jsonl_file(dir_.path("two/train_log.jsonl"));
+  ASSERT_EQ(a.size(), 5u);
+  ASSERT_EQ(b.size(), 5u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    // The loss is summed over masked tokens and divided by the job's count of them: the same
+    // masks, drawn for the global batch, on both sides.
+    EXPECT_NEAR(b[i]["loss"].get<double>(), a[i]["loss"].get<double>(), 1e-5) << "step " << i + 1;
+    EXPECT_NEAR(b[i]["accuracy"].get<double>(), a[i]["accuracy"].get<double>(), 1e-9) << "step " << i + 1;
+  }
+  EXPECT_LT(max_difference(dir_.path("two/last"), dir_.path("one/last")), 1e-5);
+}
+
+TEST_F(DistributedTest, AKilledRankEndsTheOtherWithAOneLineErrorWithinTheTimeout) {
+  const int port = free_port();
+  // The timeout also bounds the rendezvous: long enough for a loaded machine to start both.
+  const auto argv = split(train_args("run", " --epochs 1000 --batch-size 8 --dist-timeout 20"));
+  Process rank0(argv, rank_env(0, 2, port), dir_.path("err0.txt"));
+  Process rank1(argv, rank_env(1, 2, port), dir_.path("err1.txt"));
+  // Wait until the job trains (rank 0 has logged an evaluation), then kill rank 1 outright.
+  const auto start = std::chrono::steady_clock::now();
+  while (!has_evaluated(dir_.path("run"))) {
+    ASSERT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60)) << rank0.err();
+    ASSERT_EQ(rank0.wait(0.05), -1) << rank0.err();
+  }
+  rank1.signal(SIGKILL);
+  EXPECT_EQ(rank1.wait(10), 128 + SIGKILL);
+  const auto killed = std::chrono::steady_clock::now();
+  const int code = rank0.wait(30);
+  ASSERT_NE(code, -1) << "rank 0 still runs 30 s after rank 1 died (--dist-timeout 20)";
+  EXPECT_LT(std::chrono::steady_clock::now() - killed, std::chrono::seconds(25));
+  EXPECT_EQ(code, 1);
+  const std::string err = rank0.err();
+  const size_t at = err.find("dqe: error: ");
+  ASSERT_NE(at, std::string::npos) << err;
+  const std::string line = err.substr(at);
+  EXPECT_EQ(std::count(line.begin(), line.end(), '\n'), 1) << line;
+  EXPECT_NE(line.find("data parallel: rank 0 of 2"), std::string::npos) << line;
+}
+
+TEST_F(DistributedTest, OneProcessResumesATwoProcessRunOnTheSameGlobalBatches) {
+  // Interrupted by SIGTERM on both ranks, which agree on the step to stop at; one process
+  // then continues with the same command: a global batch of 2 x 8 (the run's) on one process.
+  const int port = free_port();
+  // Short: over many steps Adam amplifies the float noise of different padding past 1e-5.
+  const std::string extra = " --max-steps 16 --eval-every 4";
+  const auto argv = split(train_args("run", extra + " --batch-size 8"));
+  {
+    Process rank0(argv, rank_env(0, 2, port), dir_.path("err0.txt"));
+    Process rank1(argv, rank_env(1, 2, port), dir_.path("err1.txt"));
+    const auto start = std::chrono::steady_clock::now();
+    while (!has_evaluated(dir_.path("run"))) {
+      ASSERT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60)) << rank0.err();
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    rank0.signal(SIGTERM);
+    rank1.signal(SIGTERM);
+    EXPECT_EQ(rank0.wait(), 143) << rank0.err();
+    EXPECT_EQ(rank1.wait(), 143) << rank1.err();
+  }
+  const auto state = nlohmann::json::parse(test::read_text(dir_.path("run/last/trainer_state.json")));
+  const int64_t stopped = state["step"].get<int64_t>();
+  ASSERT_GT(stopped, 0);
+  ASSERT_LT(stopped, 16) << "the run ended before it was interrupted; nothing was resumed";
+  std::vector<std::string> errs;
+  const auto resumed = run_job(dir_, train_args("run", extra + " --resume"), 1, 8, &errs);
+  ASSERT_EQ(resumed, (std::vector<int>{0})) << errs.back();
+  EXPECT_NE(errs.back().find("global batch 16 (2 processes x --batch-size 8, as the run was started; now on 1"),
+            std::string::npos)
+      << errs.back();
+  const auto reference = run_job(dir_, train_args("one", extra), 1, 16, &errs);
+  ASSERT_EQ(reference, (std::vector<int>{0})) << errs.back();
+  EXPECT_LT(max_difference(dir_.path("run/last"), dir_.path("one/last")), 1e-5) << "interrupted at step " << stopped;
+}
+
+TEST_F(DistributedTest, BadLaunchVariablesAreOneLineErrorsNamingThem) {
+  struct Case {
+    std::map<std::string, std::string> env;
+    std::string names;
+  };
+  const std::vector<Case> cases = {
+      {{{"RANK", "0"}}, "WORLD_SIZE is not set"},
+      {{{"RANK", "2"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", "29500"}}, "RANK=\"2\""},
+      {{{"RANK", "0"}, {"WORLD_SIZE", "two"}}, "WORLD_SIZE=\"two\""},
+      {{{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "29500"}}, "MASTER_ADDR is not set"},
+      {{{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", "0"}}, "MASTER_PORT=\"0\""},
+      {{{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"MASTER_ADDR", "127.0.0.1"}}, "MASTER_PORT is not set"},
+  };
+  for (const auto& c : cases) {
+    Process p(split(train_args("run")), c.env, dir_.path("err.txt"));
+    EXPECT_EQ(p.wait(), 2);
+    const std::string err = p.err();
+    EXPECT_NE(err.find("dqe: error: environment variable " + c.names), std::string::npos) << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  }
+}
+
+}  // namespace
+}  // namespace dqe
