@@ -94,12 +94,13 @@ std::string joined(const std::vector<std::string>& names) {
   return out;
 }
 
-// The LoRA updates --peft lora asks for on a base of this shape. Throws ConfigError naming
-// --lora-rank when the rank exceeds a module's smaller dimension, and --lora-targets when a
-// target selects no Linear of this encoder.
-LoraSpec lora_of_flags(const TrainConfig& cfg, const BertConfig& base) {
+// The LoRA updates --peft lora (r --lora-rank) or adalora (r --adalora-init-r) asks for on a
+// base of this shape: --lora-targets, --lora-alpha, --lora-dropout at rank r. Throws
+// ConfigError naming `flag` when r exceeds a module's smaller dimension, and --lora-targets
+// when a target selects no Linear of this encoder.
+LoraSpec lora_of_flags(const TrainConfig& cfg, const BertConfig& base, int64_t r, const std::string& flag) {
   LoraSpec lora;
-  lora.r = cfg.lora_rank;
+  lora.r = r;
   lora.alpha = cfg.lora_alpha;
   lora.dropout = cfg.lora_dropout;
   lora.modules = lora_modules(cfg.lora_targets, base.num_hidden_layers);
@@ -107,7 +108,7 @@ LoraSpec lora_of_flags(const TrainConfig& cfg, const BertConfig& base) {
   for (const auto& module : lora.modules) {
     const auto [out, in] = linear_shape(base, module);
     if (lora.r > std::min(out, in))
-      throw ConfigError("--lora-rank " + std::to_string(lora.r) + " exceeds " + std::to_string(std::min(out, in)) +
+      throw ConfigError(flag + " " + std::to_string(lora.r) + " exceeds " + std::to_string(std::min(out, in)) +
                         ", the smaller dimension of " + module + " [" + std::to_string(out) + " x " + std::to_string(in) +
                         "]");
   }
@@ -127,12 +128,7 @@ BottleneckSpec bottleneck_of_flags(const TrainConfig& cfg, const BertConfig& bas
 // --adalora-init-r (bounded by each module's smaller dimension). The schedule's steps are
 // filled in once the run's length is known.
 LoraSpec adalora_of_flags(const TrainConfig& cfg, const BertConfig& base) {
-  LoraSpec lora;
-  lora.r = cfg.adalora_init_r;
-  lora.alpha = cfg.lora_alpha;
-  lora.dropout = cfg.lora_dropout;
-  lora.modules = lora_modules(cfg.lora_targets, base.num_hidden_layers);
-  lora.target_modules = peft_target_modules(cfg.lora_targets, lora.modules);
+  LoraSpec lora = lora_of_flags(cfg, base, cfg.adalora_init_r, "--adalora-init-r");
   AdaLoraSpec& a = lora.adalora.emplace();
   a.init_r = cfg.adalora_init_r;
   a.target_r = cfg.adalora_target_r;
@@ -140,13 +136,6 @@ LoraSpec adalora_of_flags(const TrainConfig& cfg, const BertConfig& base) {
   a.beta1 = cfg.adalora_beta1;
   a.beta2 = cfg.adalora_beta2;
   a.orth_reg_weight = cfg.adalora_orth_reg_weight;
-  for (const auto& module : lora.modules) {
-    const auto [out, in] = linear_shape(base, module);
-    if (lora.r > std::min(out, in))
-      throw ConfigError("--adalora-init-r " + std::to_string(lora.r) + " exceeds " + std::to_string(std::min(out, in)) +
-                        ", the smaller dimension of " + module + " [" + std::to_string(out) + " x " + std::to_string(in) +
-                        "]");
-  }
   return lora;
 }
 
@@ -249,7 +238,7 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
     if (cfg.peft == "lora") {
       if (init_spec.bottleneck)
         throw ConfigError("--peft lora: --init " + cfg.init + " is a bottleneck adapter; continue it with --peft adapter");
-      lo.lora = lora_of_flags(cfg, init_spec.bert);
+      lo.lora = lora_of_flags(cfg, init_spec.bert, cfg.lora_rank, "--lora-rank");
     } else if (cfg.peft == "adapter") {
       if (init_spec.lora)
         throw ConfigError("--peft adapter: --init " + cfg.init +
