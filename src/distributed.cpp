@@ -380,6 +380,7 @@ void apply_data_parallel(DataParallel* group, const training::RunDirectory& run_
   if (group) {
     ctx.rank = group->rank();
     ctx.world_size = group->world_size();
+    ctx.sum_over_processes = [group](std::vector<double>& values) { group->all_reduce_sum(values); };
   }
   ctx.plan_world_size = ctx.world_size;
   if (resume) {
@@ -390,7 +391,9 @@ void apply_data_parallel(DataParallel* group, const training::RunDirectory& run_
   if (ctx.plan_world_size != 1) options.config[kKey] = ctx.plan_world_size;
   if (!group && ctx.plan_world_size == 1) return;
   auto log = detail::logger(options.component);
-  if (group) log->info("data parallel: {}", group->describe());
+  if (group)
+    log->info("data parallel: {}; each process evaluates {} of the dev rows and the job gathers them",
+              group->describe(), "1/" + std::to_string(group->world_size()));
   const int64_t global = batch_size * ctx.plan_world_size;
   log->info("global batch {} ({} processes x --batch-size {}{}); {} rows per process per step", global,
             ctx.plan_world_size, batch_size,

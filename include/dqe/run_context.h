@@ -5,7 +5,10 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <c10/core/Device.h>
 
@@ -61,10 +64,19 @@ struct RunContext {
   // --resume): a step takes --batch-size x plan_world_size rows, sliced among world_size
   // processes (distributed.h).
   int plan_world_size = 1;
+  // Element-wise sums over the job's processes (a collective: every process calls it at the
+  // same point); unset in a single process. Sharded evaluation gathers its shares through it.
+  std::function<void(std::vector<double>&)> sum_over_processes;
   StopToken stop;
   SeedStreams seeds;
 
   bool is_primary() const { return rank == 0; }
+  // This process's even share [first, second) of n rows, the same split on every process
+  // (all n rows in a single process): what it evaluates of a dev set.
+  std::pair<size_t, size_t> share_of(size_t n) const {
+    const size_t r = static_cast<size_t>(rank), w = static_cast<size_t>(world_size);
+    return {r * n / w, (r + 1) * n / w};
+  }
   // "cpu, fp32, 2 threads" for the run's first log line.
   std::string describe() const;
 };

@@ -495,10 +495,28 @@ std::vector<std::pair<std::string, int64_t>> FinetuneObjective::adalora_ranks() 
   return allocator_ ? allocator_->ranks() : std::vector<std::pair<std::string, int64_t>>{};
 }
 
+torch::Tensor FinetuneObjective::dev_logits() const {
+  const Predictor predictor(model_, featurizer_, ctx_.precision, config_.eval_batch_size);
+  if (!ctx_.sum_over_processes) return predictor.run(dev_).logits;
+  // Data parallel: each process predicts its share of the dev rows, and the shares (zero
+  // elsewhere) are summed into the whole, so that every process measures the same logits.
+  const auto [first, last] = ctx_.share_of(dev_.size());
+  const int64_t outputs = spec_.task.num_outputs();
+  std::vector<double> whole(dev_.size() * static_cast<size_t>(outputs), 0.0);
+  if (last > first) {
+    const std::vector<Example> share(dev_.begin() + static_cast<std::ptrdiff_t>(first),
+                                     dev_.begin() + static_cast<std::ptrdiff_t>(last));
+    const torch::Tensor part = predictor.run(share).logits.to(torch::kFloat64).contiguous();
+    std::copy(part.data_ptr<double>(), part.data_ptr<double>() + part.numel(),
+              whole.begin() + static_cast<std::ptrdiff_t>(first * static_cast<size_t>(outputs)));
+  }
+  ctx_.sum_over_processes(whole);
+  return torch::tensor(whole, torch::kFloat64).view({static_cast<int64_t>(dev_.size()), outputs}).to(torch::kFloat32);
+}
+
 Evaluation FinetuneObjective::evaluate() {
   // Dev evaluation is bounded and its result is saved: it is not cut short by a stop request.
-  const Predictor predictor(model_, featurizer_, ctx_.precision, config_.eval_batch_size);
-  Predictions predictions = predictions_from_logits(predictor.run(dev_).logits, spec_.task);
+  Predictions predictions = predictions_from_logits(dev_logits(), spec_.task);
   for (double score : predictions.scores)
     if (!std::isfinite(score))
       throw Error("training diverged: the model's dev predictions are not finite; lower --lr or check the labels");

@@ -48,6 +48,9 @@ class FinetuneObjective : public Objective {
   std::vector<std::pair<std::string, int64_t>> adalora_ranks() const;
 
  private:
+  // The model's logits of dev_, in a data-parallel job sharded over the processes.
+  torch::Tensor dev_logits() const;
+
   const TrainConfig& config_;
   RunContext ctx_;
   ModelSpec spec_;

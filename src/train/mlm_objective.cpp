@@ -295,20 +295,26 @@ Evaluation MlmObjective::evaluate() {
     // Held-back MLM loss and accuracy, with the same masks every time.
     torch::InferenceMode guard;
     model_->eval();
-    double sum = 0;
-    int64_t predicted = 0, correct = 0;
-    for (const auto& rows : plan_inference_batches(lengths_of(held_), config_.eval_batch_size)) {
+    // A row's masks come from its own seed, so a data-parallel process measures its share
+    // of the held-back rows and the job sums the shares.
+    const auto [first, last] = ctx_.share_of(held_.size());
+    std::vector<size_t> share_lengths;
+    for (size_t i = first; i < last; ++i) share_lengths.push_back(held_[i].ids.size());
+    std::vector<double> sums{0, 0, 0};  // loss, predicted tokens, correct predictions
+    for (auto rows : plan_inference_batches(share_lengths, config_.eval_batch_size)) {
+      for (size_t& r : rows) r += first;
       MlmBatch b = make_batch(held_, rows, masking_vocab_, masking_, featurizer_->tokenizer().pad_id(), nullptr,
                               config_.seed ^ 0x9e3779b97f4a7c15ULL);
       MlmOutput o = mlm_forward(model_, head_, b, ctx_.precision);
       if (o.predicted == 0) continue;
-      sum += o.loss_sum.item<double>();
-      predicted += o.predicted;
-      correct += o.correct;
+      sums[0] += o.loss_sum.item<double>();
+      sums[1] += static_cast<double>(o.predicted);
+      sums[2] += static_cast<double>(o.correct);
     }
-    if (predicted > 0) {
-      loss = sum / static_cast<double>(predicted);
-      accuracy = static_cast<double>(correct) / static_cast<double>(predicted);
+    if (ctx_.sum_over_processes) ctx_.sum_over_processes(sums);
+    if (sums[1] > 0) {
+      loss = sums[0] / sums[1];
+      accuracy = sums[2] / sums[1];
     }
   }
   ev.value = loss;

@@ -141,6 +141,25 @@ bool has_evaluated(const std::string& run) {
   return fs::file_size(run + "/eval_log.jsonl", ec) > 0 && !ec;
 }
 
+// The two runs' evaluation logs agree: the same steps, and every metric to 1e-5 (the shares
+// are padded in batches of their own, so the sums differ in float rounding only).
+void expect_same_evaluations(const std::string& run, const std::string& reference) {
+  const auto a = test::read_jsonl_file(run + "/eval_log.jsonl");
+  const auto b = test::read_jsonl_file(reference + "/eval_log.jsonl");
+  ASSERT_EQ(a.size(), b.size());
+  ASSERT_FALSE(a.empty());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i]["step"], b[i]["step"]);
+    ASSERT_EQ(a[i]["metrics"].size(), b[i]["metrics"].size()) << a[i].dump();
+    for (auto it = b[i]["metrics"].begin(); it != b[i]["metrics"].end(); ++it) {
+      if (!it->is_number()) continue;
+      ASSERT_TRUE(a[i]["metrics"].contains(it.key())) << it.key();
+      EXPECT_NEAR(a[i]["metrics"][it.key()].get<double>(), it->get<double>(), 1e-5)
+          << it.key() << " at step " << b[i]["step"];
+    }
+  }
+}
+
 const char* kTinyModel =
     " --layers 1 --hidden 32 --heads 2 --intermediate 64 --dropout 0 --precision fp32 --threads 1 --seed 7";
 
@@ -187,6 +206,8 @@ TEST_F(DistributedTest, TwoProcessesAtBatch8TakeTheStepsOfOneAtBatch16) {
     EXPECT_NEAR(logged[i]["grad_norm"].get<double>(), single[i]["grad_norm"].get<double>(), 1e-4) << "step " << i + 1;
   }
   EXPECT_LT(max_difference(dir_.path("two/last"), dir_.path("one/last")), 1e-5);
+  // Each process predicted half of the dev rows; gathered, they give one process's metrics.
+  expect_same_evaluations(dir_.path("two"), dir_.path("one"));
 }
 
 TEST_F(DistributedTest, PretrainingTwoProcessesAtBatch8MatchOneAtBatch16) {
@@ -210,6 +231,8 @@ TEST_F(DistributedTest, PretrainingTwoProcessesAtBatch8MatchOneAtBatch16) {
     EXPECT_NEAR(b[i]["accuracy"].get<double>(), a[i]["accuracy"].get<double>(), 1e-9) << "step " << i + 1;
   }
   EXPECT_LT(max_difference(dir_.path("two/last"), dir_.path("one/last")), 1e-5);
+  // The held-back lines were measured in two shares and the sums gathered.
+  expect_same_evaluations(dir_.path("two"), dir_.path("one"));
 }
 
 TEST_F(DistributedTest, AKilledRankEndsTheOtherWithAOneLineErrorWithinTheTimeout) {
