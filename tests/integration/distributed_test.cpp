@@ -262,6 +262,38 @@ TEST_F(DistributedTest, AKilledRankEndsTheOtherWithAOneLineErrorWithinTheTimeout
   EXPECT_NE(line.find("data parallel: rank 0 of 2"), std::string::npos) << line;
 }
 
+TEST_F(DistributedTest, AHungRankEndsTheOtherWithAOneLineErrorAfterTheTimeout) {
+  const int port = free_port();
+  // Long enough for a loaded machine to start both processes and join them.
+  constexpr int kTimeout = 8;
+  const auto argv =
+      split(train_args("run", " --epochs 1000 --batch-size 8 --dist-timeout " + std::to_string(kTimeout)));
+  Process rank0(argv, rank_env(0, 2, port), dir_.path("err0.txt"));
+  Process rank1(argv, rank_env(1, 2, port), dir_.path("err1.txt"));
+  const auto start = std::chrono::steady_clock::now();
+  while (!has_evaluated(dir_.path("run"))) {
+    ASSERT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60)) << rank0.err();
+    ASSERT_EQ(rank0.wait(0.05), -1) << rank0.err();
+  }
+  // Rank 1 stops answering but keeps its connections open: only the timeout can tell.
+  rank1.signal(SIGSTOP);
+  const auto hung = std::chrono::steady_clock::now();
+  const int code = rank0.wait(kTimeout + 30);
+  ASSERT_NE(code, -1) << "rank 0 still runs " << kTimeout + 30 << " s after rank 1 hung (--dist-timeout " << kTimeout
+                      << ")";
+  EXPECT_EQ(code, 1);
+  // Not before the timeout: a slow rank is waited for, for --dist-timeout.
+  EXPECT_GE(std::chrono::steady_clock::now() - hung, std::chrono::seconds(kTimeout - 1));
+  const std::string err = rank0.err();
+  const size_t at = err.find("dqe: error: ");
+  ASSERT_NE(at, std::string::npos) << err;
+  const std::string line = err.substr(at);
+  EXPECT_EQ(std::count(line.begin(), line.end(), '\n'), 1) << line;
+  EXPECT_NE(line.find("data parallel: rank 0 of 2"), std::string::npos) << line;
+  EXPECT_NE(line.find("--dist-timeout " + std::to_string(kTimeout)), std::string::npos) << line;
+  rank1.signal(SIGKILL);
+}
+
 TEST_F(DistributedTest, OneProcessResumesATwoProcessRunOnTheSameGlobalBatches) {
   // Interrupted by SIGTERM on both ranks, which agree on the step to stop at; one process
   // then continues with the same command: a global batch of 2 x 8 (the run's) on one process.
