@@ -112,7 +112,7 @@ EvalResult evaluate(const EvalConfig& config, const StopToken& stop) {
   if (const std::string sharing = ensemble.sharing_summary(); !sharing.empty()) log->info(sharing);
   const TaskSpec& task = ensemble.task();
   ReaderOptions ro;
-  ro.fields = task.fields;
+  ro.fields = ensemble.read_fields;
   ro.require_label = true;
   ro.max_bad_lines = config.max_bad_lines;
   ro.rejects_path = config.rejects;

@@ -124,6 +124,34 @@ bool same_fields(const FieldMap& a, const FieldMap& b) {
   return a.query == b.query && a.text == b.text && a.label == b.label && a.query_id == b.query_id && a.id == b.id;
 }
 
+// Adds to `read` the side fields that `member` (of model `path`) reads: a side input is read
+// through the field of the members that use it, which must agree.
+void add_side_fields(FieldMap& read, const FieldMap& member, const std::string& path) {
+  struct Kind {
+    std::string FieldMap::*field;
+    const char* name;
+    const char* flag;
+  };
+  for (const Kind& kind : {Kind{&FieldMap::features, "features", "--features-field"},
+                           Kind{&FieldMap::attributes, "attributes", "--attributes-field"},
+                           Kind{&FieldMap::image, "image vectors", "--image-field"}}) {
+    const std::string& wanted = member.*kind.field;
+    if (wanted.empty()) continue;  // the member has no such input
+    std::string& have = read.*kind.field;
+    if (have.empty()) have = wanted;
+    else if (have != wanted)
+      throw ConfigError("--model " + path + ": it reads its " + kind.name + " from field \"" + wanted +
+                        "\" and an earlier member from \"" + have + "\"; give " + kind.flag + " to read them one way");
+  }
+  if (member.image_dim > 0) {
+    if (read.image_dim > 0 && read.image_dim != member.image_dim)
+      throw ConfigError("--model " + path + ": its image vectors have " + std::to_string(member.image_dim) +
+                        " numbers, another member's " + std::to_string(read.image_dim) +
+                        "; an ensemble reads one image field");
+    read.image_dim = member.image_dim;
+  }
+}
+
 }  // namespace
 
 std::vector<std::string> Ensemble::dirs() const {
@@ -172,8 +200,9 @@ Ensemble load_ensemble(const std::vector<std::string>& model_args, int64_t max_l
       if (task.labels != first.labels)
         throw ConfigError("--model " + path + ": its class names differ from --model " + models.front() +
                           "'s; an ensemble needs the same classes in the same order");
-      // The input is read once, through the first member's field names; a flag given on the
-      // command line applies to every member alike.
+      // The input is read once, through the first member's field names (and each side input
+      // through those of the members that use it); a flag given on the command line applies
+      // to every member alike.
       if (!fields && !same_fields(task.fields, first.fields))
         throw ConfigError("--model " + path + ": it reads other JSON fields than --model " + models.front() +
                           " (query, text, label, query id or id); give the field flags to read them one way");
@@ -190,6 +219,8 @@ Ensemble load_ensemble(const std::vector<std::string>& model_args, int64_t max_l
         e.shared_base_bytes += share_encoder_weights(e.members[it->second].model, loaded.model);
     }
     loaded.model->to(ctx.device);
+    if (e.predictors.empty()) e.read_fields = task.fields;
+    else add_side_fields(e.read_fields, task.fields, path);
     e.predictors.emplace_back(loaded.model, std::make_shared<const Featurizer>(loaded.featurizer->with_task(task)),
                               ctx.precision, batch_size, ctx.stop);
     e.members.push_back(std::move(loaded));

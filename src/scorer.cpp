@@ -87,7 +87,7 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
     for (const char* name : signal_names()) summary.suspect_counts.emplace_back(name, 0);
   }
   ReaderOptions ro;
-  ro.fields = task.fields;
+  ro.fields = ensemble.read_fields;
   ro.max_bad_lines = config.max_bad_lines;
   ro.rejects_path = config.rejects;
   ro.keep_raw = true;

@@ -92,6 +92,9 @@ struct Ensemble {
   int64_t shared_base_bytes = 0;
 
   const TaskSpec& task() const { return predictors.front().task(); }
+  // How the input is read for every member: the first member's fields, and each side input's
+  // field from the members that use it (a member without that input ignores it).
+  FieldMap read_fields;
   // "3 adapters on 1 base, held once (176.4 MB not loaded again)", or "" when nothing is shared.
   std::string sharing_summary() const;
   // Every member's directory, in order.

@@ -13,6 +13,7 @@
 #include "dqe/fusion.h"
 #include "dqe/scorer.h"
 #include "dqe/trainer.h"
+#include "integration/run_util.h"
 #include "test_util.h"
 
 namespace dqe {
@@ -135,6 +136,28 @@ TEST_F(FusionTrainTest, FusedModelBeatsTextOnlyAndLosesGracefullyWithoutAnInput)
   const ScoreSummary summary = score(sc);
   EXPECT_EQ(summary.written, 3);
   EXPECT_EQ(summary.notes, "feature names unseen in training, ignored: stock (2 lines)");
+
+  // An ensemble whose first member reads no side input still gives the fused member its
+  // inputs: the ensemble's score is the mean of the members' own.
+  auto scores_of = [&](const std::vector<std::string>& models, const std::string& name) {
+    ScoreConfig c;
+    c.models = models;
+    c.input = dir_.path("dev.jsonl");
+    c.output = dir_.path(name);
+    c.precision = "fp32";
+    score(c);
+    std::vector<double> out;
+    for (const auto& j : test::read_jsonl_file(c.output)) out.push_back(j["score"].get<double>());
+    return out;
+  };
+  const auto alone_text = scores_of({text.out_dir}, "text_scored.jsonl");
+  const auto alone_fused = scores_of({fused.out_dir}, "fused_scored.jsonl");
+  const auto both = scores_of({text.out_dir, fused.out_dir}, "both_scored.jsonl");
+  ASSERT_EQ(both.size(), 300u);
+  ASSERT_EQ(alone_text.size(), both.size());
+  ASSERT_EQ(alone_fused.size(), both.size());
+  for (size_t i = 0; i < both.size(); ++i)
+    ASSERT_NEAR(both[i], (alone_text[i] + alone_fused[i]) / 2, 1e-4) << "dev line " << i + 1;
 }
 
 }  // namespace
