@@ -77,6 +77,9 @@ void text_signals(const Record& r, SignalValues& out) {
     }
   int64_t excess = 0;
   for (const auto& [w, n] : counts) excess += n - 1;
+  // Words back to back ("drill drill drill"), of any kind: stuffing of a single query word,
+  // which a real title next to never has.
+  for (size_t i = 1; i < words.size(); ++i) excess += words[i] == words[i - 1] ? 1 : 0;
   out[kRepetition] = static_cast<double>(excess);
   out[kDensity] = words.empty() ? 0.0 : static_cast<double>(hits) / static_cast<double>(words.size());
   const TextFindings q = analyse_text(r.query), t = analyse_text(r.text);
@@ -219,8 +222,8 @@ std::optional<DetectionStats> load_detection_stats(const std::string& dir) {
 std::vector<Record> normalized_records(const std::vector<Record>& records) {
   std::vector<Record> out = records;
   for (auto& r : out) {
+    r.text = undo_manipulation(r.query, r.text);
     r.query = normalize_text(r.query);
-    r.text = normalize_text(r.text);
   }
   return out;
 }

@@ -1,7 +1,8 @@
 // Suspect-result detection: signals that a query-result pair was manipulated to raise its
 // score, each a number where larger is more suspicious, with thresholds calibrated on the
 // dev set at training time so that clean pairs are flagged at a chosen false-positive rate.
-//   keyword_repetition  query words repeated in the result (beyond their first occurrence)
+//   keyword_repetition  query words repeated in the result (beyond their first occurrence),
+//                       plus words repeated back to back
 //   keyword_density     share of the result's words that are query words
 //   invisible_chars     zero-width, bidirectional, soft hyphen and other invisible characters
 //   mixed_script        words mixing scripts (a Cyrillic letter in a Latin word)
@@ -82,7 +83,8 @@ struct DetectionRun {
 DetectionRun run_detection(const Predictor& predictor, const DetectionStats& stats, const std::vector<Record>& records,
                            int threads, bool normalize);
 
-// A copy of the records with query and text normalize_text'd.
+// A copy of the records as --normalize scores them: the query normalize_text'd, the text
+// with the manipulations undone (undo_manipulation).
 std::vector<Record> normalized_records(const std::vector<Record>& records);
 
 // Fits the statistics for a trained model: mean and covariance of pooled vectors over at most

@@ -26,13 +26,22 @@ SignalValues signals_of(const std::string& query, const std::string& text) {
 
 TEST(DetectTest, StuffedTitleRepeatsQueryWords) {
   const SignalValues v = signals_of("cordless drill", "Ryobi 18V Cordless Drill Kit drill drill cordless drill cordless");
-  EXPECT_EQ(v[kRepetition], 5);                // drill 4 times (3 beyond the first), cordless 3 (2)
+  // drill 4 times (3 beyond the first), cordless 3 (2), and "drill drill" back to back (1).
+  EXPECT_EQ(v[kRepetition], 6);
   EXPECT_DOUBLE_EQ(v[kDensity], 7.0 / 10.0);  // 7 of its 10 words are query words
   EXPECT_EQ(v[kInvisible], 0);
   EXPECT_EQ(v[kMixedScript], 0);
   const SignalValues clean = signals_of("cordless drill", "Ryobi 18V Cordless Drill Kit");
   EXPECT_EQ(clean[kRepetition], 0);
   EXPECT_DOUBLE_EQ(clean[kDensity], 2.0 / 5.0);
+}
+
+TEST(DetectTest, OneQueryWordStuffedBackToBackCountsEachRepeatTwice) {
+  // Beyond its first occurrence, and back to back: a title with the word twice apart counts 1.
+  EXPECT_EQ(signals_of("upholstry", "Upholstery Nail Antique Brass upholstry upholstry upholstry")[kRepetition], 4);
+  EXPECT_EQ(signals_of("paint", "Paint Roller Cover for Paint")[kRepetition], 1);
+  // Back to back counts words of any kind ("x x x" after numbers).
+  EXPECT_EQ(signals_of("20 x 25 x 4", "Pleated Filter 20 20 x x 25")[kRepetition], 2);
 }
 
 TEST(DetectTest, LegitimateRepeatsAreNotRepetition) {
