@@ -9,7 +9,8 @@
 #
 # ENCODER=DIR (default /work/bench/peft/pretrain/best): the pretrained encoder. STEPS (default
 # 500): optimizer steps of each run (a reduced run; the recipe's two epochs are ~3600).
-# ARMS (default "plain fgm pgd"); PGD_STEPS (default 3); FINETUNE_ARGS adds flags to every run;
+# ARMS (default "plain fgm pgd"; also "augment" and "fgm-augment": --augment AUGMENT, default
+# 0.2, alone and with FGM); PGD_STEPS (default 3); FINETUNE_ARGS adds flags to every run;
 # PAIRS (default 600) pairs attacked. RMSE and Spearman are of the held-out dev lines.
 # Leaves OUT_DIR/adversarial.md (the table). Usage: scripts/bench/adversarial.sh OUT_DIR
 set -euo pipefail
@@ -43,6 +44,8 @@ for arm in "${arms[@]}"; do
     plain) flags=() ;;
     fgm) flags=(--adv fgm --adv-eps 1.0) ;;
     pgd) flags=(--adv pgd --adv-eps 1.0 --adv-steps "${PGD_STEPS:-3}" --adv-alpha 0.3) ;;
+    augment) flags=(--augment "${AUGMENT:-0.2}") ;;
+    fgm-augment) flags=(--adv fgm --adv-eps 1.0 --augment "${AUGMENT:-0.2}") ;;
     *) echo "adversarial.sh: unknown arm $arm" >&2; exit 1 ;;
   esac
   echo "== $arm" >&2
