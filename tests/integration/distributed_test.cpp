@@ -160,6 +160,27 @@ void expect_same_evaluations(const std::string& run, const std::string& referenc
   }
 }
 
+// Waits until `process` trains (it has logged an evaluation into `run`); fails the test when
+// it exits first or takes over a minute.
+void wait_until_training(const std::string& run, Process& process) {
+  const auto start = std::chrono::steady_clock::now();
+  while (!has_evaluated(run)) {
+    ASSERT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60)) << process.err();
+    ASSERT_EQ(process.wait(0.05), -1) << process.err();
+  }
+}
+
+// The error of a process that failed: one line, saying what the data-parallel job lost.
+std::string expect_one_line_error(const std::string& err) {
+  const size_t at = err.find("dqe: error: ");
+  EXPECT_NE(at, std::string::npos) << err;
+  if (at == std::string::npos) return "";
+  const std::string line = err.substr(at);
+  EXPECT_EQ(std::count(line.begin(), line.end(), '\n'), 1) << line;
+  EXPECT_NE(line.find("data parallel: rank 0 of 2"), std::string::npos) << line;
+  return line;
+}
+
 const char* kTinyModel =
     " --layers 1 --hidden 32 --heads 2 --intermediate 64 --dropout 0 --precision fp32 --threads 1 --seed 7";
 
@@ -241,12 +262,8 @@ TEST_F(DistributedTest, AKilledRankEndsTheOtherWithAOneLineErrorWithinTheTimeout
   const auto argv = split(train_args("run", " --epochs 1000 --batch-size 8 --dist-timeout 20"));
   Process rank0(argv, rank_env(0, 2, port), dir_.path("err0.txt"));
   Process rank1(argv, rank_env(1, 2, port), dir_.path("err1.txt"));
-  // Wait until the job trains (rank 0 has logged an evaluation), then kill rank 1 outright.
-  const auto start = std::chrono::steady_clock::now();
-  while (!has_evaluated(dir_.path("run"))) {
-    ASSERT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60)) << rank0.err();
-    ASSERT_EQ(rank0.wait(0.05), -1) << rank0.err();
-  }
+  // Wait until the job trains, then kill rank 1 outright.
+  ASSERT_NO_FATAL_FAILURE(wait_until_training(dir_.path("run"), rank0));
   rank1.signal(SIGKILL);
   EXPECT_EQ(rank1.wait(10), 128 + SIGKILL);
   const auto killed = std::chrono::steady_clock::now();
@@ -254,12 +271,7 @@ TEST_F(DistributedTest, AKilledRankEndsTheOtherWithAOneLineErrorWithinTheTimeout
   ASSERT_NE(code, -1) << "rank 0 still runs 30 s after rank 1 died (--dist-timeout 20)";
   EXPECT_LT(std::chrono::steady_clock::now() - killed, std::chrono::seconds(25));
   EXPECT_EQ(code, 1);
-  const std::string err = rank0.err();
-  const size_t at = err.find("dqe: error: ");
-  ASSERT_NE(at, std::string::npos) << err;
-  const std::string line = err.substr(at);
-  EXPECT_EQ(std::count(line.begin(), line.end(), '\n'), 1) << line;
-  EXPECT_NE(line.find("data parallel: rank 0 of 2"), std::string::npos) << line;
+  expect_one_line_error(rank0.err());
 }
 
 TEST_F(DistributedTest, AHungRankEndsTheOtherWithAOneLineErrorAfterTheTimeout) {
@@ -270,11 +282,7 @@ TEST_F(DistributedTest, AHungRankEndsTheOtherWithAOneLineErrorAfterTheTimeout) {
       split(train_args("run", " --epochs 1000 --batch-size 8 --dist-timeout " + std::to_string(kTimeout)));
   Process rank0(argv, rank_env(0, 2, port), dir_.path("err0.txt"));
   Process rank1(argv, rank_env(1, 2, port), dir_.path("err1.txt"));
-  const auto start = std::chrono::steady_clock::now();
-  while (!has_evaluated(dir_.path("run"))) {
-    ASSERT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60)) << rank0.err();
-    ASSERT_EQ(rank0.wait(0.05), -1) << rank0.err();
-  }
+  ASSERT_NO_FATAL_FAILURE(wait_until_training(dir_.path("run"), rank0));
   // Rank 1 stops answering but keeps its connections open: only the timeout can tell.
   rank1.signal(SIGSTOP);
   const auto hung = std::chrono::steady_clock::now();
@@ -284,12 +292,7 @@ TEST_F(DistributedTest, AHungRankEndsTheOtherWithAOneLineErrorAfterTheTimeout) {
   EXPECT_EQ(code, 1);
   // Not before the timeout: a slow rank is waited for, for --dist-timeout.
   EXPECT_GE(std::chrono::steady_clock::now() - hung, std::chrono::seconds(kTimeout - 1));
-  const std::string err = rank0.err();
-  const size_t at = err.find("dqe: error: ");
-  ASSERT_NE(at, std::string::npos) << err;
-  const std::string line = err.substr(at);
-  EXPECT_EQ(std::count(line.begin(), line.end(), '\n'), 1) << line;
-  EXPECT_NE(line.find("data parallel: rank 0 of 2"), std::string::npos) << line;
+  const std::string line = expect_one_line_error(rank0.err());
   EXPECT_NE(line.find("--dist-timeout " + std::to_string(kTimeout)), std::string::npos) << line;
   rank1.signal(SIGKILL);
 }
