@@ -8,7 +8,8 @@
 #     title, distinct queries per product, results per query, title length; no labels), from
 #     the pretrained encoder ENCODER: text-only against text + signals.
 # Environment: DQE (default build-test/dqe), ENCODER (default /work/bench/peft/pretrain/best),
-#   HD_STEPS (default 600), CONTROLLED_STEPS (default 1500), PARTS ("controlled homedepot"),
+#   HD_STEPS (default 600), CONTROLLED_STEPS (default 1500), SEED (the controlled runs', default 7),
+#   PARTS ("controlled homedepot"),
 #   ARMS (the controlled runs, default "text all-gate all-concat features image all-gate-nodrop").
 # Leaves OUT_DIR/fusion.md (the tables) and the runs. Usage: scripts/bench/fusion.sh OUT_DIR
 set -euo pipefail
@@ -34,7 +35,7 @@ if [[ " $parts " == *" controlled "* ]]; then
   data=$out/controlled
   python3 "$here/scripts/data/make_fusion_data.py" "$data" --train 4000 --dev 1000 --seed 1
   small=(--layers 2 --hidden 64 --heads 2 --intermediate 128 --vocab-size 200 --max-len 16 --lr 1e-3
-         --batch-size 32 --max-steps "$controlled_steps" --eval-every "$controlled_steps" --seed 7 --threads 2 --precision fp32)
+         --batch-size 32 --max-steps "$controlled_steps" --eval-every "$controlled_steps" --seed "${SEED:-7}" --threads 2 --precision fp32)
   none=none_field  # a field no line has: that input is not read
   declare -A arms=(
     [text]="--features-field $none --attributes-field $none --image-field $none"
@@ -45,7 +46,7 @@ if [[ " $parts " == *" controlled "* ]]; then
     [all-gate-nodrop]="--fusion gate --modality-dropout 0"
   )
   {
-    echo "### Controlled data: dev RMSE (4000 train, 1000 dev lines; $controlled_steps steps from scratch, 2x64 model)"
+    echo "### Controlled data: dev RMSE (4000 train, 1000 dev lines; $controlled_steps steps from scratch, 2x64 model, seed ${SEED:-7})"
     echo
     echo "| trained with | all inputs | without features | without image | without attributes | text only |"
     echo "|---|---|---|---|---|---|"
