@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Deployment on Home Depot (issue 18): an ensemble teacher, one fine-tune, students distilled from
-# the ensemble (4x256 from the encoder, and 2 layers of it), and the student's int8, bf16 and
-# pruned exports. For each: dev RMSE and Spearman (dqe eval), size on disk of the model's files,
+# the ensemble (4x256 from the encoder, and 2 layers of it: the bottom two, or every other one),
+# and the student's int8, bf16 and pruned exports (bottom or alternate layers kept). For each: dev RMSE and Spearman (dqe eval), size on disk of the model's files,
 # scoring pairs/s of `dqe score` on dev at 2 threads in fp32 (wall time of the command, loading
 # included) and its peak RSS.
 #
@@ -60,13 +60,18 @@ student() {  # NAME FLAGS...
 }
 student student-4x256
 student student-2layer --keep-layers 2
+# Which 2 of the 4 layers: the bottom ones (the default) against every other one (DistilBERT's choice).
+student student-2layer-alternate --keep-layers 2 --keep-which alternate
 
 for kind in int8 bf16; do
   [ -d "$out/student-$kind" ] || "$dqe" export --model "$out/student-4x256" --out "$out/student-$kind" --dtype "$kind"
 done
 [ -d "$out/student-pruned" ] || "$dqe" export --model "$out/student-4x256" --out "$out/student-pruned" --keep-layers 2
+[ -d "$out/student-pruned-alternate" ] || "$dqe" export --model "$out/student-4x256" --out "$out/student-pruned-alternate" \
+  --keep-layers 2 --keep-which alternate
 
-arms=(ensemble "${teachers[0]}" student-4x256 student-2layer student-int8 student-bf16 student-pruned)
+arms=(ensemble "${teachers[0]}" student-4x256 student-2layer student-2layer-alternate student-int8 student-bf16
+      student-pruned student-pruned-alternate)
 : > "$out/measure.tsv"
 for arm in "${arms[@]}"; do
   m=$arm; [ -d "$m" ] || m=$out/$arm
