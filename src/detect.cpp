@@ -222,8 +222,8 @@ std::optional<DetectionStats> load_detection_stats(const std::string& dir) {
 std::vector<Record> normalized_records(const std::vector<Record>& records) {
   std::vector<Record> out = records;
   for (auto& r : out) {
-    r.text = undo_manipulation(r.query, r.text);
     r.query = normalize_text(r.query);
+    r.text = normalize_text(r.text);
   }
   return out;
 }

@@ -83,8 +83,9 @@ struct DetectionRun {
 DetectionRun run_detection(const Predictor& predictor, const DetectionStats& stats, const std::vector<Record>& records,
                            int threads, bool normalize);
 
-// A copy of the records as --normalize scores them: the query normalize_text'd, the text
-// with the manipulations undone (undo_manipulation).
+// A copy of the records with query and text normalize_text'd. Repeated query words are left
+// in: dropping them leaves one copy, which raised the score of a model trained with --augment
+// more than the repeats did (README, the adversarial benchmark).
 std::vector<Record> normalized_records(const std::vector<Record>& records);
 
 // Fits the statistics for a trained model: mean and covariance of pooled vectors over at most

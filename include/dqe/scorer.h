@@ -55,8 +55,7 @@ struct ScoreConfig {
   // query_id). Empty: by line number.
   std::string shard_key;
   // Fold look-alike letters, remove invisible characters and apply NFKC (normalize.h) to the
-  // query and result, and drop repeats of query words from the result (detect.h,
-  // undo_manipulation) before tokenizing, so that such tricks cannot move the score.
+  // query and result before tokenizing, so that such tricks cannot move the score.
   bool normalize = false;
   // Add "suspect" and "suspect_reasons" (detect.h) to each line; needs one model with
   // detection statistics (saved by dqe train).

@@ -34,8 +34,7 @@ void add_score_command(CLI::App& app, CliState& state) {
   cmd->add_option("--shard-key", c.shard_key,
                   "With --shard: pick the shard by a hash of this field (e.g. query_id), keeping its lines together");
   cmd->add_flag("--normalize", c.normalize,
-                "Apply NFKC, remove invisible characters, fold look-alike letters and drop repeats of query words "
-                "before tokenizing (changes scores)");
+                "Apply NFKC, remove invisible characters and fold look-alike letters before tokenizing (changes scores)");
   cmd->add_flag("--detect", c.detect,
                 "Add \"suspect\" and \"suspect_reasons\" to each line: keyword stuffing, invisible characters, mixed "
                 "scripts, look-alikes, out-of-distribution inputs, instability (needs the model's detection statistics)");
