@@ -248,7 +248,9 @@ TrainResult train(const TrainConfig& cfg, const StopToken& stop) {
                           group ? group->hooks(cfg.distributed.bucket_mb) : nullptr);
   const training::EngineResult r = engine.run();
   if (adversarial_view) log_adversarial_cost(cfg, *adversarial_view, *log);
-  if (!r.interrupted && cfg.detect_fpr > 0 && !r.best_dir.empty()) write_detection_stats(cfg, ctx, r.best_dir, *log);
+  // Rank 0 alone writes into the run directory (the others are done).
+  if (!r.interrupted && cfg.detect_fpr > 0 && !r.best_dir.empty() && ctx.is_primary())
+    write_detection_stats(cfg, ctx, r.best_dir, *log);
 
   TrainResult result;
   result.steps = r.steps;

@@ -229,6 +229,8 @@ TEST_F(DistributedTest, TwoProcessesAtBatch8TakeTheStepsOfOneAtBatch16) {
   EXPECT_LT(max_difference(dir_.path("two/last"), dir_.path("one/last")), 1e-5);
   // Each process predicted half of the dev rows; gathered, they give one process's metrics.
   expect_same_evaluations(dir_.path("two"), dir_.path("one"));
+  // Rank 0 calibrated the detection thresholds into best/ (the others wrote nothing).
+  EXPECT_TRUE(fs::exists(dir_.path("two/best/detect_stats.safetensors")));
 }
 
 TEST_F(DistributedTest, PretrainingTwoProcessesAtBatch8MatchOneAtBatch16) {
