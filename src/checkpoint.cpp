@@ -307,7 +307,9 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
   if (m.spec.bottleneck) add_bottleneck_adapters(m.model, m.spec.bert, *m.spec.bottleneck);
   init_weights(m.model, m.spec.bert);
   // An adapter's heads come from its own file; the base's, when it has them, are overwritten.
-  m.report = load_weights(m.model, dequantize_weights(load_safetensors(weights), weights), weights,
+  std::map<std::string, torch::Tensor> stored = load_safetensors(weights);
+  m.int8 = int8_entries(stored);
+  m.report = load_weights(m.model, dequantize_weights(std::move(stored), weights), weights,
                           options.allow_new_head || adapter);
   // The base an adapter (LoRA or bottleneck) records.
   std::string* base_hash = m.spec.lora ? &m.spec.lora->base_hash : m.spec.bottleneck ? &m.spec.bottleneck->base_hash : nullptr;

@@ -129,7 +129,10 @@ ExportResult export_model(const ExportConfig& config) {
     out_featurizer = std::make_shared<const Featurizer>(loaded.featurizer->with_task(spec.task));
     out_model = SequenceModel(spec.bert, spec.task.num_outputs(), out_featurizer->side_dims());
     init_weights(out_model, spec.bert);
+    const std::map<std::string, torch::Tensor> int8 = int8_entries(reread);
     load_weights(out_model, dequantize_weights(std::move(reread), "export"), "export", /*allow_new_head=*/false);
+    // The dev check measures what eval and score will run: int8 Linears on int8 kernels.
+    attach_int8_kernels(out_model, int8);
   }
 
   if (!config.dev.empty()) {

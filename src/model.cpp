@@ -4,6 +4,9 @@
 #include <cmath>
 #include <limits>
 
+#include <ATen/native/quantized/PackedParams.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+
 #include "dqe/errors.h"
 
 namespace dqe {
@@ -81,9 +84,10 @@ std::string shape_text(torch::IntArrayRef s) {
 
 bool is_head(Role role) { return role == Role::kSequenceHead || role == Role::kSideHead; }
 
-// linear(x), plus its LoRA update when it has one.
-torch::Tensor adapted(nn::Linear& linear, LoraLinear& lora, const torch::Tensor& x) {
-  torch::Tensor y = linear->forward(x);
+// linear(x), plus its LoRA update when it has one. An int8 twin computes it instead when no
+// gradient is wanted (inference) on the CPU.
+torch::Tensor adapted(nn::Linear& linear, LoraLinear& lora, const Int8Slot& int8, const torch::Tensor& x) {
+  torch::Tensor y = int8 && !torch::GradMode::is_enabled() && x.device().is_cpu() ? int8->forward(x) : linear->forward(x);
   return lora ? y + lora->forward(x) : y;
 }
 
@@ -152,6 +156,42 @@ torch::Tensor BertEmbeddingsImpl::forward(const torch::Tensor& word_embeds, cons
   return dropout(LayerNorm(x));
 }
 
+struct Int8Linear::Packed {
+  c10::intrusive_ptr<LinearPackedParamsBase> params;
+  int64_t in_features = 0;
+};
+
+Int8Linear::Int8Linear(const torch::Tensor& int8_weight, const torch::Tensor& scales, const torch::Tensor& bias) {
+  auto packed = std::make_shared<Packed>();
+  packed->in_features = int8_weight.size(1);
+  // Symmetric per-row int8 (quantize.h): zero points 0, the rows are axis 0.
+  const torch::Tensor q = at::_make_per_channel_quantized_tensor(
+      int8_weight.to(torch::kChar).contiguous(), scales.to(torch::kDouble).contiguous(),
+      torch::zeros({int8_weight.size(0)}, torch::kLong), 0);
+  static auto prepack =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("quantized::linear_prepack", "")
+          .typed<c10::intrusive_ptr<LinearPackedParamsBase>(at::Tensor, c10::optional<at::Tensor>)>();
+  packed->params = prepack.call(q, bias.defined() ? c10::optional<at::Tensor>(bias.to(torch::kFloat)) : c10::nullopt);
+  packed_ = std::move(packed);
+}
+
+torch::Tensor Int8Linear::forward(const torch::Tensor& x) const {
+  // The kernel takes float32 rows; under bf16 autocast the input is bf16.
+  std::vector<int64_t> shape = x.sizes().vec();
+  const torch::Tensor rows = x.to(torch::kFloat).reshape({-1, packed_->in_features}).contiguous();
+  torch::Tensor y = packed_->params->apply_dynamic(rows, /*reduce_range=*/false);
+  shape.back() = y.size(1);
+  return y.view(shape);
+}
+
+std::string select_int8_engine() {
+  const auto& engines = at::globalContext().supportedQEngines();
+  if (std::find(engines.begin(), engines.end(), at::QEngine::ONEDNN) == engines.end()) return "";
+  at::globalContext().setQEngine(at::QEngine::ONEDNN);
+  return "onednn";
+}
+
 BertSelfAttentionImpl::BertSelfAttentionImpl(const BertConfig& c) : num_heads(c.num_attention_heads) {
   query = register_module("query", nn::Linear(c.hidden_size, c.hidden_size));
   key = register_module("key", nn::Linear(c.hidden_size, c.hidden_size));
@@ -162,8 +202,8 @@ BertSelfAttentionImpl::BertSelfAttentionImpl(const BertConfig& c) : num_heads(c.
 torch::Tensor BertSelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask_add) {
   const int64_t b = x.size(0), t = x.size(1), h = x.size(2), d = h / num_heads;
   auto split = [&](const torch::Tensor& y) { return y.view({b, t, num_heads, d}).transpose(1, 2); };
-  auto q = split(adapted(query, query_lora, x)), k = split(adapted(key, key_lora, x)),
-       v = split(adapted(value, value_lora, x));
+  auto q = split(adapted(query, query_lora, query_int8, x)), k = split(adapted(key, key_lora, key_int8, x)),
+       v = split(adapted(value, value_lora, value_int8, x));
   auto scores = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(d)) + mask_add;
   auto context = torch::matmul(dropout(scores.softmax(-1)), v);
   return context.transpose(1, 2).reshape({b, t, h});
@@ -177,7 +217,7 @@ BertAddNormImpl::BertAddNormImpl(const BertConfig& c, int64_t fan_in) {
 }
 
 torch::Tensor BertAddNormImpl::forward(const torch::Tensor& x, const torch::Tensor& residual) {
-  torch::Tensor h = dropout(adapted(dense, dense_lora, x));
+  torch::Tensor h = dropout(adapted(dense, dense_lora, dense_int8, x));
   if (adapter) h = h + adapter(h);
   return LayerNorm(h + residual);
 }
@@ -201,7 +241,7 @@ BertLayerImpl::BertLayerImpl(const BertConfig& c) : act(c.hidden_act) {
 
 torch::Tensor BertLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& mask_add) {
   auto a = attention(x, mask_add);
-  return output(activation(act, adapted(intermediate_dense, intermediate_lora, a)), a);
+  return output(activation(act, adapted(intermediate_dense, intermediate_lora, intermediate_int8, a)), a);
 }
 
 BertModelImpl::BertModelImpl(const BertConfig& c) {
@@ -232,7 +272,7 @@ torch::Tensor BertModelImpl::encode(const torch::Tensor& ids, const torch::Tenso
 }
 
 torch::Tensor BertModelImpl::pool(const torch::Tensor& hidden) {
-  return torch::tanh(adapted(pooler_dense, pooler_lora, hidden.select(1, 0)));
+  return torch::tanh(adapted(pooler_dense, pooler_lora, pooler_int8, hidden.select(1, 0)));
 }
 
 torch::Tensor BertModelImpl::forward(const torch::Tensor& ids, const torch::Tensor& type_ids, const torch::Tensor& mask) {
@@ -245,14 +285,17 @@ std::vector<BertModelImpl::LinearSlot> BertModelImpl::linear_slots() {
     auto layer = layers->ptr<BertLayerImpl>(i);
     const std::string at = "bert.encoder.layer." + std::to_string(i) + ".";
     auto& self = *layer->attention->self;
-    out.push_back({at + "attention.self.query", self.query, &self.query_lora});
-    out.push_back({at + "attention.self.key", self.key, &self.key_lora});
-    out.push_back({at + "attention.self.value", self.value, &self.value_lora});
-    out.push_back({at + "attention.output.dense", layer->attention->output->dense, &layer->attention->output->dense_lora});
-    out.push_back({at + "intermediate.dense", layer->intermediate_dense, &layer->intermediate_lora});
-    out.push_back({at + "output.dense", layer->output->dense, &layer->output->dense_lora});
+    out.push_back({at + "attention.self.query", self.query, &self.query_lora, &self.query_int8});
+    out.push_back({at + "attention.self.key", self.key, &self.key_lora, &self.key_int8});
+    out.push_back({at + "attention.self.value", self.value, &self.value_lora, &self.value_int8});
+    auto& attention_output = *layer->attention->output;
+    out.push_back({at + "attention.output.dense", attention_output.dense, &attention_output.dense_lora,
+                   &attention_output.dense_int8});
+    out.push_back({at + "intermediate.dense", layer->intermediate_dense, &layer->intermediate_lora,
+                   &layer->intermediate_int8});
+    out.push_back({at + "output.dense", layer->output->dense, &layer->output->dense_lora, &layer->output->dense_int8});
   }
-  out.push_back({"bert.pooler.dense", pooler_dense, &pooler_lora});
+  out.push_back({"bert.pooler.dense", pooler_dense, &pooler_lora, &pooler_int8});
   return out;
 }
 

@@ -5,8 +5,10 @@
 #include <filesystem>
 #include <map>
 
+#include "detail/log.h"
 #include "dqe/errors.h"
 #include "dqe/format.h"
+#include "dqe/quantize.h"
 
 namespace dqe {
 
@@ -219,6 +221,15 @@ Ensemble load_ensemble(const std::vector<std::string>& model_args, int64_t max_l
         e.shared_base_bytes += share_encoder_weights(e.members[it->second].model, loaded.model);
     }
     loaded.model->to(ctx.device);
+    if (!loaded.int8.empty() && ctx.device.is_cpu()) {
+      // An int8 export: its Linears run LibTorch's int8 kernels on the stored weights.
+      const int64_t attached = attach_int8_kernels(loaded.model, loaded.int8);
+      auto log = detail::logger("model");
+      if (attached > 0)
+        log->info("{}: {} Linears run int8 kernels (LibTorch's {} engine)", path, attached, select_int8_engine());
+      else
+        log->info("{}: int8 weights run dequantized in float32 (this LibTorch has no quantized engine)", path);
+    }
     if (e.predictors.empty()) e.read_fields = task.fields;
     else add_side_fields(e.read_fields, task.fields, path);
     e.predictors.emplace_back(loaded.model, std::make_shared<const Featurizer>(loaded.featurizer->with_task(task)),

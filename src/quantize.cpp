@@ -61,6 +61,31 @@ std::vector<std::pair<std::string, torch::Tensor>> convert_weights(
   return out;
 }
 
+std::map<std::string, torch::Tensor> int8_entries(const std::map<std::string, torch::Tensor>& tensors) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& [name, t] : tensors) {
+    if (!ends_with(name, kScaleSuffix)) continue;
+    const auto w = tensors.find(name.substr(0, name.size() - std::string(kScaleSuffix).size()));
+    if (w == tensors.end() || w->second.is_floating_point()) continue;  // dequantize_weights says why
+    out.emplace(name, t);
+    out.emplace(w->first, w->second);
+  }
+  return out;
+}
+
+int64_t attach_int8_kernels(SequenceModel& model, const std::map<std::string, torch::Tensor>& int8) {
+  if (int8.empty() || select_int8_engine().empty()) return 0;
+  int64_t attached = 0;
+  for (auto& slot : model->bert->linear_slots()) {
+    const auto w = int8.find(slot.name + ".weight");
+    const auto s = int8.find(slot.name + ".weight" + kScaleSuffix);
+    if (w == int8.end() || s == int8.end() || w->second.sizes() != slot.linear->weight.sizes()) continue;
+    *slot.int8 = std::make_shared<const Int8Linear>(w->second, s->second, slot.linear->bias.detach());
+    ++attached;
+  }
+  return attached;
+}
+
 std::map<std::string, torch::Tensor> dequantize_weights(std::map<std::string, torch::Tensor> tensors,
                                                         const std::string& origin) {
   std::vector<std::string> scales;

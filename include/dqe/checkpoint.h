@@ -7,6 +7,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -66,6 +67,8 @@ struct LoadedModel {
   LoadReport report;
   // Distribution of the model's dev scores at training time (score_reference.json), if saved.
   std::optional<ScoreReference> score_reference;
+  // An int8 file's int8 weights and scales (quantize.h's int8_entries), for attach_int8_kernels.
+  std::map<std::string, torch::Tensor> int8;
 };
 
 // Accepts a checkpoint directory, a Hugging Face directory, a PEFT adapter directory, or a run

@@ -68,6 +68,25 @@ struct LoraLinearImpl : torch::nn::Module {
 };
 TORCH_MODULE(LoraLinear);
 
+// A Linear's int8 twin, for inference: the weight as int8 with one scale per output row (an
+// int8 export's), packed once for LibTorch's quantized engine, and run by its dynamic int8
+// linear (the input quantized per call, an int8 matmul, a float32 output). The float Linear
+// beside it stays, for training and for passes that need gradients.
+class Int8Linear {
+ public:
+  Int8Linear(const torch::Tensor& int8_weight, const torch::Tensor& scales, const torch::Tensor& bias);
+  torch::Tensor forward(const torch::Tensor& x) const;
+
+ private:
+  struct Packed;
+  std::shared_ptr<const Packed> packed_;
+};
+using Int8Slot = std::shared_ptr<const Int8Linear>;
+
+// The quantized engine Int8Linear runs on: onednn where this LibTorch has it (x86), else
+// none (""), and int8 weights are then dequantized and run in float32. Selects it.
+std::string select_int8_engine();
+
 struct BertEmbeddingsImpl : torch::nn::Module {
   explicit BertEmbeddingsImpl(const BertConfig& c);
   // Word embeddings of the ids, [batch, time, hidden]: what adversarial training perturbs.
@@ -91,6 +110,8 @@ struct BertSelfAttentionImpl : torch::nn::Module {
   int64_t num_heads;
   // LoRA updates of the Linears, when adapted (registered in the model's adapter part, not here).
   LoraLinear query_lora{nullptr}, key_lora{nullptr}, value_lora{nullptr};
+  // The Linears' int8 twins, when an int8 model is loaded for inference.
+  Int8Slot query_int8, key_int8, value_int8;
 };
 TORCH_MODULE(BertSelfAttention);
 
@@ -104,6 +125,7 @@ struct BertAddNormImpl : torch::nn::Module {
   torch::nn::LayerNorm LayerNorm{nullptr};
   torch::nn::Dropout dropout{nullptr};
   LoraLinear dense_lora{nullptr};
+  Int8Slot dense_int8;
   BottleneckAdapter adapter{nullptr};  // registered in the model's bottleneck part, not here
 };
 TORCH_MODULE(BertAddNorm);
@@ -126,6 +148,7 @@ struct BertLayerImpl : torch::nn::Module {
   BertAddNorm output{nullptr};
   std::string act;
   LoraLinear intermediate_lora{nullptr};
+  Int8Slot intermediate_int8;
 };
 TORCH_MODULE(BertLayer);
 
@@ -144,11 +167,13 @@ struct BertModelImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& ids, const torch::Tensor& type_ids, const torch::Tensor& mask);
 
   // A Linear of the encoder, by its Hugging Face name in a sequence classifier
-  // ("bert.encoder.layer.0.attention.self.query"), with the slot of its LoRA update.
+  // ("bert.encoder.layer.0.attention.self.query"), with the slots of its LoRA update and of
+  // its int8 twin.
   struct LinearSlot {
     std::string name;
     torch::nn::Linear linear;
     LoraLinear* lora;
+    Int8Slot* int8;
   };
   // Every Linear of the encoder, in registration order.
   std::vector<LinearSlot> linear_slots();
@@ -159,6 +184,7 @@ struct BertModelImpl : torch::nn::Module {
   torch::nn::Module* pooler = nullptr;  // holder of "pooler.dense"
   torch::nn::Linear pooler_dense{nullptr};
   LoraLinear pooler_lora{nullptr};
+  Int8Slot pooler_int8;
 };
 TORCH_MODULE(BertModel);
 

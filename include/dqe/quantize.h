@@ -2,9 +2,10 @@
 // the 2-D weights of the encoder's Linears, the pooler and the word embeddings stored as int8
 // with one float32 scale per output row ("X.weight" I8 beside "X.weight_scale" F32 [rows]),
 // symmetric (scale = max |row| / 127), the rest as float32. Loading dequantizes
-// (dequantize_weights, called by load_model), so that eval and score read these files like any
-// other and compute in float32: this LibTorch's quantized kernels are not used (see README,
-// "Deployment"), the gain is on disk and in what is shipped.
+// (dequantize_weights, called by load_model), so that every command reads these files like any
+// other; for inference (eval, score, export's dev check) the encoder's Linears then run
+// LibTorch's int8 kernels on the stored int8 weights (attach_int8_kernels, onednn), and
+// training computes in float32.
 #pragma once
 
 #include <map>
@@ -13,6 +14,8 @@
 #include <vector>
 
 #include <torch/torch.h>
+
+#include "dqe/model.h"
 
 namespace dqe {
 
@@ -35,6 +38,16 @@ std::pair<torch::Tensor, torch::Tensor> quantize_rows_int8(const torch::Tensor& 
 // The tensors as they are stored in the given dtype (float32 in, for save_safetensors).
 std::vector<std::pair<std::string, torch::Tensor>> convert_weights(
     const std::vector<std::pair<std::string, torch::Tensor>>& weights, WeightDtype dtype);
+
+// The int8 weights of a model file (before dequantize_weights) with their scales: each integer
+// "X.weight" that has an "X.weight_scale", and that scale.
+std::map<std::string, torch::Tensor> int8_entries(const std::map<std::string, torch::Tensor>& tensors);
+
+// Int8 twins (model.h's Int8Linear) beside the encoder's Linears whose weights `int8` (as
+// int8_entries gives them) holds, so that inference runs LibTorch's int8 kernels; call it
+// after the float weights (and biases) are loaded. Returns how many Linears got one: 0 when
+// there is none or this build has no quantized engine (they then run dequantized, in float32).
+int64_t attach_int8_kernels(SequenceModel& model, const std::map<std::string, torch::Tensor>& int8);
 
 // Float32 tensors again: each integer "X.weight" that has an "X.weight_scale" multiplied by
 // its scales (the scales removed); other tensors untouched. Throws ModelError naming origin

@@ -91,3 +91,53 @@ TEST(Deploy, FoldLabelScalingMakesTheLogitTheScore) {
 
 }  // namespace
 }  // namespace dqe
+
+namespace dqe {
+namespace {
+
+// An encoder at BERT's initialisation (std 0.02), its Linears' weights rounded to int8 as an
+// export stores them: on the int8 kernels its pooled vector stays within 2% of float32's
+// (they also quantize each Linear's input), and a pass with gradients runs in float32.
+TEST(Int8KernelsTest, EncoderLinearsRunNearFloat32AndTrainingStaysFloat) {
+  if (select_int8_engine().empty()) GTEST_SKIP() << "this LibTorch has no quantized engine";
+  BertConfig c;
+  c.vocab_size = 60;
+  c.hidden_size = 64;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 2;
+  c.intermediate_size = 128;
+  c.max_position_embeddings = 32;
+  torch::manual_seed(3);
+  SequenceModel model(c, 1);
+  init_weights(model, c);
+  model->eval();
+  std::map<std::string, torch::Tensor> int8;
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& slot : model->bert->linear_slots()) {
+      auto [q, scales] = quantize_rows_int8(slot.linear->weight);
+      slot.linear->weight.copy_(q.to(torch::kFloat32) * scales.unsqueeze(1));  // what loading dequantizes to
+      int8[slot.name + ".weight"] = q;
+      int8[slot.name + ".weight" + kScaleSuffix] = scales;
+    }
+  }
+  const torch::Tensor ids = torch::randint(1, c.vocab_size, {4, 16});
+  const torch::Tensor types = torch::zeros({4, 16}, torch::kLong), mask = torch::ones({4, 16}, torch::kLong);
+  auto pooled = [&] {
+    torch::InferenceMode guard;
+    return model->bert->forward(ids, types, mask);
+  };
+  const torch::Tensor float32 = pooled();
+  EXPECT_EQ(attach_int8_kernels(model, int8), 2 * 6 + 1);
+  const torch::Tensor kernels = pooled();
+  const double range = float32.abs().max().item<double>();
+  const double error = (kernels - float32).abs().max().item<double>();
+  EXPECT_GT(error, 0);  // another computation
+  EXPECT_LT(error, 0.02 * range) << "range " << range;
+  // Training (gradients on) ignores the twins: float32, bit for bit.
+  const torch::Tensor trained = model->bert->forward(ids, types, mask);
+  EXPECT_TRUE(torch::equal(trained.detach(), float32));
+}
+
+}  // namespace
+}  // namespace dqe
