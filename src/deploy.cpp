@@ -57,7 +57,7 @@ SequenceModel keep_model_layers(ModelSpec& spec, SequenceModel& model, const Fea
   std::map<std::string, torch::Tensor> tensors;
   for (auto& [name, t] : checkpoint_weights(model, spec.mlm_encoder)) tensors.emplace(name, t.detach().clone());
   keep_layers(spec.bert, tensors, layers);
-  SequenceModel kept(spec.bert, spec.task.num_outputs(), featurizer.side_dims());
+  SequenceModel kept(spec.bert, spec.task.num_outputs(), featurizer.side_dims(), std::nullopt, spec.task.fusion);
   init_weights(kept, spec.bert);
   load_weights(kept, std::move(tensors), "--keep-layers", /*allow_new_head=*/spec.mlm_encoder);
   kept->to(device_of(*model));

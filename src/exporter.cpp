@@ -127,7 +127,8 @@ ExportResult export_model(const ExportConfig& config) {
     std::map<std::string, torch::Tensor> reread;
     for (const auto& [name, t] : stored) reread.emplace(name, t.is_floating_point() ? t.to(torch::kFloat32) : t);
     out_featurizer = std::make_shared<const Featurizer>(loaded.featurizer->with_task(spec.task));
-    out_model = SequenceModel(spec.bert, spec.task.num_outputs(), out_featurizer->side_dims());
+    out_model = SequenceModel(spec.bert, spec.task.num_outputs(), out_featurizer->side_dims(), std::nullopt,
+                              spec.task.fusion);
     init_weights(out_model, spec.bert);
     const std::map<std::string, torch::Tensor> int8 = int8_entries(reread);
     load_weights(out_model, dequantize_weights(std::move(reread), "export"), "export", /*allow_new_head=*/false);

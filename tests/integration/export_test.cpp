@@ -222,6 +222,21 @@ TEST_F(ExportTest, HfRefusesMatchTypesSideInputsAndEnsembles) {
   ec.out = dir_.path("hf-ensemble");
   EXPECT_THROW(export_model(ec), ConfigError);
   EXPECT_FALSE(fs::exists(ec.out));
+
+  // Its own format takes side inputs, and their fusion layers (concat) stay as they were when
+  // layers are dropped or the dtype changes: by export, and by training from the model.
+  ec.format = "dqe";
+  ec.model = dir_.path("lexical");
+  ec.out = dir_.path("lexical-1-layer");
+  ec.keep_layers = 1;
+  ec.dtype = "int8";
+  export_model(ec);
+  EXPECT_EQ(load_model(ec.out).spec.bert.num_hidden_layers, 1);
+  c.init = dir_.path("lexical");
+  c.keep_layers = 1;
+  c.out_dir = dir_.path("lexical-student");
+  train(c);
+  EXPECT_EQ(load_model(c.out_dir).spec.bert.num_hidden_layers, 1);
 }
 
 // The fixture's logits through each stored dtype: bf16 half the file, int8 about a third
