@@ -53,9 +53,10 @@ struct TrainConfig {
   bool lexical_features = false;
   // How side inputs (lexical features, a log's features, attributes, image vectors; fusion.h)
   // meet the pooled text vector (config.h, Fusion): "gate", "concat" or "add" (the side MLPs
-  // added to the logits, dqe's first layout). Concat is the default: on the controlled data it
-  // beat gate, and only it used the query/image agreement, an interaction with the text
-  // (README, "Side inputs").
+  // added to the logits, dqe's first layout). Concat is the default: on the controlled data the
+  // two are within 0.5% of each other (gate ahead after 1500 steps on three seeds, concat after
+  // 300), and concat's MLP over [pooled; e] is the one that can express an interaction between
+  // the text and a side input (README, "Side inputs").
   std::string fusion = "concat";
   // The probability that training drops a whole side input from a line, so that the model
   // scores lines lacking it gracefully.
