@@ -4,7 +4,8 @@ Linear shapes (2048 token rows: a batch of 32 at 64 tokens; 256 -> 256, 256 -> 1
 1024 -> 256) in float32 and with LibTorch's dynamic int8 linear (per-channel weights) under
 each quantized engine this build has, at 2 threads. Prints one line per engine with the
 time per forward of the three layers and the ratio to float32.
-Usage: /usr/bin/python3 scripts/bench/int8_linear.py [--rows 2048] [--repeats 200]"""
+Usage: /usr/bin/python3 scripts/bench/int8_linear.py [--rows 2048] [--repeats 200] 2>/dev/null
+(qnnpack writes a warning to stderr on every call)."""
 import argparse
 import time
 
