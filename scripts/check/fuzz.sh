@@ -60,6 +60,9 @@ for target in "${targets[@]}"; do
   corpus="$work/$target"
   mkdir -p "$corpus"
   cp -R "tests/fuzz/corpus/$target/." "$corpus/"
+  # The shared fixture's Hugging Face config seeds the config fuzzer, read from ../shared.
+  shared_config="${DQE_SHARED:-../shared}/fixtures/tiny-bert-hf/config.json"
+  if [ "$target" = config_fuzz ] && [ -r "$shared_config" ]; then cp "$shared_config" "$corpus/hf_classification_config.json"; fi
   log="$work/$target.log"
   rm -f "$crashes/$target-"*
   status=0
