@@ -13,7 +13,10 @@
 # Leaves OUT_DIR/model (the final model: one directory per seed and an ensemble.json, so that
 # `dqe score --model OUT_DIR/model` scores with the ensemble), OUT_DIR/metrics.md and .json
 # (the table), and OUT_DIR/times.tsv (wall and CPU seconds per stage). Everything is selected
-# on dev only. PRETRAIN_ARGS and FINETUNE_ARGS add flags (e.g. "--max-steps 20" for a smoke run).
+# on dev only. PRETRAIN_ARGS and FINETUNE_ARGS add flags (e.g. "--max-steps 20" for a smoke run;
+# "--precision fp32" for the fp32 arm). ENCODER=DIR skips steps 1 and 2 and fine-tunes the
+# vocabulary and encoder of an earlier run's OUT_DIR (DIR/tokenizer, DIR/pretrain) instead, so
+# that two precisions of fine-tuning start from the same encoder.
 # Usage: scripts/bench/quality.sh OUT_DIR   (41-46 minutes on 2 cores)
 set -euo pipefail
 trap 'echo "quality.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
@@ -34,6 +37,10 @@ fi
 
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
+if [ -n "${ENCODER:-}" ]; then
+  ENCODER=$(cd "$ENCODER" && pwd)
+  [ "$ENCODER" != "$out" ] || { echo "quality.sh: ENCODER is OUT_DIR itself" >&2; exit 1; }
+fi
 rm -rf "$out/tokenizer" "$out/pretrain" "$out"/finetune* "$out/model" "$out/metrics.md" "$out/metrics.json"
 printf 'stage\twall_s\tcpu_s\n' > "$out/times.tsv"
 stage() {  # stage NAME COMMAND...: runs it, records wall and CPU (user + sys) seconds
@@ -44,9 +51,16 @@ stage() {  # stage NAME COMMAND...: runs it, records wall and CPU (user + sys) s
   printf '%s\t%s\t%s\n' "$name" "$wall" "$(awk -v u="$user" -v s="$sys" 'BEGIN{print u+s}')" >> "$out/times.tsv"
 }
 
-stage tokenizer "$dqe" tokenizer train --corpus "$corpus" --type wordpiece --vocab-size 8000 --out "$out/tokenizer"
-stage pretrain "$dqe" pretrain --config "$here/configs/quality-pretrain.json" --corpus "$corpus" \
-  --tokenizer "$out/tokenizer" --out "$out/pretrain" ${PRETRAIN_ARGS:-}
+if [ -n "${ENCODER:-}" ]; then
+  for d in tokenizer pretrain; do
+    [ -d "$ENCODER/$d" ] || { echo "quality.sh: ENCODER=$ENCODER: no $d/ there" >&2; exit 1; }
+    cp -r "$ENCODER/$d" "$out/$d"
+  done
+else
+  stage tokenizer "$dqe" tokenizer train --corpus "$corpus" --type wordpiece --vocab-size 8000 --out "$out/tokenizer"
+  stage pretrain "$dqe" pretrain --config "$here/configs/quality-pretrain.json" --corpus "$corpus" \
+    --tokenizer "$out/tokenizer" --out "$out/pretrain" ${PRETRAIN_ARGS:-}
+fi
 read -r -a seeds <<< "${SEEDS:-42 7 1}"
 rm -rf "$out/model.tmp" && mkdir -p "$out/model.tmp"
 members=()
