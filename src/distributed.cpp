@@ -13,6 +13,9 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/function_hook.h>
+#include <torch/csrc/autograd/variable.h>
 
 #include "detail/flag_checks.h"
 #include "dqe/train/engine.h"
@@ -238,6 +241,15 @@ void DataParallel::primary_first(const std::string& name, const std::function<vo
 
 namespace {
 
+// Gradients are all-reduced in buckets of consecutive parameters, planned in reverse order
+// (the backward pass finishes the last layers first). On a step whose gradients one backward
+// pass completes, a post-hook on each parameter's gradient accumulator marks it final, and
+// each bucket goes out (asynchronously, on Gloo's threads) as soon as it and every bucket
+// before it are final, while the pass goes on with earlier layers. What is left after the
+// pass (all of it on other steps: adversarial passes, a process with no rows) goes out then,
+// in the same order, so every process issues the same collectives in the same order. c10d's
+// own Reducer does this for DDP, but averages over processes at every backward pass; a step
+// here is a weighted mean (MLM: over the job's masked tokens) and may take several passes.
 class GradientAllReduce : public training::Hooks {
  public:
   GradientAllReduce(DataParallel& dp, c10::intrusive_ptr<c10d::ProcessGroupGloo> group, double bucket_mb,
@@ -246,28 +258,35 @@ class GradientAllReduce : public training::Hooks {
         timeout_s_(timeout_s) {}
 
   ~GradientAllReduce() override {
+    for (size_t i = 0; i < accumulators_.size(); ++i) accumulators_[i]->del_post_hook(hook_keys_[i]);
     if (steps_ < 2) return;
     // What data parallelism costs per step here, for the README's scaling estimates; the
     // first step (bucket planning, connection warm-up) is left out.
     const double n = static_cast<double>(steps_ - 1);
     auto log = detail::logger("dist");
-    log->info("per step over {} steps: {} ms in all, {} ms waiting for the slowest process, {} ms all-reducing the "
-              "gradients ({}% of the step)",
-              steps_ - 1, format_significant(1e3 * step_s_ / n, 3), format_significant(1e3 * wait_s_ / n, 3),
-              format_significant(1e3 * transfer_s_ / n, 3), format_significant(100 * transfer_s_ / step_s_, 2));
+    log->info("per step over {} steps: {} ms in all, {} ms all-reducing after the backward pass ({}% of the step); "
+              "{} of {} buckets a step went out during the backward pass",
+              steps_ - 1, format_significant(1e3 * step_s_ / n, 3), format_significant(1e3 * exposed_s_ / n, 3),
+              format_significant(100 * exposed_s_ / step_s_, 2),
+              format_significant(static_cast<double>(early_buckets_) / static_cast<double>(steps_), 3),
+              buckets_.size());
+  }
+
+  void before_last_backward(const std::vector<torch::Tensor>& parameters, double weight) override {
+    if (buckets_.empty()) plan_buckets(parameters);
+    if (accumulators_.empty()) attach(parameters);
+    start_step(weight);
+    armed_ = true;
   }
 
   void after_backward(const std::vector<torch::Tensor>& parameters, training::StepTotals& step) override {
     const auto t0 = std::chrono::steady_clock::now();
-    if (steps_ > 0) {
-      step_s_ += std::chrono::duration<double>(t0 - last_call_).count();
-    }
+    if (steps_ > 0) step_s_ += std::chrono::duration<double>(t0 - last_call_).count();
+    last_call_ = t0;
+    const int64_t early = static_cast<int64_t>(next_bucket_);
     reduce(parameters, step);
-    last_call_ = std::chrono::steady_clock::now();
-    if (steps_ > 0) {
-      wait_s_ += std::chrono::duration<double>(synced_ - t0).count();
-      transfer_s_ += std::chrono::duration<double>(last_call_ - synced_).count();
-    }
+    if (steps_ > 0) exposed_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    early_buckets_ += early;
     ++steps_;
   }
 
@@ -275,34 +294,76 @@ class GradientAllReduce : public training::Hooks {
   bool agree_any(bool local) override { return dp_.any(local); }
 
  private:
+  // Marks parameter `index` final when its accumulator has run in an armed pass.
+  struct FinalHook : torch::autograd::FunctionPostHook {
+    FinalHook(GradientAllReduce* owner, size_t index) : owner(owner), index(index) {}
+    torch::autograd::variable_list operator()(const torch::autograd::variable_list& outputs,
+                                              const torch::autograd::variable_list& /*inputs*/) override {
+      owner->final_gradient(index);
+      return outputs;
+    }
+    GradientAllReduce* owner;
+    size_t index;
+  };
+
+  void attach(const std::vector<torch::Tensor>& parameters) {
+    parameters_ = parameters;
+    for (size_t i = 0; i < parameters.size(); ++i) {
+      // Held here: the parameter keeps only a weak reference, and a new accumulator would
+      // not have the hook.
+      auto accumulator = torch::autograd::impl::grad_accumulator(parameters[i]);
+      if (!accumulator) continue;  // cannot happen for a trainable parameter; then it goes after the pass
+      hook_keys_.push_back(accumulator->add_post_hook(std::make_unique<FinalHook>(this, i)));
+      accumulators_.push_back(std::move(accumulator));
+    }
+  }
+
+  void start_step(double weight) {
+    weight_ = weight;
+    next_bucket_ = 0;
+    flats_.assign(buckets_.size(), {});
+    works_.assign(buckets_.size(), c10::intrusive_ptr<c10d::Work>());
+    std::fill(final_.begin(), final_.end(), false);
+    for (size_t b = 0; b < buckets_.size(); ++b) pending_[b] = buckets_[b].size();
+  }
+
+  // During an armed pass: sends every bucket whose turn has come and whose gradients are final.
+  void final_gradient(size_t index) {
+    if (!armed_ || final_[index]) return;
+    final_[index] = true;
+    --pending_[bucket_of_[index]];
+    torch::NoGradGuard no_grad;
+    while (next_bucket_ < buckets_.size() && pending_[next_bucket_] == 0) send(parameters_, next_bucket_++);
+  }
+
+  // Starts bucket b's all-reduce of weight x gradient (a parameter without one sends zeros).
+  void send(const std::vector<torch::Tensor>& parameters, size_t b) {
+    std::vector<at::Tensor> grads;
+    for (size_t i : buckets_[b]) {
+      const torch::Tensor& p = parameters[i];
+      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+      grads.push_back(p.grad().reshape(-1));
+    }
+    flats_[b] = {torch::cat(grads).mul_(weight_)};
+    works_[b] = group_->allreduce(flats_[b]);  // errors surface at wait()
+  }
+
   void reduce(const std::vector<torch::Tensor>& parameters, training::StepTotals& step) {
     torch::NoGradGuard no_grad;
     if (buckets_.empty()) plan_buckets(parameters);
+    if (!armed_) start_step(step.weight);
+    armed_ = false;
     // The job's step is sum over processes of loss / sum of weights: each process's mean
     // gradient weighted by its share of the weight (MLM: its masked tokens).
     std::vector<double> meta{step.weight, step.loss_sum, static_cast<double>(step.samples),
                              static_cast<double>(step.tokens)};
     for (size_t k = 0; k < kMaxSums; ++k) meta.push_back(k < step.sums.size() ? step.sums[k].second : 0.0);
-    std::vector<std::vector<at::Tensor>> flats;
-    std::vector<c10::intrusive_ptr<c10d::Work>> works;
     try {
-      // The small all-reduce first, alone: it is where a process waits for the slowest one,
-      // so that the buckets' time after it is the transfer alone (logged apart).
+      while (next_bucket_ < buckets_.size()) send(parameters, next_bucket_++);
       std::vector<at::Tensor> meta_tensor{torch::tensor(meta, torch::kFloat64)};
-      group_->allreduce(meta_tensor)->wait();
-      synced_ = std::chrono::steady_clock::now();
-      for (const auto& bucket : buckets_) {
-        std::vector<at::Tensor> grads;
-        for (size_t i : bucket) {
-          const torch::Tensor& p = parameters[i];
-          if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-          grads.push_back(p.grad().reshape(-1));
-        }
-        flats.push_back({torch::cat(grads).mul_(step.weight)});
-        // Buckets go out together and are reduced in order by Gloo's threads.
-        works.push_back(group_->allreduce(flats.back()));
-      }
-      for (auto& w : works) w->wait();
+      auto meta_work = group_->allreduce(meta_tensor);
+      for (auto& w : works_) w->wait();
+      meta_work->wait();
       const double* m = meta_tensor[0].data_ptr<double>();
       step.weight = m[0];
       step.loss_sum = m[1];
@@ -314,7 +375,7 @@ class GradientAllReduce : public training::Hooks {
     }
     const double scale = step.weight > 0 ? 1.0 / step.weight : 0.0;
     for (size_t b = 0; b < buckets_.size(); ++b) {
-      torch::Tensor flat = flats[b][0].mul_(scale);
+      torch::Tensor flat = flats_[b][0].mul_(scale);
       int64_t offset = 0;
       for (size_t i : buckets_[b]) {
         torch::Tensor g = parameters[i].mutable_grad();
@@ -322,25 +383,35 @@ class GradientAllReduce : public training::Hooks {
         offset += g.numel();
       }
     }
+    flats_.assign(buckets_.size(), {});
+    works_.assign(buckets_.size(), c10::intrusive_ptr<c10d::Work>());
+    next_bucket_ = 0;
   }
 
   // Logged sums (MicroLoss::sums) carried in the step's small all-reduce.
   static constexpr size_t kMaxSums = 8;
 
-  // Consecutive parameters up to bucket_bytes_ each (a larger parameter is a bucket alone).
+  // Consecutive parameters, last first, up to bucket_bytes_ each (a larger parameter is a
+  // bucket alone).
   void plan_buckets(const std::vector<torch::Tensor>& parameters) {
     int64_t bytes = 0;
-    for (size_t i = 0; i < parameters.size(); ++i) {
-      const int64_t size = parameters[i].numel() * static_cast<int64_t>(parameters[i].element_size());
+    bucket_of_.assign(parameters.size(), 0);
+    for (size_t k = parameters.size(); k-- > 0;) {
+      const int64_t size = parameters[k].numel() * static_cast<int64_t>(parameters[k].element_size());
       if (buckets_.empty() || bytes + size > bucket_bytes_) {
         buckets_.emplace_back();
         bytes = 0;
       }
-      buckets_.back().push_back(i);
+      buckets_.back().push_back(k);
+      bucket_of_[k] = buckets_.size() - 1;
       bytes += size;
     }
+    pending_.assign(buckets_.size(), 0);
+    final_.assign(parameters.size(), false);
     auto log = detail::logger("dist");
-    log->info("gradients of {} tensors all-reduced in {} buckets of up to {} MiB", parameters.size(), buckets_.size(),
+    log->info("gradients of {} tensors all-reduced in {} buckets of up to {} MiB, during the backward pass where one "
+              "pass completes them",
+              parameters.size(), buckets_.size(),
               format_significant(static_cast<double>(bucket_bytes_) / (1024.0 * 1024.0)));
   }
 
@@ -349,11 +420,26 @@ class GradientAllReduce : public training::Hooks {
   int64_t bucket_bytes_;
   double timeout_s_;
   std::vector<std::vector<size_t>> buckets_;
-  // Timing: from one after_backward to the next is a step; of the all-reduce, wait_s_ is the
-  // wait for the slowest process and transfer_s_ the gradients' reduction.
-  int64_t steps_ = 0;
-  double step_s_ = 0, wait_s_ = 0, transfer_s_ = 0;
-  std::chrono::steady_clock::time_point last_call_, synced_;
+  std::vector<size_t> bucket_of_;
+  // The step in progress: its weight, the first bucket not sent, gradients still to become
+  // final per bucket, and what was sent.
+  bool armed_ = false;
+  double weight_ = 0;
+  size_t next_bucket_ = 0;
+  std::vector<size_t> pending_;
+  std::vector<bool> final_;
+  std::vector<std::vector<at::Tensor>> flats_;
+  std::vector<c10::intrusive_ptr<c10d::Work>> works_;
+  // The hooked accumulators and what the hooks read.
+  std::vector<torch::Tensor> parameters_;
+  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;
+  std::vector<uintptr_t> hook_keys_;
+  // Timing: from one after_backward's start to the next is a step; exposed_s_ is the all-reduce time
+  // after the backward pass (the wait for the slowest process included), early_buckets_ the
+  // buckets sent during passes (over every step, the first included).
+  int64_t steps_ = 0, early_buckets_ = 0;
+  double step_s_ = 0, exposed_s_ = 0;
+  std::chrono::steady_clock::time_point last_call_;
 };
 
 }  // namespace

@@ -10,7 +10,9 @@
 // weighted mean over the job, so W processes at --batch-size B take the steps one process at
 // B x W would. Every process runs the same number of steps: a short last batch is split as
 // evenly as the rows allow, and a process whose slice is empty still joins the all-reduce
-// with weight 0. Only rank 0 writes checkpoints and logs.
+// with weight 0. Gradients are all-reduced in buckets, sent during the backward pass as they
+// become final when one pass completes them (plain steps; after the passes otherwise). Only
+// rank 0 writes checkpoints and logs.
 #pragma once
 
 #include <cstdint>
@@ -100,8 +102,8 @@ class DataParallel {
   // this step's own key, used once per job.
   void primary_first(const std::string& name, const std::function<void()>& work, const std::function<void()>& after);
 
-  // The engine's hook: bucketed gradient all-reduce (weighted mean), rank 0 primary,
-  // decisions taken by any.
+  // The engine's hook: bucketed gradient all-reduce (weighted mean) overlapping the backward
+  // pass, rank 0 primary, decisions taken by any.
   std::unique_ptr<training::Hooks> hooks(double bucket_mb);
 
  private:

@@ -309,8 +309,12 @@ EngineResult Engine::run() {
       }
       double loss_sum = 0;
       std::vector<std::pair<std::string, double>> sums;
+      int64_t last_with_weight = -1;
+      for (int64_t k = 0; k < count; ++k)
+        if (micro[static_cast<size_t>(k)]->weight > 0) last_with_weight = k;
       for (int64_t k = 0; k < count; ++k) {
         if (micro[static_cast<size_t>(k)]->weight <= 0) continue;  // nothing to learn from (no masked token)
+        if (k == last_with_weight && strategy_->one_backward_pass()) hooks_->before_last_backward(params, weight);
         SeedStreams::seed_torch(objective_.dropout_seed(ctx_.seeds.micro_batch(state.step, k)));
         MicroLoss out = strategy_->run(objective_, *micro[static_cast<size_t>(k)], weight);
         loss_sum += out.loss.item<double>();

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <regex>
 #include <thread>
 
 #include "dqe/safetensors.h"
@@ -207,11 +208,24 @@ class DistributedTest : public ::testing::Test {
   test::TempDir dir_;
 };
 
+// From rank 0's closing line "... K of N buckets a step went out during the backward pass":
+// {K, N}, or {-1, -1} when it is missing.
+std::pair<double, int> buckets_sent_during_backward(const std::string& err) {
+  static const std::regex line(R"(([\d.]+) of (\d+) buckets a step went out during the backward pass)");
+  std::smatch m;
+  if (!std::regex_search(err, m, line)) return {-1, -1};
+  return {std::stod(m[1]), std::stoi(m[2])};
+}
+
 TEST_F(DistributedTest, TwoProcessesAtBatch8TakeTheStepsOfOneAtBatch16) {
   std::vector<std::string> errs;
-  const auto two = run_job(dir_, train_args("two", " --max-steps 6"), 2, 8, &errs);
+  // Buckets of 10 kB: the gradients go out in many all-reduces, during the backward pass.
+  const auto two = run_job(dir_, train_args("two", " --max-steps 6 --bucket-mb 0.01"), 2, 8, &errs);
   ASSERT_EQ(two, (std::vector<int>{0, 0})) << errs[0] << errs[1];
   EXPECT_NE(errs[0].find("global batch 16 (2 processes x --batch-size 8)"), std::string::npos) << errs[0];
+  const auto [sent, buckets] = buckets_sent_during_backward(errs[0]);
+  EXPECT_GT(buckets, 5) << errs[0];
+  EXPECT_EQ(sent, buckets) << errs[0];  // a plain step's one pass completes every gradient
   // Rank 1 writes no log lines of its own (its info lines are rank 0's).
   EXPECT_EQ(errs[1].find("global batch"), std::string::npos) << errs[1];
   const auto one = run_job(dir_, train_args("one", " --max-steps 6"), 1, 16, &errs);
@@ -231,6 +245,41 @@ TEST_F(DistributedTest, TwoProcessesAtBatch8TakeTheStepsOfOneAtBatch16) {
   expect_same_evaluations(dir_.path("two"), dir_.path("one"));
   // Rank 0 calibrated the detection thresholds into best/ (the others wrote nothing).
   EXPECT_TRUE(fs::exists(dir_.path("two/best/detect_stats.safetensors")));
+}
+
+TEST_F(DistributedTest, AProcessWithoutRowsInAStepStillTakesItWithTheOthers) {
+  // 65 rows: the epoch's last global batch has one row, which rank 1 takes; rank 0 has none,
+  // makes no backward pass and sends its buckets after it, in the order rank 1 sent its own
+  // during its pass.
+  test::write_toy_set(dir_.path("train65.jsonl"), 65, 3);
+  auto args = [&](const std::string& out) {
+    return "train --train " + dir_.path("train65.jsonl") + " --dev " + dir_.path("dev.jsonl") + " --out " +
+           dir_.path(out) + " --max-len 24 --lr 3e-3 --warmup-ratio 0 --patience 0 --epochs 1 --bucket-mb 0.01" +
+           kTinyModel;
+  };
+  std::vector<std::string> errs;
+  const auto two = run_job(dir_, args("two"), 2, 8, &errs);
+  ASSERT_EQ(two, (std::vector<int>{0, 0})) << errs[0] << errs[1];
+  const auto one = run_job(dir_, args("one"), 1, 16, &errs);
+  ASSERT_EQ(one, (std::vector<int>{0})) << errs.back();
+  const auto a = test::read_jsonl_file(dir_.path("one/train_log.jsonl"));
+  const auto b = test::read_jsonl_file(dir_.path("two/train_log.jsonl"));
+  ASSERT_EQ(a.size(), 5u);
+  ASSERT_EQ(b.size(), 5u);
+  bool saw_single_row = false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    // "tokens" counts from the start: one row of --max-len 24 adds at most 24.
+    const int64_t step_tokens = a[i]["tokens"].get<int64_t>() - (i > 0 ? a[i - 1]["tokens"].get<int64_t>() : 0);
+    saw_single_row |= step_tokens <= 24;
+    EXPECT_EQ(b[i]["tokens"], a[i]["tokens"]) << "step " << i + 1;
+    EXPECT_NEAR(b[i]["loss"].get<double>(), a[i]["loss"].get<double>(), 1e-5) << "step " << i + 1;
+  }
+  EXPECT_TRUE(saw_single_row) << "no step had the one-row batch";
+  EXPECT_LT(max_difference(dir_.path("two/last"), dir_.path("one/last")), 1e-5);
+  // Rank 0 sent during the pass on the 4 full steps, not on the one-row step.
+  const auto [sent, buckets] = buckets_sent_during_backward(errs[0]);
+  EXPECT_GT(buckets, 5) << errs[0];
+  EXPECT_LT(sent, buckets) << errs[0];
 }
 
 TEST_F(DistributedTest, PretrainingTwoProcessesAtBatch8MatchOneAtBatch16) {

@@ -104,11 +104,15 @@ class StepStrategy {
   virtual ~StepStrategy() = default;
   // Accumulates scale * d(loss)/d(params) for the micro-batch; returns its loss.
   virtual MicroLoss run(Objective& objective, PreparedBatch& batch, double scale) = 0;
+  // Whether run() makes one backward pass: a gradient is final as soon as that pass has
+  // accumulated it (what lets a data-parallel job all-reduce during the pass).
+  virtual bool one_backward_pass() const { return false; }
 };
 
 class PlainStep : public StepStrategy {
  public:
   MicroLoss run(Objective& objective, PreparedBatch& batch, double scale) override;
+  bool one_backward_pass() const override { return true; }
 };
 
 // What one process's micro-batches of a step amounted to. Its gradients are
@@ -124,6 +128,12 @@ struct StepTotals {
 class Hooks {
  public:
   virtual ~Hooks() = default;
+  // Before the backward pass that completes the step's gradients, when one pass does (the
+  // strategy's one_backward_pass, on the step's last micro-batch that has weight): each
+  // parameter's gradient is final once that pass has accumulated it. `weight` is this
+  // process's step weight (StepTotals::weight). A data-parallel hook starts all-reducing
+  // buckets of gradients as they become final, during the pass.
+  virtual void before_last_backward(const std::vector<torch::Tensor>& parameters, double weight) {}
   // After the step's backward passes, before clipping: e.g. all-reduce the gradients. A
   // data-parallel hook replaces the gradients by the job's weighted mean and `step` by the
   // job's totals, which the engine then logs.
