@@ -16,7 +16,9 @@
 # on dev only. PRETRAIN_ARGS and FINETUNE_ARGS add flags (e.g. "--max-steps 20" for a smoke run;
 # "--precision fp32" for the fp32 arm). ENCODER=DIR skips steps 1 and 2 and fine-tunes the
 # vocabulary and encoder of an earlier run's OUT_DIR (DIR/tokenizer, DIR/pretrain) instead, so
-# that two precisions of fine-tuning start from the same encoder.
+# that two precisions of fine-tuning start from the same encoder. BASELINES=FILE takes step 5's
+# table from an earlier run's baselines.json instead of measuring it again (it does not depend
+# on dqe).
 # Usage: scripts/bench/quality.sh OUT_DIR   (41-46 minutes on 2 cores)
 set -euo pipefail
 trap 'echo "quality.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
@@ -75,8 +77,12 @@ done
 mv "$out/model.tmp" "$out/model"
 stage "eval (seed ${seeds[0]})" "$dqe" eval --model "$out/model/seed${seeds[0]}" --data "$dev" --metrics-out "$out/dqe_single_dev.json"
 stage "eval (ensemble)" "$dqe" eval --model "$out/model" --data "$dev" --metrics-out "$out/dqe_dev.json"
-stage baselines /usr/bin/python3 "$here/scripts/bench/baselines.py" --train "$train" --dev "$dev" \
-  --out "$out/baselines.json" --threads "$(nproc)"
+if [ -n "${BASELINES:-}" ]; then
+  cp "$BASELINES" "$out/baselines.json"
+else
+  stage baselines /usr/bin/python3 "$here/scripts/bench/baselines.py" --train "$train" --dev "$dev" \
+    --out "$out/baselines.json" --threads "$(nproc)"
+fi
 
 /usr/bin/python3 - "$out" "${#seeds[@]}" "${seeds[0]}" <<'PY'
 import json, sys
