@@ -390,10 +390,16 @@ class GradientAllReduce : public training::Hooks {
 
   // Logged sums (MicroLoss::sums) carried in the step's small all-reduce.
   static constexpr size_t kMaxSums = 8;
+  // Buckets a model's gradients are cut into at least (see plan_buckets).
+  static constexpr int64_t kMinBuckets = 4;
 
-  // Consecutive parameters, last first, up to bucket_bytes_ each (a larger parameter is a
-  // bucket alone).
+  // Consecutive parameters, last first, up to bucket_bytes_ each and a quarter of all the
+  // gradients at most: a model smaller than one bucket would otherwise send everything at the
+  // end of the pass (a larger parameter is a bucket alone).
   void plan_buckets(const std::vector<torch::Tensor>& parameters) {
+    int64_t total = 0;
+    for (const auto& p : parameters) total += p.numel() * static_cast<int64_t>(p.element_size());
+    bucket_bytes_ = std::min(bucket_bytes_, std::max<int64_t>(1, (total + kMinBuckets - 1) / kMinBuckets));
     int64_t bytes = 0;
     bucket_of_.assign(parameters.size(), 0);
     for (size_t k = parameters.size(); k-- > 0;) {

@@ -40,7 +40,8 @@ struct DistributedOptions {
   // died or hangs stops the others within this time. Rank 0 writes checkpoints while the
   // others wait for the next step, so it must outlast a checkpoint write.
   double timeout_s = 600;
-  // Gradients are all-reduced in buckets of about this many MiB (one collective per bucket).
+  // Gradients are all-reduced in buckets of up to this many MiB (one collective per bucket),
+  // and in 4 buckets at least, so that a small model's all-reduce overlaps the backward pass.
   double bucket_mb = 25;
 
   // Throws ConfigError naming --dist-timeout or --bucket-mb.

@@ -92,7 +92,9 @@ void add_distributed_options(CLI::App& cmd, DistributedOptions& options) {
                  "stops the job within this time")
       ->capture_default_str()
       ->group(group);
-  cmd.add_option("--bucket-mb", options.bucket_mb, "Gradients are all-reduced in buckets of about this many MiB")
+  cmd.add_option("--bucket-mb", options.bucket_mb,
+                 "Gradients are all-reduced in buckets of up to this many MiB (4 at least, to overlap the backward "
+                 "pass)")
       ->capture_default_str()
       ->group(group);
 }
