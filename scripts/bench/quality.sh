@@ -19,7 +19,8 @@
 # that two precisions of fine-tuning start from the same encoder. BASELINES=FILE takes step 5's
 # table from an earlier run's baselines.json instead of measuring it again (it does not depend
 # on dqe).
-# Usage: scripts/bench/quality.sh OUT_DIR   (41-46 minutes on 2 cores)
+# Usage: scripts/bench/quality.sh OUT_DIR   (2 cores: 41 minutes on an Intel Xeon with AMX, 60-75 on one
+# without; docs/results.md)
 set -euo pipefail
 trap 'echo "quality.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 out=${1:?usage: scripts/bench/quality.sh OUT_DIR}
