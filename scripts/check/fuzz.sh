@@ -60,9 +60,15 @@ for target in "${targets[@]}"; do
   corpus="$work/$target"
   mkdir -p "$corpus"
   cp -R "tests/fuzz/corpus/$target/." "$corpus/"
-  # The shared fixture's Hugging Face config seeds the config fuzzer, read from ../shared.
-  shared_config="${DQE_SHARED:-../shared}/fixtures/tiny-bert-hf/config.json"
-  if [ "$target" = config_fuzz ] && [ -r "$shared_config" ]; then cp "$shared_config" "$corpus/hf_classification_config.json"; fi
+  # The shared fixture's Hugging Face config and vocabulary seed the config and WordPiece
+  # fuzzers, read from ../shared (not committed).
+  shared_fixture="${DQE_SHARED:-../shared}/fixtures/tiny-bert-hf"
+  if [ "$target" = config_fuzz ] && [ -r "$shared_fixture/config.json" ]; then
+    cp "$shared_fixture/config.json" "$corpus/hf_classification_config.json"
+  fi
+  if [ "$target" = wordpiece_fuzz ] && [ -r "$shared_fixture/vocab.txt" ]; then
+    cp "$shared_fixture/vocab.txt" "$corpus/vocab_fixture.txt"
+  fi
   log="$work/$target.log"
   rm -f "$crashes/$target-"*
   status=0
