@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <regex>
 #include <thread>
@@ -205,6 +206,26 @@ class DistributedTest : public ::testing::Test {
            dir_.path(out) + " --max-len 24 --lr 3e-3 --warmup-ratio 0 --patience 0" + kTinyModel + extra;
   }
 
+  // What a two-process run at --batch-size 8 ("two") and a one-process run at 16 ("one")
+  // of the same command logged: the train logs, each of `steps` lines, and rank 0's stderr.
+  struct TwoAndOne {
+    std::vector<nlohmann::json> one, two;
+    std::string rank0_err;
+  };
+  // Fails the test (fatally) when a run fails or logs another number of steps.
+  void run_two_and_one(const std::function<std::string(const std::string&)>& args, size_t steps, TwoAndOne& out) {
+    std::vector<std::string> errs;
+    const auto two = run_job(dir_, args("two"), 2, 8, &errs);
+    ASSERT_EQ(two, (std::vector<int>{0, 0})) << errs[0] << errs[1];
+    out.rank0_err = errs[0];
+    const auto one = run_job(dir_, args("one"), 1, 16, &errs);
+    ASSERT_EQ(one, (std::vector<int>{0})) << errs.back();
+    out.one = test::read_jsonl_file(dir_.path("one/train_log.jsonl"));
+    out.two = test::read_jsonl_file(dir_.path("two/train_log.jsonl"));
+    ASSERT_EQ(out.one.size(), steps);
+    ASSERT_EQ(out.two.size(), steps);
+  }
+
   test::TempDir dir_;
 };
 
@@ -257,15 +278,11 @@ TEST_F(DistributedTest, AProcessWithoutRowsInAStepStillTakesItWithTheOthers) {
            dir_.path(out) + " --max-len 24 --lr 3e-3 --warmup-ratio 0 --patience 0 --epochs 1 --bucket-mb 0.01" +
            kTinyModel;
   };
-  std::vector<std::string> errs;
-  const auto two = run_job(dir_, args("two"), 2, 8, &errs);
-  ASSERT_EQ(two, (std::vector<int>{0, 0})) << errs[0] << errs[1];
-  const auto one = run_job(dir_, args("one"), 1, 16, &errs);
-  ASSERT_EQ(one, (std::vector<int>{0})) << errs.back();
-  const auto a = test::read_jsonl_file(dir_.path("one/train_log.jsonl"));
-  const auto b = test::read_jsonl_file(dir_.path("two/train_log.jsonl"));
-  ASSERT_EQ(a.size(), 5u);
-  ASSERT_EQ(b.size(), 5u);
+  TwoAndOne runs;
+  run_two_and_one(args, 5, runs);
+  if (HasFatalFailure()) return;
+  const auto& a = runs.one;
+  const auto& b = runs.two;
   bool saw_single_row = false;
   for (size_t i = 0; i < a.size(); ++i) {
     // "tokens" counts from the start: one row of --max-len 24 adds at most 24.
@@ -277,9 +294,9 @@ TEST_F(DistributedTest, AProcessWithoutRowsInAStepStillTakesItWithTheOthers) {
   EXPECT_TRUE(saw_single_row) << "no step had the one-row batch";
   EXPECT_LT(max_difference(dir_.path("two/last"), dir_.path("one/last")), 1e-5);
   // Rank 0 sent during the pass on the 4 full steps, not on the one-row step.
-  const auto [sent, buckets] = buckets_sent_during_backward(errs[0]);
-  EXPECT_GT(buckets, 5) << errs[0];
-  EXPECT_LT(sent, buckets) << errs[0];
+  const auto [sent, buckets] = buckets_sent_during_backward(runs.rank0_err);
+  EXPECT_GT(buckets, 5) << runs.rank0_err;
+  EXPECT_LT(sent, buckets) << runs.rank0_err;
 }
 
 TEST_F(DistributedTest, PretrainingTwoProcessesAtBatch8MatchOneAtBatch16) {
@@ -287,20 +304,16 @@ TEST_F(DistributedTest, PretrainingTwoProcessesAtBatch8MatchOneAtBatch16) {
     return "pretrain --corpus " + dir_.path("corpus.txt") + " --out " + dir_.path(out) +
            " --max-len 12 --vocab-size 40 --lr 3e-3 --warmup-ratio 0 --held-out-every 10 --max-steps 5" + kTinyModel;
   };
-  std::vector<std::string> errs;
-  const auto two = run_job(dir_, args("two"), 2, 8, &errs);
-  ASSERT_EQ(two, (std::vector<int>{0, 0})) << errs[0] << errs[1];
+  TwoAndOne runs;
+  run_two_and_one(args, 5, runs);
+  if (HasFatalFailure()) return;
   // The default --bucket-mb 25 holds this model's gradients many times over; they still go
   // in 4 buckets, during the pass.
-  const auto [sent, buckets] = buckets_sent_during_backward(errs[0]);
-  EXPECT_EQ(buckets, 4) << errs[0];
-  EXPECT_EQ(sent, buckets) << errs[0];
-  const auto one = run_job(dir_, args("one"), 1, 16, &errs);
-  ASSERT_EQ(one, (std::vector<int>{0})) << errs.back();
-  const auto a = test::read_jsonl_file(dir_.path("one/train_log.jsonl"));
-  const auto b = test::read_jsonl_file(dir_.path("two/train_log.jsonl"));
-  ASSERT_EQ(a.size(), 5u);
-  ASSERT_EQ(b.size(), 5u);
+  const auto [sent, buckets] = buckets_sent_during_backward(runs.rank0_err);
+  EXPECT_EQ(buckets, 4) << runs.rank0_err;
+  EXPECT_EQ(sent, buckets) << runs.rank0_err;
+  const auto& a = runs.one;
+  const auto& b = runs.two;
   for (size_t i = 0; i < a.size(); ++i) {
     // The loss is summed over masked tokens and divided by the job's count of them: the same
     // masks, drawn for the global batch, on both sides.
