@@ -3,6 +3,7 @@
 #include "detail/log.h"
 #include "dqe/errors.h"
 #include "dqe/predictor.h"
+#include "dqe/shares.h"
 
 namespace dqe {
 
@@ -20,7 +21,12 @@ torch::Tensor teacher_targets(const DistillSpec& spec, const std::vector<Record>
                         task_name(student.task) + ")");
     if (student.task == Task::kClassification && task.labels != student.labels)
       throw ConfigError("--teacher " + dir + ": its classes differ from the student's (same names, same order needed)");
-    const torch::Tensor logits = teachers.predictors[m].run(records, ctx.threads).logits.to(torch::kFloat64);
+    // Each data-parallel process labels its share of the pairs; the job gathers the shares.
+    const Predictor& teacher = teachers.predictors[m];
+    const torch::Tensor logits =
+        logits_in_shares(ctx, records.size(), task.num_outputs(), [&](size_t first, size_t last) {
+          return teacher.run(teacher.featurizer().encode_all(records, ctx.threads, first, last)).logits;
+        }).to(torch::kFloat64);
     torch::Tensor target;
     if (student.task == Task::kRegression)
       target = ((logits * task.label_std + task.label_mean) - student.label_mean) / student.label_std;

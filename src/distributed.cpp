@@ -204,6 +204,31 @@ void DataParallel::all_reduce_sum(std::vector<double>& values) {
   std::copy(p, p + values.size(), values.begin());
 }
 
+std::vector<std::string> DataParallel::all_gather(const std::string& bytes) {
+  const auto world = static_cast<size_t>(env_.world_size);
+  std::vector<std::string> out(world);
+  try {
+    // Gloo gathers tensors of one size: the sizes first, then each share padded to the largest.
+    std::vector<at::Tensor> size{torch::tensor({static_cast<int64_t>(bytes.size())}, torch::kInt64)};
+    std::vector<std::vector<at::Tensor>> sizes(1);
+    for (size_t r = 0; r < world; ++r) sizes[0].push_back(torch::empty({1}, torch::kInt64));
+    impl_->group->allgather(sizes, size)->wait();
+    int64_t largest = 0;
+    for (const auto& s : sizes[0]) largest = std::max(largest, s.item<int64_t>());
+    std::vector<at::Tensor> mine{torch::zeros({std::max<int64_t>(largest, 1)}, torch::kUInt8)};
+    std::copy(bytes.begin(), bytes.end(), reinterpret_cast<char*>(mine[0].data_ptr<uint8_t>()));
+    std::vector<std::vector<at::Tensor>> all(1);
+    for (size_t r = 0; r < world; ++r) all[0].push_back(torch::empty_like(mine[0]));
+    impl_->group->allgather(all, mine)->wait();
+    for (size_t r = 0; r < world; ++r)
+      out[r].assign(reinterpret_cast<const char*>(all[0][r].data_ptr<uint8_t>()),
+                    static_cast<size_t>(sizes[0][r].item<int64_t>()));
+  } catch (const std::exception& e) {
+    rethrow_collective(env_, options_.timeout_s, "all-gather", e);
+  }
+  return out;
+}
+
 bool DataParallel::any(bool local) {
   std::vector<double> v{local ? 1.0 : 0.0};
   all_reduce_sum(v);
@@ -473,6 +498,7 @@ void apply_data_parallel(DataParallel* group, const training::RunDirectory& run_
     ctx.rank = group->rank();
     ctx.world_size = group->world_size();
     ctx.sum_over_processes = [group](std::vector<double>& values) { group->all_reduce_sum(values); };
+    ctx.gather_over_processes = [group](const std::string& bytes) { return group->all_gather(bytes); };
   }
   ctx.plan_world_size = ctx.world_size;
   if (resume) {

@@ -68,8 +68,11 @@ Example Featurizer::encode(const Record& record) const {
   return e;
 }
 
-std::vector<Example> Featurizer::encode_all(const std::vector<Record>& records, int threads) const {
-  const size_t n = records.size();
+std::vector<Example> Featurizer::encode_all(const std::vector<Record>& records, int threads, size_t first,
+                                            size_t last) const {
+  last = std::min(last, records.size());
+  first = std::min(first, last);
+  const size_t n = last - first;
   std::vector<Example> out(n);
   // A thread per 256 records at most: starting threads costs more than a few encodings.
   const size_t workers = std::max<size_t>(1, std::min<size_t>(static_cast<size_t>(std::max(threads, 1)), n / 256 + 1));
@@ -78,7 +81,7 @@ std::vector<Example> Featurizer::encode_all(const std::vector<Record>& records, 
   for (size_t w = 0; w < workers; ++w) {
     pool.emplace_back([&, w] {
       try {
-        for (size_t i = w; i < n; i += workers) out[i] = encode(records[i]);
+        for (size_t i = w; i < n; i += workers) out[i] = encode(records[first + i]);
       } catch (...) {
         errors[w] = std::current_exception();
       }

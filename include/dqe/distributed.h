@@ -5,7 +5,8 @@
 // run is exactly a single-process run.
 //
 // How a data-parallel run divides its work: every process reads the whole training file (or
-// corpus chunk), plans the same global batches of --batch-size x W rows (W: the world size
+// corpus chunk) and tokenises its share of it; the job gathers the encodings (shares.h), so
+// every process holds all of them and plans the same global batches of --batch-size x W rows (W: the world size
 // the run was started with), and takes its own slice of each; each step's gradients are the
 // weighted mean over the job, so W processes at --batch-size B take the steps one process at
 // B x W would. Every process runs the same number of steps: a short last batch is split as
@@ -96,6 +97,8 @@ class DataParallel {
 
   // Element-wise sums over the job (float64).
   void all_reduce_sum(std::vector<double>& values);
+  // Every process's bytes, in rank order (sizes may differ).
+  std::vector<std::string> all_gather(const std::string& bytes);
   // True when any process says so.
   bool any(bool local);
   // Rank 0 runs `work` while the others wait; then the others run `after`. When rank 0's

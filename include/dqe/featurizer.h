@@ -80,8 +80,9 @@ class Featurizer {
   Featurizer with_task(TaskSpec task) const;
 
   Example encode(const Record& record) const;
-  // Every record, on `threads` threads, in order.
-  std::vector<Example> encode_all(const std::vector<Record>& records, int threads) const;
+  // Records [first, last) (all of them by default), on `threads` threads, in order.
+  std::vector<Example> encode_all(const std::vector<Record>& records, int threads, size_t first = 0,
+                                  size_t last = SIZE_MAX) const;
   Batch collate(const std::vector<Example>& examples, const std::vector<size_t>& rows,
                 const c10::Device& device = c10::Device(c10::kCPU)) const;
   // Writes the side inputs' files (the tokenizer and spec are saved by the checkpoint).

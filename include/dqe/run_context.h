@@ -67,6 +67,9 @@ struct RunContext {
   // Element-wise sums over the job's processes (a collective: every process calls it at the
   // same point); unset in a single process. Sharded evaluation gathers its shares through it.
   std::function<void(std::vector<double>&)> sum_over_processes;
+  // Every process's bytes in rank order (a collective, as above); unset in a single process.
+  // The shares each process tokenised of a data set are exchanged through it (shares.h).
+  std::function<std::vector<std::string>(const std::string&)> gather_over_processes;
   StopToken stop;
   SeedStreams seeds;
 

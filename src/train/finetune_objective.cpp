@@ -10,6 +10,7 @@
 #include "detail/train_util.h"
 #include "dqe/bottleneck.h"
 #include "dqe/distributed.h"
+#include "dqe/shares.h"
 #include "dqe/deploy.h"
 #include "dqe/distill.h"
 #include "dqe/errors.h"
@@ -332,10 +333,20 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
               spec_.bottleneck->size, spec_.bert.num_hidden_layers, spec_.bottleneck->base, trainable,
               100.0 * static_cast<double>(trainable) / static_cast<double>(num_params));
 
-  train_ = featurizer_->encode_all(train_records, ctx_.threads);
+  // A data-parallel process tokenises its share of the training pairs and the job gathers
+  // them (every process plans the job's batches from all lengths); of the dev pairs it keeps
+  // the share it evaluates.
+  train_ = examples_in_shares(ctx_, *featurizer_, train_records);
   const LabelledSet train_labels = labels_of(train_records, ts, cfg.train_path);
-  dev_ = featurizer_->encode_all(dev_records, ctx_.threads);
+  dev_rows_ = dev_records.size();
+  const auto [dev_first, dev_last] = ctx_.share_of(dev_rows_);
+  dev_ = featurizer_->encode_all(dev_records, ctx_.threads, dev_first, dev_last);
   dev_labels_ = labels_of(dev_records, ts, cfg.dev_path);
+  if (ctx_.world_size > 1) {
+    const auto [first, last] = ctx_.share_of(train_records.size());
+    log->info("this process tokenised {} of the {} training pairs and holds {} of the {} dev pairs", last - first,
+              train_records.size(), dev_.size(), dev_rows_);
+  }
   ctx_.stop.check("while encoding the data, before the first step; nothing to resume");
   // Labels go through float before scaling, as they always have: the recorded runs depend on it.
   targets_.assign(train_labels.labels.begin(), train_labels.labels.end());
@@ -343,7 +354,7 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
     for (auto& t : targets_) t = static_cast<float>((t - ts.label_mean) / ts.label_std);
   labelled_rows_ = static_cast<int64_t>(train_.size());
   if (!unlabeled_records.empty()) {
-    std::vector<Example> extra = featurizer_->encode_all(unlabeled_records, ctx_.threads);
+    std::vector<Example> extra = examples_in_shares(ctx_, *featurizer_, unlabeled_records);
     train_.insert(train_.end(), std::make_move_iterator(extra.begin()), std::make_move_iterator(extra.end()));
     targets_.resize(train_.size(), 0.0f);
   }
@@ -497,21 +508,9 @@ std::vector<std::pair<std::string, int64_t>> FinetuneObjective::adalora_ranks() 
 
 torch::Tensor FinetuneObjective::dev_logits() const {
   const Predictor predictor(model_, featurizer_, ctx_.precision, config_.eval_batch_size);
-  if (!ctx_.sum_over_processes) return predictor.run(dev_).logits;
-  // Data parallel: each process predicts its share of the dev rows, and the shares (zero
-  // elsewhere) are summed into the whole, so that every process measures the same logits.
-  const auto [first, last] = ctx_.share_of(dev_.size());
-  const int64_t outputs = spec_.task.num_outputs();
-  std::vector<double> whole(dev_.size() * static_cast<size_t>(outputs), 0.0);
-  if (last > first) {
-    const std::vector<Example> share(dev_.begin() + static_cast<std::ptrdiff_t>(first),
-                                     dev_.begin() + static_cast<std::ptrdiff_t>(last));
-    const torch::Tensor part = predictor.run(share).logits.to(torch::kFloat64).contiguous();
-    std::copy(part.data_ptr<double>(), part.data_ptr<double>() + part.numel(),
-              whole.begin() + static_cast<std::ptrdiff_t>(first * static_cast<size_t>(outputs)));
-  }
-  ctx_.sum_over_processes(whole);
-  return torch::tensor(whole, torch::kFloat64).view({static_cast<int64_t>(dev_.size()), outputs}).to(torch::kFloat32);
+  // dev_ is this process's share; every process measures the same whole.
+  return logits_in_shares(ctx_, dev_rows_, spec_.task.num_outputs(),
+                          [&](size_t, size_t) { return predictor.run(dev_).logits; });
 }
 
 Evaluation FinetuneObjective::evaluate() {

@@ -56,7 +56,9 @@ class FinetuneObjective : public Objective {
   ModelSpec spec_;
   SequenceModel model_{nullptr};
   std::shared_ptr<const Featurizer> featurizer_;
-  std::vector<Example> train_, dev_;
+  std::vector<Example> train_;
+  std::vector<Example> dev_;  // this process's share of the dev pairs (all in one process)
+  size_t dev_rows_ = 0;       // the dev pairs of the job
   std::vector<Record> train_records_;  // kept for --augment only
   std::vector<float> targets_;  // standardised for regression
   LabelledSet dev_labels_;

@@ -13,6 +13,7 @@
 #include "dqe/format.h"
 #include "dqe/peft.h"
 #include "dqe/safetensors.h"
+#include "dqe/shares.h"
 
 namespace dqe::training {
 namespace fs = std::filesystem;
@@ -219,10 +220,24 @@ MlmObjective::MlmObjective(const PretrainConfig& cfg, const RunContext& ctx, con
             spec_.bert.num_hidden_layers, spec_.bert.hidden_size, spec_.bert.num_attention_heads, num_params / 1e6,
             tokenizer.vocab_size(), spec_.task.max_len, cfg.mask_prob, cfg.whole_word ? " (whole words)" : "");
 
-  for (const auto& text : held_texts) {
-    Encoding e = encode_line(tokenizer, text, spec_.task.max_len);
-    if (!e.ids.empty()) held_.push_back(std::move(e));
-  }
+  held_ = encode_lines_in_shares(held_texts);
+  if (ctx_.world_size > 1)
+    log->info("each process tokenises 1/{} of each chunk of --chunk-lines {} and of the held-back lines; the job "
+              "gathers them",
+              ctx_.world_size, cfg.chunk_lines);
+}
+
+std::vector<Encoding> MlmObjective::encode_lines_in_shares(const std::vector<std::string>& lines) const {
+  // A data-parallel process tokenises its share of the lines; the job gathers them in order.
+  const Tokenizer& tokenizer = featurizer_->tokenizer();
+  return encodings_in_shares(ctx_, lines.size(), [&](size_t first, size_t last) {
+    std::vector<Encoding> out;
+    for (size_t i = first; i < last; ++i) {
+      Encoding e = encode_line(tokenizer, lines[i], spec_.task.max_len);
+      if (!e.ids.empty()) out.push_back(std::move(e));
+    }
+    return out;
+  });
 }
 
 std::vector<RoleParameter> MlmObjective::trainable_parameters() {
@@ -253,16 +268,15 @@ ChunkPlan MlmObjective::plan_chunk(int64_t epoch, int64_t chunk, uint64_t order_
     }
     reader_epoch_ = epoch;
   }
-  seqs_.clear();
+  std::vector<std::string> lines;
   int64_t read = 0;
-  const Tokenizer& tokenizer = featurizer_->tokenizer();
   while (read < config_.chunk_lines && reader_->next(line)) {
     ++read;
     const int64_t index = reader_->line_no() - 1;
     if (is_blank(line) || held_back(index, config_)) continue;
-    Encoding e = encode_line(tokenizer, line, spec_.task.max_len);
-    if (!e.ids.empty()) seqs_.push_back(std::move(e));
+    lines.push_back(line);
   }
+  seqs_ = encode_lines_in_shares(lines);
   reader_next_chunk_ = chunk + 1;
   // Every process plans the job's global batches; prepare() keeps its slice of each.
   batches_ = plan_training_batches(lengths_of(seqs_), config_.batch_size * ctx_.plan_world_size, order_seed);

@@ -54,6 +54,9 @@ class MlmObjective : public Objective {
   const PretrainResult& counts() const { return counts_; }
 
  private:
+  // The lines' encodings, empty ones dropped, in order (shares.h).
+  std::vector<Encoding> encode_lines_in_shares(const std::vector<std::string>& lines) const;
+
   const PretrainConfig& config_;
   RunContext ctx_;
   ModelSpec spec_;

@@ -38,10 +38,11 @@ int free_port() {
   return ntohs(addr.sin_port);
 }
 
-// The dqe binary started with extra environment variables, its stderr in a file.
+// The dqe binary (or `program`) started with extra environment variables, its stderr in a file.
 class Process {
  public:
-  Process(const std::vector<std::string>& args, const std::map<std::string, std::string>& env, const std::string& err)
+  Process(const std::vector<std::string>& args, const std::map<std::string, std::string>& env, const std::string& err,
+          const std::string& program = DQE_BINARY)
       : err_(err) {
     pid_ = ::fork();
     if (pid_ == 0) {
@@ -51,10 +52,10 @@ class Process {
       const int null_fd = ::open("/dev/null", O_RDWR);
       ::dup2(null_fd, 0);
       ::dup2(null_fd, 1);
-      std::vector<char*> argv{const_cast<char*>(DQE_BINARY)};
+      std::vector<char*> argv{const_cast<char*>(program.c_str())};
       for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
       argv.push_back(nullptr);
-      ::execv(DQE_BINARY, argv.data());
+      ::execv(program.c_str(), argv.data());
       ::_exit(127);
     }
   }
@@ -292,11 +293,31 @@ TEST_F(DistributedTest, AProcessWithoutRowsInAStepStillTakesItWithTheOthers) {
     EXPECT_NEAR(b[i]["loss"].get<double>(), a[i]["loss"].get<double>(), 1e-5) << "step " << i + 1;
   }
   EXPECT_TRUE(saw_single_row) << "no step had the one-row batch";
+  // Rank 0 tokenised the first half of the pairs and rank 1 the rest; both trained on all.
+  EXPECT_NE(runs.rank0_err.find("this process tokenised 32 of the 65 training pairs and holds 12 of the 24 dev pairs"),
+            std::string::npos)
+      << runs.rank0_err;
   EXPECT_LT(max_difference(dir_.path("two/last"), dir_.path("one/last")), 1e-5);
   // Rank 0 sent during the pass on the 4 full steps, not on the one-row step.
   const auto [sent, buckets] = buckets_sent_during_backward(runs.rank0_err);
   EXPECT_GT(buckets, 5) << runs.rank0_err;
   EXPECT_LT(sent, buckets) << runs.rank0_err;
+}
+
+TEST_F(DistributedTest, ATeacherLabelsThePairsInSharesForTheSameSteps) {
+  std::vector<std::string> errs;
+  ASSERT_EQ(run_job(dir_, train_args("teacher", " --max-steps 8"), 1, 16, &errs), (std::vector<int>{0})) << errs.back();
+  // Each process has the teacher label half of the training pairs; gathered, the targets are
+  // one process's (to float rounding: the halves are padded in batches of their own).
+  auto args = [&](const std::string& out) {
+    return train_args(out, " --max-steps 4 --teacher " + dir_.path("teacher/best") + " --distill-alpha 0.7");
+  };
+  TwoAndOne runs;
+  run_two_and_one(args, 4, runs);
+  if (HasFatalFailure()) return;
+  for (size_t i = 0; i < runs.one.size(); ++i)
+    EXPECT_NEAR(runs.two[i]["loss"].get<double>(), runs.one[i]["loss"].get<double>(), 1e-5) << "step " << i + 1;
+  EXPECT_LT(max_difference(dir_.path("two/last"), dir_.path("one/last")), 1e-5);
 }
 
 TEST_F(DistributedTest, PretrainingTwoProcessesAtBatch8MatchOneAtBatch16) {
@@ -323,6 +344,7 @@ TEST_F(DistributedTest, PretrainingTwoProcessesAtBatch8MatchOneAtBatch16) {
   EXPECT_LT(max_difference(dir_.path("two/last"), dir_.path("one/last")), 1e-5);
   // The held-back lines were measured in two shares and the sums gathered.
   expect_same_evaluations(dir_.path("two"), dir_.path("one"));
+  EXPECT_NE(runs.rank0_err.find("each process tokenises 1/2 of each chunk"), std::string::npos) << runs.rank0_err;
 }
 
 TEST_F(DistributedTest, AKilledRankEndsTheOtherWithAOneLineErrorWithinTheTimeout) {
