@@ -347,6 +347,30 @@ TEST_F(DistributedTest, PretrainingTwoProcessesAtBatch8MatchOneAtBatch16) {
   EXPECT_NE(runs.rank0_err.find("each process tokenises 1/2 of each chunk"), std::string::npos) << runs.rank0_err;
 }
 
+TEST_F(DistributedTest, TorchrunStartsAJobOnItsAgentsStore) {
+  // Debian's torchrun (python3-torch, which setup.sh installs).
+  const std::string torchrun = "/usr/bin/torchrun";
+  if (!fs::exists(torchrun)) GTEST_SKIP() << "no " << torchrun;
+  const std::string port = std::to_string(free_port());
+  // torch 1.13's torchrun on Python 3.11 cannot read its own default "--redirects 0 --tee 0"
+  // (Std.from_str misses the zero flag), so the test passes 2: each worker's stderr goes to
+  // a file and to the agent's stderr, "[default<rank>]:"-prefixed.
+  std::vector<std::string> argv = {"--nproc_per_node", "2", "--master_port", port, "--redirects", "2", "--tee", "2",
+                                   "--no_python", DQE_BINARY};
+  for (const auto& a : split(train_args("two", " --max-steps 4 --batch-size 8"))) argv.push_back(a);
+  Process agent(argv, {{"GLOO_SOCKET_IFNAME", "lo"}}, dir_.path("torchrun.txt"), torchrun);
+  ASSERT_EQ(agent.wait(180), 0) << agent.err();
+  // The ranks joined the store that torchrun's agent serves, as clients.
+  const std::string err = agent.err();
+  EXPECT_NE(err.find("rank 0 of 2 (local 0 of 2, torchrun), Gloo, store 127.0.0.1:" + port + " (torchrun's)"),
+            std::string::npos)
+      << err;
+  std::vector<std::string> errs;
+  const auto one = run_job(dir_, train_args("one", " --max-steps 4"), 1, 16, &errs);
+  ASSERT_EQ(one, (std::vector<int>{0})) << errs.back();
+  EXPECT_LT(max_difference(dir_.path("two/last"), dir_.path("one/last")), 1e-5);
+}
+
 TEST_F(DistributedTest, AKilledRankEndsTheOtherWithAOneLineErrorWithinTheTimeout) {
   const int port = free_port();
   // The timeout also bounds the rendezvous: long enough for a loaded machine to start both.
