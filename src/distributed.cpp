@@ -204,25 +204,36 @@ void DataParallel::all_reduce_sum(std::vector<double>& values) {
   std::copy(p, p + values.size(), values.begin());
 }
 
-std::vector<std::string> DataParallel::all_gather(const std::string& bytes) {
+std::vector<std::string> DataParallel::all_gather(const std::string& bytes, int64_t round_bytes) {
+  // Gloo gathers tensors of one size: the sizes first, then the bytes in rounds of up to
+  // round_bytes from each process (padded), so that a large data set never needs W x its
+  // largest share in one transient tensor.
+  const int64_t round = std::max<int64_t>(round_bytes, 1);
   const auto world = static_cast<size_t>(env_.world_size);
   std::vector<std::string> out(world);
   try {
-    // Gloo gathers tensors of one size: the sizes first, then each share padded to the largest.
     std::vector<at::Tensor> size{torch::tensor({static_cast<int64_t>(bytes.size())}, torch::kInt64)};
     std::vector<std::vector<at::Tensor>> sizes(1);
     for (size_t r = 0; r < world; ++r) sizes[0].push_back(torch::empty({1}, torch::kInt64));
     impl_->group->allgather(sizes, size)->wait();
-    int64_t largest = 0;
-    for (const auto& s : sizes[0]) largest = std::max(largest, s.item<int64_t>());
-    std::vector<at::Tensor> mine{torch::zeros({std::max<int64_t>(largest, 1)}, torch::kUInt8)};
-    std::copy(bytes.begin(), bytes.end(), reinterpret_cast<char*>(mine[0].data_ptr<uint8_t>()));
-    std::vector<std::vector<at::Tensor>> all(1);
-    for (size_t r = 0; r < world; ++r) all[0].push_back(torch::empty_like(mine[0]));
-    impl_->group->allgather(all, mine)->wait();
-    for (size_t r = 0; r < world; ++r)
-      out[r].assign(reinterpret_cast<const char*>(all[0][r].data_ptr<uint8_t>()),
-                    static_cast<size_t>(sizes[0][r].item<int64_t>()));
+    std::vector<int64_t> total(world);
+    for (size_t r = 0; r < world; ++r) {
+      total[r] = sizes[0][r].item<int64_t>();
+      out[r].reserve(static_cast<size_t>(total[r]));
+    }
+    const int64_t largest = *std::max_element(total.begin(), total.end());
+    for (int64_t at = 0; at < largest; at += round) {
+      const int64_t width = std::min(round, largest - at);
+      std::vector<at::Tensor> mine{torch::zeros({width}, torch::kUInt8)};
+      const int64_t own = std::clamp<int64_t>(static_cast<int64_t>(bytes.size()) - at, 0, width);
+      if (own > 0) std::copy_n(bytes.data() + at, own, reinterpret_cast<char*>(mine[0].data_ptr<uint8_t>()));
+      std::vector<std::vector<at::Tensor>> all(1);
+      for (size_t r = 0; r < world; ++r) all[0].push_back(torch::empty_like(mine[0]));
+      impl_->group->allgather(all, mine)->wait();
+      for (size_t r = 0; r < world; ++r)
+        out[r].append(reinterpret_cast<const char*>(all[0][r].data_ptr<uint8_t>()),
+                      static_cast<size_t>(std::clamp<int64_t>(total[r] - at, 0, width)));
+    }
   } catch (const std::exception& e) {
     rethrow_collective(env_, options_.timeout_s, "all-gather", e);
   }

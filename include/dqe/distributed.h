@@ -6,14 +6,14 @@
 //
 // How a data-parallel run divides its work: every process reads the whole training file (or
 // corpus chunk) and tokenises its share of it; the job gathers the encodings (shares.h), so
-// every process holds all of them and plans the same global batches of --batch-size x W rows (W: the world size
-// the run was started with), and takes its own slice of each; each step's gradients are the
-// weighted mean over the job, so W processes at --batch-size B take the steps one process at
-// B x W would. Every process runs the same number of steps: a short last batch is split as
-// evenly as the rows allow, and a process whose slice is empty still joins the all-reduce
-// with weight 0. Gradients are all-reduced in buckets, sent during the backward pass as they
-// become final when one pass completes them (plain steps; after the passes otherwise). Only
-// rank 0 writes checkpoints and logs.
+// every process holds all of them and plans the same global batches of --batch-size x W rows
+// (W: the world size the run was started with), and takes its own slice of each. Each step's
+// gradients are the weighted mean over the job, so W processes at --batch-size B take the
+// steps one process at B x W would. Every process runs the same number of steps: a short last
+// batch is split as evenly as the rows allow, and a process whose slice is empty still joins
+// the all-reduce with weight 0. Gradients are all-reduced in buckets, sent during the
+// backward pass as they become final when one pass completes them (plain steps; after the
+// passes otherwise). Only rank 0 writes checkpoints and logs.
 #pragma once
 
 #include <cstdint>
@@ -97,8 +97,9 @@ class DataParallel {
 
   // Element-wise sums over the job (float64).
   void all_reduce_sum(std::vector<double>& values);
-  // Every process's bytes, in rank order (sizes may differ).
-  std::vector<std::string> all_gather(const std::string& bytes);
+  // Every process's bytes, in rank order (sizes may differ), sent in rounds of up to
+  // round_bytes per process.
+  std::vector<std::string> all_gather(const std::string& bytes, int64_t round_bytes = int64_t{64} << 20);
   // True when any process says so.
   bool any(bool local);
   // Rank 0 runs `work` while the others wait; then the others run `after`. When rank 0's

@@ -10,7 +10,6 @@
 #include "detail/train_util.h"
 #include "dqe/bottleneck.h"
 #include "dqe/distributed.h"
-#include "dqe/shares.h"
 #include "dqe/deploy.h"
 #include "dqe/distill.h"
 #include "dqe/errors.h"
@@ -18,6 +17,7 @@
 #include "dqe/evaluator.h"
 #include "dqe/fusion.h"
 #include "dqe/peft.h"
+#include "dqe/shares.h"
 #include "dqe/train/augment.h"
 
 namespace dqe::training {

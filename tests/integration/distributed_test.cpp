@@ -16,6 +16,7 @@
 #include <regex>
 #include <thread>
 
+#include "dqe/distributed.h"
 #include "dqe/safetensors.h"
 #include "integration/run_util.h"
 #include "test_util.h"
@@ -445,6 +446,40 @@ TEST_F(DistributedTest, OneProcessResumesATwoProcessRunOnTheSameGlobalBatches) {
   const auto reference = run_job(dir_, train_args("one", extra), 1, 16, &errs);
   ASSERT_EQ(reference, (std::vector<int>{0})) << errs.back();
   EXPECT_LT(max_difference(dir_.path("run/last"), dir_.path("one/last")), 1e-5) << "interrupted at step " << stopped;
+}
+
+TEST(DataParallelGroup, AllGatherGivesEveryProcessAllBytesInRankOrder) {
+  // Three members of one job on threads of this process, joined over loopback.
+  ::setenv("GLOO_SOCKET_IFNAME", "lo", 1);
+  const int port = free_port();
+  const std::vector<std::string> sent = {std::string("abc\0def", 7), "", std::string(23, 'z') + "end"};
+  std::vector<std::vector<std::string>> in_rounds(3), at_once(3);
+  std::vector<std::string> errors(3);
+  std::vector<std::thread> members;
+  for (int r = 0; r < 3; ++r)
+    members.emplace_back([&, r] {
+      try {
+        LaunchEnvironment env;
+        env.rank = r;
+        env.world_size = 3;
+        env.master_addr = "127.0.0.1";
+        env.master_port = port;
+        DistributedOptions options;
+        options.timeout_s = 60;
+        DataParallel group(env, options);
+        // Rounds of 5 bytes: the longest share takes 6, the empty one sends padding only.
+        in_rounds[static_cast<size_t>(r)] = group.all_gather(sent[static_cast<size_t>(r)], 5);
+        at_once[static_cast<size_t>(r)] = group.all_gather(sent[static_cast<size_t>(r)]);
+      } catch (const std::exception& e) {
+        errors[static_cast<size_t>(r)] = e.what();
+      }
+    });
+  for (auto& m : members) m.join();
+  for (size_t r = 0; r < 3; ++r) {
+    EXPECT_EQ(errors[r], "") << "rank " << r;
+    EXPECT_EQ(in_rounds[r], sent) << "rank " << r;
+    EXPECT_EQ(at_once[r], sent) << "rank " << r;
+  }
 }
 
 TEST_F(DistributedTest, BadLaunchVariablesAreOneLineErrorsNamingThem) {
