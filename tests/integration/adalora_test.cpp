@@ -16,6 +16,7 @@
 #include "dqe/safetensors.h"
 #include "dqe/scorer.h"
 #include "dqe/trainer.h"
+#include "integration/peft_fixture.h"
 #include "integration/run_util.h"
 #include "test_util.h"
 
@@ -26,89 +27,11 @@ namespace {
 using test::encoder_weights;
 using test::read_jsonl_file;
 
-class AdaLoraTest : public ::testing::Test {
+class AdaLoraTest : public test::PeftRunTest {
  protected:
-  // The base: as lora_test's, a one-layer classifier of the pairs trained from scratch.
-  static void SetUpTestSuite() {
-    shared_ = new test::TempDir();
-    test::write_toy_set(shared_->path("train.jsonl"), 320, 1);
-    test::write_toy_set(shared_->path("dev.jsonl"), 80, 2);
-    TrainConfig base;
-    base.train_path = shared_->path("train.jsonl");
-    base.dev_path = shared_->path("dev.jsonl");
-    base.out_dir = shared_->path("base");
-    base.task = "classification";
-    base.fields.label = "grade";
-    base.layers = 1;
-    base.hidden = 32;
-    base.heads = 2;
-    base.intermediate = 64;
-    base.vocab_size = 200;
-    base.max_len = 32;
-    base.lr = 2e-3;
-    base.batch_size = 16;
-    base.epochs = 2;
-    base.threads = 2;
-    base.precision = "fp32";
-    const TrainResult r = train(base);
-    ASSERT_GT(r.best_metric, 0.9);
-  }
-  static void TearDownTestSuite() { delete shared_; }
-
-  void SetUp() override {
-    config_.train_path = shared_->path("train.jsonl");
-    config_.dev_path = shared_->path("dev.jsonl");
-    config_.out_dir = dir_.path("run");
-    config_.init = base_dir();
-    config_.peft = "adalora";
-    config_.lr = 5e-3;
-    config_.batch_size = 16;
-    config_.epochs = 3;  // 60 steps: 6 at full rank, pruning until step 42, 18 at the final ranks
-    config_.threads = 2;
-    config_.seed = 5;
-    config_.patience = 0;
-    config_.precision = "fp32";
-  }
-
-  static std::string base_dir() { return shared_->path("base"); }
-
-  double constant_rmse() const {
-    double mean = 0, sq = 0;
-    auto train = read_jsonl_file(config_.train_path);
-    for (const auto& r : train) mean += r["label"].get<double>() / static_cast<double>(train.size());
-    auto dev = read_jsonl_file(config_.dev_path);
-    for (const auto& r : dev) sq += std::pow(r["label"].get<double>() - mean, 2);
-    return std::sqrt(sq / static_cast<double>(dev.size()));
-  }
-
-  std::vector<double> scores_of(const std::string& model, const std::string& name) {
-    ScoreConfig sc;
-    sc.models = {model};
-    sc.input = config_.dev_path;
-    sc.output = dir_.path(name);
-    sc.threads = 2;
-    sc.precision = "fp32";
-    score(sc);
-    std::vector<double> out;
-    for (const auto& o : read_jsonl_file(sc.output)) out.push_back(o["score"].get<double>());
-    return out;
-  }
-
-  std::string message_of_training() {
-    try {
-      train(config_);
-    } catch (const ConfigError& e) {
-      return e.what();
-    }
-    return "(trained)";
-  }
-
-  static test::TempDir* shared_;
-  test::TempDir dir_;
-  TrainConfig config_;
+  // 60 steps: 6 at full rank, pruning until step 42, 18 at the final ranks.
+  void SetUp() override { use_peft("adalora"); }
 };
-
-test::TempDir* AdaLoraTest::shared_ = nullptr;
 
 // Before the first step the adapted model is its base: every E starts at zero.
 TEST_F(AdaLoraTest, StepZeroIsTheBase) {
@@ -217,54 +140,26 @@ TEST_F(AdaLoraTest, LearnsPrunesToTheTargetAndSavesPeftsLayout) {
 // scoring the same on the CPU.
 TEST_F(AdaLoraTest, TrainsOnTheGpuAndScoresTheSameOnTheCpu) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no GPU (this LibTorch has no CUDA, or none is visible)";
-  config_.device = "cuda";
-  config_.stop_after_step = [](int64_t step) { return step == 20; };
-  ASSERT_TRUE(train(config_).interrupted);
-  config_.stop_after_step = nullptr;
-  config_.resume = true;
-  const TrainResult r = train(config_);
+  const TrainResult r = train_on_the_gpu_with_a_resume();
   EXPECT_LT(r.best_metric, 0.5 * constant_rmse());
   int64_t total = 0;
   for (const auto& [module, rank] : r.adalora_ranks) total += rank;
   EXPECT_EQ(total, 16);
-  EvalConfig ec;
-  ec.models = {config_.out_dir};
-  ec.data = config_.dev_path;
-  ec.precision = "fp32";
-  ec.device = "cpu";
-  const double cpu = evaluate(ec).primary;
-  ec.device = "cuda";
-  EXPECT_NEAR(evaluate(ec).primary, cpu, 1e-4);
+  expect_the_cpu_to_evaluate_it_as_the_gpu();
 }
 
 TEST_F(AdaLoraTest, ResumedRunEqualsAnUninterruptedOne) {
-  config_.max_steps = 30;
-  config_.eval_every = 10;
+  // 30 steps: 3 at full rank, pruning every 2 until step 20, 10 at the final ranks.
   config_.adalora_tinit = 3;
   config_.adalora_tfinal = 10;
   config_.adalora_delta_t = 2;
-  const TrainResult straight = train(config_);
-
-  config_.out_dir = dir_.path("run2");
-  config_.stop_after_step = [](int64_t step) { return step == 15; };  // while pruning
-  ASSERT_TRUE(train(config_).interrupted);
-  config_.stop_after_step = nullptr;
-  config_.resume = true;
-  config_.init.clear();
-  const TrainResult resumed = train(config_);
-  EXPECT_EQ(resumed.steps, 30);
-  EXPECT_NEAR(resumed.final_metrics["rmse"].get<double>(), straight.final_metrics["rmse"].get<double>(), 1e-6);
-  EXPECT_NEAR(resumed.best_metric, straight.best_metric, 1e-6);
-  EXPECT_EQ(resumed.best_step, straight.best_step);
+  // Interrupted after step 15, while pruning.
+  const auto [straight, resumed] = straight_and_resumed_runs();
+  if (HasFatalFailure()) return;
   EXPECT_EQ(resumed.adalora_ranks, straight.adalora_ranks);
   EXPECT_EQ(read_json_file(dir_.path("run/last/adapter_config.json"))["rank_pattern"],
             read_json_file(dir_.path("run2/last/adapter_config.json"))["rank_pattern"]);
-  for (const char* f : {"adapter_model.safetensors", kAdaLoraStateFile}) {
-    const auto a = load_safetensors(dir_.path("run/last/") + f);
-    const auto b = load_safetensors(dir_.path("run2/last/") + f);
-    ASSERT_EQ(a.size(), b.size()) << f;
-    for (const auto& [name, t] : a) EXPECT_TRUE(torch::allclose(t, b.at(name), 1e-5, 1e-6)) << f << ": " << name;
-  }
+  expect_same_tensors(std::string("last/") + kAdaLoraStateFile);
 
   config_.adalora_target_r = 4;
   EXPECT_NE(message_of_training().find("--resume: --adalora-target-r 4 differs from the run's 8"), std::string::npos);

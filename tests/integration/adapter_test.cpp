@@ -19,6 +19,7 @@
 #include "dqe/safetensors.h"
 #include "dqe/scorer.h"
 #include "dqe/trainer.h"
+#include "integration/peft_fixture.h"
 #include "integration/run_util.h"
 #include "test_util.h"
 
@@ -35,94 +36,13 @@ int64_t adapter_parameters(int64_t layers, int64_t hidden, int64_t size) {
   return layers * 2 * (down + up);
 }
 
-class AdapterTest : public ::testing::Test {
+class AdapterTest : public test::PeftRunTest {
  protected:
-  // The base: a one-layer model trained from scratch to classify the pairs as exact or
-  // irrelevant (as in lora_test.cpp); the adapter runs learn a regression of the labels with
-  // a new head on top of it.
-  static void SetUpTestSuite() {
-    shared_ = new test::TempDir();
-    test::write_toy_set(shared_->path("train.jsonl"), 320, 1);
-    test::write_toy_set(shared_->path("dev.jsonl"), 80, 2);
-    TrainConfig base;
-    base.train_path = shared_->path("train.jsonl");
-    base.dev_path = shared_->path("dev.jsonl");
-    base.out_dir = shared_->path("base");
-    base.task = "classification";
-    base.fields.label = "grade";
-    base.layers = 1;
-    base.hidden = 32;
-    base.heads = 2;
-    base.intermediate = 64;
-    base.vocab_size = 200;
-    base.max_len = 32;
-    base.lr = 2e-3;
-    base.batch_size = 16;
-    base.epochs = 2;
-    base.threads = 2;
-    base.precision = "fp32";
-    const TrainResult r = train(base);
-    ASSERT_GT(r.best_metric, 0.9);
-  }
-  static void TearDownTestSuite() { delete shared_; }
-
   void SetUp() override {
-    config_.train_path = shared_->path("train.jsonl");
-    config_.dev_path = shared_->path("dev.jsonl");
-    config_.out_dir = dir_.path("run");
-    config_.init = base_dir();
-    config_.peft = "adapter";
+    use_peft("adapter");
     config_.adapter_size = 16;
-    config_.lr = 5e-3;
-    config_.batch_size = 16;
-    config_.epochs = 3;
-    config_.threads = 2;
-    config_.seed = 5;
-    config_.patience = 0;
-    config_.precision = "fp32";
   }
-
-  static std::string base_dir() { return shared_->path("base"); }
-
-  // RMSE of predicting the training mean on dev: the constant predictor to beat.
-  double constant_rmse() const {
-    double mean = 0, sq = 0;
-    auto train = read_jsonl_file(config_.train_path);
-    for (const auto& r : train) mean += r["label"].get<double>() / static_cast<double>(train.size());
-    auto dev = read_jsonl_file(config_.dev_path);
-    for (const auto& r : dev) sq += std::pow(r["label"].get<double>() - mean, 2);
-    return std::sqrt(sq / static_cast<double>(dev.size()));
-  }
-
-  std::vector<double> scores_of(const std::string& model, const std::string& name, const std::string& base = "") {
-    ScoreConfig sc;
-    sc.models = {model};
-    sc.input = config_.dev_path;
-    sc.output = dir_.path(name);
-    sc.threads = 2;
-    sc.precision = "fp32";
-    sc.base = base;
-    score(sc);
-    std::vector<double> out;
-    for (const auto& o : read_jsonl_file(sc.output)) out.push_back(o["score"].get<double>());
-    return out;
-  }
-
-  std::string train_message() {
-    try {
-      train(config_);
-    } catch (const ConfigError& e) {
-      return e.what();
-    }
-    return "(trained)";
-  }
-
-  static test::TempDir* shared_;
-  test::TempDir dir_;
-  TrainConfig config_;
 };
-
-test::TempDir* AdapterTest::shared_ = nullptr;
 
 // An adapter run learns with the base frozen: the optimizer holds the adapters and the head
 // only, the base's weights stay bit for bit, and the checkpoints hold the adapters and the head
@@ -212,7 +132,7 @@ TEST_F(AdapterTest, LearnsWithTheBaseFrozenAndSavesTheAdapterOnly) {
   config_.init = config_.out_dir;
   config_.peft = "none";
   config_.out_dir = dir_.path("full");
-  EXPECT_NE(train_message().find("is a bottleneck adapter, which cannot be merged into its base"), std::string::npos);
+  EXPECT_NE(message_of_training().find("is a bottleneck adapter, which cannot be merged into its base"), std::string::npos);
   EXPECT_FALSE(fs::exists(dir_.path("full/best")));
 }
 
@@ -238,45 +158,14 @@ TEST_F(AdapterTest, StepZeroEqualsTheBase) {
 // On the GPU: an adapter run and its resumption there, scoring the same on the CPU.
 TEST_F(AdapterTest, TrainsOnTheGpuAndScoresTheSameOnTheCpu) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no GPU (this LibTorch has no CUDA, or none is visible)";
-  config_.device = "cuda";
-  config_.stop_after_step = [](int64_t step) { return step == 20; };
-  ASSERT_TRUE(train(config_).interrupted);
-  config_.stop_after_step = nullptr;
-  config_.resume = true;
-  const TrainResult r = train(config_);
+  const TrainResult r = train_on_the_gpu_with_a_resume();
   EXPECT_LT(r.best_metric, 0.5 * constant_rmse());
-  EvalConfig ec;
-  ec.models = {config_.out_dir};
-  ec.data = config_.dev_path;
-  ec.precision = "fp32";
-  ec.device = "cpu";
-  const double cpu = evaluate(ec).primary;
-  ec.device = "cuda";
-  EXPECT_NEAR(evaluate(ec).primary, cpu, 1e-4);
+  expect_the_cpu_to_evaluate_it_as_the_gpu();
 }
 
 TEST_F(AdapterTest, ResumedRunEqualsAnUninterruptedOne) {
-  config_.max_steps = 30;
-  config_.eval_every = 10;
-  const TrainResult straight = train(config_);
-
-  config_.out_dir = dir_.path("run2");
-  config_.stop_after_step = [](int64_t step) { return step == 15; };
-  const TrainResult first = train(config_);
-  ASSERT_TRUE(first.interrupted);
-  config_.stop_after_step = nullptr;
-  config_.resume = true;
-  config_.init.clear();  // a resumed run continues from its own last/ (and its recorded base)
-  const TrainResult resumed = train(config_);
-  EXPECT_EQ(resumed.steps, 30);
-  EXPECT_EQ(resumed.trainable_parameters, straight.trainable_parameters);
-  EXPECT_NEAR(resumed.final_metrics["rmse"].get<double>(), straight.final_metrics["rmse"].get<double>(), 1e-6);
-  EXPECT_NEAR(resumed.best_metric, straight.best_metric, 1e-6);
-  EXPECT_EQ(resumed.best_step, straight.best_step);
-  const auto a = load_safetensors(dir_.path("run/last/adapter_model.safetensors"));
-  const auto b = load_safetensors(dir_.path("run2/last/adapter_model.safetensors"));
-  ASSERT_EQ(a.size(), b.size());
-  for (const auto& [name, t] : a) EXPECT_TRUE(torch::allclose(t, b.at(name), 1e-5, 1e-6)) << name;
+  straight_and_resumed_runs();
+  if (HasFatalFailure()) return;
 
   // Two adapters of one base in an ensemble hold the base once, each its own adapters.
   const RunContext ctx = make_run_context("cpu", "fp32", 1);
@@ -296,54 +185,13 @@ TEST_F(AdapterTest, ResumedRunEqualsAnUninterruptedOne) {
 
   // The run's shape is recorded: a resume may not change it.
   config_.adapter_size = 8;
-  EXPECT_NE(train_message().find("--resume: --adapter-size 8 differs from the run's 16"), std::string::npos);
+  EXPECT_NE(message_of_training().find("--resume: --adapter-size 8 differs from the run's 16"), std::string::npos);
 }
 
-// The adapter names its base; a moved base is pointed at with --base, and a base whose weights
-// changed is refused naming both.
+// The adapter names its base; a moved base is pointed at with --base (eval, score, and a
+// resumed run), and a base whose weights changed is refused naming both.
 TEST_F(AdapterTest, ChangedBaseIsRefusedAndBaseFlagFindsAMovedOne) {
-  fs::create_directories(dir_.path("base"));
-  for (const auto& entry : fs::directory_iterator(base_dir() + "/best"))
-    fs::copy_file(entry.path(), fs::path(dir_.path("base")) / entry.path().filename());
-  config_.init = dir_.path("base");
-  config_.max_steps = 6;
-  config_.stop_after_step = [](int64_t step) { return step == 3; };
-  ASSERT_TRUE(train(config_).interrupted);
-
-  fs::rename(dir_.path("base"), dir_.path("moved"));
-  EvalConfig ec;
-  ec.models = {config_.out_dir};
-  ec.data = config_.dev_path;
-  ec.precision = "fp32";
-  try {
-    evaluate(ec);
-    FAIL() << "an adapter whose base is gone was evaluated";
-  } catch (const ModelError& e) {
-    EXPECT_NE(std::string(e.what()).find(": its base model " + dir_.path("base") + " is missing"), std::string::npos)
-        << e.what();
-  }
-  ec.base = dir_.path("moved");
-  EXPECT_NO_THROW(evaluate(ec));
-  EXPECT_EQ(scores_of(config_.out_dir, "s.jsonl", dir_.path("moved")).size(), 80u);
-
-  config_.stop_after_step = nullptr;
-  config_.resume = true;
-  config_.base = dir_.path("moved");
-  EXPECT_EQ(train(config_).steps, 6);
-
-  auto tensors = load_safetensors(dir_.path("moved/model.safetensors"));
-  tensors["bert.encoder.layer.0.output.LayerNorm.bias"][0] += 0.01;
-  save_safetensors(dir_.path("moved/model.safetensors"), {tensors.begin(), tensors.end()});
-  try {
-    evaluate(ec);
-    FAIL() << "an adapter was evaluated on another base";
-  } catch (const ModelError& e) {
-    const std::string message = e.what();
-    EXPECT_NE(message.find(config_.out_dir), std::string::npos) << message;
-    EXPECT_NE(message.find(": its base " + dir_.path("moved") + " has other weights than the adapter was trained on"),
-              std::string::npos)
-        << message;
-  }
+  expect_a_moved_base_found_and_a_changed_one_refused("bert.encoder.layer.0.output.LayerNorm.bias");
 }
 
 // Every task, bf16 too, trains with adapters as it does in full.
@@ -388,7 +236,7 @@ TEST_F(AdapterTest, EveryTaskAndBf16) {
   config_.out_dir = dir_.path("continued");
   config_.lexical_features = false;
   config_.adapter_size = 8;
-  EXPECT_NE(train_message().find("--adapter-size 8 differs from --init " + config_.init + "'s adapter_size 4"),
+  EXPECT_NE(message_of_training().find("--adapter-size 8 differs from --init " + config_.init + "'s adapter_size 4"),
             std::string::npos);
   config_.adapter_size = 4;
   r = train(config_);
@@ -398,13 +246,13 @@ TEST_F(AdapterTest, EveryTaskAndBf16) {
 
 TEST_F(AdapterTest, UsageErrorsNameTheFlag) {
   config_.adapter_size = 0;
-  EXPECT_EQ(train_message(), "--adapter-size must be between 1 and 65536, got 0");
+  EXPECT_EQ(message_of_training(), "--adapter-size must be between 1 and 65536, got 0");
   config_.adapter_size = 33;
-  EXPECT_EQ(train_message(), "--adapter-size must be between 1 and the base's hidden size 32, got 33");
+  EXPECT_EQ(message_of_training(), "--adapter-size must be between 1 and the base's hidden size 32, got 33");
   EXPECT_FALSE(fs::exists(dir_.path("run/best")));
   config_.adapter_size = 16;
   config_.init.clear();
-  EXPECT_EQ(train_message(), "--peft adapter needs --init: the base model to adapt");
+  EXPECT_EQ(message_of_training(), "--peft adapter needs --init: the base model to adapt");
 }
 
 }  // namespace

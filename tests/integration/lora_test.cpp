@@ -14,6 +14,7 @@
 #include "dqe/safetensors.h"
 #include "dqe/scorer.h"
 #include "dqe/trainer.h"
+#include "integration/peft_fixture.h"
 #include "integration/run_util.h"
 #include "test_util.h"
 
@@ -24,84 +25,10 @@ namespace {
 using test::encoder_weights;
 using test::read_jsonl_file;
 
-class LoraTest : public ::testing::Test {
+class LoraTest : public test::PeftRunTest {
  protected:
-  // The base: a one-layer model trained from scratch to classify the pairs as exact or
-  // irrelevant. Its encoder knows the task's signal; the LoRA runs below learn a regression
-  // of the labels with a new head (one output instead of two) on top of it.
-  static void SetUpTestSuite() {
-    shared_ = new test::TempDir();
-    test::write_toy_set(shared_->path("train.jsonl"), 320, 1);
-    test::write_toy_set(shared_->path("dev.jsonl"), 80, 2);
-    TrainConfig base;
-    base.train_path = shared_->path("train.jsonl");
-    base.dev_path = shared_->path("dev.jsonl");
-    base.out_dir = shared_->path("base");
-    base.task = "classification";
-    base.fields.label = "grade";
-    base.layers = 1;
-    base.hidden = 32;
-    base.heads = 2;
-    base.intermediate = 64;
-    base.vocab_size = 200;
-    base.max_len = 32;
-    base.lr = 2e-3;
-    base.batch_size = 16;
-    base.epochs = 2;
-    base.threads = 2;
-    base.precision = "fp32";
-    const TrainResult r = train(base);
-    ASSERT_GT(r.best_metric, 0.9);
-  }
-  static void TearDownTestSuite() { delete shared_; }
-
-  void SetUp() override {
-    config_.train_path = shared_->path("train.jsonl");
-    config_.dev_path = shared_->path("dev.jsonl");
-    config_.out_dir = dir_.path("run");
-    config_.init = base_dir();
-    config_.peft = "lora";
-    config_.lr = 5e-3;
-    config_.batch_size = 16;
-    config_.epochs = 3;
-    config_.threads = 2;
-    config_.seed = 5;
-    config_.patience = 0;
-    config_.precision = "fp32";
-  }
-
-  static std::string base_dir() { return shared_->path("base"); }
-
-  // RMSE of predicting the training mean on dev: the constant predictor to beat.
-  double constant_rmse() const {
-    double mean = 0, sq = 0;
-    auto train = read_jsonl_file(config_.train_path);
-    for (const auto& r : train) mean += r["label"].get<double>() / static_cast<double>(train.size());
-    auto dev = read_jsonl_file(config_.dev_path);
-    for (const auto& r : dev) sq += std::pow(r["label"].get<double>() - mean, 2);
-    return std::sqrt(sq / static_cast<double>(dev.size()));
-  }
-
-  std::vector<double> scores_of(const std::string& model, const std::string& name, const std::string& base = "") {
-    ScoreConfig sc;
-    sc.models = {model};
-    sc.input = config_.dev_path;
-    sc.output = dir_.path(name);
-    sc.threads = 2;
-    sc.precision = "fp32";
-    sc.base = base;
-    score(sc);
-    std::vector<double> out;
-    for (const auto& o : read_jsonl_file(sc.output)) out.push_back(o["score"].get<double>());
-    return out;
-  }
-
-  static test::TempDir* shared_;
-  test::TempDir dir_;
-  TrainConfig config_;
+  void SetUp() override { use_peft("lora"); }
 };
-
-test::TempDir* LoraTest::shared_ = nullptr;
 
 // A LoRA run learns with the base frozen: the optimizer holds the updates and the head only,
 // the base's weights stay bit for bit, and the checkpoints are PEFT adapters that eval, score
@@ -172,45 +99,14 @@ TEST_F(LoraTest, LearnsWithTheBaseFrozenAndSavesPeftsLayout) {
 // On the GPU: a LoRA run and its resumption there, scoring the same on the CPU.
 TEST_F(LoraTest, TrainsOnTheGpuAndScoresTheSameOnTheCpu) {
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no GPU (this LibTorch has no CUDA, or none is visible)";
-  config_.device = "cuda";
-  config_.stop_after_step = [](int64_t step) { return step == 20; };
-  ASSERT_TRUE(train(config_).interrupted);
-  config_.stop_after_step = nullptr;
-  config_.resume = true;
-  const TrainResult r = train(config_);
+  const TrainResult r = train_on_the_gpu_with_a_resume();
   EXPECT_LT(r.best_metric, 0.5 * constant_rmse());
-  EvalConfig ec;
-  ec.models = {config_.out_dir};
-  ec.data = config_.dev_path;
-  ec.precision = "fp32";
-  ec.device = "cpu";
-  const double cpu = evaluate(ec).primary;
-  ec.device = "cuda";
-  EXPECT_NEAR(evaluate(ec).primary, cpu, 1e-4);
+  expect_the_cpu_to_evaluate_it_as_the_gpu();
 }
 
 TEST_F(LoraTest, ResumedRunEqualsAnUninterruptedOne) {
-  config_.max_steps = 30;
-  config_.eval_every = 10;
-  const TrainResult straight = train(config_);
-
-  config_.out_dir = dir_.path("run2");
-  config_.stop_after_step = [](int64_t step) { return step == 15; };
-  const TrainResult first = train(config_);
-  ASSERT_TRUE(first.interrupted);
-  config_.stop_after_step = nullptr;
-  config_.resume = true;
-  config_.init.clear();  // a resumed run continues from its own last/ (and its recorded base)
-  const TrainResult resumed = train(config_);
-  EXPECT_EQ(resumed.steps, 30);
-  EXPECT_EQ(resumed.trainable_parameters, straight.trainable_parameters);
-  EXPECT_NEAR(resumed.final_metrics["rmse"].get<double>(), straight.final_metrics["rmse"].get<double>(), 1e-6);
-  EXPECT_NEAR(resumed.best_metric, straight.best_metric, 1e-6);
-  EXPECT_EQ(resumed.best_step, straight.best_step);
-  const auto a = load_safetensors(dir_.path("run/last/adapter_model.safetensors"));
-  const auto b = load_safetensors(dir_.path("run2/last/adapter_model.safetensors"));
-  ASSERT_EQ(a.size(), b.size());
-  for (const auto& [name, t] : a) EXPECT_TRUE(torch::allclose(t, b.at(name), 1e-5, 1e-6)) << name;
+  straight_and_resumed_runs();
+  if (HasFatalFailure()) return;
 
   // The run's shape is recorded: a resume may not change it.
   config_.lora_rank = 4;
@@ -225,47 +121,7 @@ TEST_F(LoraTest, ResumedRunEqualsAnUninterruptedOne) {
 // The adapter names its base; a moved base is pointed at with --base (eval, score, and a
 // resumed run), and a base whose weights changed is refused naming both.
 TEST_F(LoraTest, ChangedBaseIsRefusedAndBaseFlagFindsAMovedOne) {
-  fs::create_directories(dir_.path("base"));
-  for (const auto& entry : fs::directory_iterator(base_dir() + "/best"))
-    fs::copy_file(entry.path(), fs::path(dir_.path("base")) / entry.path().filename());
-  config_.init = dir_.path("base");
-  config_.max_steps = 6;
-  config_.stop_after_step = [](int64_t step) { return step == 3; };
-  ASSERT_TRUE(train(config_).interrupted);
-
-  fs::rename(dir_.path("base"), dir_.path("moved"));
-  EvalConfig ec;
-  ec.models = {config_.out_dir};
-  ec.data = config_.dev_path;
-  ec.precision = "fp32";
-  try {
-    evaluate(ec);
-    FAIL() << "an adapter whose base is gone was evaluated";
-  } catch (const ModelError& e) {
-    EXPECT_NE(std::string(e.what()).find(": its base model " + dir_.path("base") + " is missing"), std::string::npos)
-        << e.what();
-  }
-  ec.base = dir_.path("moved");
-  EXPECT_NO_THROW(evaluate(ec));
-  EXPECT_EQ(scores_of(config_.out_dir, "s.jsonl", dir_.path("moved")).size(), 80u);
-
-  config_.stop_after_step = nullptr;
-  config_.resume = true;
-  config_.base = dir_.path("moved");
-  EXPECT_EQ(train(config_).steps, 6);
-
-  // Another base under the same name: refused.
-  auto tensors = load_safetensors(dir_.path("moved/model.safetensors"));
-  tensors["bert.embeddings.LayerNorm.weight"][0] += 0.01;
-  save_safetensors(dir_.path("moved/model.safetensors"), {tensors.begin(), tensors.end()});
-  try {
-    evaluate(ec);
-    FAIL() << "an adapter was evaluated on another base";
-  } catch (const ModelError& e) {
-    EXPECT_NE(std::string(e.what()).find(": its base " + dir_.path("moved") + " has other weights than the adapter was trained on"),
-              std::string::npos)
-        << e.what();
-  }
+  expect_a_moved_base_found_and_a_changed_one_refused("bert.embeddings.LayerNorm.weight");
 }
 
 // Every task, bf16 too, trains with LoRA as it does in full.
