@@ -74,14 +74,7 @@ class PeftRunTest : public ::testing::Test {
   static std::string base_dir() { return shared_->path("base"); }
 
   // RMSE of predicting the training mean on dev: the constant predictor to beat.
-  double constant_rmse() const {
-    double mean = 0, sq = 0;
-    auto train = read_jsonl_file(config_.train_path);
-    for (const auto& r : train) mean += r["label"].get<double>() / static_cast<double>(train.size());
-    auto dev = read_jsonl_file(config_.dev_path);
-    for (const auto& r : dev) sq += std::pow(r["label"].get<double>() - mean, 2);
-    return std::sqrt(sq / static_cast<double>(dev.size()));
-  }
+  double constant_rmse() const { return test::constant_rmse(config_.train_path, config_.dev_path); }
 
   // The dev scores of a model (through --base `base` when given), written to dir_/name.
   std::vector<double> scores_of(const std::string& model, const std::string& name, const std::string& base = "") {

@@ -29,35 +29,10 @@ using test::read_jsonl_file;
 
 class TrainTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    test::write_toy_set(dir_.path("train.jsonl"), 320, 1);
-    test::write_toy_set(dir_.path("dev.jsonl"), 80, 2);
-    config_.train_path = dir_.path("train.jsonl");
-    config_.dev_path = dir_.path("dev.jsonl");
-    config_.out_dir = dir_.path("run");
-    config_.layers = 1;
-    config_.hidden = 32;
-    config_.heads = 2;
-    config_.intermediate = 64;
-    config_.vocab_size = 200;
-    config_.max_len = 32;
-    config_.lr = 2e-3;
-    config_.batch_size = 16;
-    config_.epochs = 4;
-    config_.threads = 2;
-    config_.seed = 5;
-    config_.patience = 0;
-  }
+  void SetUp() override { config_ = test::toy_run(dir_); }
 
   // RMSE of predicting the training mean on dev: the constant predictor to beat.
-  double constant_rmse() const {
-    double mean = 0, sq = 0;
-    auto train = read_jsonl_file(config_.train_path);
-    for (const auto& r : train) mean += r["label"].get<double>() / static_cast<double>(train.size());
-    auto dev = read_jsonl_file(config_.dev_path);
-    for (const auto& r : dev) sq += std::pow(r["label"].get<double>() - mean, 2);
-    return std::sqrt(sq / static_cast<double>(dev.size()));
-  }
+  double constant_rmse() const { return test::constant_rmse(config_.train_path, config_.dev_path); }
 
   test::TempDir dir_;
   TrainConfig config_;
