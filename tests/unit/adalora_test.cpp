@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <set>
 
+#include "bert_util.h"
 #include "dqe/checkpoint.h"
 #include "dqe/errors.h"
 #include "dqe/exporter.h"
@@ -24,13 +25,7 @@ const std::string kValue = "bert.encoder.layer.0.attention.self.value";
 
 // A one-layer encoder of width 4 with AdaLoRA updates of rank 3 on query and value.
 SequenceModel tiny_model(AdaLoraSpec& spec) {
-  BertConfig c;
-  c.vocab_size = 10;
-  c.hidden_size = 4;
-  c.num_hidden_layers = 1;
-  c.num_attention_heads = 1;
-  c.intermediate_size = 8;
-  c.max_position_embeddings = 8;
+  const BertConfig c = test::tiny_bert_config(10, 4, 1, 1, 8, 8);
   LoraSpec lora;
   lora.r = 3;
   lora.alpha = 6;

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "bert_util.h"
 #include "dqe/errors.h"
 #include "dqe/model.h"
 #include "dqe/peft.h"
@@ -11,16 +12,7 @@
 namespace dqe {
 namespace {
 
-BertConfig tiny_config() {
-  BertConfig c;
-  c.vocab_size = 50;
-  c.hidden_size = 32;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.intermediate_size = 64;
-  c.max_position_embeddings = 16;
-  return c;
-}
+BertConfig tiny_config() { return test::tiny_bert_config(50, 32, 2, 4, 64, 16); }
 
 torch::Tensor logits_of(SequenceModel& model) {
   torch::manual_seed(3);

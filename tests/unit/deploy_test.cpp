@@ -1,6 +1,7 @@
 // deploy.h and quantize.h on hand-derived numbers.
 #include <gtest/gtest.h>
 
+#include "bert_util.h"
 #include "dqe/deploy.h"
 #include "dqe/errors.h"
 #include "dqe/quantize.h"
@@ -100,13 +101,7 @@ namespace {
 // (they also quantize each Linear's input), and a pass with gradients runs in float32.
 TEST(Int8KernelsTest, EncoderLinearsRunNearFloat32AndTrainingStaysFloat) {
   if (select_int8_engine().empty()) GTEST_SKIP() << "this LibTorch has no quantized engine";
-  BertConfig c;
-  c.vocab_size = 60;
-  c.hidden_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 2;
-  c.intermediate_size = 128;
-  c.max_position_embeddings = 32;
+  const BertConfig c = test::tiny_bert_config(60, 64, 2, 2, 128, 32);
   torch::manual_seed(3);
   SequenceModel model(c, 1);
   init_weights(model, c);

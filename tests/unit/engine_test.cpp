@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <set>
 
+#include "bert_util.h"
 #include "dqe/errors.h"
 #include "dqe/model.h"
 #include "test_util.h"
@@ -14,16 +15,7 @@
 namespace dqe {
 namespace {
 
-BertConfig tiny_config() {
-  BertConfig c;
-  c.vocab_size = 50;
-  c.hidden_size = 16;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 2;
-  c.intermediate_size = 32;
-  c.max_position_embeddings = 32;
-  return c;
-}
+BertConfig tiny_config() { return test::tiny_bert_config(50, 16, 2, 2, 32, 32); }
 
 TEST(AdamW, NoWeightDecayOnBiasesAndLayerNorm) {
   SequenceModel model(tiny_config(), 3, SideInputDims{{"lexical", 14}});

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "bert_util.h"
 #include "dqe/checkpoint.h"
 #include "dqe/errors.h"
 #include "dqe/predictor.h"
@@ -225,13 +226,7 @@ TEST(OldCheckpointsTest, LexicalCheckpointScoresAsBefore) {
 }
 
 TEST(FusionModelTest, ALineLackingAnInputScoresAsTheTextWithoutItAndTheGateStartsAtTheTextModel) {
-  BertConfig c;
-  c.vocab_size = 50;
-  c.hidden_size = 16;
-  c.num_hidden_layers = 1;
-  c.num_attention_heads = 2;
-  c.intermediate_size = 32;
-  c.max_position_embeddings = 16;
+  const BertConfig c = test::tiny_bert_config(50, 16, 1, 2, 32, 16);
   for (Fusion f : {Fusion::kGate, Fusion::kConcat}) {
     torch::manual_seed(1);
     SequenceModel model(c, 1, SideInputDims{{"features", 5}, {"image", 4}}, std::nullopt, f);

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bert_util.h"
 #include "dqe/checkpoint.h"
 #include "dqe/dataset.h"
 #include "dqe/errors.h"
@@ -105,15 +106,7 @@ TEST(SequenceModel, SetDropoutReachesEveryLayerAndTheConfig) {
   EXPECT_EQ(m.spec.bert.classifier_dropout.value_or(m.spec.bert.hidden_dropout_prob), 0.0);
 }
 
-BertConfig tiny_config() {
-  BertConfig c;
-  c.vocab_size = 10;
-  c.hidden_size = 8;
-  c.num_hidden_layers = 1;
-  c.num_attention_heads = 2;
-  c.intermediate_size = 16;
-  return c;
-}
+BertConfig tiny_config() { return test::tiny_bert_config(10, 8, 1, 2, 16); }
 
 TEST(SequenceModel, HeadNamesMatchHuggingFace) {
   SequenceModel model(tiny_config(), 3);

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bert_util.h"
 #include "dqe/checkpoint.h"
 #include "dqe/dataset.h"
 #include "dqe/errors.h"
@@ -244,12 +245,7 @@ TEST(Peft, TargetNamesSelectModulesByPeftsRule) {
 // The trainable parameters of a LoRA model: r (in + out) per adapted Linear plus the heads,
 // with shapes written out here for tiny-bert-hf (hidden 32, intermediate 64, 2 layers, 3 classes).
 TEST(Peft, TrainableParameterCountsFollowFromRankAndTargets) {
-  BertConfig c;
-  c.vocab_size = 50;
-  c.hidden_size = 32;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.intermediate_size = 64;
+  const BertConfig c = test::tiny_bert_config(50, 32, 2, 4, 64);
   const int64_t head = 32 * 3 + 3;
   struct Case {
     std::vector<std::string> targets;
@@ -333,12 +329,7 @@ TEST(Peft, AdapterConfigRoundTripsAndRefusesWhatDqeDoesNotCompute) {
 
 // Tensors that adapt no Linear, or that are no head, are named.
 TEST(Peft, AdapterFilesWithStrangeTensorsAreRefused) {
-  BertConfig c;
-  c.vocab_size = 50;
-  c.hidden_size = 8;
-  c.num_hidden_layers = 1;
-  c.num_attention_heads = 2;
-  c.intermediate_size = 16;
+  const BertConfig c = test::tiny_bert_config(50, 8, 1, 2, 16);
   std::map<std::string, torch::Tensor> file = {
       {"base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.weight", torch::zeros({2, 8})},
       {"base_model.model.bert.encoder.layer.0.attention.self.query.lora_B.weight", torch::zeros({8, 2})}};
