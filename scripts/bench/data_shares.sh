@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Seconds from the start of a run to the end of its first step, one process against two (each one thread),
-# for train on the Home Depot pairs and pretrain on the product corpus: what reading, building
-# the vocabulary and tokenising cost before training starts, and how much of it the processes
-# share. Run it with two binaries (DQE=...) to compare them.
+# Seconds from the start of a run to the end of its first step, one process against two (each
+# one thread), for train on the Home Depot pairs and pretrain on the product corpus: what
+# reading, building the vocabulary and tokenising cost before training starts, and how much of
+# it the processes share. Run it with two binaries (DQE=...) to compare them.
 # Usage: scripts/bench/data_shares.sh OUT_DIR
 #   DQE (build-test/dqe), DATA (../shared/data), REPEATS (3: the median is reported),
 #   TEACHER (a model directory: adds train --teacher TEACHER, where the teacher labels every
