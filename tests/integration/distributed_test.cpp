@@ -324,7 +324,8 @@ TEST_F(DistributedTest, ATeacherLabelsThePairsInSharesForTheSameSteps) {
 TEST_F(DistributedTest, PretrainingTwoProcessesAtBatch8MatchOneAtBatch16) {
   auto args = [&](const std::string& out) {
     return "pretrain --corpus " + dir_.path("corpus.txt") + " --out " + dir_.path(out) +
-           " --max-len 12 --vocab-size 40 --lr 3e-3 --warmup-ratio 0 --held-out-every 10 --max-steps 5" + kTinyModel;
+           " --max-len 12 --vocab-size 40 --lr 3e-3 --warmup-ratio 0 --held-out-every 10 --max-steps 5" +
+           " --chunk-lines 70" + kTinyModel;  // 63 lines to train on a chunk: step 5 reads the second
   };
   TwoAndOne runs;
   run_two_and_one(args, 5, runs);

@@ -138,7 +138,8 @@ TEST(Shares, EachProcessEncodesItsShareAndAllHoldTheWhole) {
   const std::vector<Encoding> whole = encode_lines(0, kLines);
   ASSERT_LT(whole.size(), kLines);  // some lines are dropped
   // One process does it all.
-  expect_same(encodings_in_shares(RunContext{}, kLines, encode_lines), whole);
+  const RunContext one;
+  expect_same(encodings_in_shares(one, kLines, encode_lines), whole);
 
   ThreadJob job(3);
   std::mutex mutex;
@@ -191,7 +192,8 @@ TEST(Shares, LogitsOfTheSharesAreTheWhole) {
     torch::Tensor t = torch::arange(static_cast<int64_t>(first * 2), static_cast<int64_t>(last * 2), torch::kFloat32);
     return t.view({static_cast<int64_t>(last - first), 2}) * 0.5;
   };
-  const torch::Tensor whole = logits_in_shares(RunContext{}, kRows, 2, logits);
+  const RunContext one;
+  const torch::Tensor whole = logits_in_shares(one, kRows, 2, logits);
   ASSERT_EQ(whole.sizes(), (std::vector<int64_t>{kRows, 2}));
   ThreadJob job(4);
   std::vector<torch::Tensor> got(4);
