@@ -21,6 +21,7 @@ class ByteWriter {
   }
   template <class T>
   void put_all(const T* values, size_t count) {
+    if (count == 0) return;  // an empty vector's data() may be null
     out_.append(reinterpret_cast<const char*>(values), count * sizeof(T));
   }
   std::string take() { return std::move(out_); }
@@ -41,6 +42,7 @@ class ByteReader {
   template <class T>
   void get_all(T* values, size_t count) {
     if (count > (bytes_.size() - at_) / sizeof(T)) throw Error("data parallel: a process's share of the data is cut short");
+    if (count == 0) return;  // memcpy may not take the null data() of an empty vector
     std::memcpy(values, bytes_.data() + at_, count * sizeof(T));
     at_ += count * sizeof(T);
   }
