@@ -145,8 +145,10 @@ bool has_evaluated(const std::string& run) {
   return fs::file_size(run + "/eval_log.jsonl", ec) > 0 && !ec;
 }
 
-// The two runs' evaluation logs agree: the same steps, and every metric to 1e-5 (the shares
-// are padded in batches of their own, so the sums differ in float rounding only).
+// The two runs' evaluation logs agree: the same steps, and every metric to 5e-5 (the shares
+// are padded in batches of their own, so the sums differ in float rounding only; a tiny
+// model's scores spread little, and its Pearson correlation magnifies that rounding: 1.2e-5
+// on an AMD EPYC's OpenBLAS kernels).
 void expect_same_evaluations(const std::string& run, const std::string& reference) {
   const auto a = test::read_jsonl_file(run + "/eval_log.jsonl");
   const auto b = test::read_jsonl_file(reference + "/eval_log.jsonl");
@@ -158,7 +160,7 @@ void expect_same_evaluations(const std::string& run, const std::string& referenc
     for (auto it = b[i]["metrics"].begin(); it != b[i]["metrics"].end(); ++it) {
       if (!it->is_number()) continue;
       ASSERT_TRUE(a[i]["metrics"].contains(it.key())) << it.key();
-      EXPECT_NEAR(a[i]["metrics"][it.key()].get<double>(), it->get<double>(), 1e-5)
+      EXPECT_NEAR(a[i]["metrics"][it.key()].get<double>(), it->get<double>(), 5e-5)
           << it.key() << " at step " << b[i]["step"];
     }
   }
