@@ -3,7 +3,7 @@
 
 #include <cstdint>
 
-#include "dqe/config.h"
+#include "model/model_spec.h"
 
 namespace dqe::test {
 

@@ -19,7 +19,7 @@
 #include <nlohmann/json.hpp>
 #include <zlib.h>
 
-#include "detail/remove_tree.h"
+#include "io/remove_tree.h"
 
 namespace dqe::test {
 

@@ -8,10 +8,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "dqe/config.h"
 #include "dqe/jsonl_reader.h"
-#include "dqe/predictor.h"
 #include "dqe/run_context.h"
+#include "infer/predictor.h"
+#include "model/model_spec.h"
 
 namespace dqe {
 

@@ -3,7 +3,7 @@
 // anywhere a dqe or Hugging Face BERT does; without it, an adapter stays an adapter. Bottleneck
 // adapters are nonlinear: merging them is a ConfigError, and nothing is written.
 //
-// For deployment (deploy.h, quantize.h): --format hf writes what Hugging Face's
+// For deployment (deploy/deploy.h, model/quantize.h): --format hf writes what Hugging Face's
 // BertForSequenceClassification and BertTokenizer reproduce exactly (the label scaling folded
 // into the head; models it cannot reproduce are refused, saying why); --dtype bf16|int8 stores
 // smaller weights; --keep-layers K drops encoder layers; --dev F measures the dev metric before

@@ -31,7 +31,7 @@ struct FieldMap {
   std::string query_id = "query_id";
   // Optional; string or number, a number kept as written.
   std::string id = "id";
-  // Side inputs beside the text (fusion.h), each optional on a line: an object of named
+  // Side inputs beside the text (data/log_inputs.h), each optional on a line: an object of named
   // numbers, an object of named strings, an array of floats. An empty name: not read (a
   // model trained without that input ignores the field).
   std::string features = "features";

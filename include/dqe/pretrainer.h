@@ -70,7 +70,7 @@ struct PretrainConfig {
   // Lines read, tokenized and shuffled together; bounds memory on any corpus size.
   int64_t chunk_lines = 200000;
   bool resume = false;
-  // Data parallelism, when launched by torchrun, srun or their variables (distributed.h).
+  // Data parallelism, when launched by torchrun, srun or their variables (dist/process_group.h).
   DistributedOptions distributed;
 
   // Called after every optimizer step; returning true stops as an interruption would.

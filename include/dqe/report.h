@@ -15,7 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dqe/run_context.h"
-#include "dqe/run_log.h"
+#include "train/run_log.h"
 
 namespace dqe {
 

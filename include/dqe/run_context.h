@@ -62,13 +62,13 @@ struct RunContext {
   int world_size = 1;
   // The world size the run's global batch is planned for (the one it started with, kept on
   // --resume): a step takes --batch-size x plan_world_size rows, sliced among world_size
-  // processes (distributed.h).
+  // processes (dist/process_group.h).
   int plan_world_size = 1;
   // Element-wise sums over the job's processes (a collective: every process calls it at the
   // same point); unset in a single process. Sharded evaluation gathers its shares through it.
   std::function<void(std::vector<double>&)> sum_over_processes;
   // Every process's bytes in rank order (a collective, as above); unset in a single process.
-  // The shares each process tokenised of a data set are exchanged through it (shares.h).
+  // The shares each process tokenised of a data set are exchanged through it (dist/shares.h).
   std::function<std::vector<std::string>(const std::string&)> gather_over_processes;
   StopToken stop;
   SeedStreams seeds;

@@ -48,16 +48,16 @@ struct ScoreConfig {
   // Warn when the population stability index of the written scores against the model's dev
   // scores exceeds this (0 turns the check off). Needs kMinDriftLines lines.
   double psi_warn = 0.2;
-  // "K/N": score only shard K (0-based) of N (shard.h), by line number or by --shard-key's
+  // "K/N": score only shard K (0-based) of N (infer/shard.h), by line number or by --shard-key's
   // field; the N outputs together are the unsharded output. Empty: every line.
   std::string shard;
   // The field whose value picks the shard, so that a query's lines stay together (e.g.
   // query_id). Empty: by line number.
   std::string shard_key;
-  // Fold look-alike letters, remove invisible characters and apply NFKC (normalize.h) to the
+  // Fold look-alike letters, remove invisible characters and apply NFKC (text/normalize.h) to the
   // query and result before tokenizing, so that such tricks cannot move the score.
   bool normalize = false;
-  // Add "suspect" and "suspect_reasons" (detect.h) to each line; needs one model with
+  // Add "suspect" and "suspect_reasons" (infer/detect.h) to each line; needs one model with
   // detection statistics (saved by dqe train).
   bool detect = false;
   // With detect: the false-positive rate on dev to flag at, instead of the model's own.
@@ -83,11 +83,11 @@ struct ScoreSummary {
   std::string shift;       // the largest move between bins, in words
   std::string drift_note;  // why a model with dev scores got no drift check, when it did not
   // Feature names the models did not train on, ignored, with how many lines had each
-  // (fusion.h, unseen_feature_summary); "" when none.
+  // (data/log_inputs.h, unseen_feature_summary); "" when none.
   std::string notes;
   bool normalized = false;  // --normalize
   // With --detect: the rate the thresholds were calibrated to, the suspect lines, and the
-  // lines flagged by each signal (detect.h's order).
+  // lines flagged by each signal (infer/detect.h's order).
   double detect_fpr = 0;
   int64_t suspects = 0;
   std::vector<std::pair<std::string, int64_t>> suspect_counts;

@@ -12,8 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "dqe/jsonl_reader.h"
 #include "dqe/distributed.h"
+#include "dqe/jsonl_reader.h"
 #include "dqe/run_context.h"
 
 namespace dqe {
@@ -48,11 +48,11 @@ struct TrainConfig {
   // trained from scratch and keeps the --init model's setting; "on" adds them to an --init
   // model too; "off".
   std::string match_types = "auto";
-  // Add an MLP of the pairs' lexical match features (lexical.h) to the logits; an --init
+  // Add an MLP of the pairs' lexical match features (data/lexical.h) to the logits; an --init
   // model that has them keeps them.
   bool lexical_features = false;
-  // How side inputs (lexical features, a log's features, attributes, image vectors; fusion.h)
-  // meet the pooled text vector (config.h, Fusion): "gate", "concat" or "add" (the side MLPs
+  // How side inputs (lexical features, a log's features, attributes, image vectors; data/log_inputs.h)
+  // meet the pooled text vector (model/model_spec.h, Fusion): "gate", "concat" or "add" (the side MLPs
   // added to the logits, dqe's first layout). Concat is the default: on the controlled data the
   // two are within 0.5% of each other (gate ahead after 1500 steps on three seeds, concat after
   // 300), and concat's MLP over [pooled; e] is the one that can express an interaction between
@@ -68,7 +68,7 @@ struct TrainConfig {
   // --init model is a frozen base, and LoRA (AdaLoRA) updates of its Linears train with the
   // heads; checkpoints are adapters in Hugging Face PEFT's layout. An --init LoRA adapter
   // continues training its updates. "adapter": the same with bottleneck adapters
-  // (bottleneck.h) instead, in dqe's own layout.
+  // (model/peft/bottleneck.h) instead, in dqe's own layout.
   std::string peft = "none";
   // LoRA: the rank r of each update B A (A [r, in], B [out, r]).
   int64_t lora_rank = 8;
@@ -114,7 +114,7 @@ struct TrainConfig {
   // Distillation: JSONL pairs without labels (e.g. search logs) that only the teacher labels.
   std::string unlabeled;
   // --init: keep this many of its encoder layers (0: all), chosen as --keep-which says
-  // ("bottom" drops the top ones, "alternate" keeps the top one and every n/k-th below; deploy.h).
+  // ("bottom" drops the top ones, "alternate" keeps the top one and every n/k-th below; deploy/deploy.h).
   int64_t keep_layers = 0;
   std::string keep_which = "bottom";
 
@@ -135,7 +135,7 @@ struct TrainConfig {
   int64_t max_len = 0;
   uint64_t seed = 42;
 
-  // Adversarial training (train/adversarial.h): "none", "fgm" or "pgd": the word embeddings
+  // Adversarial training (train/adversarial_step.h): "none", "fgm" or "pgd": the word embeddings
   // are perturbed along the loss's gradient and the perturbed loss is learned beside the clean one.
   std::string adv = "none";
   // L2 radius of the perturbation of one example's word embeddings.
@@ -148,7 +148,7 @@ struct TrainConfig {
   // typos, duplicated words, query words inserted into below-average results with their
   // label kept), drawn anew for each batch; 0 turns it off.
   double augment = 0;
-  // Suspect detection (detect.h): the false-positive rate on dev that its thresholds are
+  // Suspect detection (infer/detect.h): the false-positive rate on dev that its thresholds are
   // calibrated to, saved with the best model (0: no detection statistics are saved).
   double detect_fpr = 0.01;
   // Training pairs whose pooled vectors give the mean and covariance of the distance signal.
@@ -166,7 +166,7 @@ struct TrainConfig {
   int64_t eval_batch_size = 64;
   // Continue the run in out_dir from its last/ checkpoint.
   bool resume = false;
-  // Data parallelism, when launched by torchrun, srun or their variables (distributed.h).
+  // Data parallelism, when launched by torchrun, srun or their variables (dist/process_group.h).
   DistributedOptions distributed;
 
   FieldMap fields;

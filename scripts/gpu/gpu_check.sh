@@ -8,7 +8,7 @@
 #      same GPU (scripts/gpu/gpu_ref.py: bert_ref.py's model and loop moved to CUDA);
 #   4. scores GPU_SCORE_LINES lines (dev.jsonl repeated) with that model, dqe against the
 #      reference forward pass;
-#   5. runs the whole core_tests suite, whose default device is now the GPU.
+#   5. runs the whole model_tests and infer_tests suites, whose default device is now the GPU.
 # Writes OUT_DIR/gpu_check.{json,md}, gpu_check.log, build.log and logs.tgz (every run's log).
 # Ratios are the figures to read.
 #
@@ -57,12 +57,12 @@ export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 train=$shared/data/homedepot/train.jsonl
 dev=$shared/data/homedepot/dev.jsonl
 
-log "configure and build (build-cuda: dqe, core_tests, integration_tests)"
+log "configure and build (build-cuda: dqe, base_tests, model_tests, infer_tests, integration_tests)"
 t0=$(date +%s)
 rm -f build-cuda/CMakeCache.txt  # the dependency prefix can move between runs
 cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_POLICY_VERSION_MINIMUM=3.5 \
   -DDQE_SHARED_DIR="$shared" "${cmake_args[@]}" > "$out/build.log" 2>&1 &&
-  cmake --build build-cuda -j"$(nproc)" --target dqe core_tests integration_tests -- -k 0 >> "$out/build.log" 2>&1
+  cmake --build build-cuda -j"$(nproc)" --target dqe base_tests model_tests infer_tests integration_tests -- -k 0 >> "$out/build.log" 2>&1
 rc=$?
 log "build exited $rc in $(( $(date +%s) - t0 )) s"
 if [ $rc -ne 0 ]; then
@@ -77,7 +77,7 @@ ldd "$dqe" | grep -E "libstdc|libgcc_s|libprotobuf|libtorch_cuda" | note
 outcome() {  # outcome EXIT FILE: passed, skipped or failed
   if [ "$1" -ne 0 ]; then echo failed; elif grep -q "SKIPPED \]" "$2"; then echo skipped; else echo passed; fi
 }
-run build-cuda/core_tests --gtest_filter='Device.CudaLogitsOfTheFixtureMatchTheOracle' > "$work/core_gpu.txt"
+run build-cuda/base_tests --gtest_filter='Device.CudaLogitsOfTheFixtureMatchTheOracle' > "$work/core_gpu.txt"
 core_gpu=$(outcome $? "$work/core_gpu.txt")
 run build-cuda/integration_tests --gtest_filter='*Gpu*' > "$work/train_gpu.txt"
 train_gpu=$(outcome $? "$work/train_gpu.txt")
@@ -184,16 +184,18 @@ open(f"{out}/gpu_check.md", "w").write("\n".join(md) + "\n")
 print("\n".join(md))
 PY
 
-log "core_tests, all of them, on the GPU by default"
-timeout 120 build-cuda/core_tests > "$work/core_all.txt" 2>&1
-rc=$?
-tail -n 25 "$work/core_all.txt" | note
-if [ $rc -ge 128 ] && command -v cuda-gdb > /dev/null; then
-  failed=$(grep "^\[ RUN" "$work/core_all.txt" | tail -n 1 | awk '{print $NF}')
-  log "core_tests died in $failed (exit $rc): its backtrace"
-  timeout 90 cuda-gdb -batch -ex run -ex bt --args build-cuda/core_tests --gtest_filter="$failed" 2>&1 |
-    grep -E "^#|signal" | head -n 30 | note
-fi
+for suite in model_tests infer_tests; do
+  log "$suite, all of them, on the GPU by default"
+  timeout 120 build-cuda/$suite > "$work/${suite}_all.txt" 2>&1
+  rc=$?
+  tail -n 25 "$work/${suite}_all.txt" | note
+  if [ $rc -ge 128 ] && command -v cuda-gdb > /dev/null; then
+    failed=$(grep "^\[ RUN" "$work/${suite}_all.txt" | tail -n 1 | awk '{print $NF}')
+    log "$suite died in $failed (exit $rc): its backtrace"
+    timeout 90 cuda-gdb -batch -ex run -ex bt --args build-cuda/$suite --gtest_filter="$failed" 2>&1 |
+      grep -E "^#|signal" | head -n 30 | note
+  fi
+done
 (cd "$work" && find . -maxdepth 2 \( -name '*.log' -o -name '*.json' -o -name '*.txt' -o -name train_log.jsonl \) -print0 |
   tar czf "$out/logs.tgz" --null -T -)
 log "done"

@@ -12,9 +12,9 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
-#include "dqe/config.h"
 #include "dqe/errors.h"
 #include "dqe/runtime.h"
+#include "model/model_spec.h"
 
 namespace dqe::cli {
 namespace {

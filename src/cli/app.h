@@ -8,17 +8,17 @@
 
 #include <CLI/CLI.hpp>
 
-#include "dqe/config.h"
 #include "dqe/evaluator.h"
 #include "dqe/exporter.h"
 #include "dqe/gate.h"
-#include "dqe/output.h"
 #include "dqe/pretrainer.h"
-#include "dqe/run_context.h"
 #include "dqe/report.h"
+#include "dqe/run_context.h"
 #include "dqe/scorer.h"
 #include "dqe/trainer.h"
 #include "dqe/vocab_builder.h"
+#include "io/output.h"
+#include "model/model_spec.h"
 
 namespace dqe::cli {
 

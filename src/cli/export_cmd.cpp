@@ -1,8 +1,8 @@
 #include <iostream>
 
+#include "base/format.h"
 #include "cli/app.h"
 #include "dqe/exporter.h"
-#include "dqe/format.h"
 
 namespace dqe::cli {
 

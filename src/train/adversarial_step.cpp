@@ -1,4 +1,4 @@
-#include "dqe/train/adversarial.h"
+#include "train/adversarial_step.h"
 
 #include <chrono>
 #include <utility>

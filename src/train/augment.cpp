@@ -1,4 +1,4 @@
-#include "dqe/train/augment.h"
+#include "train/augment.h"
 
 #include <utility>
 #include <vector>

@@ -1,4 +1,5 @@
-#include "dqe/train/engine.h"
+#include "dqe/engine.h"
+#include "io/checkpoint_dir.h"
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -11,13 +12,13 @@
 #include <cstring>
 #include <filesystem>
 
-#include "detail/log.h"
-#include "detail/train_util.h"
+#include "base/format.h"
+#include "base/log.h"
+#include "base/progress.h"
 #include "dqe/errors.h"
-#include "dqe/output.h"
-#include "dqe/format.h"
-#include "dqe/progress.h"
-#include "dqe/run_log.h"
+#include "io/output.h"
+#include "train/run_log.h"
+#include "train/train_util.h"
 
 namespace dqe::training {
 namespace fs = std::filesystem;

@@ -6,19 +6,19 @@
 #include <random>
 #include <tuple>
 
-#include "detail/log.h"
-#include "detail/train_util.h"
-#include "dqe/bottleneck.h"
-#include "dqe/distributed.h"
-#include "dqe/deploy.h"
-#include "dqe/distill.h"
+#include "base/format.h"
+#include "base/log.h"
+#include "data/log_inputs.h"
+#include "deploy/deploy.h"
+#include "deploy/distill.h"
+#include "dist/process_group.h"
+#include "dist/shares.h"
 #include "dqe/errors.h"
-#include "dqe/format.h"
 #include "dqe/evaluator.h"
-#include "dqe/fusion.h"
-#include "dqe/peft.h"
-#include "dqe/shares.h"
-#include "dqe/train/augment.h"
+#include "model/peft/bottleneck.h"
+#include "model/peft/peft.h"
+#include "train/augment.h"
+#include "train/train_util.h"
 
 namespace dqe::training {
 namespace fs = std::filesystem;
@@ -359,7 +359,7 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
     targets_.resize(train_.size(), 0.0f);
   }
   lengths_ = lengths_of(train_);
-  // Attack-like noise re-encodes a batch's records each step (augment.h): keep them before
+  // Attack-like noise re-encodes a batch's records each step (train/augment.h): keep them before
   // distillation takes them over.
   if (cfg.augment > 0) train_records_ = train_records;
   if (!cfg.teachers.empty()) {
@@ -405,7 +405,7 @@ int64_t FinetuneObjective::steps_per_epoch(int64_t grad_accum) const {
 }
 
 ChunkPlan FinetuneObjective::plan_chunk(int64_t /*epoch*/, int64_t /*chunk*/, uint64_t order_seed) {
-  // Every process plans the job's global batches and keeps its slice of each (distributed.h).
+  // Every process plans the job's global batches and keeps its slice of each (dist/process_group.h).
   batches_ = plan_training_batches(lengths_, config_.batch_size * ctx_.plan_world_size, order_seed);
   if (ctx_.world_size > 1)
     for (auto& rows : batches_) rows = rows_of_rank(rows, ctx_.rank, ctx_.world_size);

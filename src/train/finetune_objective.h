@@ -1,25 +1,25 @@
 // Relevance fine-tuning as an engine objective: the training and dev records, the model
 // (from --resume's last/, from --init, or built from scratch with its vocabulary), the task's
 // loss, and dev evaluation through the predictor. With --peft lora the --init model is a
-// frozen base with LoRA updates added (model.h's adapter part): the optimizer gets the
-// updates and the heads, and checkpoints are PEFT adapters (checkpoint.h). With --peft adalora
+// frozen base with LoRA updates added (model/model.h's adapter part): the optimizer gets the
+// updates and the heads, and checkpoints are PEFT adapters (model/model_dir.h). With --peft adalora
 // the updates are AdaLoRA's: the loss adds the orthogonality regulariser, a rank allocator
-// prunes after each optimizer step (adalora.h), and its state goes with every checkpoint.
+// prunes after each optimizer step (model/peft/adalora.h), and its state goes with every checkpoint.
 #pragma once
 
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "dqe/adalora.h"
-#include "dqe/checkpoint.h"
-#include "dqe/dataset.h"
-#include "dqe/distill.h"
-#include "dqe/featurizer.h"
+#include "data/dataset.h"
+#include "data/featurizer.h"
+#include "deploy/distill.h"
+#include "dqe/engine.h"
 #include "dqe/evaluator.h"
-#include "dqe/predictor.h"
-#include "dqe/train/engine.h"
 #include "dqe/trainer.h"
+#include "infer/predictor.h"
+#include "model/model_dir.h"
+#include "model/peft/adalora.h"
 
 namespace dqe::training {
 

@@ -7,13 +7,13 @@
 #include <filesystem>
 #include <random>
 
-#include "detail/log.h"
-#include "detail/train_util.h"
+#include "base/format.h"
+#include "base/log.h"
+#include "dist/shares.h"
 #include "dqe/errors.h"
-#include "dqe/format.h"
-#include "dqe/peft.h"
-#include "dqe/safetensors.h"
-#include "dqe/shares.h"
+#include "io/safetensors.h"
+#include "model/peft/peft.h"
+#include "train/train_util.h"
 
 namespace dqe::training {
 namespace fs = std::filesystem;
@@ -287,7 +287,7 @@ std::unique_ptr<PreparedBatch> MlmObjective::prepare(int64_t index, uint64_t ste
   std::mt19937_64 rng(step_seed);
   const auto& rows = batches_[static_cast<size_t>(index)];
   const size_t n = rows.size(), rank = static_cast<size_t>(ctx_.rank), world = static_cast<size_t>(ctx_.world_size);
-  // rows_of_rank's slice (distributed.h)
+  // rows_of_rank's slice (dist/process_group.h)
   return std::make_unique<MlmBatch>(make_batch(seqs_, rows, masking_vocab_, masking_, featurizer_->tokenizer().pad_id(),
                                                &rng, 0, rank * n / world, (rank + 1) * n / world));
 }

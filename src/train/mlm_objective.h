@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "detail/gzip_stream.h"
-#include "dqe/checkpoint.h"
-#include "dqe/mlm.h"
+#include "data/mlm.h"
+#include "dqe/engine.h"
 #include "dqe/pretrainer.h"
-#include "dqe/train/engine.h"
+#include "io/gzip_stream.h"
+#include "model/model_dir.h"
 
 namespace dqe::training {
 
@@ -54,7 +54,7 @@ class MlmObjective : public Objective {
   const PretrainResult& counts() const { return counts_; }
 
  private:
-  // The lines' encodings, empty ones dropped, in order (shares.h).
+  // The lines' encodings, empty ones dropped, in order (dist/shares.h).
   std::vector<Encoding> encode_lines_in_shares(const std::vector<std::string>& lines) const;
 
   const PretrainConfig& config_;

@@ -18,9 +18,10 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/app.h"
-#include "dqe/checkpoint.h"
-#include "dqe/config.h"
 #include "dqe/errors.h"
+#include "model/model_dir.h"
+#include "model/model_spec.h"
+#include "train/train_state.h"
 
 namespace {
 

@@ -17,7 +17,7 @@
 #include <torch/torch.h>
 
 #include "dqe/errors.h"
-#include "dqe/safetensors.h"
+#include "io/safetensors.h"
 
 namespace {
 

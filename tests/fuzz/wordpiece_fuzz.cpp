@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "dqe/errors.h"
-#include "dqe/wordpiece_tokenizer.h"
+#include "text/wordpiece_tokenizer.h"
 
 namespace {
 

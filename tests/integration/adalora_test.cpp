@@ -6,18 +6,18 @@
 #include <fstream>
 #include <set>
 
-#include "dqe/adalora.h"
-#include "dqe/checkpoint.h"
-#include "dqe/dataset.h"
+#include "data/dataset.h"
 #include "dqe/errors.h"
 #include "dqe/evaluator.h"
 #include "dqe/exporter.h"
-#include "dqe/peft.h"
-#include "dqe/safetensors.h"
 #include "dqe/scorer.h"
 #include "dqe/trainer.h"
 #include "integration/peft_fixture.h"
 #include "integration/run_util.h"
+#include "io/safetensors.h"
+#include "model/model_dir.h"
+#include "model/peft/adalora.h"
+#include "model/peft/peft.h"
 #include "test_util.h"
 
 namespace dqe {

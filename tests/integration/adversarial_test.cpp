@@ -6,10 +6,10 @@
 #include <filesystem>
 #include <fstream>
 
-#include "dqe/detect.h"
 #include "dqe/errors.h"
 #include "dqe/scorer.h"
 #include "dqe/trainer.h"
+#include "infer/detect.h"
 #include "integration/run_util.h"
 #include "test_util.h"
 

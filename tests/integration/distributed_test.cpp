@@ -1,5 +1,5 @@
 // Data-parallel runs of the real dqe binary: two processes on this machine, joined by the
-// environment variables torchrun sets, against one process (distributed.h).
+// environment variables torchrun sets, against one process (dist/process_group.h).
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -16,9 +16,9 @@
 #include <regex>
 #include <thread>
 
-#include "dqe/distributed.h"
-#include "dqe/safetensors.h"
+#include "dist/process_group.h"
 #include "integration/run_util.h"
+#include "io/safetensors.h"
 #include "test_util.h"
 
 namespace dqe {

@@ -9,15 +9,15 @@
 #include <filesystem>
 #include <fstream>
 
-#include "dqe/checkpoint.h"
 #include "dqe/errors.h"
 #include "dqe/exporter.h"
-#include "dqe/predictor.h"
-#include "dqe/quantize.h"
-#include "dqe/safetensors.h"
 #include "dqe/scorer.h"
 #include "dqe/trainer.h"
+#include "infer/predictor.h"
 #include "integration/run_util.h"
+#include "io/safetensors.h"
+#include "model/model_dir.h"
+#include "model/quantize.h"
 #include "test_util.h"
 
 namespace dqe {

@@ -8,12 +8,12 @@
 #include <fstream>
 #include <random>
 
-#include "dqe/checkpoint.h"
+#include "data/log_inputs.h"
 #include "dqe/evaluator.h"
-#include "dqe/fusion.h"
 #include "dqe/scorer.h"
 #include "dqe/trainer.h"
 #include "integration/run_util.h"
+#include "model/model_dir.h"
 #include "test_util.h"
 
 namespace dqe {

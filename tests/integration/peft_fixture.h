@@ -16,10 +16,10 @@
 
 #include "dqe/errors.h"
 #include "dqe/evaluator.h"
-#include "dqe/safetensors.h"
 #include "dqe/scorer.h"
 #include "dqe/trainer.h"
 #include "integration/run_util.h"
+#include "io/safetensors.h"
 #include "test_util.h"
 
 namespace dqe::test {

@@ -11,13 +11,13 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
-#include "dqe/checkpoint.h"
 #include "dqe/errors.h"
 #include "dqe/report.h"
-#include "dqe/run_log.h"
-#include "dqe/safetensors.h"
 #include "dqe/trainer.h"
+#include "io/safetensors.h"
+#include "model/model_dir.h"
 #include "test_util.h"
+#include "train/run_log.h"
 
 namespace dqe {
 namespace fs = std::filesystem;

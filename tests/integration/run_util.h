@@ -10,9 +10,9 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
-#include "dqe/checkpoint.h"
-#include "dqe/model.h"
 #include "dqe/trainer.h"
+#include "model/model.h"
+#include "model/model_dir.h"
 #include "test_util.h"
 
 namespace dqe::test {

@@ -1,4 +1,4 @@
-// dqe score --shard K/N: the shards' outputs together are the unsharded output (shard.h).
+// dqe score --shard K/N: the shards' outputs together are the unsharded output (infer/shard.h).
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 

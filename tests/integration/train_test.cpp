@@ -9,17 +9,18 @@
 #include <fstream>
 #include <filesystem>
 
-#include "dqe/checkpoint.h"
+#include "base/format.h"
 #include "dqe/errors.h"
 #include "dqe/evaluator.h"
-#include "dqe/format.h"
 #include "dqe/metrics.h"
 #include "dqe/report.h"
-#include "dqe/run_log.h"
-#include "dqe/safetensors.h"
 #include "dqe/scorer.h"
 #include "integration/run_util.h"
+#include "io/safetensors.h"
+#include "model/model_dir.h"
 #include "test_util.h"
+#include "train/run_log.h"
+#include "train/train_state.h"
 
 namespace dqe {
 namespace fs = std::filesystem;

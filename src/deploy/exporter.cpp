@@ -1,0 +1,181 @@
+#include "dqe/exporter.h"
+
+#include <cmath>
+#include <filesystem>
+
+#include "base/format.h"
+#include "base/log.h"
+#include "deploy/deploy.h"
+#include "dqe/errors.h"
+#include "dqe/evaluator.h"
+#include "dqe/run_context.h"
+#include "infer/predictor.h"
+#include "io/output.h"
+#include "io/safetensors.h"
+#include "model/model_dir.h"
+#include "model/quantize.h"
+
+namespace dqe {
+namespace fs = std::filesystem;
+
+void ExportConfig::validate() const {
+  if (model.empty()) throw ConfigError("--model is required");
+  if (out.empty()) throw ConfigError("--out is required");
+  if (format != "dqe" && format != "hf") throw ConfigError("--format must be dqe or hf, got " + format);
+  parse_weight_dtype(dtype);
+  if (format == "hf" && dtype == "int8")
+    throw ConfigError("--dtype int8 is dqe's own layout (int8 weights with per-row scales), which Hugging Face does not "
+                      "read; use --format hf with fp32 or bf16, or --format dqe with int8");
+  check_flag(keep_layers >= 0, "--keep-layers", ">= 0", keep_layers);
+  if (keep_which != "bottom" && keep_which != "alternate")
+    throw ConfigError("--keep-which must be bottom or alternate, got " + keep_which);
+  check_flag(max_drop >= 0 && max_drop < 1e9, "--max-drop", ">= 0", max_drop);
+  check_flag(threads >= 0 && threads <= kMaxThreads, "--threads", "between 0 and " + std::to_string(kMaxThreads),
+             static_cast<int64_t>(threads));
+  check_flag(batch_size > 0 && batch_size <= kMaxBatchSize, "--batch-size", "between 1 and 2^24", batch_size);
+}
+
+namespace {
+
+// The dev metric of a model: its primary metric (compute_metrics) on the records.
+EvalResult dev_metric(SequenceModel model, std::shared_ptr<const Featurizer> featurizer, const std::vector<Record>& records,
+                      const LabelledSet& set, const ExportConfig& config, bool has_training_mean) {
+  torch::InferenceMode guard;
+  model->eval();
+  const Predictor predictor(model, featurizer, Precision::kFp32, config.batch_size);
+  const Predictions p = predictions_from_logits(predictor.run(records, config.threads).logits, featurizer->task());
+  require_finite(p, records, config.dev);
+  return compute_metrics(featurizer->task(), p, set.labels, set.query_ids, has_training_mean);
+}
+
+// config.json for Hugging Face: dqe's (which has its keys and a "dqe" section it ignores) with
+// num_labels always written, the binary head read as one sigmoid output, and the stored dtype.
+nlohmann::ordered_json hf_config(const ModelSpec& spec, WeightDtype dtype) {
+  nlohmann::ordered_json j = to_json(spec);
+  const TaskSpec& t = spec.task;
+  j["num_labels"] = t.num_outputs();
+  if (t.task == Task::kBinary) {
+    // BCEWithLogits on the one logit is what dqe trained; Hugging Face's pipeline applies a
+    // sigmoid to a single label.
+    const std::string positive = t.labels.size() == 2 ? t.labels[1] : "LABEL_0";
+    j["id2label"] = {{"0", positive}};
+    j["label2id"] = {{positive, 0}};
+    j["problem_type"] = "multi_label_classification";
+  }
+  j["torch_dtype"] = dtype == WeightDtype::kBf16 ? "bfloat16" : "float32";
+  return j;
+}
+
+}  // namespace
+
+ExportResult export_model(const ExportConfig& config) {
+  config.validate();
+  std::error_code ec;
+  // The output replaces nothing of the user's (nor the model it reads).
+  if (fs::exists(config.out, ec) && !(fs::is_directory(config.out, ec) && fs::is_empty(config.out, ec)))
+    throw ConfigError("--out " + config.out + " exists and is not an empty directory; choose a new one");
+  if (fs::is_directory(config.model) && ensemble_members(config.model).size() > 1)
+    throw ConfigError("--model " + config.model + " is an ensemble (ensemble.json), and export writes one model: distil "
+                      "it into one (dqe train --teacher " + config.model + " ...) and export that");
+  auto log = detail::logger("export");
+  const bool hf = config.format == "hf";
+  const WeightDtype dtype = parse_weight_dtype(config.dtype);
+  LoadOptions lo;
+  lo.base = config.base;
+  // Refused before anything is loaded or written.
+  if ((config.merge || hf) && model_spec_of(config.model, config.base).bottleneck)
+    throw ConfigError((hf ? "--format hf: " : "--merge: ") + config.model +
+                      " holds bottleneck adapters, which are nonlinear (h + up(act(down(h)))) and cannot be folded into "
+                      "its base's weights; export it without " +
+                      (hf ? "--format hf, or train it with --peft lora or in full" : "--merge"));
+  LoadedModel loaded = load_model(config.model, lo);
+  if (hf) {
+    const std::string why = hf_incompatibility(loaded);
+    if (!why.empty()) throw ConfigError("--format hf: Hugging Face cannot reproduce " + loaded.dir + ": " + why);
+  }
+  ExportResult result;
+  result.model_dir = loaded.dir;
+  result.base_dir = loaded.base_dir;
+  if ((config.merge || hf) && loaded.spec.lora) {
+    result.merged_modules = static_cast<int64_t>(loaded.spec.lora->modules.size());
+    merge_lora(loaded.model);
+    loaded.spec.lora.reset();
+  } else if (config.merge) {
+    log->info("{}: not an adapter; nothing to merge, written as it is", loaded.dir);
+  }
+  result.adapter = loaded.spec.lora.has_value() || loaded.spec.bottleneck.has_value();
+  const bool transform = hf || dtype != WeightDtype::kFp32 || config.keep_layers > 0;
+  if (result.adapter && transform)
+    throw ConfigError("--dtype and --keep-layers need a plain model, and " + loaded.dir +
+                      " is an adapter; export it with --merge first (a LoRA adapter) or train it in full");
+
+  // The exported model: spec, tensors as stored, and the model they load as.
+  ModelSpec spec = loaded.spec;
+  SequenceModel out_model = loaded.model;
+  std::shared_ptr<const Featurizer> out_featurizer = loaded.featurizer;
+  std::vector<std::pair<std::string, torch::Tensor>> stored;
+  if (transform) {
+    std::map<std::string, torch::Tensor> tensors;
+    for (auto& [name, t] : checkpoint_weights(loaded.model, false)) tensors.emplace(name, t.detach().clone());
+    if (hf) fold_label_scaling(spec.task, tensors);
+    if (config.keep_layers > 0) {
+      result.kept_layers = layers_to_keep(spec.bert.num_hidden_layers, config.keep_layers, config.keep_which);
+      keep_layers(spec.bert, tensors, result.kept_layers);
+    }
+    stored = convert_weights({tensors.begin(), tensors.end()}, dtype);
+    // What the stored tensors load as, as load_model will read them.
+    std::map<std::string, torch::Tensor> reread;
+    for (const auto& [name, t] : stored) reread.emplace(name, t.is_floating_point() ? t.to(torch::kFloat32) : t);
+    out_featurizer = std::make_shared<const Featurizer>(loaded.featurizer->with_task(spec.task));
+    out_model = SequenceModel(spec.bert, spec.task.num_outputs(), out_featurizer->side_dims(), std::nullopt,
+                              spec.task.fusion);
+    init_weights(out_model, spec.bert);
+    const std::map<std::string, torch::Tensor> int8 = int8_entries(reread);
+    load_weights(out_model, dequantize_weights(std::move(reread), "export"), "export", /*allow_new_head=*/false);
+    // The dev check measures what eval and score will run: int8 Linears on int8 kernels.
+    attach_int8_kernels(out_model, int8);
+  }
+
+  if (!config.dev.empty()) {
+    make_run_context("cpu", "fp32", config.threads);
+    ReaderOptions ro;
+    ro.fields = loaded.spec.task.fields;
+    ro.require_label = true;
+    ro.max_bad_lines = config.max_bad_lines;
+    const std::vector<Record> records = read_jsonl(config.dev, ro);
+    const LabelledSet set = labels_of(records, loaded.spec.task, config.dev);
+    const EvalResult before =
+        dev_metric(loaded.model, loaded.featurizer, records, set, config, loaded.spec.has_dqe_section);
+    const EvalResult after = dev_metric(out_model, out_featurizer, records, set, config, loaded.spec.has_dqe_section);
+    result.metric_name = before.primary_name;
+    result.metric_before = before.primary;
+    result.metric_after = after.primary;
+    const double loss = (before.higher_is_better ? before.primary - after.primary : after.primary - before.primary) /
+                        std::max(std::abs(before.primary), 1e-12);
+    log->info("{}: dev {} {} -> {} ({:+.2f}% loss, --max-drop {}%)", config.dev, before.primary_name,
+              format_significant(before.primary, 5), format_significant(after.primary, 5), 100 * loss,
+              format_significant(100 * config.max_drop, 4));
+    if (!(loss <= config.max_drop)) {
+      result.refusal = "export refused, nothing written: dev " + before.primary_name + " " +
+                       format_significant(before.primary, 5) + " -> " + format_significant(after.primary, 5) + " on " +
+                       config.dev + " is a relative loss of " + format_significant(100 * loss, 3) +
+                       "%, more than --max-drop " + format_significant(100 * config.max_drop, 4) + "%";
+      return result;
+    }
+  }
+
+  // Pruning changes the scores' distribution; the others keep it (within rounding).
+  const ScoreReference* reference =
+      loaded.score_reference && config.keep_layers == 0 ? &*loaded.score_reference : nullptr;
+  write_checkpoint(config.out, [&](const std::string& tmp) {
+    write_model_files(tmp, spec, out_model, *out_featurizer, {}, reference);
+    if (!transform) return;
+    save_safetensors((fs::path(tmp) / "model.safetensors").string(), stored);
+    if (hf) write_file_atomic((fs::path(tmp) / "config.json").string(), hf_config(spec, dtype).dump(2) + "\n");
+  });
+  result.weights_bytes = static_cast<int64_t>(
+      fs::file_size(fs::path(config.out) / (result.adapter ? "adapter_model.safetensors" : "model.safetensors"), ec));
+  return result;
+}
+
+}  // namespace dqe

@@ -1,0 +1,146 @@
+#include "dqe/evaluator.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "base/checks.h"
+#include "base/format.h"
+#include "base/log.h"
+#include "base/progress.h"
+#include "data/dataset.h"
+#include "data/log_inputs.h"
+#include "dqe/errors.h"
+#include "dqe/metrics.h"
+#include "dqe/runtime.h"
+#include "io/output.h"
+#include "model/model_dir.h"
+#include "model/model_spec.h"
+
+namespace dqe {
+namespace {
+
+std::string join(const std::vector<std::string>& parts, const std::string& sep) {
+  std::string out;
+  for (size_t i = 0; i < parts.size(); ++i) out += (i ? sep : "") + parts[i];
+  return out;
+}
+
+}  // namespace
+
+EvalResult compute_metrics(const TaskSpec& task, const Predictions& predictions, const std::vector<double>& labels,
+                           const std::vector<std::string>& query_ids, bool has_training_mean) {
+  EvalResult r;
+  std::vector<double> gains(labels);
+  if (task.task == Task::kRegression) {
+    auto m = regression_metrics(predictions.scores, labels);
+    r.metrics = to_json(m);
+    r.table = format_table(m);
+    r.primary_name = "rmse";
+    r.primary = m.rmse;
+    // Gains must be >= 0: the lowest label is "no gain".
+    const double lowest = labels.empty() ? 0 : *std::min_element(labels.begin(), labels.end());
+    for (auto& g : gains) g -= lowest;
+  } else if (task.task == Task::kBinary) {
+    std::vector<int64_t> truth(labels.begin(), labels.end());
+    auto m = binary_metrics(predictions.scores, truth);
+    r.metrics = to_json(m);
+    r.table = format_table(m);
+    r.primary_name = "roc_auc";
+    r.primary = m.roc_auc;
+  } else {
+    std::vector<int64_t> truth(labels.begin(), labels.end());
+    auto m = classification_metrics(predictions.classes, truth, task.labels);
+    r.metrics = to_json(m);
+    r.table = format_table(m);
+    r.primary_name = "accuracy";
+    r.primary = m.accuracy;
+  }
+  // Which way is better is the metric registry's to say, as for the gate and the report.
+  r.higher_is_better = find_metric(r.primary_name)->higher_is_better();
+  auto ranking = ranking_metrics(query_ids, predictions.scores, gains);
+  if (ranking.num_queries > 0) {
+    r.metrics["ranking"] = to_json(ranking);
+    r.table += format_table(ranking);
+  }
+  if (task.task == Task::kRegression && has_training_mean && !labels.empty()) {
+    double sq = 0;
+    for (double y : labels) sq += (y - task.label_mean) * (y - task.label_mean);
+    const double rmse = std::sqrt(sq / static_cast<double>(labels.size()));
+    r.metrics["train_mean_rmse"] = rmse;
+    r.table += "rmse of predicting the training mean (" + format_fixed(task.label_mean) + "): " + format_fixed(rmse) + "\n";
+  }
+  return r;
+}
+
+LabelledSet labels_of(const std::vector<Record>& records, const TaskSpec& task, const std::string& path) {
+  LabelledSet set;
+  set.labels.reserve(records.size());
+  set.query_ids.reserve(records.size());
+  for (const auto& r : records) {
+    set.labels.push_back(encode_label(r, task, path));
+    set.query_ids.push_back(r.query_id);
+  }
+  return set;
+}
+
+void EvalConfig::validate() const {
+  if (models.empty()) throw ConfigError("--model is required");
+  if (data.empty()) throw ConfigError("--data is required");
+  check_flag(max_len >= 0 && max_len <= kMaxSequenceLength, "--max-len", "0 (the model's) or between 3 and the model's limit",
+             max_len);
+  check_flag(batch_size >= 1 && batch_size <= kMaxBatchSize, "--batch-size", "between 1 and " + std::to_string(kMaxBatchSize),
+             batch_size);
+  check_flag(max_bad_lines >= 0, "--max-bad-lines", ">= 0", max_bad_lines);
+  check_compute_flags(threads, precision, device);
+}
+
+EvalResult evaluate(const EvalConfig& config, const StopToken& stop) {
+  config.validate();
+  check_no_aliases({{"--metrics-out", config.metrics_out, true}, {"--rejects", config.rejects, true},
+                    {"--data", config.data, false}});
+  if (!config.metrics_out.empty()) {
+    auto parent = std::filesystem::path(config.metrics_out).parent_path();
+    if (!parent.empty() && !std::filesystem::is_directory(parent))
+      throw IoError(config.metrics_out + ": cannot write (no such directory)");
+  }
+  const RunContext ctx = make_run_context(config.device, config.precision, config.threads, stop);
+  auto log = detail::logger("eval");
+  log->info(ctx.describe());
+  const Ensemble ensemble = load_ensemble(config.models, config.max_len, config.fields, ctx, config.batch_size, config.base);
+  if (const std::string sharing = ensemble.sharing_summary(); !sharing.empty()) log->info(sharing);
+  const TaskSpec& task = ensemble.task();
+  ReaderOptions ro;
+  ro.fields = ensemble.read_fields;
+  ro.require_label = true;
+  ro.max_bad_lines = config.max_bad_lines;
+  ro.rejects_path = config.rejects;
+  int64_t bad_lines = 0;
+  std::vector<Record> records = read_jsonl(config.data, ro, &bad_lines);
+  if (bad_lines > 0)
+    log->warn("skipped {} bad lines of {} (--max-bad-lines {}){}", bad_lines, config.data, config.max_bad_lines,
+              config.rejects.empty() ? "" : "; they are in " + config.rejects);
+  log->info("{}: {} examples; model {} ({} task, max length {})", config.data, records.size(),
+            join(ensemble.dirs(), " + "), task_name(task.task), task.max_len);
+  const LabelledSet set = labels_of(records, task, config.data);
+  Progress progress("eval", static_cast<int64_t>(records.size() * ensemble.predictors.size()), "line");
+  const Predictions predictions =
+      predict_ensemble(ensemble, records, ctx.threads, [&](int64_t done) { progress.update(done); });
+  progress.finish();
+  require_finite(predictions, records, config.data);
+  for (const auto& predictor : ensemble.predictors)
+    if (const std::string unseen = unseen_feature_summary(predictor.featurizer().side_inputs()); !unseen.empty()) {
+      log->warn("{}", unseen);
+      break;
+    }
+  EvalResult result = compute_metrics(task, predictions, set.labels, set.query_ids,
+                                      ensemble.members.front().spec.has_dqe_section);
+  result.metrics["data"] = config.data;
+  if (ensemble.members.size() == 1) result.metrics["model"] = ensemble.members.front().dir;
+  else result.metrics["model"] = ensemble.dirs();
+  if (!config.metrics_out.empty()) write_file_atomic(config.metrics_out, result.metrics.dump(2) + "\n");
+  return result;
+}
+
+}  // namespace dqe

@@ -1,0 +1,179 @@
+#include "dqe/gate.h"
+
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+#include "base/format.h"
+#include "dqe/errors.h"
+#include "model/model_spec.h"
+
+namespace dqe {
+namespace {
+
+// Above float noise, far below any tolerance a person would give: a run compared with its
+// own metrics passes at --max-regression 0.
+constexpr double kSlack = 1e-12;
+
+// The node at a dotted path, or nullptr when a step is missing.
+const nlohmann::json* find_path(const nlohmann::json& metrics, const std::string& path) {
+  const nlohmann::json* node = &metrics;
+  size_t start = 0;
+  while (true) {
+    const size_t dot = path.find('.', start);
+    const std::string key = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (!node->is_object() || !node->contains(key)) return nullptr;
+    node = &(*node)[key];
+    if (dot == std::string::npos) return node;
+    start = dot + 1;
+  }
+}
+
+// Counts read as counts ("40"), scores with the eval table's four decimals ("0.4312").
+std::string show(const MetricInfo& metric, double v) {
+  return metric.direction == Direction::kNeither ? format_number(v) : format_fixed(v, 4);
+}
+
+// "name=value" -> (metric, value); throws ConfigError naming the flag.
+std::pair<const MetricInfo*, double> parse_bound(const std::string& text, const std::string& flag) {
+  const size_t eq = text.find('=');
+  if (eq == std::string::npos || eq == 0) throw ConfigError(flag + " expects metric=value, got \"" + text + "\"");
+  const std::string name = text.substr(0, eq), number = text.substr(eq + 1);
+  const MetricInfo* metric = find_metric(name);
+  if (metric == nullptr)
+    throw ConfigError(flag + ": unknown metric \"" + name + "\" (valid: " + metric_keys_list() + ")");
+  double v = 0;
+  try {
+    size_t used = 0;
+    v = std::stod(number, &used);
+    if (used != number.size()) throw std::invalid_argument("trailing characters");
+  } catch (const std::exception&) {
+    throw ConfigError(flag + " expects a number after \"" + name + "=\", got \"" + number + "\"");
+  }
+  // A NaN bound compares false both ways: the gate would pass whatever the metric.
+  if (!std::isfinite(v)) throw ConfigError(flag + " " + text + ": the bound must be a finite number");
+  return {metric, v};
+}
+
+void append(std::string& list, const std::string& item) { list += (list.empty() ? "" : ", ") + item; }
+
+// The registry's keys of the metrics a run has (null ones included), for messages.
+std::string keys_present(const nlohmann::json& metrics) {
+  std::string out;
+  for (const MetricInfo& m : metric_registry())
+    if (find_path(metrics, m.path) != nullptr) append(out, m.key);
+  return out.empty() ? "none" : out;
+}
+
+}  // namespace
+
+double metric_value(const nlohmann::json& metrics, const std::string& path) {
+  const nlohmann::json* node = find_path(metrics, path);
+  return node != nullptr && node->is_number() ? node->get<double>() : std::numeric_limits<double>::quiet_NaN();
+}
+
+std::string GateResult::summary() const {
+  std::string s;
+  for (const auto& c : checks) s += (s.empty() ? "" : "; ") + c;
+  if (passed()) return s + ": passed";
+  return s + ": failed (" + std::to_string(failures.size()) + " of " + std::to_string(checks.size()) + ")";
+}
+
+Gate::Gate(const GateConfig& config) : baseline_path_(config.baseline) {
+  for (const auto& text : config.fail_under) {
+    auto [metric, limit] = parse_bound(text, "--fail-under");
+    bounds_.push_back({metric, limit, true});
+  }
+  for (const auto& text : config.fail_over) {
+    auto [metric, limit] = parse_bound(text, "--fail-over");
+    bounds_.push_back({metric, limit, false});
+  }
+  if (config.max_regression) {
+    const double m = *config.max_regression;
+    if (!std::isfinite(m) || m < 0)
+      throw ConfigError("--max-regression must be a finite number >= 0, got " + format_significant(m));
+    if (config.baseline.empty())
+      throw ConfigError("--max-regression needs --baseline (there is nothing to regress from)");
+    max_regression_ = m;
+  }
+  if (config.baseline.empty()) return;
+
+  // Read now, before the evaluation runs and before --metrics-out may overwrite the file.
+  nlohmann::json base;
+  try {
+    base = read_json_file(config.baseline);
+  } catch (const IoError& e) {
+    throw IoError(std::string("--baseline ") + e.what());
+  } catch (const Error& e) {
+    throw ConfigError(std::string("--baseline ") + e.what());
+  }
+  if (!base.is_object())
+    throw ConfigError("--baseline " + config.baseline + ": expected a JSON object of metrics (eval --metrics-out)");
+  for (const MetricInfo& m : metric_registry()) {
+    const double v = metric_value(base, m.path);
+    if (m.gated && std::isfinite(v)) baseline_.emplace_back(&m, v);
+  }
+  if (baseline_.empty()) {
+    std::string gated;
+    for (const MetricInfo& m : metric_registry())
+      if (m.gated) append(gated, m.key);
+    throw ConfigError("--baseline " + config.baseline + ": no gated metric with a value, nothing to compare (gated: " +
+                      gated + ")");
+  }
+}
+
+GateResult Gate::check(const nlohmann::json& metrics) const {
+  // Usage errors first, so that no verdict is given on a gate that cannot be checked whole.
+  std::string missing, common;
+  for (const auto& [metric, before] : baseline_)
+    append(find_path(metrics, metric->path) != nullptr ? common : missing, metric->key);
+  if (!baseline_.empty() && common.empty())
+    throw ConfigError("--baseline " + baseline_path_ + ": no gated metric in common with this run (baseline: " +
+                      missing + "; this run: " + keys_present(metrics) + ")");
+  if (!missing.empty())
+    throw ConfigError("--baseline " + baseline_path_ + " has " + missing +
+                      ", which this run did not produce (it has: " + keys_present(metrics) + ")");
+  for (const Bound& b : bounds_)
+    if (find_path(metrics, b.metric->path) == nullptr)
+      throw ConfigError(std::string(b.floor ? "--fail-under " : "--fail-over ") + b.metric->key +
+                        ": this run has no such metric (it has: " + keys_present(metrics) + ")");
+
+  GateResult r;
+  for (const auto& [metric, before] : baseline_) {
+    const MetricInfo& m = *metric;
+    const double now = metric_value(metrics, m.path);
+    const bool higher = m.higher_is_better();
+    const std::string relation = m.key + " " + show(m, now) + (higher ? " >= baseline " : " <= baseline ") +
+                                 show(m, before) + (higher ? " - " : " + ") + format_fixed(max_regression_, 4);
+    if (std::isnan(now)) {
+      r.checks.push_back(relation + " failed");
+      r.failures.push_back(m.key + " is undefined (null) in this run; the baseline has " + show(m, before));
+      continue;
+    }
+    const double worse_by = higher ? before - now : now - before;
+    const bool ok = worse_by <= max_regression_ + kSlack;
+    r.checks.push_back(relation + (ok ? " ok" : " failed"));
+    if (!ok)
+      r.failures.push_back(m.key + " " + show(m, now) + " is worse than the baseline " + show(m, before) + " by " +
+                           format_fixed(worse_by, 4) + " (allowed " + format_fixed(max_regression_, 4) + ")");
+  }
+  for (const Bound& b : bounds_) {
+    const MetricInfo& m = *b.metric;
+    const double v = metric_value(metrics, m.path);
+    const std::string relation = m.key + " " + show(m, v) + (b.floor ? " >= " : " <= ") + show(m, b.limit);
+    const char* kind = b.floor ? "floor" : "ceiling";
+    if (std::isnan(v)) {
+      r.checks.push_back(relation + " failed");
+      r.failures.push_back(m.key + " is undefined (null) in this run; the " + kind + " is " + show(m, b.limit));
+      continue;
+    }
+    const bool ok = b.floor ? v >= b.limit : v <= b.limit;
+    r.checks.push_back(relation + (ok ? " ok" : " failed"));
+    if (!ok)
+      r.failures.push_back(m.key + " " + show(m, v) + (b.floor ? " is below the floor " : " is above the ceiling ") +
+                           show(m, b.limit));
+  }
+  return r;
+}
+
+}  // namespace dqe

@@ -1,0 +1,281 @@
+#include "infer/predictor.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+
+#include "base/format.h"
+#include "base/log.h"
+#include "dqe/errors.h"
+#include "model/quantize.h"
+
+namespace dqe {
+
+namespace fs = std::filesystem;
+
+Predictions predictions_from_logits(const torch::Tensor& logits, const TaskSpec& task) {
+  Predictions p;
+  const int64_t n = logits.size(0);
+  p.scores.resize(static_cast<size_t>(n));
+  if (task.task == Task::kRegression) {
+    auto acc = logits.accessor<float, 2>();
+    for (int64_t i = 0; i < n; ++i) p.scores[i] = acc[i][0] * task.label_std + task.label_mean;
+  } else if (task.task == Task::kBinary) {
+    auto probs = torch::sigmoid(logits);
+    auto acc = probs.accessor<float, 2>();
+    p.classes.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      p.scores[i] = acc[i][0];
+      p.classes[i] = acc[i][0] >= 0.5f ? 1 : 0;
+    }
+  } else {
+    auto probs = torch::softmax(logits, 1);
+    auto acc = probs.accessor<float, 2>();
+    const int64_t k = probs.size(1);
+    p.classes.resize(static_cast<size_t>(n));
+    p.probs.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      double weighted = 0;
+      int64_t best = 0;
+      p.probs[i].resize(static_cast<size_t>(k));
+      for (int64_t c = 0; c < k; ++c) {
+        p.probs[i][c] = acc[i][c];
+        weighted += acc[i][c] * static_cast<double>(c);
+        if (acc[i][c] > acc[i][best]) best = c;
+      }
+      p.classes[i] = best;
+      p.scores[i] = k > 1 ? weighted / static_cast<double>(k - 1) : 0;
+    }
+  }
+  return p;
+}
+
+void require_finite(const Predictions& predictions, const std::vector<Record>& records, const std::string& path) {
+  for (size_t i = 0; i < predictions.scores.size() && i < records.size(); ++i)
+    if (!std::isfinite(predictions.scores[i]))
+      throw ModelError((path == "-" ? std::string("<stdin>") : path) + ":" + std::to_string(records[i].line) +
+                       ": the model's score is not finite (it overflowed on this input)");
+}
+
+Predictor::Predictor(SequenceModel model, std::shared_ptr<const Featurizer> featurizer, Precision precision,
+                     int64_t batch_size, StopToken stop)
+    : model_(std::move(model)), featurizer_(std::move(featurizer)), precision_(precision), batch_size_(batch_size),
+      stop_(stop) {
+  if (batch_size_ <= 0) throw ConfigError("--batch-size must be > 0");
+}
+
+ModelOutputs Predictor::run(const std::vector<Example>& examples, bool with_pooled,
+                            const std::function<void(int64_t done)>& on_batch) const {
+  torch::InferenceMode guard;
+  SequenceModel model = model_;
+  const c10::Device device = device_of(*model);
+  AutocastGuard autocast(precision_, device);
+  const bool was_training = model->is_training();
+  model->eval();
+  const int64_t n = static_cast<int64_t>(examples.size());
+  ModelOutputs out;
+  out.diagnostics.resize(examples.size());
+  for (size_t i = 0; i < examples.size(); ++i) {
+    out.diagnostics[i].tokens = static_cast<int64_t>(examples[i].text.ids.size());
+    out.diagnostics[i].unknown_tokens = examples[i].unknown_tokens;
+    out.diagnostics[i].truncated = examples[i].text.truncated;
+  }
+  int64_t done = 0;
+  for (const auto& rows : plan_inference_batches(lengths_of(examples), batch_size_)) {
+    stop_.check("while predicting");
+    Batch batch = featurizer_->collate(examples, rows, device);
+    ModelOutput o = model->run(batch.ids, batch.type_ids, batch.mask, batch.side);
+    torch::Tensor logits = o.logits.to(torch::kCPU, torch::kFloat32);
+    if (!out.logits.defined()) out.logits = torch::empty({n, logits.size(1)}, torch::kFloat32);
+    const torch::Tensor index = torch::tensor(std::vector<int64_t>(rows.begin(), rows.end()), torch::kInt64);
+    out.logits.index_copy_(0, index, logits);
+    if (with_pooled) {
+      torch::Tensor pooled = o.pooled.to(torch::kCPU, torch::kFloat32);
+      if (!out.pooled.defined()) out.pooled = torch::empty({n, pooled.size(1)}, torch::kFloat32);
+      out.pooled.index_copy_(0, index, pooled);
+    }
+    done += static_cast<int64_t>(rows.size());
+    if (on_batch) on_batch(done);
+  }
+  if (was_training) model->train();
+  if (!out.logits.defined()) out.logits = torch::empty({0, model->classifier->weight.size(0)}, torch::kFloat32);
+  return out;
+}
+
+ModelOutputs Predictor::run(const std::vector<Record>& records, int threads, bool with_pooled,
+                            const std::function<void(int64_t done)>& on_batch) const {
+  return run(featurizer_->encode_all(records, threads), with_pooled, on_batch);
+}
+
+TaskSpec inference_task(const ModelSpec& spec, int64_t max_len, const std::optional<FieldMap>& fields) {
+  TaskSpec task = spec.task;
+  if (fields) task.fields = *fields;
+  if (max_len > 0) {
+    if (max_len < 3 || max_len > spec.bert.max_position_embeddings)
+      throw ConfigError("--max-len must be between 3 and the model's max_position_embeddings (" +
+                        std::to_string(spec.bert.max_position_embeddings) + ")");
+    task.max_len = max_len;
+  }
+  return task;
+}
+
+namespace {
+
+bool same_fields(const FieldMap& a, const FieldMap& b) {
+  return a.query == b.query && a.text == b.text && a.label == b.label && a.query_id == b.query_id && a.id == b.id;
+}
+
+// Adds to `read` the side fields that `member` (of model `path`) reads: a side input is read
+// through the field of the members that use it, which must agree.
+void add_side_fields(FieldMap& read, const FieldMap& member, const std::string& path) {
+  struct Kind {
+    std::string FieldMap::*field;
+    const char* name;
+    const char* flag;
+  };
+  for (const Kind& kind : {Kind{&FieldMap::features, "features", "--features-field"},
+                           Kind{&FieldMap::attributes, "attributes", "--attributes-field"},
+                           Kind{&FieldMap::image, "image vectors", "--image-field"}}) {
+    const std::string& wanted = member.*kind.field;
+    if (wanted.empty()) continue;  // the member has no such input
+    std::string& have = read.*kind.field;
+    if (have.empty()) have = wanted;
+    else if (have != wanted)
+      throw ConfigError("--model " + path + ": it reads its " + kind.name + " from field \"" + wanted +
+                        "\" and an earlier member from \"" + have + "\"; give " + kind.flag + " to read them one way");
+  }
+  if (member.image_dim > 0) {
+    if (read.image_dim > 0 && read.image_dim != member.image_dim)
+      throw ConfigError("--model " + path + ": its image vectors have " + std::to_string(member.image_dim) +
+                        " numbers, another member's " + std::to_string(read.image_dim) +
+                        "; an ensemble reads one image field");
+    read.image_dim = member.image_dim;
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> Ensemble::dirs() const {
+  std::vector<std::string> out;
+  for (const auto& m : members) out.push_back(m.dir);
+  return out;
+}
+
+std::vector<std::string> ensemble_members(const std::string& dir) {
+  const std::filesystem::path file = std::filesystem::path(dir) / "ensemble.json";
+  if (!std::filesystem::is_regular_file(file)) return {dir};
+  const nlohmann::json j = read_json_file(file.string());
+  const auto it = j.find("members");
+  if (it == j.end() || !it->is_array() || it->empty())
+    throw ModelError(file.string() + ": needs \"members\": a non-empty list of model directories");
+  std::vector<std::string> out;
+  for (const auto& m : *it) {
+    if (!m.is_string() || m.get<std::string>().empty())
+      throw ModelError(file.string() + ": every member must be a directory name");
+    const std::filesystem::path p(m.get<std::string>());
+    out.push_back((p.is_absolute() ? p : std::filesystem::path(dir) / p).string());
+  }
+  return out;
+}
+
+Ensemble load_ensemble(const std::vector<std::string>& model_args, int64_t max_len, const std::optional<FieldMap>& fields,
+                       const RunContext& ctx, int64_t batch_size, const std::string& base) {
+  if (model_args.empty()) throw ConfigError("--model is required");
+  std::vector<std::string> models;
+  for (const auto& arg : model_args)
+    for (auto& m : ensemble_members(arg)) models.push_back(std::move(m));
+  Ensemble e;
+  // The members loaded so far whose weights are an adapter's base, by base directory and hash.
+  std::map<std::string, size_t> base_owner;
+  for (const auto& path : models) {
+    ctx.stop.check("while loading models");
+    LoadOptions lo;
+    lo.base = base;
+    LoadedModel loaded = load_model(path, lo);
+    TaskSpec task = inference_task(loaded.spec, max_len, fields);
+    if (!e.predictors.empty()) {
+      const TaskSpec& first = e.task();
+      if (task.task != first.task)
+        throw ConfigError("--model " + path + ": its task (" + task_name(task.task) + ") differs from --model " +
+                          models.front() + "'s (" + task_name(first.task) + "); an ensemble needs one task");
+      if (task.labels != first.labels)
+        throw ConfigError("--model " + path + ": its class names differ from --model " + models.front() +
+                          "'s; an ensemble needs the same classes in the same order");
+      // The input is read once, through the first member's field names (and each side input
+      // through those of the members that use it); a flag given on the command line applies
+      // to every member alike.
+      if (!fields && !same_fields(task.fields, first.fields))
+        throw ConfigError("--model " + path + ": it reads other JSON fields than --model " + models.front() +
+                          " (query, text, label, query id or id); give the field flags to read them one way");
+    }
+    if ((loaded.spec.lora || loaded.spec.bottleneck) && !loaded.base_dir.empty()) {
+      // Aliased before moving to the device, so that a shared base is moved once.
+      const std::string& hash = loaded.spec.lora ? loaded.spec.lora->base_hash : loaded.spec.bottleneck->base_hash;
+      const std::string key = fs::weakly_canonical(loaded.base_dir).string() + "\n" + hash;
+      auto [it, first] = base_owner.emplace(key, e.members.size());
+      ++e.adapters;
+      if (first)
+        ++e.adapter_bases;
+      else
+        e.shared_base_bytes += share_encoder_weights(e.members[it->second].model, loaded.model);
+    }
+    loaded.model->to(ctx.device);
+    if (!loaded.int8.empty() && ctx.device.is_cpu()) {
+      // An int8 export: its Linears run LibTorch's int8 kernels on the stored weights.
+      const int64_t attached = attach_int8_kernels(loaded.model, loaded.int8);
+      auto log = detail::logger("model");
+      if (attached > 0)
+        log->info("{}: {} Linears run int8 kernels (LibTorch's {} engine)", path, attached, select_int8_engine());
+      else
+        log->info("{}: int8 weights run dequantized in float32 (this LibTorch has no quantized engine)", path);
+    }
+    if (e.predictors.empty()) e.read_fields = task.fields;
+    else add_side_fields(e.read_fields, task.fields, path);
+    e.predictors.emplace_back(loaded.model, std::make_shared<const Featurizer>(loaded.featurizer->with_task(task)),
+                              ctx.precision, batch_size, ctx.stop);
+    e.members.push_back(std::move(loaded));
+  }
+  return e;
+}
+
+std::string Ensemble::sharing_summary() const {
+  if (adapters <= adapter_bases) return "";
+  return std::to_string(adapters) + " adapters on " + std::to_string(adapter_bases) +
+         (adapter_bases == 1 ? " base" : " bases") + ", each base held once (" +
+         format_fixed(static_cast<double>(shared_base_bytes) / 1e6, 1) + " MB not loaded again)";
+}
+
+Predictions predict_ensemble(const Ensemble& ensemble, const std::vector<Record>& records, int threads,
+                             const std::function<void(int64_t done)>& on_batch) {
+  Predictions sum;
+  const size_t k = ensemble.predictors.size();
+  const int64_t n = static_cast<int64_t>(records.size());
+  for (size_t m = 0; m < k; ++m) {
+    const Predictor& predictor = ensemble.predictors[m];
+    const int64_t before = static_cast<int64_t>(m) * n;
+    auto progress = on_batch ? std::function<void(int64_t)>([&](int64_t done) { on_batch(before + done); }) : nullptr;
+    Predictions p = predictions_from_logits(predictor.run(records, threads, false, progress).logits, predictor.task());
+    if (k == 1) return p;
+    if (m == 0) {
+      sum = std::move(p);
+      continue;
+    }
+    for (size_t i = 0; i < p.scores.size(); ++i) sum.scores[i] += p.scores[i];
+    for (size_t i = 0; i < p.probs.size(); ++i)
+      for (size_t c = 0; c < p.probs[i].size(); ++c) sum.probs[i][c] += p.probs[i][c];
+  }
+  const double count = static_cast<double>(k);
+  for (auto& s : sum.scores) s /= count;
+  for (auto& row : sum.probs)
+    for (auto& v : row) v /= count;
+  const Task task = ensemble.task().task;
+  for (size_t i = 0; i < sum.classes.size(); ++i) {
+    if (task == Task::kBinary) sum.classes[i] = sum.scores[i] >= 0.5 ? 1 : 0;
+    else
+      sum.classes[i] = std::max_element(sum.probs[i].begin(), sum.probs[i].end()) - sum.probs[i].begin();
+  }
+  return sum;
+}
+
+}  // namespace dqe

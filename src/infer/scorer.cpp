@@ -1,0 +1,190 @@
+#include <malloc.h>
+#include "dqe/scorer.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+
+#include "base/checks.h"
+#include "base/log.h"
+#include "base/progress.h"
+#include "data/dataset.h"
+#include "data/log_inputs.h"
+#include "dqe/errors.h"
+#include "dqe/run_context.h"
+#include "infer/detect.h"
+#include "infer/predictor.h"
+#include "infer/shard.h"
+#include "io/output.h"
+#include "io/output_file.h"
+#include "model/model_dir.h"
+
+namespace dqe {
+
+void ScoreConfig::validate() const {
+  if (models.empty()) throw ConfigError("--model is required");
+  check_flag(batch_size >= 1 && batch_size <= kMaxBatchSize, "--batch-size", "between 1 and " + std::to_string(kMaxBatchSize),
+             batch_size);
+  check_flag(max_len >= 0 && max_len <= kMaxSequenceLength, "--max-len", "0 (the model's) or between 3 and the model's limit",
+             max_len);
+  if (threshold) check_flag(std::isfinite(*threshold), "--threshold", "a finite number", *threshold);
+  if (filter && !threshold) throw ConfigError("--filter needs --threshold");
+  check_flag(chunk_lines >= 1, "chunk size", ">= 1", chunk_lines);
+  check_flag(psi_warn >= 0 && std::isfinite(psi_warn), "--psi-warn", "a finite number >= 0 (0: off)", psi_warn);
+  check_flag(max_bad_lines >= 0, "--max-bad-lines", ">= 0", max_bad_lines);
+  for (const auto& f : add_fields)
+    if (f != "score" && f != "pred" && f != "probs" && f != "keep")
+      throw ConfigError("--fields: unknown field \"" + f + "\" (choose among score, pred, probs, keep)");
+  const bool keep = std::find(add_fields.begin(), add_fields.end(), "keep") != add_fields.end();
+  if (keep && !threshold && add_fields != ScoreConfig().add_fields)
+    throw ConfigError("--fields keep needs --threshold (keep is score >= threshold)");
+  check_compute_flags(threads, precision, device);
+  parse_shard(shard, shard_key);
+  if (detect_fpr) {
+    if (!detect) throw ConfigError("--detect-fpr needs --detect");
+    check_flag(*detect_fpr > 0 && *detect_fpr < 1, "--detect-fpr", "in (0, 1)", *detect_fpr);
+  }
+  if (detect && models.size() > 1)
+    throw ConfigError("--detect reads one model's detection statistics; give a single --model");
+}
+
+ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
+  config.validate();
+  check_no_aliases(
+      {{"--output", config.output, true}, {"--rejects", config.rejects, true}, {"--input", config.input, false}});
+  bool add_score = false, add_pred = false, add_probs = false, add_keep = false;
+  for (const auto& f : config.add_fields) {
+    if (f == "score") add_score = true;
+    else if (f == "pred") add_pred = true;
+    else if (f == "probs") add_probs = true;
+    else if (f == "keep") add_keep = true;
+  }
+  const RunContext ctx = make_run_context(config.device, config.precision, config.threads, stop);
+  auto log = detail::logger("score");
+  log->info(ctx.describe());
+  const Ensemble ensemble = load_ensemble(config.models, config.max_len, config.fields, ctx, config.batch_size, config.base);
+  if (const std::string sharing = ensemble.sharing_summary(); !sharing.empty()) log->info(sharing);
+  const TaskSpec& task = ensemble.task();
+  // The drift check compares with the dev scores saved with a single model.
+  const std::optional<ScoreReference>& reference =
+      ensemble.members.size() == 1 ? ensemble.members.front().score_reference : std::nullopt;
+  const Shard shard = parse_shard(config.shard, config.shard_key);
+  if (!shard.all())
+    log->info("shard {} of {}: lines by {}", shard.index, shard.count,
+              shard.key.empty() ? "line number" : "the hash of field \"" + shard.key + "\"");
+  std::optional<DetectionStats> detection;
+  ScoreSummary summary;
+  summary.normalized = config.normalize;
+  if (config.detect) {
+    const std::string& dir = ensemble.members.front().dir;
+    detection = load_detection_stats(dir);
+    if (!detection)
+      throw ModelError(dir + ": no detection statistics (" + kDetectStatsFile +
+                       "); --detect needs a model trained by dqe train with --detect-fpr > 0");
+    if (config.detect_fpr) detection->calibration = calibrate(detection->dev, *config.detect_fpr);
+    summary.detect_fpr = detection->calibration.fpr;
+    for (const char* name : signal_names()) summary.suspect_counts.emplace_back(name, 0);
+  }
+  ReaderOptions ro;
+  ro.fields = ensemble.read_fields;
+  ro.max_bad_lines = config.max_bad_lines;
+  ro.rejects_path = config.rejects;
+  ro.keep_raw = true;
+  JsonlReader reader(config.input, ro);
+  detail::OutputFile output(config.output);  // before any work: an unwritable output fails now
+
+  std::vector<int64_t> bin_counts(reference ? reference->fractions.size() : 0, 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  Progress progress("score", 0, "lines");
+  std::vector<Record> chunk;
+  std::vector<std::pair<std::string, std::string>> added;
+  chunk.reserve(static_cast<size_t>(config.chunk_lines));
+  bool more = true;
+  while (more) {
+    chunk.clear();
+    Record rec;
+    while (static_cast<int64_t>(chunk.size()) < config.chunk_lines && (more = reader.next(rec)))
+      if (in_shard(shard, rec, config.input)) chunk.push_back(std::move(rec));
+    if (chunk.empty()) break;
+    const int64_t before = summary.lines;
+    const double members = static_cast<double>(ensemble.predictors.size());
+    auto on_batch = [&](int64_t done) {
+      progress.update(before + static_cast<int64_t>(static_cast<double>(done) / members));
+    };
+    Predictions p;
+    std::vector<SignalValues> signals;
+    if (detection) {
+      DetectionRun d = run_detection(ensemble.predictors.front(), *detection, chunk, ctx.threads, config.normalize);
+      p = std::move(d.predictions);
+      signals = std::move(d.signals);
+    } else {
+      p = predict_ensemble(ensemble, config.normalize ? normalized_records(chunk) : chunk, ctx.threads, on_batch);
+    }
+    require_finite(p, chunk, config.input);
+    std::ostream& out = output.stream();
+    for (size_t i = 0; i < chunk.size(); ++i) {
+      if (reference) ++bin_counts[reference->bin_of(p.scores[i])];
+      added.clear();
+      if (add_score) added.emplace_back("score", nlohmann::json(p.scores[i]).dump());
+      if (task.task == Task::kClassification) {
+        if (add_pred) added.emplace_back("pred", nlohmann::json(task.labels[static_cast<size_t>(p.classes[i])]).dump());
+        if (add_probs) added.emplace_back("probs", nlohmann::json(p.probs[i]).dump());
+      }
+      if (detection) {
+        const std::vector<std::string> reasons = suspect_reasons(signals[i], detection->calibration.thresholds);
+        added.emplace_back("suspect", reasons.empty() ? "false" : "true");
+        added.emplace_back("suspect_reasons", nlohmann::json(reasons).dump());
+        summary.suspects += !reasons.empty();
+        for (auto& [name, count] : summary.suspect_counts)
+          count += std::find(reasons.begin(), reasons.end(), name) != reasons.end();
+      }
+      if (config.threshold) {
+        const bool keep = p.scores[i] >= *config.threshold;
+        if (add_keep) added.emplace_back("keep", keep ? "true" : "false");
+        summary.kept += keep;
+        if (!keep && config.filter) {
+          ++summary.filtered;
+          continue;
+        }
+      }
+      // The line as read with the fields spliced in: every other byte (big integers, escapes,
+      // spacing, an id nlohmann would round to a double) goes out as it came in.
+      out << set_members(chunk[i].raw, added) << '\n';
+      // A closed pipe or a full disk stops the run at the first failed write, not at the end.
+      output.check();
+      ++summary.written;
+    }
+    output.flush();
+    summary.lines += static_cast<int64_t>(chunk.size());
+    progress.update(summary.lines);
+#ifdef __GLIBC__
+    // A chunk's many small JSON allocations fragment glibc's per-thread arenas; handing the
+    // free pages back after each chunk keeps peak memory flat however long the input is.
+    malloc_trim(0);
+#endif
+  }
+  progress.finish();
+  summary.rejected = reader.bad_lines();
+  for (const auto& predictor : ensemble.predictors)
+    if (summary.notes.empty()) summary.notes = unseen_feature_summary(predictor.featurizer().side_inputs());
+  // A shard of a short input may hold no line; its output is then empty.
+  if (summary.lines == 0 && shard.all()) throw DataError(config.input + ": no records to score");
+  if (summary.lines == 0) log->warn("shard {} holds no line of {}", shard.describe(), config.input);
+  output.commit();
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  summary.psi = std::numeric_limits<double>::quiet_NaN();
+  if (reference && summary.lines < kMinDriftLines) {
+    summary.drift_note = "too few lines for a drift check (" + std::to_string(summary.lines) + " < " +
+                         std::to_string(kMinDriftLines) + ")";
+  } else if (reference) {
+    summary.psi = population_stability_index(*reference, bin_counts);
+    summary.shift = describe_shift(*reference, bin_counts);
+    if (config.psi_warn > 0 && summary.psi > config.psi_warn)
+      log->warn("score distribution differs from dev (PSI {:.3f} > {:.2f}): {}", summary.psi, config.psi_warn,
+                summary.shift);
+  }
+  return summary;
+}
+
+}  // namespace dqe

@@ -1,0 +1,48 @@
+// Adversarial training as a step strategy of the engine: the word embeddings of a micro-batch
+// are perturbed in the direction that raises its loss, and the loss on the perturbed input is
+// learned from beside the clean one (the gradients of both are summed).
+//   FGM (Miyato et al., 2017): one step r = eps * g / ||g||, g the loss's gradient with
+//   respect to the word embeddings, the norm taken per example over its [time, hidden].
+//   PGD (Madry et al., 2018): K steps of alpha * g / ||g||, each projected back onto the
+//   eps ball around the clean embeddings; the last one is learned from.
+// The objective provides the seam between embeddings and encoder (Objective::forward_embeds).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "dqe/engine.h"
+
+namespace dqe::training {
+
+struct AdversarialOptions {
+  std::string method = "fgm";  // "fgm" or "pgd"
+  double eps = 1.0;            // L2 radius of a perturbation, per example
+  int64_t steps = 3;           // PGD's steps
+  double alpha = 0.3;          // PGD's step size
+};
+
+// g / ||g|| per example (the first dimension), scaled by `size`; zero where g is zero.
+torch::Tensor normalized_step(const torch::Tensor& gradient, double size);
+// delta projected onto the L2 ball of radius eps, per example.
+torch::Tensor project_to_ball(const torch::Tensor& delta, double eps);
+
+class AdversarialStep : public StepStrategy {
+ public:
+  explicit AdversarialStep(AdversarialOptions options);
+  // The clean pass's loss; its sums add "adv_loss", the perturbed pass's loss.
+  MicroLoss run(Objective& objective, PreparedBatch& batch, double scale) override;
+
+  // Wall time spent in clean passes and in adversarial ones (the strategy's cost).
+  double clean_seconds() const { return clean_seconds_; }
+  double adversarial_seconds() const { return adversarial_seconds_; }
+
+ private:
+  AdversarialOptions options_;
+  double clean_seconds_ = 0;
+  double adversarial_seconds_ = 0;
+};
+
+}  // namespace dqe::training

@@ -1,0 +1,119 @@
+#include "dqe/pretrainer.h"
+
+#include <cmath>
+#include <filesystem>
+
+#include "base/format.h"
+#include "base/log.h"
+#include "dqe/engine.h"
+#include "dqe/errors.h"
+#include "train/data_parallel.h"
+#include "train/flag_checks.h"
+#include "train/mlm_objective.h"
+#include "train/run_log.h"
+
+namespace dqe {
+namespace fs = std::filesystem;
+
+void PretrainConfig::validate() const {
+  if (corpus.empty()) throw ConfigError("--corpus is required");
+  if (out_dir.empty()) throw ConfigError("--out is required");
+  if (!init.empty() && !tokenizer.empty()) throw ConfigError("--tokenizer cannot be combined with --init (the model has its own)");
+  check_model_shape_flags(*this);
+  check_flag(!dropout || (*dropout >= 0 && *dropout < 1), "--dropout", "in [0, 1)", dropout.value_or(0));
+  check_flag(mask_prob > 0 && mask_prob < 1, "--mask-prob", "in (0, 1)", mask_prob);
+  check_schedule_flags(*this);
+  check_flag(max_len >= 3 && max_len <= kMaxSequenceLength, "--max-len", "between 3 and " + std::to_string(kMaxSequenceLength),
+             max_len);
+  check_flag(held_out_every >= 2, "--held-out-every", ">= 2", held_out_every);
+  check_flag(held_out_max >= 1, "--held-out-max", ">= 1", held_out_max);
+  check_flag(chunk_lines >= 1, "--chunk-lines", ">= 1", chunk_lines);
+  check_compute_flags(threads, precision, device);
+  distributed.validate();
+}
+
+nlohmann::ordered_json PretrainConfig::to_json() const {
+  nlohmann::ordered_json j;
+  j["corpus"] = corpus;
+  j["out"] = out_dir;
+  j["init"] = init;
+  j["tokenizer"] = tokenizer;
+  write_model_shape_flags(j, *this);
+  j["lower-case"] = lower_case;
+  j["mask-prob"] = mask_prob;
+  j["whole-word"] = whole_word;
+  write_schedule_flags(j, *this);
+  j["held-out-every"] = held_out_every;
+  j["held-out-max"] = held_out_max;
+  j["eval-every"] = eval_every;
+  j["eval-batch-size"] = eval_batch_size;
+  j["chunk-lines"] = chunk_lines;
+  j["resume"] = resume;
+  distributed.write_json(j);
+  return j;
+}
+
+namespace {
+
+// What may differ on --resume: where and how the run computes, not what it learns.
+const std::vector<std::string> kMayChangeOnResume = {"corpus", "out", "resume", "threads", "precision", "device",
+                                                    "eval-batch-size", "dist-timeout", "bucket-mb"};
+
+}  // namespace
+
+PretrainResult pretrain(const PretrainConfig& cfg, const StopToken& stop) {
+  cfg.validate();
+  auto log = detail::logger("pretrain");
+  std::error_code ec;
+  if (!fs::exists(cfg.corpus, ec)) throw IoError(cfg.corpus + ": no such corpus file");
+  if (fs::is_directory(cfg.corpus, ec)) throw IoError(cfg.corpus + ": is a directory, not a corpus file");
+  if (!fs::is_regular_file(cfg.corpus, ec))
+    throw IoError(cfg.corpus + ": not a regular file (the corpus is read once per epoch, and once more to count it)");
+  std::unique_ptr<DataParallel> group = DataParallel::from_environment(cfg.distributed);  // null: one process
+  std::unique_ptr<training::RunDirectory> run_dir_owner = open_run_directory(group.get(), cfg.out_dir, cfg.resume);
+  training::RunDirectory& run_dir = *run_dir_owner;
+  // Refused before the data are read: a resumed run continues as it was started.
+  if (cfg.resume) run_dir.check_resume_config(cfg.to_json(), kMayChangeOnResume);
+  RunContext ctx = make_run_context(cfg.device, cfg.precision, cfg.threads, stop, cfg.seed);
+  log->info(ctx.describe());
+  training::EngineOptions options = training::schedule_of(cfg);
+  options.component = "pretrain";
+  options.evaluate_at_start = true;  // the untrained (or --init) model's score: what pretraining gained
+  options.may_change_on_resume = kMayChangeOnResume;
+  apply_data_parallel(group.get(), run_dir, cfg.resume, cfg.batch_size, ctx, options);
+  training::MlmObjective objective(cfg, ctx, run_dir.last());
+
+  training::Engine engine(std::move(options), ctx, run_dir, objective, nullptr,
+                          group ? data_parallel_hooks(*group, cfg.distributed.bucket_mb) : nullptr);
+  const training::EngineResult r = engine.run();
+
+  PretrainResult result = objective.counts();
+  result.steps = r.steps;
+  result.interrupted = r.interrupted;
+  result.interrupt_signal = r.interrupt_signal;
+  result.best_step = r.best_step;
+  result.best_dir = r.best_dir;
+  result.last_dir = r.last_dir;
+  if (r.interrupted) return result;
+  // First and best evaluations, from the log (a resumed run did not see the first).
+  const auto evals = read_eval_log((fs::path(cfg.out_dir) / "eval_log.jsonl").string());
+  auto metric = [](const EvalLogRecord& e, const char* key) {
+    auto it = e.metrics.find(key);
+    return it != e.metrics.end() && it->is_number() ? it->get<double>() : NAN;
+  };
+  if (!evals.empty()) {
+    result.initial_loss = metric(evals.front(), "mlm_loss");
+    result.initial_accuracy = metric(evals.front(), "mlm_accuracy");
+  }
+  for (const auto& e : evals) {
+    if (e.step != r.best_step) continue;
+    result.best_loss = metric(e, "mlm_loss");
+    result.best_accuracy = metric(e, "mlm_accuracy");
+  }
+  log->info("done: {} steps; held-back MLM accuracy {} -> {} (loss {} -> {}); best encoder in {}", r.steps,
+            format_significant(result.initial_accuracy), format_significant(result.best_accuracy),
+            format_significant(result.initial_loss), format_significant(result.best_loss), r.best_dir);
+  return result;
+}
+
+}  // namespace dqe
