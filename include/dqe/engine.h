@@ -20,7 +20,8 @@
 #include <torch/torch.h>
 
 #include "dqe/run_context.h"
-#include "model/model.h"
+#include "model/sequence_model.h"
+#include "model/weights.h"
 #include "train/train_state.h"
 
 namespace dqe::training {

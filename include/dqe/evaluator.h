@@ -15,14 +15,6 @@
 
 namespace dqe {
 
-struct EvalResult {
-  nlohmann::ordered_json metrics;
-  std::string table;            // readable, for stdout
-  std::string primary_name;     // the metric used for model selection
-  double primary = 0;
-  bool higher_is_better = false;
-};
-
 // labels are encode_label() values. Ranking metrics are added when some query has two or
 // more results. For a regression model trained by dqe (label_mean known), also the RMSE of
 // predicting the training mean ("train_mean_rmse"), the constant predictor to beat.

@@ -10,6 +10,16 @@
 
 namespace dqe {
 
+// A task's metrics of a model on labelled data: what eval prints and writes, and the
+// selection metric of training.
+struct EvalResult {
+  nlohmann::ordered_json metrics;
+  std::string table;            // readable, for stdout
+  std::string primary_name;     // the metric used for model selection
+  double primary = 0;
+  bool higher_is_better = false;
+};
+
 struct RegressionMetrics {
   int64_t count = 0;
   double mse = 0, rmse = 0, mae = 0;

@@ -1,5 +1,4 @@
-// From records to tensors: label encoding per task, match types, length-bucketed batch
-// plans and padding (data/featurizer.h turns records into examples).
+// From records to tensors: match types, length-bucketed batch plans and padding (data/featurizer.h turns records into examples).
 #pragma once
 
 #include <cstdint>
@@ -15,15 +14,6 @@
 #include "dqe/tokenizer.h"
 
 namespace dqe {
-
-// Class names for classification, from the training records: sorted distinct strings, or
-// "0".."K-1" when every label is an integer. Throws DataError naming path:line on a mix.
-std::vector<std::string> collect_class_labels(const std::vector<Record>& records, const std::string& path);
-
-// The numeric label of a record for the task: the value (regression), the class id
-// (classification: a known name, or an integer id in range), or 0/1 (binary).
-// Throws DataError "path:line: ..." otherwise.
-double encode_label(const Record& record, const TaskSpec& task, const std::string& path);
 
 // Marks tokens that occur on both sides of the pair (TaskSpec::match_types): type 0 -> 2
 // on the query side, 1 -> 3 on the result side. Special tokens keep their type.

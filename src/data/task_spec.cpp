@@ -20,9 +20,6 @@ Task parse_task(const std::string& name) {
   throw ConfigError("--task must be regression, classification or binary, got \"" + name + "\"");
 }
 
-int64_t TaskSpec::num_outputs() const {
-  return task == Task::kClassification ? static_cast<int64_t>(labels.size()) : 1;
-}
 
 std::string fusion_name(Fusion fusion) {
   switch (fusion) {

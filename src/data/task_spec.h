@@ -47,9 +47,6 @@ struct TaskSpec {
   bool lexical_features = false;
   // How side inputs meet the text; a config without the key is kAdd (older checkpoints).
   Fusion fusion = Fusion::kAdd;
-
-  // Size of the head's output layer.
-  int64_t num_outputs() const;
 };
 
 }  // namespace dqe

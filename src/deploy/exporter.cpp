@@ -6,14 +6,18 @@
 #include "base/format.h"
 #include "base/log.h"
 #include "deploy/deploy.h"
+#include "deploy/quantize.h"
 #include "dqe/errors.h"
 #include "dqe/evaluator.h"
 #include "dqe/run_context.h"
 #include "infer/predictor.h"
 #include "io/output.h"
 #include "io/safetensors.h"
+#include "model/heads/task_head.h"
+#include "model/int8.h"
 #include "model/model_dir.h"
-#include "model/quantize.h"
+#include "model/peft/lora.h"
+#include "model/prune.h"
 
 namespace dqe {
 namespace fs = std::filesystem;
@@ -53,15 +57,9 @@ EvalResult dev_metric(SequenceModel model, std::shared_ptr<const Featurizer> fea
 nlohmann::ordered_json hf_config(const ModelSpec& spec, WeightDtype dtype) {
   nlohmann::ordered_json j = to_json(spec);
   const TaskSpec& t = spec.task;
-  j["num_labels"] = t.num_outputs();
-  if (t.task == Task::kBinary) {
-    // BCEWithLogits on the one logit is what dqe trained; Hugging Face's pipeline applies a
-    // sigmoid to a single label.
-    const std::string positive = t.labels.size() == 2 ? t.labels[1] : "LABEL_0";
-    j["id2label"] = {{"0", positive}};
-    j["label2id"] = {{positive, 0}};
-    j["problem_type"] = "multi_label_classification";
-  }
+  const TaskHead& head = task_head(t.task);
+  j["num_labels"] = head.num_outputs(t);
+  head.write_hf_export_keys(t, j);
   j["torch_dtype"] = dtype == WeightDtype::kBf16 ? "bfloat16" : "float32";
   return j;
 }
@@ -83,11 +81,12 @@ ExportResult export_model(const ExportConfig& config) {
   LoadOptions lo;
   lo.base = config.base;
   // Refused before anything is loaded or written.
-  if ((config.merge || hf) && model_spec_of(config.model, config.base).bottleneck)
-    throw ConfigError((hf ? "--format hf: " : "--merge: ") + config.model +
-                      " holds bottleneck adapters, which are nonlinear (h + up(act(down(h)))) and cannot be folded into "
-                      "its base's weights; export it without " +
-                      (hf ? "--format hf, or train it with --peft lora or in full" : "--merge"));
+  if (config.merge || hf) {
+    const AdapterSpecPtr adapter = model_spec_of(config.model, config.base).adapter;
+    if (adapter && !adapter->why_not_mergeable().empty())
+      throw ConfigError((hf ? "--format hf: " : "--merge: ") + config.model + " " + adapter->why_not_mergeable() +
+                        "; export it without " + (hf ? "--format hf, or train it with --peft lora or in full" : "--merge"));
+  }
   LoadedModel loaded = load_model(config.model, lo);
   if (hf) {
     const std::string why = hf_incompatibility(loaded);
@@ -96,14 +95,14 @@ ExportResult export_model(const ExportConfig& config) {
   ExportResult result;
   result.model_dir = loaded.dir;
   result.base_dir = loaded.base_dir;
-  if ((config.merge || hf) && loaded.spec.lora) {
-    result.merged_modules = static_cast<int64_t>(loaded.spec.lora->modules.size());
-    merge_lora(loaded.model);
-    loaded.spec.lora.reset();
+  if ((config.merge || hf) && loaded.spec.adapter) {
+    if (const auto* lora = loaded.spec.adapter.as<LoraSpec>()) result.merged_modules = static_cast<int64_t>(lora->modules.size());
+    merge_adapter(loaded.model);
+    loaded.spec.adapter.reset();
   } else if (config.merge) {
     log->info("{}: not an adapter; nothing to merge, written as it is", loaded.dir);
   }
-  result.adapter = loaded.spec.lora.has_value() || loaded.spec.bottleneck.has_value();
+  result.adapter = static_cast<bool>(loaded.spec.adapter);
   const bool transform = hf || dtype != WeightDtype::kFp32 || config.keep_layers > 0;
   if (result.adapter && transform)
     throw ConfigError("--dtype and --keep-layers need a plain model, and " + loaded.dir +
@@ -117,7 +116,7 @@ ExportResult export_model(const ExportConfig& config) {
   if (transform) {
     std::map<std::string, torch::Tensor> tensors;
     for (auto& [name, t] : checkpoint_weights(loaded.model, false)) tensors.emplace(name, t.detach().clone());
-    if (hf) fold_label_scaling(spec.task, tensors);
+    if (hf) task_head(spec.task.task).fold_into_head(spec.task, tensors);
     if (config.keep_layers > 0) {
       result.kept_layers = layers_to_keep(spec.bert.num_hidden_layers, config.keep_layers, config.keep_which);
       keep_layers(spec.bert, tensors, result.kept_layers);
@@ -127,13 +126,13 @@ ExportResult export_model(const ExportConfig& config) {
     std::map<std::string, torch::Tensor> reread;
     for (const auto& [name, t] : stored) reread.emplace(name, t.is_floating_point() ? t.to(torch::kFloat32) : t);
     out_featurizer = std::make_shared<const Featurizer>(loaded.featurizer->with_task(spec.task));
-    out_model = SequenceModel(spec.bert, spec.task.num_outputs(), out_featurizer->side_dims(), std::nullopt,
-                              spec.task.fusion);
+    out_model = SequenceModel(spec.bert, task_head(spec.task.task).num_outputs(spec.task), out_featurizer->side_dims(),
+                              nullptr, spec.task.fusion);
     init_weights(out_model, spec.bert);
     const std::map<std::string, torch::Tensor> int8 = int8_entries(reread);
     load_weights(out_model, dequantize_weights(std::move(reread), "export"), "export", /*allow_new_head=*/false);
     // The dev check measures what eval and score will run: int8 Linears on int8 kernels.
-    attach_int8_kernels(out_model, int8);
+    attach_int8_kernels(*out_model->bert, int8);
   }
 
   if (!config.dev.empty()) {

@@ -31,55 +31,26 @@ std::string join(const std::vector<std::string>& parts, const std::string& sep) 
 
 EvalResult compute_metrics(const TaskSpec& task, const Predictions& predictions, const std::vector<double>& labels,
                            const std::vector<std::string>& query_ids, bool has_training_mean) {
-  EvalResult r;
-  std::vector<double> gains(labels);
-  if (task.task == Task::kRegression) {
-    auto m = regression_metrics(predictions.scores, labels);
-    r.metrics = to_json(m);
-    r.table = format_table(m);
-    r.primary_name = "rmse";
-    r.primary = m.rmse;
-    // Gains must be >= 0: the lowest label is "no gain".
-    const double lowest = labels.empty() ? 0 : *std::min_element(labels.begin(), labels.end());
-    for (auto& g : gains) g -= lowest;
-  } else if (task.task == Task::kBinary) {
-    std::vector<int64_t> truth(labels.begin(), labels.end());
-    auto m = binary_metrics(predictions.scores, truth);
-    r.metrics = to_json(m);
-    r.table = format_table(m);
-    r.primary_name = "roc_auc";
-    r.primary = m.roc_auc;
-  } else {
-    std::vector<int64_t> truth(labels.begin(), labels.end());
-    auto m = classification_metrics(predictions.classes, truth, task.labels);
-    r.metrics = to_json(m);
-    r.table = format_table(m);
-    r.primary_name = "accuracy";
-    r.primary = m.accuracy;
-  }
+  const TaskHead& head = task_head(task.task);
+  EvalResult r = head.metrics(task, predictions, labels);
   // Which way is better is the metric registry's to say, as for the gate and the report.
   r.higher_is_better = find_metric(r.primary_name)->higher_is_better();
-  auto ranking = ranking_metrics(query_ids, predictions.scores, gains);
+  auto ranking = ranking_metrics(query_ids, predictions.scores, head.gains(labels));
   if (ranking.num_queries > 0) {
     r.metrics["ranking"] = to_json(ranking);
     r.table += format_table(ranking);
   }
-  if (task.task == Task::kRegression && has_training_mean && !labels.empty()) {
-    double sq = 0;
-    for (double y : labels) sq += (y - task.label_mean) * (y - task.label_mean);
-    const double rmse = std::sqrt(sq / static_cast<double>(labels.size()));
-    r.metrics["train_mean_rmse"] = rmse;
-    r.table += "rmse of predicting the training mean (" + format_fixed(task.label_mean) + "): " + format_fixed(rmse) + "\n";
-  }
+  if (has_training_mean) head.add_constant_baseline(task, labels, r);
   return r;
 }
 
 LabelledSet labels_of(const std::vector<Record>& records, const TaskSpec& task, const std::string& path) {
+  const TaskHead& head = task_head(task.task);
   LabelledSet set;
   set.labels.reserve(records.size());
   set.query_ids.reserve(records.size());
   for (const auto& r : records) {
-    set.labels.push_back(encode_label(r, task, path));
+    set.labels.push_back(head.encode_label(r, task, path));
     set.query_ids.push_back(r.query_id);
   }
   return set;

@@ -8,47 +8,14 @@
 #include "base/format.h"
 #include "base/log.h"
 #include "dqe/errors.h"
-#include "model/quantize.h"
+#include "model/int8.h"
 
 namespace dqe {
 
 namespace fs = std::filesystem;
 
 Predictions predictions_from_logits(const torch::Tensor& logits, const TaskSpec& task) {
-  Predictions p;
-  const int64_t n = logits.size(0);
-  p.scores.resize(static_cast<size_t>(n));
-  if (task.task == Task::kRegression) {
-    auto acc = logits.accessor<float, 2>();
-    for (int64_t i = 0; i < n; ++i) p.scores[i] = acc[i][0] * task.label_std + task.label_mean;
-  } else if (task.task == Task::kBinary) {
-    auto probs = torch::sigmoid(logits);
-    auto acc = probs.accessor<float, 2>();
-    p.classes.resize(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) {
-      p.scores[i] = acc[i][0];
-      p.classes[i] = acc[i][0] >= 0.5f ? 1 : 0;
-    }
-  } else {
-    auto probs = torch::softmax(logits, 1);
-    auto acc = probs.accessor<float, 2>();
-    const int64_t k = probs.size(1);
-    p.classes.resize(static_cast<size_t>(n));
-    p.probs.resize(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) {
-      double weighted = 0;
-      int64_t best = 0;
-      p.probs[i].resize(static_cast<size_t>(k));
-      for (int64_t c = 0; c < k; ++c) {
-        p.probs[i][c] = acc[i][c];
-        weighted += acc[i][c] * static_cast<double>(c);
-        if (acc[i][c] > acc[i][best]) best = c;
-      }
-      p.classes[i] = best;
-      p.scores[i] = k > 1 ? weighted / static_cast<double>(k - 1) : 0;
-    }
-  }
-  return p;
+  return task_head(task.task).decode(logits, task);
 }
 
 void require_finite(const Predictions& predictions, const std::vector<Record>& records, const std::string& path) {
@@ -209,9 +176,9 @@ Ensemble load_ensemble(const std::vector<std::string>& model_args, int64_t max_l
         throw ConfigError("--model " + path + ": it reads other JSON fields than --model " + models.front() +
                           " (query, text, label, query id or id); give the field flags to read them one way");
     }
-    if ((loaded.spec.lora || loaded.spec.bottleneck) && !loaded.base_dir.empty()) {
+    if (loaded.spec.adapter && !loaded.base_dir.empty()) {
       // Aliased before moving to the device, so that a shared base is moved once.
-      const std::string& hash = loaded.spec.lora ? loaded.spec.lora->base_hash : loaded.spec.bottleneck->base_hash;
+      const std::string& hash = loaded.spec.adapter->base.hash;
       const std::string key = fs::weakly_canonical(loaded.base_dir).string() + "\n" + hash;
       auto [it, first] = base_owner.emplace(key, e.members.size());
       ++e.adapters;
@@ -223,7 +190,7 @@ Ensemble load_ensemble(const std::vector<std::string>& model_args, int64_t max_l
     loaded.model->to(ctx.device);
     if (!loaded.int8.empty() && ctx.device.is_cpu()) {
       // An int8 export: its Linears run LibTorch's int8 kernels on the stored weights.
-      const int64_t attached = attach_int8_kernels(loaded.model, loaded.int8);
+      const int64_t attached = attach_int8_kernels(*loaded.model->bert, loaded.int8);
       auto log = detail::logger("model");
       if (attached > 0)
         log->info("{}: {} Linears run int8 kernels (LibTorch's {} engine)", path, attached, select_int8_engine());
@@ -269,12 +236,7 @@ Predictions predict_ensemble(const Ensemble& ensemble, const std::vector<Record>
   for (auto& s : sum.scores) s /= count;
   for (auto& row : sum.probs)
     for (auto& v : row) v /= count;
-  const Task task = ensemble.task().task;
-  for (size_t i = 0; i < sum.classes.size(); ++i) {
-    if (task == Task::kBinary) sum.classes[i] = sum.scores[i] >= 0.5 ? 1 : 0;
-    else
-      sum.classes[i] = std::max_element(sum.probs[i].begin(), sum.probs[i].end()) - sum.probs[i].begin();
-  }
+  task_head(ensemble.task().task).classes_of_average(sum);
   return sum;
 }
 

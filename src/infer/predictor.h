@@ -15,9 +15,11 @@
 #include "data/featurizer.h"
 #include "dqe/jsonl_reader.h"
 #include "dqe/run_context.h"
-#include "model/model.h"
+#include "model/heads/task_head.h"
 #include "model/model_dir.h"
 #include "model/model_spec.h"
+#include "model/sequence_model.h"
+#include "model/weights.h"
 
 namespace dqe {
 
@@ -35,14 +37,7 @@ struct ModelOutputs {
   std::vector<LineDiagnostics> diagnostics;
 };
 
-// The task's reading of logits.
-struct Predictions {
-  // Regression: the value in label units. Binary: P(positive). Classification: the
-  // probability-weighted class index scaled to [0, 1].
-  std::vector<double> scores;
-  std::vector<int64_t> classes;            // classification and binary: predicted class id
-  std::vector<std::vector<double>> probs;  // classification: per-class probabilities
-};
+// The task head's reading of logits (task_head(task.task).decode).
 Predictions predictions_from_logits(const torch::Tensor& logits, const TaskSpec& task);
 // Throws ModelError "path:line: ..." at the first record whose score is not finite (a model or
 // an input that overflows): a score of null is not written as if it were one.

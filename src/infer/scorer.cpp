@@ -66,6 +66,7 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
   const Ensemble ensemble = load_ensemble(config.models, config.max_len, config.fields, ctx, config.batch_size, config.base);
   if (const std::string sharing = ensemble.sharing_summary(); !sharing.empty()) log->info(sharing);
   const TaskSpec& task = ensemble.task();
+  const TaskHead& head = task_head(task.task);
   // The drift check compares with the dev scores saved with a single model.
   const std::optional<ScoreReference>& reference =
       ensemble.members.size() == 1 ? ensemble.members.front().score_reference : std::nullopt;
@@ -127,10 +128,7 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
       if (reference) ++bin_counts[reference->bin_of(p.scores[i])];
       added.clear();
       if (add_score) added.emplace_back("score", nlohmann::json(p.scores[i]).dump());
-      if (task.task == Task::kClassification) {
-        if (add_pred) added.emplace_back("pred", nlohmann::json(task.labels[static_cast<size_t>(p.classes[i])]).dump());
-        if (add_probs) added.emplace_back("probs", nlohmann::json(p.probs[i]).dump());
-      }
+      head.line_fields(p, i, task, add_pred, add_probs, added);
       if (detection) {
         const std::vector<std::string> reasons = suspect_reasons(signals[i], detection->calibration.thresholds);
         added.emplace_back("suspect", reasons.empty() ? "false" : "true");

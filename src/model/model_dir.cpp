@@ -13,10 +13,9 @@
 #include "io/output.h"
 #include "io/remove_tree.h"
 #include "io/safetensors.h"
-#include "model/peft/adalora.h"
-#include "model/peft/bottleneck.h"
-#include "model/peft/peft.h"
-#include "model/quantize.h"
+#include "model/heads/task_head.h"
+#include "model/int8.h"
+#include "model/peft/adapter.h"
 
 namespace dqe {
 namespace fs = std::filesystem;
@@ -79,56 +78,40 @@ std::string find_base(const std::string& adapter_dir, const std::string& base, c
 }
 
 // An adapter directory's spec, and its base directory found from it.
-struct AdapterSpec {
+struct AdapterDirectory {
   ModelSpec spec;
   std::string base_dir;
   bool own_config = false;  // config.json in the adapter's directory (dqe wrote it)
 };
 
-// A bottleneck adapter's directory (dqe's own layout: its config.json is always there).
-AdapterSpec bottleneck_adapter_spec(const std::string& dir, const nlohmann::json& adapter_config,
-                                    const std::string& config_path, const std::string& base_flag) {
-  BottleneckSpec bottleneck = bottleneck_spec_from_adapter_config(adapter_config, config_path);
-  AdapterSpec a;
-  a.own_config = true;
-  a.spec = load_model_spec(dir);
-  if (bottleneck.size > a.spec.bert.hidden_size)
-    throw ModelError(config_path + ": adapter_size " + std::to_string(bottleneck.size) + " exceeds the hidden size " +
-                     std::to_string(a.spec.bert.hidden_size));
-  if (a.spec.bottleneck) {
-    if (bottleneck.base.empty()) bottleneck.base = a.spec.bottleneck->base;
-    bottleneck.base_dir = a.spec.bottleneck->base_dir;
-    bottleneck.base_hash = a.spec.bottleneck->base_hash;
-  }
-  a.base_dir = find_base(dir, bottleneck.base, bottleneck.base_dir, base_flag);
-  a.spec.lora.reset();
-  a.spec.bottleneck = bottleneck;
-  return a;
-}
-
-AdapterSpec adapter_spec(const std::string& dir, const std::string& base_flag) {
+AdapterDirectory adapter_directory(const std::string& dir, const std::string& base_flag) {
   const std::string config_path = (fs::path(dir) / kAdapterConfigFile).string();
-  const nlohmann::json adapter_config = read_json_file(config_path);
-  const auto peft_type = adapter_config.is_object() ? adapter_config.find("peft_type") : adapter_config.end();
-  if (peft_type != adapter_config.end() && *peft_type == "BOTTLENECK")
-    return bottleneck_adapter_spec(dir, adapter_config, config_path, base_flag);
-  LoraSpec lora = lora_spec_from_adapter_config(adapter_config, config_path);
-  AdapterSpec a;
+  AdapterSpecPtr adapter = read_adapter_config(read_json_file(config_path), config_path);
+  AdapterDirectory a;
   a.own_config = fs::exists(fs::path(dir) / "config.json");
+  const AdapterKind* kind = adapter_kind_of_peft_type(adapter->peft_type());
+  if (kind->dqe_only && !a.own_config)
+    throw ModelError(dir + ": a " + adapter->peft_type() + " adapter (dqe's own kind) needs the config.json dqe wrote "
+                     "beside it");
   if (a.own_config) {
     a.spec = load_model_spec(dir);
-    if (a.spec.lora) {
-      if (lora.base.empty()) lora.base = a.spec.lora->base;
-      lora.base_dir = a.spec.lora->base_dir;
-      lora.base_hash = a.spec.lora->base_hash;
+    if (a.spec.adapter) {
+      // dqe's record of the adapter: where its base was, and what its weights were.
+      if (a.spec.adapter->peft_type() != adapter->peft_type())
+        throw ModelError(dir + ": config.json records a " + a.spec.adapter->peft_type() + " adapter but " +
+                         kAdapterConfigFile + " holds a " + adapter->peft_type() + " one");
+      if (adapter->base.path.empty()) adapter->base.path = a.spec.adapter->base.path;
+      adapter->base.dir = a.spec.adapter->base.dir;
+      adapter->base.hash = a.spec.adapter->base.hash;
     }
   }
-  a.base_dir = find_base(dir, lora.base, lora.base_dir, base_flag);
+  a.base_dir = find_base(dir, adapter->base.path, adapter->base.dir, base_flag);
   if (!a.own_config) {
     a.spec = load_model_spec(a.base_dir);
     a.spec.mlm_encoder = false;  // the adapter brings the task head
   }
-  a.spec.lora = lora;
+  adapter->check_base(a.spec.bert, config_path);
+  a.spec.adapter = std::move(adapter);
   return a;
 }
 
@@ -136,7 +119,7 @@ AdapterSpec adapter_spec(const std::string& dir, const std::string& base_flag) {
 // the base's config says another number of labels (one output: regression).
 void fit_task_to_head(TaskSpec& task, const std::map<std::string, torch::Tensor>& adapter_weights) {
   const auto it = adapter_weights.find(std::string(kPeftPrefix) + "classifier.weight");
-  if (it == adapter_weights.end() || it->second.dim() != 2 || it->second.size(0) == task.num_outputs()) return;
+  if (it == adapter_weights.end() || it->second.dim() != 2 || it->second.size(0) == task_head(task.task).num_outputs(task)) return;
   const int64_t outputs = it->second.size(0);
   if (outputs == 1) {
     task.task = Task::kRegression;
@@ -152,7 +135,7 @@ void fit_task_to_head(TaskSpec& task, const std::map<std::string, torch::Tensor>
 
 ModelSpec model_spec_of(const std::string& path, const std::string& base) {
   const std::string dir = resolve_model_dir(path);
-  return is_adapter_dir(dir) ? adapter_spec(dir, base).spec : load_model_spec(dir);
+  return is_adapter_dir(dir) ? adapter_directory(dir, base).spec : load_model_spec(dir);
 }
 
 LoadedModel load_model(const std::string& path, const LoadOptions& options) {
@@ -161,15 +144,15 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
   const bool adapter = is_adapter_dir(m.dir);
   bool own_config = true;
   if (adapter) {
-    AdapterSpec a = adapter_spec(m.dir, options.base);
+    AdapterDirectory a = adapter_directory(m.dir, options.base);
     m.spec = std::move(a.spec);
     m.base_dir = a.base_dir;
     own_config = a.own_config;
   } else {
     m.spec = load_model_spec(m.dir);
   }
-  if (options.merge_adapter && m.spec.bottleneck)
-    throw ModelError(m.dir + ": bottleneck adapters are nonlinear and cannot be merged into their base's weights");
+  if (options.merge_adapter && m.spec.adapter && !m.spec.adapter->why_not_mergeable().empty())
+    throw ModelError(m.dir + " " + m.spec.adapter->why_not_mergeable());
   if (m.spec.mlm_encoder && !options.allow_new_head)
     throw ModelError(m.dir + ": is a pretrained encoder (dqe pretrain) without a task head; fine-tune it first: "
                      "dqe train --init " + path + " ...");
@@ -182,24 +165,14 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
                             ? " (adapter_model.bin, PyTorch's pickle format, is not read: save with safe_serialization=True)"
                             : ""));
     adapter_weights = load_safetensors(adapter_file);
-    if (m.spec.lora) {
-      m.spec.lora->modules = adapted_modules(adapter_weights, m.spec.bert.num_hidden_layers, adapter_file);
-      // AdaLoRA's updates are saved pruned to their rank pattern; the model holds them at init_r.
-      if (m.spec.lora->adalora) expand_by_rank_pattern(adapter_weights, *m.spec.lora->adalora, adapter_file);
-      if (!own_config) fit_task_to_head(m.spec.task, adapter_weights);
-      if (options.lora) m.spec.lora->dropout = options.lora->dropout;
-    }
-  } else if (options.bottleneck) {
-    // New bottleneck adapters of this model: the model is their base.
-    m.spec.bottleneck = *options.bottleneck;
-    m.spec.bottleneck->base = path;
-    m.spec.bottleneck->base_dir = fs::absolute(m.dir).lexically_normal().string();
-    m.base_dir = m.dir;
-  } else if (options.lora) {
+    m.spec.adapter->read_tensors(adapter_weights, m.spec.bert.num_hidden_layers, adapter_file);
+    if (!own_config) fit_task_to_head(m.spec.task, adapter_weights);
+    if (options.adapter) m.spec.adapter->continue_with(*options.adapter);
+  } else if (options.adapter) {
     // A new adapter of this model: the model is its base.
-    m.spec.lora = *options.lora;
-    m.spec.lora->base = path;
-    m.spec.lora->base_dir = fs::absolute(m.dir).lexically_normal().string();
+    m.spec.adapter = options.adapter;
+    m.spec.adapter->base.path = path;
+    m.spec.adapter->base.dir = fs::absolute(m.dir).lexically_normal().string();
     m.base_dir = m.dir;
   }
   if (options.task) {
@@ -225,32 +198,29 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
   else
     m.featurizer = std::make_shared<const Featurizer>(Featurizer::load(m.dir, m.spec.task, m.tokenizer));
   m.spec.task.fields = m.featurizer->task().fields;
-  m.model = SequenceModel(m.spec.bert, m.spec.task.num_outputs(), m.featurizer->side_dims(), m.spec.lora,
-                          m.spec.task.fusion);
-  if (m.spec.bottleneck) add_bottleneck_adapters(m.model, m.spec.bert, *m.spec.bottleneck);
+  m.model = SequenceModel(m.spec.bert, task_head(m.spec.task.task).num_outputs(m.spec.task), m.featurizer->side_dims(),
+                          m.spec.adapter.get(), m.spec.task.fusion);
   init_weights(m.model, m.spec.bert);
   // An adapter's heads come from its own file; the base's, when it has them, are overwritten.
   std::map<std::string, torch::Tensor> stored = load_safetensors(weights);
   m.int8 = int8_entries(stored);
   m.report = load_weights(m.model, dequantize_weights(std::move(stored), weights), weights,
                           options.allow_new_head || adapter);
-  // The base an adapter (LoRA or bottleneck) records.
-  std::string* base_hash = m.spec.lora ? &m.spec.lora->base_hash : m.spec.bottleneck ? &m.spec.bottleneck->base_hash : nullptr;
-  std::string* base_dir = m.spec.lora ? &m.spec.lora->base_dir : m.spec.bottleneck ? &m.spec.bottleneck->base_dir : nullptr;
-  if (base_hash) {
-    const std::string hash = encoder_weights_hash(m.model);
-    if (adapter && !base_hash->empty() && hash != *base_hash)
+  if (m.spec.adapter) {
+    BaseRecord& base = m.spec.adapter->base;
+    const std::string hash = encoder_weights_hash(*m.model);
+    if (adapter && !base.hash.empty() && hash != base.hash)
       throw ModelError(m.dir + ": its base " + m.base_dir + " has other weights than the adapter was trained on (hash " +
-                       hash + ", recorded " + *base_hash + "); point to its base with --base DIR");
+                       hash + ", recorded " + base.hash + "); point to its base with --base DIR");
     // Saved again, the adapter records where its base is now (a moved one too) and, for an
     // adapter from elsewhere, the weights of the base it was first used with.
-    *base_hash = hash;
-    *base_dir = fs::absolute(m.base_dir).lexically_normal().string();
+    base.hash = hash;
+    base.dir = fs::absolute(m.base_dir).lexically_normal().string();
   }
   std::vector<std::string> loaded_here;  // what the adapter's file brought
-  if (adapter) loaded_here = load_adapter_tensors(m.model, adapter_weights, adapter_file, options.allow_new_head);
+  if (adapter) loaded_here = load_adapter_tensors(*m.model, adapter_weights, adapter_file, options.allow_new_head);
   for (const auto& p : m.model->role_parameters())
-    if (p.role == Role::kAdapter || p.role == Role::kBottleneck)
+    if (p.role == Role::kAdapter)
       loaded_here.push_back(p.name);  // from the file, or new (B or up at zero)
   auto& missing = m.report.missing;
   missing.erase(std::remove_if(missing.begin(), missing.end(),
@@ -268,9 +238,9 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
                          "\" but the adapter lacks its weights");
     }
   }
-  if (options.merge_adapter && m.spec.lora) {
-    merge_lora(m.model);
-    m.spec.lora.reset();
+  if (options.merge_adapter && m.spec.adapter) {
+    merge_adapter(m.model);
+    m.spec.adapter.reset();
   }
   const std::string reference = (fs::path(m.dir) / "score_reference.json").string();
   if (fs::exists(reference)) m.score_reference = ScoreReference::from_json(read_json_file(reference), reference);
@@ -281,10 +251,8 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
 void write_model_files(const std::string& dir, const ModelSpec& spec, SequenceModel& model, const Featurizer& featurizer,
                        const std::vector<std::pair<std::string, torch::Tensor>>& extra_weights,
                        const ScoreReference* reference) {
-  if (spec.lora.has_value() != static_cast<bool>(model->lora))
-    throw ModelError(dir + ": the model's LoRA updates and its spec disagree (a bug)");
-  if (spec.bottleneck.has_value() != static_cast<bool>(model->bottleneck))
-    throw ModelError(dir + ": the model's bottleneck adapters and its spec disagree (a bug)");
+  if (static_cast<bool>(spec.adapter) != static_cast<bool>(model->adapter))
+    throw ModelError(dir + ": the model's adapter and its spec disagree (a bug)");
   const Tokenizer& tokenizer = featurizer.tokenizer();
   write_file_atomic((fs::path(dir) / "config.json").string(), to_json(spec).dump(2) + "\n");
   nlohmann::ordered_json tok_cfg = {{"do_lower_case", spec.task.lower_case},
@@ -292,18 +260,11 @@ void write_model_files(const std::string& dir, const ModelSpec& spec, SequenceMo
                                     {"tokenizer_class", tokenizer.kind() == "wordpiece" ? "BertTokenizer" : "dqe"}};
   write_file_atomic((fs::path(dir) / "tokenizer_config.json").string(), tok_cfg.dump(2) + "\n");
   tokenizer.save(dir);
-  if (spec.lora) {
-    // PEFT's layout: the updates and the heads; the base's weights stay where they are.
+  if (spec.adapter) {
+    // PEFT's layout: the adapter's parameters and the heads; the base's weights stay where they are.
     write_file_atomic((fs::path(dir) / kAdapterConfigFile).string(),
-                      adapter_config_json(*spec.lora, modules_to_save(model)).dump(2) + "\n");
-    save_safetensors((fs::path(dir) / kAdapterWeightsFile).string(),
-                     spec.lora->adalora ? resize_by_rank_pattern(adapter_tensors(model), *spec.lora->adalora)
-                                        : adapter_tensors(model));
-  } else if (spec.bottleneck) {
-    // dqe's layout of a bottleneck adapter: PEFT's file names, its own peft_type.
-    write_file_atomic((fs::path(dir) / kAdapterConfigFile).string(),
-                      bottleneck_config_json(*spec.bottleneck, spec.bert.hidden_act, modules_to_save(model)).dump(2) + "\n");
-    save_safetensors((fs::path(dir) / kAdapterWeightsFile).string(), adapter_tensors(model));
+                      spec.adapter->adapter_config(modules_to_save(*model), spec.bert).dump(2) + "\n");
+    save_safetensors((fs::path(dir) / kAdapterWeightsFile).string(), spec.adapter->tensors_to_save(adapter_tensors(*model)));
   } else {
     std::vector<std::pair<std::string, torch::Tensor>> weights = checkpoint_weights(model, spec.mlm_encoder);
     weights.insert(weights.end(), extra_weights.begin(), extra_weights.end());

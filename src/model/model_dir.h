@@ -19,11 +19,11 @@
 #include "data/featurizer.h"
 #include "dqe/tokenizer.h"
 #include "io/checkpoint_dir.h"
-#include "model/model.h"
 #include "model/model_spec.h"
+#include "model/sequence_model.h"
+#include "model/weights.h"
 
 namespace dqe {
-
 
 // A model ready to use: its spec, weights, tokenizer and featurizer.
 struct LoadedModel {
@@ -38,7 +38,7 @@ struct LoadedModel {
   LoadReport report;
   // Distribution of the model's dev scores at training time (score_reference.json), if saved.
   std::optional<ScoreReference> score_reference;
-  // An int8 file's int8 weights and scales (model/quantize.h's int8_entries), for attach_int8_kernels.
+  // An int8 file's int8 weights and scales (model/int8.h's int8_entries), for attach_int8_kernels.
   std::map<std::string, torch::Tensor> int8;
 };
 
@@ -59,13 +59,11 @@ struct LoadOptions {
   std::optional<int64_t> min_type_vocab;
   // Where an adapter's base is, instead of where the adapter recorded it (--base).
   std::string base;
-  // Fine-tuning with LoRA: a plain model gets new LoRA updates of this spec (its modules, r,
-  // alpha and dropout; B at zero) and becomes their base, recorded as the path given with its
-  // weights' hash. An adapter keeps its own updates and base; only its dropout is this one's.
-  std::optional<LoraSpec> lora;
-  // Fine-tuning with bottleneck adapters: a plain model gets new ones of this spec (up at zero)
-  // and becomes their base, recorded as for LoRA. A bottleneck adapter keeps its own.
-  std::optional<BottleneckSpec> bottleneck;
+  // Parameter-efficient fine-tuning: a plain model gets a new adapter of this spec (in its
+  // initial state, a no-op) and becomes its base, recorded as the path given with its weights'
+  // hash. An adapter's directory keeps its own adapter and base, taking of this spec what its
+  // kind continues with (AdapterSpec::continue_with: LoRA's dropout).
+  AdapterSpecPtr adapter;
   // Folds an adapter's updates into its base's weights: the result is a plain model.
   bool merge_adapter = false;
 };
@@ -77,26 +75,22 @@ struct LoadOptions {
 LoadedModel load_model(const std::string& path, const LoadOptions& options = {});
 
 // The spec load_model(path) gives, without its weights: for an adapter, its own config.json
-// (or, for an adapter dqe did not write, its base's) with its LoraSpec (whose modules are left
-// empty: the weights name them).
+// (or, for an adapter dqe did not write, its base's) with its adapter's spec (LoRA's modules
+// are left empty: the weights name them).
 ModelSpec model_spec_of(const std::string& path, const std::string& base = "");
 
 // Writes a model's files into an existing directory: config.json, tokenizer_config.json, the
 // tokenizer's file, model.safetensors (extra_weights, such as the MLM head's, beside the
 // model's; a spec.mlm_encoder model leaves out its untrained classifier), the side inputs'
-// files and, when given, score_reference.json. A LoRA model (spec.lora) writes
-// adapter_config.json and adapter_model.safetensors (its updates and heads) instead of
+// files and, when given, score_reference.json. An adapter (spec.adapter) writes
+// adapter_config.json and adapter_model.safetensors (its parameters and the heads) instead of
 // model.safetensors.
 void write_model_files(const std::string& dir, const ModelSpec& spec, SequenceModel& model, const Featurizer& featurizer,
                        const std::vector<std::pair<std::string, torch::Tensor>>& extra_weights = {},
                        const ScoreReference* reference = nullptr);
 
-
-
 // A model checkpoint without training state: write_checkpoint of write_model_files.
 void save_checkpoint(const std::string& dir, const ModelSpec& spec, SequenceModel& model, const Featurizer& featurizer,
                      const ScoreReference* reference = nullptr);
-
-
 
 }  // namespace dqe

@@ -14,6 +14,7 @@
 
 #include "base/format.h"
 #include "dqe/errors.h"
+#include "model/heads/task_head.h"
 
 namespace dqe {
 namespace fs = std::filesystem;
@@ -42,27 +43,6 @@ void BertConfig::validate(const std::string& origin) const {
 
 
 
-namespace {
-
-template <typename T>
-void read_key(const nlohmann::json& j, const char* key, T& out, const std::string& origin) {
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return;
-  // nlohmann converts 1e300 to an integer with an out-of-range (undefined) cast: refuse it.
-  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
-    if (!it->is_number_integer() ||
-        (it->is_number_unsigned() && it->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<T>::max())) ||
-        (!it->is_number_unsigned() && it->get<int64_t>() < static_cast<int64_t>(std::numeric_limits<T>::min())))
-      throw ModelError(origin + ": key \"" + key + "\" must be an integer in range");
-  }
-  try {
-    out = it->get<T>();
-  } catch (const nlohmann::json::exception&) {
-    throw ModelError(origin + ": key \"" + key + "\" has the wrong type");
-  }
-}
-
-}  // namespace
 
 ModelSpec model_spec_from_json(const nlohmann::json& j, const std::string& origin) {
   if (!j.is_object()) throw ModelError(origin + ": expected a JSON object");
@@ -158,19 +138,16 @@ ModelSpec model_spec_from_json(const nlohmann::json& j, const std::string& origi
     spec.mlm_encoder = objective == "mlm";
     if (auto adapter = dq->find("adapter"); adapter != dq->end() && !adapter->is_null()) {
       if (!adapter->is_object()) throw ModelError(origin + ": \"dqe\".\"adapter\" must be an object");
-      std::string peft_type;
+      std::string peft_type = "LORA";  // written before dqe had other kinds
       read_key(*adapter, "peft_type", peft_type, origin);
-      if (peft_type == "BOTTLENECK") {
-        BottleneckSpec& bottleneck = spec.bottleneck.emplace();
-        read_key(*adapter, "base", bottleneck.base, origin);
-        read_key(*adapter, "base_dir", bottleneck.base_dir, origin);
-        read_key(*adapter, "base_weights_hash", bottleneck.base_hash, origin);
-      } else {
-        LoraSpec& lora = spec.lora.emplace();
-        read_key(*adapter, "base", lora.base, origin);
-        read_key(*adapter, "base_dir", lora.base_dir, origin);
-        read_key(*adapter, "base_weights_hash", lora.base_hash, origin);
-      }
+      const AdapterKind* kind = adapter_kind_of_peft_type(peft_type);
+      if (!kind)
+        throw ModelError(origin + ": \"dqe\".\"adapter\" has peft_type \"" + peft_type + "\", which dqe does not read (" +
+                         known_peft_types() + ")");
+      spec.adapter = kind->make();
+      read_key(*adapter, "base", spec.adapter->base.path, origin);
+      read_key(*adapter, "base_dir", spec.adapter->base.dir, origin);
+      read_key(*adapter, "base_weights_hash", spec.adapter->base.hash, origin);
     }
   }
   if (t.task == Task::kClassification && t.labels.size() < 2)
@@ -184,138 +161,9 @@ ModelSpec model_spec_from_json(const nlohmann::json& j, const std::string& origi
 }
 
 
-double LoraSpec::scaling() const {
-  // PEFT's SVDLinear scales by lora_alpha / (ranknum + 1e-5), ranknum its initial rank.
-  if (adalora) return alpha / (static_cast<double>(adalora->init_r) + 1e-5);
-  return rslora ? alpha / std::sqrt(static_cast<double>(r)) : alpha / static_cast<double>(r);
-}
 
-namespace {
 
-// AdaLoRA's keys of adapter_config.json (PEFT's AdaLoraConfig); r becomes init_r.
-void read_adalora_keys(const nlohmann::json& j, LoraSpec& s, const std::string& origin) {
-  AdaLoraSpec& a = s.adalora.emplace();
-  read_key(j, "init_r", a.init_r, origin);
-  read_key(j, "target_r", a.target_r, origin);
-  read_key(j, "tinit", a.tinit, origin);
-  read_key(j, "tfinal", a.tfinal, origin);
-  read_key(j, "deltaT", a.delta_t, origin);
-  read_key(j, "beta1", a.beta1, origin);
-  read_key(j, "beta2", a.beta2, origin);
-  read_key(j, "orth_reg_weight", a.orth_reg_weight, origin);
-  read_key(j, "total_step", a.total_step, origin);
-  if (a.init_r < 1 || a.init_r > 65536) throw ModelError(origin + ": init_r must be between 1 and 65536");
-  s.r = a.init_r;
-  auto it = j.find("rank_pattern");
-  if (it == j.end() || it->is_null()) return;
-  if (!it->is_object()) throw ModelError(origin + ": rank_pattern must map module names to lists of booleans");
-  const std::string suffix = ".lora_E";
-  for (auto m = it->begin(); m != it->end(); ++m) {
-    std::string module = m.key();
-    // PEFT's keys are the lora_E parameters' names ("bert.encoder.layer.0.attention.self.query.lora_E").
-    if (module.size() > suffix.size() && module.compare(module.size() - suffix.size(), suffix.size(), suffix) == 0)
-      module.resize(module.size() - suffix.size());
-    if (!m->is_array()) throw ModelError(origin + ": rank_pattern \"" + m.key() + "\" must be a list of booleans");
-    std::vector<bool> keep;
-    for (const auto& b : *m) {
-      if (!b.is_boolean()) throw ModelError(origin + ": rank_pattern \"" + m.key() + "\" must be a list of booleans");
-      keep.push_back(b.get<bool>());
-    }
-    if (static_cast<int64_t>(keep.size()) != a.init_r)
-      throw ModelError(origin + ": rank_pattern \"" + m.key() + "\" has " + std::to_string(keep.size()) +
-                       " entries but init_r is " + std::to_string(a.init_r));
-    a.rank_pattern[module] = std::move(keep);
-  }
-}
 
-}  // namespace
-
-LoraSpec lora_spec_from_adapter_config(const nlohmann::json& j, const std::string& origin) {
-  if (!j.is_object()) throw ModelError(origin + ": expected a JSON object");
-  if (json_depth(j) > kMaxJsonDepth) throw ModelError(origin + ": JSON nested too deeply");
-  std::string peft_type, task_type, bias = "none";
-  read_key(j, "peft_type", peft_type, origin);
-  if (peft_type != "LORA" && peft_type != "ADALORA")
-    throw ModelError(origin + ": peft_type \"" + peft_type + "\" is not supported (dqe reads LORA and ADALORA adapters)");
-  read_key(j, "task_type", task_type, origin);
-  if (!task_type.empty() && task_type != "SEQ_CLS")
-    throw ModelError(origin + ": task_type \"" + task_type + "\" is not supported (dqe reads adapters of sequence "
-                     "classifiers, SEQ_CLS)");
-  LoraSpec s;
-  read_key(j, "r", s.r, origin);
-  read_key(j, "lora_alpha", s.alpha, origin);
-  read_key(j, "lora_dropout", s.dropout, origin);
-  read_key(j, "use_rslora", s.rslora, origin);
-  read_key(j, "base_model_name_or_path", s.base, origin);
-  if (s.r < 1 || s.r > 65536) throw ModelError(origin + ": r must be between 1 and 65536");
-  if (!(s.alpha > 0 && std::isfinite(s.alpha))) throw ModelError(origin + ": lora_alpha must be a finite number > 0");
-  if (!(s.dropout >= 0 && s.dropout < 1)) throw ModelError(origin + ": lora_dropout must be in [0, 1)");
-  // LoRA variants whose computation differs from W x + scaling * B A x.
-  read_key(j, "bias", bias, origin);
-  if (bias != "none") throw ModelError(origin + ": bias \"" + bias + "\" is not supported (only \"none\": no trained biases)");
-  for (const char* flag : {"fan_in_fan_out", "use_dora", "lora_bias"}) {
-    bool on = false;
-    read_key(j, flag, on, origin);
-    if (on) throw ModelError(origin + ": " + flag + " is not supported");
-  }
-  if (peft_type == "ADALORA") read_adalora_keys(j, s, origin);
-  for (const char* pattern : {"rank_pattern", "alpha_pattern"}) {
-    if (s.adalora && std::string(pattern) == "rank_pattern") continue;  // AdaLoRA's own, read above
-    auto it = j.find(pattern);
-    if (it != j.end() && !it->is_null() && !(it->is_object() && it->empty()))
-      throw ModelError(origin + ": " + pattern + " is not supported (one rank and alpha for every module)");
-  }
-  auto targets = j.find("target_modules");
-  if (targets != j.end() && targets->is_string()) {
-    s.target_modules = {targets->get<std::string>()};
-  } else if (targets != j.end() && targets->is_array()) {
-    for (const auto& t : *targets) {
-      if (!t.is_string()) throw ModelError(origin + ": target_modules must hold names");
-      s.target_modules.push_back(t.get<std::string>());
-    }
-  } else if (targets != j.end() && !targets->is_null()) {
-    throw ModelError(origin + ": target_modules must be a name or a list of names");
-  }
-  return s;
-}
-
-nlohmann::json adapter_config_json(const LoraSpec& spec, const std::vector<std::string>& modules_to_save) {
-  // Keys as PEFT's save_pretrained writes them for a LoRA sequence classifier (sorted, as it does).
-  nlohmann::json j;
-  j["base_model_name_or_path"] = spec.base;
-  j["bias"] = "none";
-  j["fan_in_fan_out"] = false;
-  j["inference_mode"] = true;
-  j["init_lora_weights"] = true;
-  if (spec.alpha == std::floor(spec.alpha) && std::abs(spec.alpha) < 1e15) j["lora_alpha"] = static_cast<int64_t>(spec.alpha);
-  else j["lora_alpha"] = spec.alpha;
-  j["lora_dropout"] = spec.dropout;
-  j["modules_to_save"] = modules_to_save;
-  j["peft_type"] = spec.adalora ? "ADALORA" : "LORA";
-  // AdaLoRA ignores r (init_r is its rank); PEFT's default keeps its loader from warning.
-  j["r"] = spec.adalora ? int64_t{8} : spec.r;
-  j["target_modules"] = spec.target_modules;
-  j["task_type"] = "SEQ_CLS";
-  j["use_rslora"] = spec.rslora;
-  if (spec.adalora) {
-    // AdaLoraConfig's keys; rank_pattern as save_pretrained leaves it (keys of the lora_E
-    // parameters without the adapter's name), null before the first allocation.
-    const AdaLoraSpec& a = *spec.adalora;
-    j["init_r"] = a.init_r;
-    j["target_r"] = a.target_r;
-    j["tinit"] = a.tinit;
-    j["tfinal"] = a.tfinal;
-    j["deltaT"] = a.delta_t;
-    j["beta1"] = a.beta1;
-    j["beta2"] = a.beta2;
-    j["orth_reg_weight"] = a.orth_reg_weight;
-    j["total_step"] = a.total_step;
-    nlohmann::json pattern = nullptr;
-    for (const auto& [module, keep] : a.rank_pattern) pattern[module + ".lora_E"] = keep;
-    j["rank_pattern"] = pattern;
-  }
-  return j;
-}
 
 ModelSpec load_model_spec(const std::string& dir) {
   const std::string path = (fs::path(dir) / "config.json").string();
@@ -357,21 +205,7 @@ nlohmann::ordered_json to_json(const ModelSpec& spec) {
   j["pad_token_id"] = b.pad_token_id;
   if (b.classifier_dropout) j["classifier_dropout"] = *b.classifier_dropout;
   // Keys Hugging Face reads to rebuild the head.
-  if (t.task == Task::kClassification) {
-    nlohmann::ordered_json id2label, label2id;
-    for (size_t i = 0; i < t.labels.size(); ++i) {
-      id2label[std::to_string(i)] = t.labels[i];
-      label2id[t.labels[i]] = i;
-    }
-    j["id2label"] = id2label;
-    j["label2id"] = label2id;
-    j["problem_type"] = "single_label_classification";
-  } else {
-    j["num_labels"] = 1;
-    j["id2label"] = {{"0", "LABEL_0"}};
-    j["label2id"] = {{"LABEL_0", 0}};
-    if (t.task == Task::kRegression) j["problem_type"] = "regression";
-  }
+  task_head(t.task).write_hf_keys(t, j);
   nlohmann::ordered_json d;
   if (spec.mlm_encoder) d["objective"] = "mlm";
   d["task"] = task_name(t.task);
@@ -391,20 +225,13 @@ nlohmann::ordered_json to_json(const ModelSpec& spec) {
   d["attributes_field"] = t.fields.attributes;
   d["image_field"] = t.fields.image;
   d["fusion"] = fusion_name(t.fusion);
-  if (spec.lora) {
-    // The adapter's own settings are in adapter_config.json; here is what dqe adds: where the
-    // base was and what its weights were.
-    d["adapter"] = {{"peft_type", spec.lora->adalora ? "ADALORA" : "LORA"},
-                    {"base", spec.lora->base},
-                    {"base_dir", spec.lora->base_dir},
-                    {"base_weights_hash", spec.lora->base_hash}};
-  }
-  if (spec.bottleneck) {
-    // The size is in adapter_config.json, as LoRA's settings are.
-    d["adapter"] = {{"peft_type", "BOTTLENECK"},
-                    {"base", spec.bottleneck->base},
-                    {"base_dir", spec.bottleneck->base_dir},
-                    {"base_weights_hash", spec.bottleneck->base_hash}};
+  if (spec.adapter) {
+    // The adapter's own settings are in adapter_config.json; here is what dqe adds: its kind,
+    // where the base was and what its weights were.
+    d["adapter"] = {{"peft_type", spec.adapter->peft_type()},
+                    {"base", spec.adapter->base.path},
+                    {"base_dir", spec.adapter->base.dir},
+                    {"base_weights_hash", spec.adapter->base.hash}};
   }
   j["dqe"] = d;
   return j;

@@ -22,6 +22,7 @@
 #include "dqe/runtime.h"
 #include "infer/predictor.h"
 #include "io/output.h"
+#include "model/heads/task_head.h"
 #include "model/model_dir.h"
 #include "model/model_spec.h"
 #include "train/flag_checks.h"
@@ -659,12 +660,6 @@ PredictionRun run_predictions(ModelRun& run, const ReportConfig& config, const s
   return p;
 }
 
-std::vector<std::string> class_names_of(const TaskSpec& task) {
-  if (task.task == Task::kClassification) return task.labels;
-  if (task.task == Task::kBinary) return task.labels.size() == 2 ? task.labels : std::vector<std::string>{"0", "1"};
-  return {};
-}
-
 std::string header_section(const ReportConfig& config, const std::vector<TrainLogRecord>& train,
                            const std::vector<EvalLogRecord>& evals, ModelRun* run, const PredictionRun* pred) {
   std::string s = "<h1>dqe training report</h1>\n<p class=\"sub\">" + html_escape(config.run_dir) + "</p>\n";
@@ -672,7 +667,7 @@ std::string header_section(const ReportConfig& config, const std::vector<TrainLo
   if (run) {
     const ModelSpec& spec = run->loaded.spec;
     std::string task = spec.mlm_encoder ? std::string("masked-language-model pretraining") : task_name(spec.task.task);
-    if (!spec.mlm_encoder && spec.task.task != Task::kRegression && !spec.task.labels.empty()) {
+    if (!spec.mlm_encoder && !task_head(spec.task.task).class_names(spec.task).empty() && !spec.task.labels.empty()) {
       std::string names;
       for (const auto& l : spec.task.labels) names += (names.empty() ? "" : ", ") + l;
       task += " <small>(" + html_escape(names) + ")</small>";
@@ -839,8 +834,11 @@ std::string predictions_section(const PredictionRun& p) {
                   html_escape(p.data) + " (" + with_thousands(static_cast<int64_t>(p.labels.size())) +
                   " examples)</p>\n" + metrics_section(p.result.metrics) + "</section>\n";
 
-  const std::vector<std::string> names = class_names_of(p.task);
-  if (p.task.task == Task::kRegression) {
+  const TaskHead& head = task_head(p.task.task);
+  const std::vector<std::string> names = head.class_names(p.task);
+  // A task without classes (regression) plots its scores against the labels; one with classes
+  // has a confusion matrix.
+  if (names.empty()) {
     s += "<section id=\"predictions\"><h2>Predicted vs true</h2>\n";
     std::set<double> distinct(p.labels.begin(), p.labels.end());
     const double range = distinct.empty() ? 0 : *distinct.rbegin() - *distinct.begin();
@@ -866,15 +864,14 @@ std::string predictions_section(const PredictionRun& p) {
     s += "<section id=\"confusion\"><h2>Confusion matrix</h2>\n";
     std::vector<int64_t> truth(p.labels.begin(), p.labels.end());
     s += html_confusion_matrix(names, confusion_matrix(truth, p.predictions.classes, names.size()));
-    s += std::string("<p class=\"note\">Rows: true class; columns: predicted class; percentages of the row.") +
-         (p.task.task == Task::kBinary ? " Positive when P(positive) &#8805; 0.5." : " Predicted class: the most probable.") +
+    s += "<p class=\"note\">Rows: true class; columns: predicted class; percentages of the row. " + head.class_rule() +
          "</p>\n</section>\n";
   }
 
   s += "<section id=\"histograms\"><h2>Score histograms per label</h2>\n<div class=\"charts\">\n";
   double lo = 0, hi = 1;
   size_t bins = 25;
-  if (p.task.task == Task::kRegression) {
+  if (names.empty()) {
     // The scatter plot's range: predictions and labels, a little padded, to nice ticks.
     lo = INFINITY;
     hi = -INFINITY;
@@ -904,10 +901,7 @@ std::string predictions_section(const PredictionRun& p) {
     s += svg_histogram(histogram(scores, lo, hi, bins), "label " + groups[g].name, "score", palette_color(g));
   }
   s += "</div>\n<p class=\"note\">";
-  if (p.task.task == Task::kRegression) s += "Score: the predicted value, in label units.";
-  else if (p.task.task == Task::kBinary) s += "Score: P(positive).";
-  else s += "Score: the probability-weighted class index scaled to [0, 1], as <code>dqe score</code> writes it (classes in the order of the table above).";
-  return s + "</p>\n</section>\n";
+  return s + head.score_meaning() + "</p>\n</section>\n";
 }
 
 // The run's configuration as trainer_state.json lists it (the flags' order), rather than

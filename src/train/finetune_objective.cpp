@@ -15,9 +15,12 @@
 #include "dist/shares.h"
 #include "dqe/errors.h"
 #include "dqe/evaluator.h"
-#include "model/peft/bottleneck.h"
-#include "model/peft/peft.h"
+#include "model/heads/task_head.h"
+#include "model/peft/adapter.h"
+#include "model/peft/lora.h"
+#include "model/prune.h"
 #include "train/augment.h"
+#include "train/peft_setup.h"
 #include "train/train_util.h"
 
 namespace dqe::training {
@@ -51,33 +54,8 @@ TaskSpec task_of_new_run(const TrainConfig& cfg, const std::vector<Record>& trai
     ts.match_types = cfg.match_types != "off";
     ts.lexical_features = cfg.lexical_features;
   }
-  if (!cfg.labels.empty()) {
-    ts.labels = cfg.labels;
-  } else if (ts.task == Task::kClassification) {
-    ts.labels = collect_class_labels(train, cfg.train_path);
-    // Keep a fine-tuned head when it already knows the same classes.
-    if (init && init->task.task == Task::kClassification && init->task.labels.size() >= ts.labels.size() &&
-        std::all_of(ts.labels.begin(), ts.labels.end(), [&](const std::string& l) {
-          return std::find(init->task.labels.begin(), init->task.labels.end(), l) != init->task.labels.end();
-        }))
-      ts.labels = init->task.labels;
-  } else if (ts.task == Task::kRegression) {
-    if (init && init->has_dqe_section && !init->mlm_encoder && init->task.task == Task::kRegression) {
-      ts.label_mean = init->task.label_mean;
-      ts.label_std = init->task.label_std;
-    } else {
-      double sum = 0, sq = 0;
-      for (const auto& r : train) {
-        const double v = encode_label(r, ts, cfg.train_path);
-        sum += v;
-        sq += v * v;
-      }
-      const double n = static_cast<double>(train.size());
-      ts.label_mean = sum / n;
-      ts.label_std = std::sqrt(std::max(0.0, sq / n - ts.label_mean * ts.label_mean));
-      if (!(ts.label_std > 1e-12)) ts.label_std = 1.0;  // constant labels: nothing to scale
-    }
-  }
+  ts.labels = cfg.labels;
+  task_head(ts.task).fit_labels(ts, train, cfg.train_path, init ? &*init : nullptr);
   if (init) {
     ts.max_len = cfg.max_len > 0 ? cfg.max_len : init->task.max_len;
     if (ts.max_len > init->bert.max_position_embeddings)
@@ -87,73 +65,6 @@ TaskSpec task_of_new_run(const TrainConfig& cfg, const std::vector<Record>& trai
     ts.max_len = cfg.max_len > 0 ? cfg.max_len : 128;
   }
   return ts;
-}
-
-std::string joined(const std::vector<std::string>& names) {
-  std::string out;
-  for (const auto& n : names) out += (out.empty() ? "" : ",") + n;
-  return out;
-}
-
-// The LoRA updates --peft lora (r --lora-rank) or adalora (r --adalora-init-r) asks for on a
-// base of this shape: --lora-targets, --lora-alpha, --lora-dropout at rank r. Throws
-// ConfigError naming `flag` when r exceeds a module's smaller dimension, and --lora-targets
-// when a target selects no Linear of this encoder.
-LoraSpec lora_of_flags(const TrainConfig& cfg, const BertConfig& base, int64_t r, const std::string& flag) {
-  LoraSpec lora;
-  lora.r = r;
-  lora.alpha = cfg.lora_alpha;
-  lora.dropout = cfg.lora_dropout;
-  lora.modules = lora_modules(cfg.lora_targets, base.num_hidden_layers);
-  lora.target_modules = peft_target_modules(cfg.lora_targets, lora.modules);
-  for (const auto& module : lora.modules) {
-    const auto [out, in] = linear_shape(base, module);
-    if (lora.r > std::min(out, in))
-      throw ConfigError(flag + " " + std::to_string(lora.r) + " exceeds " + std::to_string(std::min(out, in)) +
-                        ", the smaller dimension of " + module + " [" + std::to_string(out) + " x " + std::to_string(in) +
-                        "]");
-  }
-  return lora;
-}
-
-// The bottleneck adapters --peft adapter asks for on a base of this shape. Throws ConfigError
-// naming --adapter-size when it exceeds the base's hidden size.
-BottleneckSpec bottleneck_of_flags(const TrainConfig& cfg, const BertConfig& base) {
-  check_adapter_size(cfg.adapter_size, base.hidden_size);
-  BottleneckSpec bottleneck;
-  bottleneck.size = cfg.adapter_size;
-  return bottleneck;
-}
-
-// The AdaLoRA updates --peft adalora asks for: LoRA's targets, alpha and dropout, at
-// --adalora-init-r (bounded by each module's smaller dimension). The schedule's steps are
-// filled in once the run's length is known.
-LoraSpec adalora_of_flags(const TrainConfig& cfg, const BertConfig& base) {
-  LoraSpec lora = lora_of_flags(cfg, base, cfg.adalora_init_r, "--adalora-init-r");
-  AdaLoraSpec& a = lora.adalora.emplace();
-  a.init_r = cfg.adalora_init_r;
-  a.target_r = cfg.adalora_target_r;
-  a.delta_t = cfg.adalora_delta_t;
-  a.beta1 = cfg.adalora_beta1;
-  a.beta2 = cfg.adalora_beta2;
-  a.orth_reg_weight = cfg.adalora_orth_reg_weight;
-  return lora;
-}
-
-// An --init adapter continues training its own updates: the flags must describe them.
-void check_continued_adapter(const TrainConfig& cfg, const LoraSpec& flags, const LoraSpec& adapter) {
-  const std::string hint = " (an --init adapter continues training its own updates; give its values)";
-  if (flags.r != adapter.r)
-    throw ConfigError("--lora-rank " + std::to_string(flags.r) + " differs from --init " + cfg.init + "'s r " +
-                      std::to_string(adapter.r) + hint);
-  if (flags.scaling() != adapter.scaling())
-    throw ConfigError("--lora-alpha " + format_significant(flags.alpha, 6) + " differs from --init " + cfg.init +
-                      "'s lora_alpha " + format_significant(adapter.alpha, 6) +
-                      (adapter.rslora ? " (with rsLoRA's scaling)" : "") + hint);
-  if (flags.modules != adapter.modules)
-    throw ConfigError("--lora-targets " + joined(cfg.lora_targets) + " select other Linears than --init " + cfg.init +
-                      "'s adapter has (" + std::to_string(adapter.modules.size()) + " modules: " +
-                      joined(adapter.target_modules) + ")" + hint);
 }
 
 std::string fingerprint_of(const std::vector<Record>& train, const std::vector<Record>& dev) {
@@ -173,7 +84,7 @@ std::string fingerprint_of(const std::vector<Record>& train, const std::vector<R
 }  // namespace
 
 FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& ctx, const std::string& last_dir)
-    : config_(cfg), ctx_(ctx) {
+    : config_(cfg), head_(task_head(parse_task(cfg.task))), ctx_(ctx) {
   auto log = detail::logger("train");
   ReaderOptions ro;
   ro.fields = cfg.fields;
@@ -231,38 +142,14 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
     lo.fit_records = &train_records;
     if (lo.task->match_types) lo.min_type_vocab = 4;
     lo.base = cfg.base;
-    if (cfg.peft != "none" && init_spec.lora && (cfg.peft == "adalora" || init_spec.lora->adalora))
-      throw ConfigError("--peft " + cfg.peft + ": --init " + cfg.init + " is " +
-                        (init_spec.lora->adalora ? "an AdaLoRA" : "a LoRA") +
-                        " adapter, which this run cannot continue; start from its base, or from the adapter merged "
-                        "(dqe export --merge)");
-    if (cfg.peft == "lora") {
-      if (init_spec.bottleneck)
-        throw ConfigError("--peft lora: --init " + cfg.init + " is a bottleneck adapter; continue it with --peft adapter");
-      lo.lora = lora_of_flags(cfg, init_spec.bert, cfg.lora_rank, "--lora-rank");
-    } else if (cfg.peft == "adapter") {
-      if (init_spec.lora)
-        throw ConfigError("--peft adapter: --init " + cfg.init +
-                          " is a LoRA adapter; merge it first (dqe export --merge) or continue it with --peft lora");
-      lo.bottleneck = bottleneck_of_flags(cfg, init_spec.bert);
-      if (init_spec.bottleneck && init_spec.bottleneck->size != cfg.adapter_size)
-        throw ConfigError("--adapter-size " + std::to_string(cfg.adapter_size) + " differs from --init " + cfg.init +
-                          "'s adapter_size " + std::to_string(init_spec.bottleneck->size) +
-                          " (an --init adapter continues training its own adapters; give its values)");
-    } else if (cfg.peft == "adalora") {
-      if (init_spec.bottleneck)
-        throw ConfigError("--peft adalora: --init " + cfg.init + " is a bottleneck adapter; continue it with --peft adapter");
-      lo.lora = adalora_of_flags(cfg, init_spec.bert);
-    } else if (init_spec.bottleneck) {
-      throw ConfigError("--init " + cfg.init + " is a bottleneck adapter, which cannot be merged into its base for full "
-                        "fine-tuning (its adapters are nonlinear); continue it with --peft adapter");
-    } else if (init_spec.lora) {
-      lo.merge_adapter = true;  // full fine-tuning of the adapted model
-      log->info("{}: a {} adapter; its updates are merged into its base, and every weight trains", cfg.init,
-                init_spec.lora->adalora ? "AdaLoRA" : "LoRA");
-    }
+    const PeftPlan peft = plan_peft(cfg, init_spec);
+    lo.adapter = peft.adapter;
+    lo.merge_adapter = peft.merge_init;
+    if (peft.merge_init)
+      log->info("{}: {} adapter; its updates are merged into its base, and every weight trains", cfg.init,
+                init_spec.adapter->kind() == "adalora" ? "an AdaLoRA" : "a LoRA");
     LoadedModel loaded = load_model(cfg.init, lo);
-    if (lo.lora && init_spec.lora) check_continued_adapter(cfg, *lo.lora, *loaded.spec.lora);
+    if (peft.adapter && init_spec.adapter) check_continued_adapter(cfg, *peft.adapter, *loaded.spec.adapter);
     spec_ = loaded.spec;
     model_ = loaded.model;
     featurizer_ = loaded.featurizer;
@@ -294,7 +181,7 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
     spec_.task = ts;
     featurizer_ = std::make_shared<const Featurizer>(Featurizer::fit(ts, tokenizer, train_records));
     spec_.task.fields = featurizer_->task().fields;  // the side fields it reads, saved with the model
-    model_ = SequenceModel(spec_.bert, ts.num_outputs(), featurizer_->side_dims(), std::nullopt, ts.fusion);
+    model_ = SequenceModel(spec_.bert, task_head(ts.task).num_outputs(ts), featurizer_->side_dims(), nullptr, ts.fusion);
     init_weights(model_, spec_.bert);
   }
   model_->modality_dropout = cfg.modality_dropout;
@@ -306,7 +193,7 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
       log->info("lexical features on: word statistics of {} distinct results", lexical->stats().docs);
   // LoRA and bottleneck adapters: the base's encoder, its LayerNorms included, is frozen (no
   // gradients, no optimizer state); the updates or adapters and the heads train.
-  if (spec_.lora || spec_.bottleneck) set_trainable(model_, {Role::kEmbeddings, Role::kEncoder, Role::kPooler}, false);
+  if (spec_.adapter) set_trainable(model_, {Role::kEmbeddings, Role::kEncoder, Role::kPooler}, false);
   model_->to(ctx_.device);  // before the optimizer takes the parameters
   const TaskSpec& ts = spec_.task;
   int64_t num_params = 0, trainable = 0;
@@ -316,22 +203,12 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
   }
   log->info("model: {} layers x {} hidden x {} heads, {:.1f}M parameters; task {}{}; max length {}",
             spec_.bert.num_hidden_layers, spec_.bert.hidden_size, spec_.bert.num_attention_heads, num_params / 1e6,
-            task_name(ts.task), ts.task == Task::kClassification ? " (" + std::to_string(ts.labels.size()) + " classes)" : "",
+            task_name(ts.task),
+            head_.num_outputs(ts) > 1 ? " (" + std::to_string(ts.labels.size()) + " classes)" : "",
             ts.max_len);
-  if (spec_.lora) {
-    const LoraSpec& lora = *spec_.lora;
-    const std::string targets = lora.target_modules.size() <= 8 ? joined(lora.target_modules)
-                                                                : std::to_string(lora.target_modules.size()) + " names";
-    log->info("{} r {} alpha {} dropout {} on {} Linears ({}) of the frozen base {}: {} trainable parameters ({:.3g}%)",
-              lora.adalora ? "AdaLoRA initial" : "LoRA", lora.r, format_significant(lora.alpha),
-              format_significant(lora.dropout), lora.modules.size(), targets, lora.base, trainable,
-              100.0 * static_cast<double>(trainable) / static_cast<double>(num_params));
-  }
-  if (spec_.bottleneck)
-    log->info("bottleneck adapters of size {} after the attention and feed-forward outputs of {} layers of the frozen "
-              "base {}: {} trainable parameters ({:.3g}%)",
-              spec_.bottleneck->size, spec_.bert.num_hidden_layers, spec_.bottleneck->base, trainable,
-              100.0 * static_cast<double>(trainable) / static_cast<double>(num_params));
+  if (spec_.adapter)
+    log->info("{} of the frozen base {}: {} trainable parameters ({:.3g}%)", spec_.adapter->describe(),
+              spec_.adapter->base.path, trainable, 100.0 * static_cast<double>(trainable) / static_cast<double>(num_params));
 
   // A data-parallel process tokenises its share of the training pairs and the job gathers
   // them (every process plans the job's batches from all lengths); of the dev pairs it keeps
@@ -349,9 +226,8 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
   }
   ctx_.stop.check("while encoding the data, before the first step; nothing to resume");
   // Labels go through float before scaling, as they always have: the recorded runs depend on it.
-  targets_.assign(train_labels.labels.begin(), train_labels.labels.end());
-  if (ts.task == Task::kRegression)
-    for (auto& t : targets_) t = static_cast<float>((t - ts.label_mean) / ts.label_std);
+  targets_.reserve(train_labels.labels.size());
+  for (double label : train_labels.labels) targets_.push_back(head_.target(label, ts));
   labelled_rows_ = static_cast<int64_t>(train_.size());
   if (!unlabeled_records.empty()) {
     std::vector<Example> extra = examples_in_shares(ctx_, *featurizer_, unlabeled_records);
@@ -370,13 +246,13 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
     teacher_ = teacher_targets(*distill_, pairs, ts, ctx_, cfg.eval_batch_size);
     log->info("distillation: loss = {} x teacher ({}) + {} x labels, over {} labelled and {} unlabeled pairs",
               format_significant(distill_->alpha),
-              ts.task == Task::kRegression ? "MSE of its scores" : "at temperature " + format_significant(distill_->temperature),
+              head_.distillation_text(distill_->temperature),
               format_significant(1 - distill_->alpha), labelled_rows_,
               static_cast<int64_t>(train_.size()) - labelled_rows_);
   }
 
-  if (spec_.lora && spec_.lora->adalora) {
-    AdaLoraSpec& a = *spec_.lora->adalora;
+  if (LoraSpec* lora = spec_.adapter.as<LoraSpec>(); lora && lora->adalora) {
+    AdaLoraSpec& a = *lora->adalora;
     if (!cfg.resume) {
       // PEFT needs the run's length (total_step); a resumed run has it in its adapter_config.json.
       a.total_step = cfg.max_steps > 0 ? cfg.max_steps : cfg.epochs * steps_per_epoch(cfg.grad_accum);
@@ -426,7 +302,7 @@ std::unique_ptr<PreparedBatch> FinetuneObjective::prepare(int64_t index, uint64_
     std::vector<Example> examples;
     examples.reserve(rows.size());
     for (size_t r : rows) {
-      const bool irrelevant = spec_.task.task == Task::kRegression ? targets_[r] < 0 : targets_[r] == 0;
+      const bool irrelevant = head_.is_low(targets_[r]);
       // Unlabeled pairs (--unlabeled) keep their text: only a judged label says what is irrelevant.
       const bool noise = noisy(rng) && static_cast<int64_t>(r) < labelled_rows_;
       examples.push_back(noise ? featurizer_->encode(augment_record(train_records_[r], irrelevant, rng)) : train_[r]);
@@ -474,10 +350,7 @@ MicroLoss FinetuneObjective::forward_embeds(PreparedBatch& prepared, const Embed
   if (b.labelled_rows > 0) {
     const bool all = b.labelled_rows == b.samples;
     const auto reduction = all ? at::Reduction::Mean : at::Reduction::None;
-    if (task == Task::kRegression) label_loss = torch::mse_loss(logits.squeeze(1), b.target, reduction);
-    else if (task == Task::kBinary)
-      label_loss = torch::binary_cross_entropy_with_logits(logits.squeeze(1), b.target, {}, {}, reduction);
-    else label_loss = torch::cross_entropy_loss(logits, b.target.to(torch::kInt64), {}, reduction);
+    label_loss = head_.loss(logits, b.target, reduction);
     if (!all) label_loss = (label_loss * b.labelled).sum() / static_cast<double>(b.labelled_rows);
   }
   if (distill_) {
@@ -488,10 +361,11 @@ MicroLoss FinetuneObjective::forward_embeds(PreparedBatch& prepared, const Embed
   } else {
     out.loss = label_loss;
   }
-  if (allocator_ && spec_.lora->adalora->orth_reg_weight > 0) {
+  if (const AdaLoraSpec* adalora = allocator_ ? &*spec_.adapter.as<LoraSpec>()->adalora : nullptr;
+      adalora && adalora->orth_reg_weight > 0) {
     // PEFT adds the regulariser to the model's loss in its forward, so every micro-batch has it.
     const torch::Tensor orth = adalora_orth_loss(model_);
-    out.loss = out.loss + spec_.lora->adalora->orth_reg_weight * orth;
+    out.loss = out.loss + adalora->orth_reg_weight * orth;
     out.sums.emplace_back("orth_reg", orth.item<double>());
   }
   return out;
@@ -509,7 +383,7 @@ std::vector<std::pair<std::string, int64_t>> FinetuneObjective::adalora_ranks() 
 torch::Tensor FinetuneObjective::dev_logits() const {
   const Predictor predictor(model_, featurizer_, ctx_.precision, config_.eval_batch_size);
   // dev_ is this process's share; every process measures the same whole.
-  return logits_in_shares(ctx_, dev_rows_, spec_.task.num_outputs(),
+  return logits_in_shares(ctx_, dev_rows_, head_.num_outputs(spec_.task),
                           [&](size_t, size_t) { return predictor.run(dev_).logits; });
 }
 

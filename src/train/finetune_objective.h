@@ -52,6 +52,7 @@ class FinetuneObjective : public Objective {
   torch::Tensor dev_logits() const;
 
   const TrainConfig& config_;
+  const TaskHead& head_;
   RunContext ctx_;
   ModelSpec spec_;
   SequenceModel model_{nullptr};

@@ -12,7 +12,9 @@
 #include "dist/shares.h"
 #include "dqe/errors.h"
 #include "io/safetensors.h"
-#include "model/peft/peft.h"
+#include "model/heads/task_head.h"
+#include "model/peft/adapter.h"
+#include "model/peft/lora.h"
 #include "train/train_util.h"
 
 namespace dqe::training {
@@ -194,7 +196,7 @@ MlmObjective::MlmObjective(const PretrainConfig& cfg, const RunContext& ctx, con
     spec_.task.match_types = true;
     spec_.task.max_len = cfg.max_len;
     featurizer_ = std::make_shared<const Featurizer>(spec_.task, tokenizer);
-    model_ = SequenceModel(spec_.bert, spec_.task.num_outputs());
+    model_ = SequenceModel(spec_.bert, task_head(spec_.task.task).num_outputs(spec_.task));
     init_weights(model_, spec_.bert);
   }
   spec_.mlm_encoder = true;

@@ -13,6 +13,7 @@
 #include "dqe/engine.h"
 #include "dqe/pretrainer.h"
 #include "io/gzip_stream.h"
+#include "model/lm_head.h"
 #include "model/model_dir.h"
 
 namespace dqe::training {

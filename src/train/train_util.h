@@ -13,7 +13,8 @@
 
 #include "base/hash.h"
 #include "dqe/tokenizer.h"
-#include "model/model.h"
+#include "model/sequence_model.h"
+#include "model/weights.h"
 
 namespace dqe::detail {
 

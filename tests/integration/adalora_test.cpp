@@ -17,7 +17,8 @@
 #include "io/safetensors.h"
 #include "model/model_dir.h"
 #include "model/peft/adalora.h"
-#include "model/peft/peft.h"
+#include "model/peft/adapter.h"
+#include "model/peft/lora.h"
 #include "test_util.h"
 
 namespace dqe {
@@ -43,7 +44,7 @@ TEST_F(AdaLoraTest, StepZeroIsTheBase) {
   spec.modules = lora_modules({"all-linear"}, 1);
   spec.adalora.emplace();
   LoadOptions lo;
-  lo.lora = spec;
+  lo.adapter = AdapterSpecPtr(spec);
   LoadedModel adapted = load_model(base_dir(), lo);
   torch::InferenceMode guard;
   base.model->eval();
@@ -73,7 +74,7 @@ TEST_F(AdaLoraTest, LearnsPrunesToTheTargetAndSavesPeftsLayout) {
 
   EXPECT_EQ(test::read_text(base_file), base_bytes);
   LoadedModel tuned = load_model(config_.out_dir);
-  ASSERT_TRUE(tuned.spec.lora && tuned.spec.lora->adalora);
+  ASSERT_TRUE(tuned.spec.adapter.as<LoraSpec>() && tuned.spec.adapter.as<LoraSpec>()->adalora);
   const auto before = encoder_weights(base), after = encoder_weights(tuned);
   ASSERT_EQ(before.size(), after.size());
   for (const auto& [name, t] : before) EXPECT_TRUE(torch::equal(t, after.at(name))) << name << " changed";

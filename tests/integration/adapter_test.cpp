@@ -19,8 +19,9 @@
 #include "integration/run_util.h"
 #include "io/safetensors.h"
 #include "model/model_dir.h"
+#include "model/peft/adapter.h"
 #include "model/peft/bottleneck.h"
-#include "model/peft/peft.h"
+#include "model/peft/lora.h"
 #include "test_util.h"
 
 namespace dqe {
@@ -60,15 +61,15 @@ TEST_F(AdapterTest, LearnsWithTheBaseFrozenAndSavesTheAdapterOnly) {
 
   EXPECT_EQ(test::read_text(base_file), base_bytes);
   LoadedModel tuned = load_model(config_.out_dir);
-  ASSERT_TRUE(tuned.spec.bottleneck);
-  EXPECT_FALSE(tuned.spec.lora);
-  EXPECT_EQ(tuned.spec.bottleneck->size, 16);
+  ASSERT_TRUE(tuned.spec.adapter.as<BottleneckSpec>());
+  EXPECT_FALSE(tuned.spec.adapter.as<LoraSpec>());
+  EXPECT_EQ(tuned.spec.adapter.as<BottleneckSpec>()->size, 16);
   EXPECT_EQ(fs::canonical(tuned.base_dir), fs::canonical(base_dir() + "/best"));
   const auto before = encoder_weights(base), after = encoder_weights(tuned);
   ASSERT_EQ(before.size(), after.size());
   for (const auto& [name, t] : before) EXPECT_TRUE(torch::equal(t, after.at(name))) << name << " changed";
-  ASSERT_EQ(tuned.model->bottleneck->adapters.size(), 2u);
-  for (const auto& [name, adapter] : tuned.model->bottleneck->adapters)
+  ASSERT_EQ(bottleneck_adapters(*tuned.model)->adapters.size(), 2u);
+  for (const auto& [name, adapter] : bottleneck_adapters(*tuned.model)->adapters)
     EXPECT_GT(adapter->up->weight.abs().max().item<double>(), 1e-4) << name << " did not learn";
 
   const std::string best = dir_.path("run/best");
@@ -85,7 +86,7 @@ TEST_F(AdapterTest, LearnsWithTheBaseFrozenAndSavesTheAdapterOnly) {
   const nlohmann::json config = read_json_file(best + "/config.json");
   EXPECT_EQ(config["dqe"]["adapter"]["peft_type"], "BOTTLENECK");
   EXPECT_EQ(config["dqe"]["adapter"]["base"], base_dir());
-  EXPECT_EQ(config["dqe"]["adapter"]["base_weights_hash"], encoder_weights_hash(base.model));
+  EXPECT_EQ(config["dqe"]["adapter"]["base_weights_hash"], encoder_weights_hash(*base.model));
   std::set<std::string> names;
   for (const auto& [name, t] : load_safetensors(best + "/adapter_model.safetensors")) names.insert(name);
   std::set<std::string> want = {"base_model.model.classifier.weight", "base_model.model.classifier.bias"};
@@ -140,10 +141,11 @@ TEST_F(AdapterTest, LearnsWithTheBaseFrozenAndSavesTheAdapterOnly) {
 TEST_F(AdapterTest, StepZeroEqualsTheBase) {
   LoadedModel base = load_model(base_dir());
   LoadOptions lo;
-  lo.bottleneck = BottleneckSpec{};
-  lo.bottleneck->size = 8;
+  BottleneckSpec spec;
+  spec.size = 8;
+  lo.adapter = AdapterSpecPtr(spec);
   LoadedModel adapted = load_model(base_dir(), lo);
-  ASSERT_TRUE(adapted.model->bottleneck);
+  ASSERT_TRUE(adapted.model->adapter);
   ReaderOptions ro;
   ro.fields.label = "grade";
   const std::vector<Record> records = read_jsonl(config_.dev_path, ro);
@@ -180,8 +182,8 @@ TEST_F(AdapterTest, ResumedRunEqualsAnUninterruptedOne) {
   };
   for (Role role : {Role::kEmbeddings, Role::kEncoder, Role::kPooler})
     EXPECT_EQ(first_of(both.members[0].model, role).data_ptr(), first_of(both.members[1].model, role).data_ptr());
-  EXPECT_NE(first_of(both.members[0].model, Role::kBottleneck).data_ptr(),
-            first_of(both.members[1].model, Role::kBottleneck).data_ptr());
+  EXPECT_NE(first_of(both.members[0].model, Role::kAdapter).data_ptr(),
+            first_of(both.members[1].model, Role::kAdapter).data_ptr());
 
   // The run's shape is recorded: a resume may not change it.
   config_.adapter_size = 8;

@@ -16,8 +16,8 @@
 #include "infer/predictor.h"
 #include "integration/run_util.h"
 #include "io/safetensors.h"
+#include "model/int8.h"
 #include "model/model_dir.h"
-#include "model/quantize.h"
 #include "test_util.h"
 
 namespace dqe {
@@ -282,7 +282,7 @@ TEST_F(ExportTest, Bf16AndInt8AreSmallerAndScoreCloseToFp32) {
   int64_t kernels = 0;
   auto logits_of = [&kernels](const std::string& dir, bool int8_kernels = false) {
     LoadedModel m = load_model(dir);
-    if (int8_kernels) kernels = attach_int8_kernels(m.model, m.int8);
+    if (int8_kernels) kernels = attach_int8_kernels(*m.model->bert, m.int8);
     torch::InferenceMode guard;
     m.model->eval();
     std::vector<Record> records;

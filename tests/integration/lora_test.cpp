@@ -15,7 +15,8 @@
 #include "integration/run_util.h"
 #include "io/safetensors.h"
 #include "model/model_dir.h"
-#include "model/peft/peft.h"
+#include "model/peft/adapter.h"
+#include "model/peft/lora.h"
 #include "test_util.h"
 
 namespace dqe {
@@ -45,11 +46,11 @@ TEST_F(LoraTest, LearnsWithTheBaseFrozenAndSavesPeftsLayout) {
 
   EXPECT_EQ(test::read_text(base_file), base_bytes);
   LoadedModel tuned = load_model(config_.out_dir);
-  ASSERT_TRUE(tuned.spec.lora);
+  ASSERT_TRUE(tuned.spec.adapter.as<LoraSpec>());
   const auto before = encoder_weights(base), after = encoder_weights(tuned);
   ASSERT_EQ(before.size(), after.size());
   for (const auto& [name, t] : before) EXPECT_TRUE(torch::equal(t, after.at(name))) << name << " changed";
-  for (const auto& [name, update] : tuned.model->lora->updates)
+  for (const auto& [name, update] : lora_adapter(*tuned.model)->updates)
     EXPECT_GT(update->lora_B->weight.abs().max().item<double>(), 1e-4) << name << " did not learn";
 
   const std::string best = dir_.path("run/best");
@@ -208,7 +209,7 @@ TEST_F(LoraTest, InitFromAPeftAdapter) {
   TrainResult r = train(config_);
   EXPECT_EQ(r.trainable_parameters, 2 * 2 * 4 * (32 + 32) + 3 * 32 + 3);  // the adapter's 3-class head
   const LoadedModel m = load_model(config_.out_dir);
-  ASSERT_TRUE(m.spec.lora);
+  ASSERT_TRUE(m.spec.adapter.as<LoraSpec>());
   EXPECT_EQ(fs::canonical(m.base_dir), fs::canonical(test::hf_fixture()));
 
   config_.peft = "none";

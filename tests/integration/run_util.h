@@ -11,8 +11,9 @@
 #include <torch/torch.h>
 
 #include "dqe/trainer.h"
-#include "model/model.h"
 #include "model/model_dir.h"
+#include "model/sequence_model.h"
+#include "model/weights.h"
 #include "test_util.h"
 
 namespace dqe::test {

@@ -8,7 +8,8 @@
 
 #include "dqe/errors.h"
 #include "io/safetensors.h"
-#include "model/peft/peft.h"
+#include "model/peft/adapter.h"
+#include "model/peft/lora.h"
 
 namespace dqe {
 namespace fs = std::filesystem;
@@ -48,8 +49,8 @@ AdaLoraBudget adalora_budget(const AdaLoraSpec& spec, int64_t init_budget, int64
 torch::Tensor adalora_orth_loss(SequenceModel& model) {
   torch::Tensor sum;
   int64_t count = 0;
-  if (model->lora) {
-    for (auto& [name, update] : model->lora->updates) {
+  if (LoraAdapterImpl* lora = lora_adapter(*model)) {
+    for (auto& [name, update] : lora->updates) {
       if (!update->is_adalora()) continue;
       for (const torch::Tensor& cov : {torch::matmul(update->svd_A, update->svd_A.t()),
                                        torch::matmul(update->svd_B.t(), update->svd_B)}) {
@@ -100,8 +101,9 @@ void expand_by_rank_pattern(std::map<std::string, torch::Tensor>& tensors, const
 }
 
 RankAllocator::RankAllocator(SequenceModel model, AdaLoraSpec& spec) : model_(std::move(model)), spec_(spec) {
-  if (!model_->lora) throw ModelError("AdaLoRA: the model has no adapter (a bug)");
-  for (auto& [name, update] : model_->lora->updates) {
+  LoraAdapterImpl* lora = lora_adapter(*model_);
+  if (!lora) throw ModelError("AdaLoRA: the model has no LoRA adapter (a bug)");
+  for (auto& [name, update] : lora->updates) {
     if (!update->is_adalora()) throw ModelError("AdaLoRA: " + name + " is not an AdaLoRA update (a bug)");
     entries_.push_back({name, update});
     init_budget_ += update->svd_A.size(0);

@@ -1,8 +1,8 @@
 // AdaLoRA (Zhang et al., 2023) as Hugging Face PEFT trains it: the cubic budget schedule, the
 // orthogonality regulariser of P and Q, the rank allocator that prunes the least important
 // triplets (P's column, Λ's value, Q's row) by smoothed sensitivity, and PEFT's resizing of the
-// saved tensors by the rank pattern. The updates themselves are model/model.h's LoraLinear in its
-// SVD form; the spec (PEFT's AdaLoraConfig) is model/model_spec.h's AdaLoraSpec.
+// saved tensors by the rank pattern. The updates themselves are lora.h's LoraLinear in its
+// SVD form; the spec (PEFT's AdaLoraConfig) is lora.h's AdaLoraSpec.
 #pragma once
 
 #include <cstdint>
@@ -13,8 +13,8 @@
 
 #include <torch/torch.h>
 
-#include "model/model.h"
-#include "model/model_spec.h"
+#include "model/peft/lora.h"
+#include "model/sequence_model.h"
 
 namespace dqe {
 

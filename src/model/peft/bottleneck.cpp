@@ -3,29 +3,14 @@
 #include <cmath>
 #include <tuple>
 
+#include "base/checks.h"
+#include "base/format.h"
 #include "dqe/errors.h"
-#include "model/model.h"
+#include "model/sequence_model.h"
 
 namespace dqe {
 namespace nn = torch::nn;
 
-namespace {
-
-// The encoder's activation (model.cpp's rule): erf GELU, ReLU, or the tanh approximation.
-torch::Tensor activation(const std::string& act, const torch::Tensor& h) {
-  if (act == "gelu") return torch::gelu(h);
-  if (act == "relu") return torch::relu(h);
-  return torch::gelu(h, "tanh");
-}
-
-// The child of module named `name`, made as an empty holder when it does not exist yet.
-std::shared_ptr<nn::Module> holder(nn::Module& module, const std::string& name) {
-  for (const auto& child : module.named_children())
-    if (child.key() == name) return child.value();
-  return module.register_module(name, std::make_shared<nn::Module>());
-}
-
-}  // namespace
 
 BottleneckAdapterImpl::BottleneckAdapterImpl(int64_t hidden_size, int64_t size, std::string act_name)
     : act(std::move(act_name)) {
@@ -47,21 +32,50 @@ BottleneckAdaptersImpl::BottleneckAdaptersImpl(BertModelImpl& bert, const BertCo
                                                const BottleneckSpec& spec) {
   check_adapter_size(spec.size, config.hidden_size);
   for (size_t i = 0; i < bert.layers->size(); ++i) {
-    auto layer = bert.layers->ptr<BertLayerImpl>(i);
-    auto layer_holder = holder(*holder(*holder(*this, "encoder"), "layer"), std::to_string(i));
+    auto layer_holder = holder_module(*holder_module(*holder_module(*this, "encoder"), "layer"), std::to_string(i));
     const std::string at = "bert.encoder.layer." + std::to_string(i) + ".";
-    // Registered under the adapted block's name, one holder module per dotted part.
-    auto attention_output = holder(*holder(*layer_holder, "attention"), "output");
-    auto output = holder(*layer_holder, "output");
-    const std::vector<std::tuple<std::string, BertAddNorm, std::shared_ptr<nn::Module>>> sites = {
-        {"attention.output", layer->attention->output, attention_output}, {"output", layer->output, output}};
-    for (auto [site, add_norm, parent] : sites) {
+    // Registered under the adapted block's name, one holder module per dotted part, in
+    // sublayer order: the attention output, then the feed-forward output.
+    auto attention_output = holder_module(*holder_module(*layer_holder, "attention"), "output");
+    auto output = holder_module(*layer_holder, "output");
+    for (auto [site, parent] : {std::make_pair(std::string("attention.output"), attention_output),
+                                std::make_pair(std::string("output"), output)}) {
       BottleneckAdapter adapter(config.hidden_size, spec.size, config.hidden_act);
       parent->register_module("adapter", adapter);
-      add_norm->adapter = adapter;
       adapters.emplace_back(at + site + ".adapter", adapter);
     }
   }
+}
+
+torch::Tensor BottleneckAdaptersImpl::sublayer(size_t index, const torch::Tensor& h) {
+  return index < adapters.size() ? h + adapters[index].second(h) : h;
+}
+
+void BottleneckAdaptersImpl::reset() {
+  for (auto& [name, adapter] : adapters) adapter->reset_adapter();
+}
+
+BottleneckAdaptersImpl* bottleneck_adapters(SequenceModelImpl& model) {
+  return dynamic_cast<BottleneckAdaptersImpl*>(model.adapter.get());
+}
+
+std::string BottleneckSpec::describe() const {
+  return "bottleneck adapters of size " + std::to_string(size) + " after the attention and feed-forward outputs";
+}
+
+std::shared_ptr<EncoderAdapterImpl> BottleneckSpec::make_module(BertModelImpl& bert, const BertConfig& config) const {
+  return std::make_shared<BottleneckAdaptersImpl>(bert, config, *this);
+}
+
+void BottleneckSpec::check_base(const BertConfig& base, const std::string& origin) const {
+  if (size > base.hidden_size)
+    throw ModelError(origin + ": adapter_size " + std::to_string(size) + " exceeds the hidden size " +
+                     std::to_string(base.hidden_size));
+}
+
+std::string BottleneckSpec::why_not_mergeable() const {
+  return "holds bottleneck adapters, which are nonlinear (h + up(act(down(h)))) and cannot be folded into its base's "
+         "weights";
 }
 
 void check_adapter_size(int64_t size, int64_t hidden_size) {
@@ -85,19 +99,24 @@ BottleneckSpec bottleneck_spec_from_adapter_config(const nlohmann::json& j, cons
       throw ModelError(origin + ": adapter_size must be an integer >= 1");
     s.size = size->get<int64_t>();
     const auto base = j.find("base_model_name_or_path");
-    if (base != j.end() && base->is_string()) s.base = base->get<std::string>();
+    if (base != j.end() && base->is_string()) s.base.path = base->get<std::string>();
   } catch (const nlohmann::json::exception& e) {
     throw ModelError(origin + ": " + e.what());
   }
   return s;
 }
 
-nlohmann::json bottleneck_config_json(const BottleneckSpec& spec, const std::string& act,
-                                      const std::vector<std::string>& modules_to_save) {
-  // PEFT's keys where they mean the same (base, task, modules_to_save); the rest is dqe's.
+std::unique_ptr<AdapterSpec> read_bottleneck_config(const nlohmann::json& j, const std::string& origin) {
+  return std::make_unique<BottleneckSpec>(bottleneck_spec_from_adapter_config(j, origin));
+}
+
+nlohmann::json BottleneckSpec::adapter_config(const std::vector<std::string>& modules_to_save,
+                                              const BertConfig& base) const {
+  const BottleneckSpec& spec = *this;
+  const std::string& act = base.hidden_act;
   nlohmann::json j;
   j["adapter_size"] = spec.size;
-  j["base_model_name_or_path"] = spec.base;
+  j["base_model_name_or_path"] = spec.base.path;
   j["inference_mode"] = true;
   j["init_up_weights"] = "zeros";
   j["locations"] = {"attention.output", "output"};

@@ -229,7 +229,7 @@ TEST(FusionModelTest, ALineLackingAnInputScoresAsTheTextWithoutItAndTheGateStart
   const BertConfig c = test::tiny_bert_config(50, 16, 1, 2, 32, 16);
   for (Fusion f : {Fusion::kGate, Fusion::kConcat}) {
     torch::manual_seed(1);
-    SequenceModel model(c, 1, SideInputDims{{"features", 5}, {"image", 4}}, std::nullopt, f);
+    SequenceModel model(c, 1, SideInputDims{{"features", 5}, {"image", 4}}, nullptr, f);
     init_weights(model, c);
     model->eval();
     const auto ids = torch::tensor({{2, 7, 9, 3}, {2, 8, 4, 3}});

@@ -3,8 +3,10 @@
 
 #include "bert_util.h"
 #include "deploy/deploy.h"
+#include "deploy/quantize.h"
 #include "dqe/errors.h"
-#include "model/quantize.h"
+#include "model/int8.h"
+#include "model/prune.h"
 
 namespace dqe {
 namespace {
@@ -75,21 +77,6 @@ TEST(Deploy, KeepLayersRenumbers) {
   EXPECT_EQ(t.at("classifier.bias").item<double>(), 7.0);
 }
 
-TEST(Deploy, FoldLabelScalingMakesTheLogitTheScore) {
-  TaskSpec task;
-  task.label_mean = 3;
-  task.label_std = 0.5;
-  std::map<std::string, torch::Tensor> t = {{"classifier.weight", torch::tensor({{2.0f, -4.0f}})},
-                                            {"classifier.bias", torch::tensor({1.0f})}};
-  fold_label_scaling(task, t);
-  // logit' = 0.5 * (w x + b) + 3: w' = [1, -2], b' = 3.5.
-  EXPECT_FLOAT_EQ(t.at("classifier.weight")[0][0].item<float>(), 1.0f);
-  EXPECT_FLOAT_EQ(t.at("classifier.weight")[0][1].item<float>(), -2.0f);
-  EXPECT_FLOAT_EQ(t.at("classifier.bias")[0].item<float>(), 3.5f);
-  EXPECT_EQ(task.label_mean, 0);
-  EXPECT_EQ(task.label_std, 1);
-}
-
 }  // namespace
 }  // namespace dqe
 
@@ -123,7 +110,7 @@ TEST(Int8KernelsTest, EncoderLinearsRunNearFloat32AndTrainingStaysFloat) {
     return model->bert->forward(ids, types, mask);
   };
   const torch::Tensor float32 = pooled();
-  EXPECT_EQ(attach_int8_kernels(model, int8), 2 * 6 + 1);
+  EXPECT_EQ(attach_int8_kernels(*model->bert, int8), 2 * 6 + 1);
   const torch::Tensor kernels = pooled();
   const double range = float32.abs().max().item<double>();
   const double error = (kernels - float32).abs().max().item<double>();

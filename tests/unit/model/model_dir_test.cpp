@@ -8,7 +8,8 @@
 #include "dqe/errors.h"
 #include "infer/predictor.h"
 #include "io/safetensors.h"
-#include "model/peft/peft.h"
+#include "model/peft/adapter.h"
+#include "model/peft/lora.h"
 #include "test_util.h"
 
 namespace dqe {
@@ -165,17 +166,17 @@ TEST(Checkpoint, AdapterRecordsItsBaseAndRefusesAnother) {
   spec.target_modules = {"value"};
   spec.modules = lora_modules(spec.target_modules, 2);
   LoadOptions lo;
-  lo.lora = spec;
+  lo.adapter = AdapterSpecPtr(spec);
   LoadedModel m = load_model(dir.path("base"), lo);
-  ASSERT_TRUE(m.spec.lora);
-  EXPECT_EQ(m.spec.lora->base, dir.path("base"));
-  EXPECT_EQ(m.spec.lora->base_dir, fs::absolute(dir.path("base")).lexically_normal().string());
-  EXPECT_EQ(m.spec.lora->base_hash.rfind("fnv1a64:", 0), 0u);
+  ASSERT_TRUE(m.spec.adapter.as<LoraSpec>());
+  EXPECT_EQ(m.spec.adapter->base.path, dir.path("base"));
+  EXPECT_EQ(m.spec.adapter->base.dir, fs::absolute(dir.path("base")).lexically_normal().string());
+  EXPECT_EQ(m.spec.adapter->base.hash.rfind("fnv1a64:", 0), 0u);
   EXPECT_TRUE(m.report.missing.empty());  // new updates are not "missing" weights
   const torch::Tensor base_logits = logits_of(m);
   {
     torch::NoGradGuard no_grad;
-    for (auto& [name, update] : m.model->lora->updates) update->lora_B->weight.normal_(0, 0.5);
+    for (auto& [name, update] : lora_adapter(*m.model)->updates) update->lora_B->weight.normal_(0, 0.5);
   }
   const torch::Tensor adapted_logits = logits_of(m);
   EXPECT_FALSE(torch::allclose(base_logits, adapted_logits));
@@ -187,9 +188,9 @@ TEST(Checkpoint, AdapterRecordsItsBaseAndRefusesAnother) {
   EXPECT_FALSE(fs::exists(fs::path(adapter) / "model.safetensors"));
   const auto config = read_json_file(adapter + "/config.json");
   EXPECT_EQ(config["dqe"]["adapter"]["base"], dir.path("base"));
-  EXPECT_EQ(config["dqe"]["adapter"]["base_weights_hash"], m.spec.lora->base_hash);
+  EXPECT_EQ(config["dqe"]["adapter"]["base_weights_hash"], m.spec.adapter->base.hash);
   LoadedModel back = load_model(adapter);
-  EXPECT_EQ(back.spec.lora->modules, spec.modules);
+  EXPECT_EQ(back.spec.adapter.as<LoraSpec>()->modules, spec.modules);
   EXPECT_TRUE(torch::equal(logits_of(back), adapted_logits));
 
   // Moved: missing where recorded, found with --base.

@@ -1,4 +1,6 @@
-#include "model/model.h"
+#include "model/peft/lora.h"
+#include "model/sequence_model.h"
+#include "model/weights.h"
 
 #include <gtest/gtest.h>
 
@@ -217,7 +219,7 @@ TEST(SequenceModel, LoraUpdatesAreAnAdapterPartThatStartsAtTheBase) {
                   "bert.pooler.dense"};
   SequenceModel plain(c, 2);
   init_weights(plain, c);
-  SequenceModel model(c, 2, SideInputDims{}, spec);
+  SequenceModel model(c, 2, SideInputDims{}, &spec);
   init_weights(model, c);
   std::map<std::string, torch::Tensor> weights;
   for (const auto& [name, t] : checkpoint_weights(plain, false)) weights[name] = t;
@@ -235,7 +237,7 @@ TEST(SequenceModel, LoraUpdatesAreAnAdapterPartThatStartsAtTheBase) {
                          {"bert.pooler.dense.lora_A.weight", {3, 8}},
                          {"bert.pooler.dense.lora_B.weight", {8, 3}}}));
   for (const auto& [name, t] : checkpoint_weights(model, false)) EXPECT_EQ(adapter.count(name), 0u) << name;
-  for (auto& [name, update] : model->lora->updates) {
+  for (auto& [name, update] : lora_adapter(*model)->updates) {
     EXPECT_EQ(update->lora_B->weight.abs().max().item<double>(), 0.0) << name;
     // kaiming_uniform_(a = sqrt(5)) draws from U(-1/sqrt(in), 1/sqrt(in)); BERT's init is N(0, 0.02).
     const double bound = 1.0 / std::sqrt(8.0);
@@ -251,16 +253,16 @@ TEST(SequenceModel, LoraUpdatesAreAnAdapterPartThatStartsAtTheBase) {
   const auto types = torch::tensor({{0, 0, 0, 1, 1}, {0, 0, 0, 1, 1}}, torch::kInt64);
   const auto mask = torch::tensor({{1, 1, 1, 1, 0}, {1, 1, 1, 1, 1}}, torch::kInt64);
   EXPECT_TRUE(torch::equal(model->forward(ids, types, mask), plain->forward(ids, types, mask)));
-  for (auto& [name, update] : model->lora->updates) update->lora_B->weight.normal_(0, 0.5);
+  for (auto& [name, update] : lora_adapter(*model)->updates) update->lora_B->weight.normal_(0, 0.5);
   const torch::Tensor adapted = model->forward(ids, types, mask);
   EXPECT_FALSE(torch::allclose(adapted, plain->forward(ids, types, mask)));
 
   // Merged: W + (alpha / r) B A, computed here, and the same logits.
   const torch::Tensor want = plain->bert->pooler_dense->weight +
-                             2.0 * torch::matmul(model->lora->updates.back().second->lora_B->weight,
-                                                 model->lora->updates.back().second->lora_A->weight);
-  merge_lora(model);
-  EXPECT_FALSE(model->lora);
+                             2.0 * torch::matmul(lora_adapter(*model)->updates.back().second->lora_B->weight,
+                                                 lora_adapter(*model)->updates.back().second->lora_A->weight);
+  merge_adapter(model);
+  EXPECT_FALSE(model->adapter);
   for (const auto& p : model->role_parameters()) EXPECT_NE(p.role, Role::kAdapter);
   EXPECT_TRUE(torch::allclose(model->bert->pooler_dense->weight, want, 0, 1e-6));
   EXPECT_TRUE(torch::allclose(model->forward(ids, types, mask), adapted, 1e-5, 1e-5));
@@ -274,15 +276,12 @@ TEST(SequenceModel, LoraDropoutIsItsOwn) {
   spec.r = 2;
   spec.dropout = 0.3;
   spec.modules = {"bert.encoder.layer.0.attention.self.value"};
-  SequenceModel model(c, 1, SideInputDims{}, spec);
+  SequenceModel model(c, 1, SideInputDims{}, &spec);
   set_dropout(model, c, 0.0);
-  EXPECT_DOUBLE_EQ(model->lora->updates.front().second->dropout, 0.3);
-  EXPECT_THROW(SequenceModel(c, 1, SideInputDims{}, [] {
-                 LoraSpec bad;
-                 bad.modules = {"bert.encoder.layer.0.attention.self.values"};
-                 return bad;
-               }()),
-               ModelError);
+  EXPECT_DOUBLE_EQ(lora_adapter(*model)->updates.front().second->dropout, 0.3);
+  LoraSpec bad;
+  bad.modules = {"bert.encoder.layer.0.attention.self.values"};
+  EXPECT_THROW(SequenceModel(c, 1, SideInputDims{}, &bad), ModelError);
 }
 
 }  // namespace

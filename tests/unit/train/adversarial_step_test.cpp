@@ -5,7 +5,8 @@
 #include <gtest/gtest.h>
 
 #include "dqe/errors.h"
-#include "model/model.h"
+#include "model/sequence_model.h"
+#include "model/weights.h"
 
 namespace dqe::training {
 namespace {

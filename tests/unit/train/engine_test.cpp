@@ -9,7 +9,8 @@
 
 #include "bert_util.h"
 #include "dqe/errors.h"
-#include "model/model.h"
+#include "model/sequence_model.h"
+#include "model/weights.h"
 #include "test_util.h"
 
 namespace dqe {

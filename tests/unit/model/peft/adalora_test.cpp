@@ -13,7 +13,8 @@
 #include "dqe/exporter.h"
 #include "io/safetensors.h"
 #include "model/model_dir.h"
-#include "model/peft/peft.h"
+#include "model/peft/adapter.h"
+#include "model/peft/lora.h"
 #include "test_util.h"
 
 namespace dqe {
@@ -33,11 +34,11 @@ SequenceModel tiny_model(AdaLoraSpec& spec) {
   lora.modules = {kQuery, kValue};
   spec.init_r = 3;
   lora.adalora = spec;
-  return SequenceModel(c, 1, SideInputDims{}, lora);
+  return SequenceModel(c, 1, SideInputDims{}, &lora);
 }
 
 LoraLinear update_of(SequenceModel& model, const std::string& module) {
-  for (auto& [name, update] : model->lora->updates)
+  for (auto& [name, update] : lora_adapter(*model)->updates)
     if (name == module) return update;
   return LoraLinear{nullptr};
 }
@@ -72,7 +73,7 @@ TEST(AdaLoraOrthLoss, ZeroForOrthonormalAndHandComputedOtherwise) {
   AdaLoraSpec spec;
   SequenceModel model = tiny_model(spec);
   torch::NoGradGuard no_grad;
-  for (auto& [name, u] : model->lora->updates) {
+  for (auto& [name, u] : lora_adapter(*model)->updates) {
     u->svd_A.copy_(torch::tensor({{1.f, 0.f, 0.f, 0.f}, {0.f, 1.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 1.f}}));
     u->svd_B.copy_(torch::tensor({{0.f, 1.f, 0.f}, {1.f, 0.f, 0.f}, {0.f, 0.f, 1.f}, {0.f, 0.f, 0.f}}));
   }
@@ -184,9 +185,9 @@ TEST(AdaLoraResize, SavedByTheRankPatternAndExpandedBack) {
   init_weights(model, BertConfig{});
   {
     torch::NoGradGuard no_grad;
-    for (auto& [name, u] : model->lora->updates) u->svd_E.normal_();
+    for (auto& [name, u] : lora_adapter(*model)->updates) u->svd_E.normal_();
   }
-  const auto saved = resize_by_rank_pattern(adapter_tensors(model), spec);
+  const auto saved = resize_by_rank_pattern(adapter_tensors(*model), spec);
   std::map<std::string, torch::Tensor> file(saved.begin(), saved.end());
   const std::string q = std::string(kPeftPrefix) + kQuery, v = std::string(kPeftPrefix) + kValue;
   EXPECT_EQ(file.at(q + ".lora_A").sizes(), (std::vector<int64_t>{2, 4}));
@@ -215,7 +216,7 @@ TEST(AdaLoraConfig, AdapterConfigInPeftsKeysRoundTrips) {
   s.alpha = 16;
   s.dropout = 0.1;
   s.target_modules = {"query", "value"};
-  s.base = "base";
+  s.base.path = "base";
   AdaLoraSpec& a = s.adalora.emplace();
   a.target_r = 8;
   a.tinit = 10;
@@ -224,7 +225,7 @@ TEST(AdaLoraConfig, AdapterConfigInPeftsKeysRoundTrips) {
   a.total_step = 100;
   a.rank_pattern[kQuery] = std::vector<bool>(12, true);
   a.rank_pattern[kQuery][3] = false;
-  const nlohmann::json j = adapter_config_json(s, {"classifier"});
+  const nlohmann::json j = s.adapter_config({"classifier"}, BertConfig{});
   EXPECT_EQ(j["peft_type"], "ADALORA");
   EXPECT_EQ(j["init_r"], 12);
   EXPECT_EQ(j["target_r"], 8);
@@ -283,9 +284,9 @@ TEST(AdaLoraAdapter, PeftsFilesLoadAndMergeAsPeftComputes) {
   const std::map<std::string, torch::Tensor> file(tensors.begin(), tensors.end());
 
   LoadedModel m = load_model(adapter);
-  ASSERT_TRUE(m.spec.lora && m.spec.lora->adalora);
-  EXPECT_EQ(m.spec.lora->modules.size(), 4u);
-  EXPECT_EQ(m.spec.lora->adalora->target_r, 2);
+  ASSERT_TRUE(m.spec.adapter.as<LoraSpec>() && m.spec.adapter.as<LoraSpec>()->adalora);
+  EXPECT_EQ(m.spec.adapter.as<LoraSpec>()->modules.size(), 4u);
+  EXPECT_EQ(m.spec.adapter.as<LoraSpec>()->adalora->target_r, 2);
   ExportConfig xc;
   xc.model = adapter;
   xc.out = dir.path("merged");

@@ -6,8 +6,10 @@
 
 #include "bert_util.h"
 #include "dqe/errors.h"
-#include "model/model.h"
-#include "model/peft/peft.h"
+#include "model/peft/adapter.h"
+#include "model/peft/lora.h"
+#include "model/sequence_model.h"
+#include "model/weights.h"
 
 namespace dqe {
 namespace {
@@ -32,21 +34,21 @@ TEST(Bottleneck, ParameterCountsFollowFromSizeLayersAndHidden) {
     SequenceModel model(c, 3);
     BottleneckSpec spec;
     spec.size = size;
-    add_bottleneck_adapters(model, c, spec);
+    add_adapter(model, c, spec);
     init_weights(model, c);
     set_trainable(model, {Role::kEmbeddings, Role::kEncoder, Role::kPooler}, false);
     // Two adapters a layer, each down [size, 32] + its bias and up [32, size] + its bias.
     const int64_t want = 2 * 2 * (32 * size + size + size * 32 + 32);
     int64_t adapters = 0, trainable = 0;
     for (const auto& p : model->role_parameters()) {
-      if (p.role == Role::kBottleneck) adapters += p.tensor.numel();
+      if (p.role == Role::kAdapter) adapters += p.tensor.numel();
       if (p.tensor.requires_grad()) trainable += p.tensor.numel();
     }
     EXPECT_EQ(adapters, want) << "size " << size;
     EXPECT_EQ(bottleneck_parameter_count(c, size), want) << "size " << size;
     EXPECT_EQ(trainable, want + head) << "size " << size;
     int64_t saved = 0;
-    for (const auto& [name, t] : adapter_tensors(model)) saved += t.numel();
+    for (const auto& [name, t] : adapter_tensors(*model)) saved += t.numel();
     EXPECT_EQ(saved, want + head);
     // Nothing of the adapters goes into a plain checkpoint's model.safetensors.
     for (const auto& [name, t] : checkpoint_weights(model, false))
@@ -59,11 +61,11 @@ TEST(Bottleneck, NamesShapesAndInitialisation) {
   SequenceModel model(c, 1);
   BottleneckSpec spec;
   spec.size = 8;
-  add_bottleneck_adapters(model, c, spec);
+  add_adapter(model, c, spec);
   init_weights(model, c);
   std::map<std::string, torch::Tensor> by_name;
   for (const auto& p : model->role_parameters())
-    if (p.role == Role::kBottleneck) by_name[p.name] = p.tensor;
+    if (p.role == Role::kAdapter) by_name[p.name] = p.tensor;
   ASSERT_EQ(by_name.size(), 2u * 2 * 4);
   for (const char* site : {"attention.output", "output"}) {
     for (int layer = 0; layer < 2; ++layer) {
@@ -81,8 +83,8 @@ TEST(Bottleneck, NamesShapesAndInitialisation) {
       EXPECT_GT(by_name[at + "down.weight"].abs().max().item<double>(), 0.5 * bound);
     }
   }
-  EXPECT_EQ(model->bottleneck->adapters.front().first, "bert.encoder.layer.0.attention.output.adapter");
-  EXPECT_EQ(model->bottleneck->adapters.back().first, "bert.encoder.layer.1.output.adapter");
+  EXPECT_EQ(bottleneck_adapters(*model)->adapters.front().first, "bert.encoder.layer.0.attention.output.adapter");
+  EXPECT_EQ(bottleneck_adapters(*model)->adapters.back().first, "bert.encoder.layer.1.output.adapter");
 }
 
 // Up at zero: the adapted model computes exactly what its base does; once up moves, it does not.
@@ -94,14 +96,14 @@ TEST(Bottleneck, StepZeroIsTheBaseAndTheAdaptersAreInThePath) {
   SequenceModel adapted(c, 2);
   BottleneckSpec spec;
   spec.size = 4;
-  add_bottleneck_adapters(adapted, c, spec);
+  add_adapter(adapted, c, spec);
   init_weights(adapted, c);
   const auto weights = checkpoint_weights(base, false);
   load_weights(adapted, {weights.begin(), weights.end()}, "base", false);
   const torch::Tensor want = logits_of(base);
   EXPECT_TRUE(torch::equal(logits_of(adapted), want));
 
-  for (auto& [name, adapter] : adapted->bottleneck->adapters) {
+  for (auto& [name, adapter] : bottleneck_adapters(*adapted)->adapters) {
     torch::NoGradGuard no_grad;
     adapter->up->weight.normal_(0.0, 0.1);
     // Each adapter alone changes the logits.
@@ -114,7 +116,7 @@ TEST(Bottleneck, StepZeroIsTheBaseAndTheAdaptersAreInThePath) {
   set_trainable(adapted, {Role::kEmbeddings, Role::kEncoder, Role::kPooler}, false);
   const auto ids = torch::randint(1, 50, {2, 6}, torch::kLong);
   adapted->forward(ids, torch::zeros_like(ids), torch::ones_like(ids)).sum().backward();
-  for (auto& [name, adapter] : adapted->bottleneck->adapters) {
+  for (auto& [name, adapter] : bottleneck_adapters(*adapted)->adapters) {
     ASSERT_TRUE(adapter->up->weight.grad().defined()) << name;
     EXPECT_GT(adapter->up->weight.grad().abs().max().item<double>(), 0.0) << name;
     EXPECT_EQ(adapter->down->weight.grad().abs().max().item<double>(), 0.0) << name;
@@ -140,14 +142,14 @@ TEST(Bottleneck, SizeIsBoundedByTheHiddenSize) {
   SequenceModel model(c, 1);
   BottleneckSpec spec;
   spec.size = 64;
-  EXPECT_THROW(add_bottleneck_adapters(model, c, spec), ConfigError);
+  EXPECT_THROW(add_adapter(model, c, spec), ConfigError);
 }
 
 TEST(Bottleneck, AdapterConfigRoundTripsAndRefusesOtherTypes) {
   BottleneckSpec spec;
   spec.size = 16;
-  spec.base = "runs/base";
-  const nlohmann::json j = bottleneck_config_json(spec, "gelu", {"classifier", "lexical"});
+  spec.base.path = "runs/base";
+  const nlohmann::json j = spec.adapter_config({"classifier", "lexical"}, BertConfig{});
   EXPECT_EQ(j["peft_type"], "BOTTLENECK");
   EXPECT_EQ(j["task_type"], "SEQ_CLS");
   EXPECT_EQ(j["adapter_size"], 16);
@@ -155,7 +157,7 @@ TEST(Bottleneck, AdapterConfigRoundTripsAndRefusesOtherTypes) {
   EXPECT_EQ(j["modules_to_save"], nlohmann::json({"classifier", "lexical"}));
   const BottleneckSpec back = bottleneck_spec_from_adapter_config(j, "a.json");
   EXPECT_EQ(back.size, 16);
-  EXPECT_EQ(back.base, "runs/base");
+  EXPECT_EQ(back.base.path, "runs/base");
 
   nlohmann::json lora = j;
   lora["peft_type"] = "LORA";

@@ -1,6 +1,7 @@
 // LoRA adapters in Hugging Face PEFT's format: the fixture written by Python (its logits are
 // the independent oracle), target names, parameter counts, the adapter_config.json keys.
-#include "model/peft/peft.h"
+#include "model/peft/adapter.h"
+#include "model/peft/lora.h"
 
 #include <gtest/gtest.h>
 
@@ -62,16 +63,16 @@ double max_difference_from_expected(const std::vector<std::vector<float>>& logit
 TEST(PeftFixture, UnmergedAdapterGivesPythonsLogits) {
   DQE_REQUIRE_SHARED_FIXTURES();
   LoadedModel m = load_model(kAdapter);
-  ASSERT_TRUE(m.spec.lora);
-  EXPECT_EQ(m.spec.lora->r, 4);
-  EXPECT_DOUBLE_EQ(m.spec.lora->scaling(), 2.0);
-  EXPECT_EQ(m.spec.lora->modules,
+  ASSERT_TRUE(m.spec.adapter.as<LoraSpec>());
+  EXPECT_EQ(m.spec.adapter.as<LoraSpec>()->r, 4);
+  EXPECT_DOUBLE_EQ(m.spec.adapter.as<LoraSpec>()->scaling(), 2.0);
+  EXPECT_EQ(m.spec.adapter.as<LoraSpec>()->modules,
             (std::vector<std::string>{"bert.encoder.layer.0.attention.self.query", "bert.encoder.layer.0.attention.self.value",
                                       "bert.encoder.layer.1.attention.self.query", "bert.encoder.layer.1.attention.self.value"}));
   EXPECT_EQ(fs::canonical(m.base_dir), fs::canonical(test::hf_fixture()));  // "../tiny-bert-hf", from the adapter
   EXPECT_EQ(m.spec.task.labels, (std::vector<std::string>{"irrelevant", "partial", "exact"}));  // the base's
   EXPECT_TRUE(m.report.missing.empty());
-  EXPECT_TRUE(m.model->lora);
+  EXPECT_TRUE(m.model->adapter);
   const double worst = max_difference_from_expected(logits_of_cases(m));
   EXPECT_LT(worst, 1e-4);
   std::cout << "[ fixture  ] unmerged: max abs logit difference " << worst << "\n";
@@ -97,8 +98,8 @@ TEST(PeftFixture, MergedAdapterGivesTheSameLogitsAndTheFoldedWeights) {
   LoadOptions lo;
   lo.merge_adapter = true;
   LoadedModel merged = load_model(kAdapter, lo);
-  EXPECT_FALSE(merged.spec.lora);
-  EXPECT_FALSE(merged.model->lora);
+  EXPECT_FALSE(merged.spec.adapter.as<LoraSpec>());
+  EXPECT_FALSE(merged.model->adapter);
   for (const auto& p : merged.model->role_parameters()) EXPECT_NE(p.role, Role::kAdapter) << p.name;
   const auto a = logits_of_cases(unmerged), b = logits_of_cases(merged);
   const double worst = max_difference_from_expected(b);
@@ -188,7 +189,7 @@ TEST(PeftFixture, ExportWritesAMergedCheckpointOrTheAdapter) {
   EXPECT_TRUE(fs::exists(dir.path("merged/vocab.txt")));  // the base's tokenizer
   EXPECT_FALSE(fs::exists(dir.path("merged/adapter_config.json")));
   LoadedModel merged = load_model(dir.path("merged"));
-  EXPECT_FALSE(merged.spec.lora);
+  EXPECT_FALSE(merged.spec.adapter.as<LoraSpec>());
   LoadedModel unmerged = load_model(kAdapter);
   const auto a = logits_of_cases(unmerged), b = logits_of_cases(merged);
   for (size_t i = 0; i < a.size(); ++i)
@@ -201,8 +202,8 @@ TEST(PeftFixture, ExportWritesAMergedCheckpointOrTheAdapter) {
   EXPECT_TRUE(fs::exists(dir.path("adapter/adapter_model.safetensors")));
   EXPECT_FALSE(fs::exists(dir.path("adapter/model.safetensors")));
   LoadedModel again = load_model(dir.path("adapter"));  // its base found through the recorded directory
-  ASSERT_TRUE(again.spec.lora);
-  EXPECT_FALSE(again.spec.lora->base_hash.empty());
+  ASSERT_TRUE(again.spec.adapter.as<LoraSpec>());
+  EXPECT_FALSE(again.spec.adapter->base.hash.empty());
   const auto c = logits_of_cases(again);
   for (size_t i = 0; i < a.size(); ++i)
     for (size_t k = 0; k < a[i].size(); ++k) EXPECT_EQ(a[i][k], c[i][k]);
@@ -263,7 +264,7 @@ TEST(Peft, TrainableParameterCountsFollowFromRankAndTargets) {
     LoraSpec spec;
     spec.r = k.r;
     spec.modules = lora_modules(k.targets, 2);
-    SequenceModel model(c, 3, SideInputDims{}, spec);
+    SequenceModel model(c, 3, SideInputDims{}, &spec);
     init_weights(model, c);
     set_trainable(model, {Role::kEmbeddings, Role::kEncoder, Role::kPooler}, false);
     int64_t adapter = 0, trainable = 0;
@@ -275,7 +276,7 @@ TEST(Peft, TrainableParameterCountsFollowFromRankAndTargets) {
     EXPECT_EQ(trainable, k.want_adapter + head) << k.targets.front() << " r " << k.r;
     // What the adapter file holds is exactly that.
     int64_t saved = 0;
-    for (const auto& [name, t] : adapter_tensors(model)) saved += t.numel();
+    for (const auto& [name, t] : adapter_tensors(*model)) saved += t.numel();
     EXPECT_EQ(saved, k.want_adapter + head);
   }
 }
@@ -286,8 +287,8 @@ TEST(Peft, AdapterConfigRoundTripsAndRefusesWhatDqeDoesNotCompute) {
   spec.alpha = 32;
   spec.dropout = 0.05;
   spec.target_modules = {"query", "key"};
-  spec.base = "../base";
-  const nlohmann::json j = adapter_config_json(spec, {"classifier", "lexical"});
+  spec.base.path = "../base";
+  const nlohmann::json j = spec.adapter_config({"classifier", "lexical"}, BertConfig{});
   EXPECT_EQ(j["peft_type"], "LORA");
   EXPECT_EQ(j["task_type"], "SEQ_CLS");
   EXPECT_EQ(j["r"], 16);
@@ -302,7 +303,7 @@ TEST(Peft, AdapterConfigRoundTripsAndRefusesWhatDqeDoesNotCompute) {
   EXPECT_DOUBLE_EQ(back.alpha, 32);
   EXPECT_DOUBLE_EQ(back.dropout, 0.05);
   EXPECT_EQ(back.target_modules, spec.target_modules);
-  EXPECT_EQ(back.base, "../base");
+  EXPECT_EQ(back.base.path, "../base");
   EXPECT_DOUBLE_EQ(back.scaling(), 2.0);
   nlohmann::json rs = j;
   rs["use_rslora"] = true;
@@ -341,22 +342,22 @@ TEST(Peft, AdapterFilesWithStrangeTensorsAreRefused) {
   LoraSpec spec;
   spec.r = 2;
   spec.modules = {"bert.encoder.layer.0.attention.self.query"};
-  SequenceModel model(c, 1, SideInputDims{}, spec);
+  SequenceModel model(c, 1, SideInputDims{}, &spec);
   bad = file;
   bad["base_model.model.bert.embeddings.word_embeddings.weight"] = torch::zeros({50, 8});
   try {
-    load_adapter_tensors(model, bad, "adapter_model.safetensors", false);
+    load_adapter_tensors(*model, bad, "adapter_model.safetensors", false);
     FAIL() << "an embedding in the adapter was accepted";
   } catch (const ModelError& e) {
     EXPECT_NE(std::string(e.what()).find("word_embeddings"), std::string::npos) << e.what();
   }
   bad = file;
   bad.erase(bad.begin());
-  EXPECT_THROW(load_adapter_tensors(model, bad, "f", false), ModelError);
+  EXPECT_THROW(load_adapter_tensors(*model, bad, "f", false), ModelError);
   bad = file;
   bad.begin()->second = torch::zeros({3, 8});
-  EXPECT_THROW(load_adapter_tensors(model, bad, "f", false), ModelError);
-  EXPECT_TRUE(load_adapter_tensors(model, file, "f", false).empty());  // no head in the file
+  EXPECT_THROW(load_adapter_tensors(*model, bad, "f", false), ModelError);
+  EXPECT_TRUE(load_adapter_tensors(*model, file, "f", false).empty());  // no head in the file
 }
 
 }  // namespace

@@ -1,6 +1,12 @@
-#include "model/quantize.h"
+#include "model/int8.h"
+
+#include <algorithm>
+
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/native/quantized/PackedParams.h>
 
 #include "dqe/errors.h"
+#include "model/bert.h"
 
 namespace dqe {
 namespace {
@@ -12,19 +18,40 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 
 }  // namespace
 
-WeightDtype parse_weight_dtype(const std::string& name) {
-  if (name == "fp32") return WeightDtype::kFp32;
-  if (name == "bf16") return WeightDtype::kBf16;
-  if (name == "int8") return WeightDtype::kInt8;
-  throw ConfigError("--dtype must be fp32, bf16 or int8, got " + name);
+struct Int8Linear::Packed {
+  c10::intrusive_ptr<LinearPackedParamsBase> params;
+  int64_t in_features = 0;
+};
+
+Int8Linear::Int8Linear(const torch::Tensor& int8_weight, const torch::Tensor& scales, const torch::Tensor& bias) {
+  auto packed = std::make_shared<Packed>();
+  packed->in_features = int8_weight.size(1);
+  // Symmetric per-row int8 (model/quantize.h): zero points 0, the rows are axis 0.
+  const torch::Tensor q = at::_make_per_channel_quantized_tensor(
+      int8_weight.to(torch::kChar).contiguous(), scales.to(torch::kDouble).contiguous(),
+      torch::zeros({int8_weight.size(0)}, torch::kLong), 0);
+  static auto prepack =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("quantized::linear_prepack", "")
+          .typed<c10::intrusive_ptr<LinearPackedParamsBase>(at::Tensor, c10::optional<at::Tensor>)>();
+  packed->params = prepack.call(q, bias.defined() ? c10::optional<at::Tensor>(bias.to(torch::kFloat)) : c10::nullopt);
+  packed_ = std::move(packed);
 }
 
-std::string weight_dtype_name(WeightDtype dtype) {
-  switch (dtype) {
-    case WeightDtype::kBf16: return "bf16";
-    case WeightDtype::kInt8: return "int8";
-    default: return "fp32";
-  }
+torch::Tensor Int8Linear::forward(const torch::Tensor& x) const {
+  // The kernel takes float32 rows; under bf16 autocast the input is bf16.
+  std::vector<int64_t> shape = x.sizes().vec();
+  const torch::Tensor rows = x.to(torch::kFloat).reshape({-1, packed_->in_features}).contiguous();
+  torch::Tensor y = packed_->params->apply_dynamic(rows, /*reduce_range=*/false);
+  shape.back() = y.size(1);
+  return y.view(shape);
+}
+
+std::string select_int8_engine() {
+  const auto& engines = at::globalContext().supportedQEngines();
+  if (std::find(engines.begin(), engines.end(), at::QEngine::ONEDNN) == engines.end()) return "";
+  at::globalContext().setQEngine(at::QEngine::ONEDNN);
+  return "onednn";
 }
 
 bool int8_quantizable(const std::string& name, const torch::Tensor& tensor) {
@@ -32,7 +59,6 @@ bool int8_quantizable(const std::string& name, const torch::Tensor& tensor) {
   return starts_with(name, "bert.encoder.layer.") || starts_with(name, "bert.pooler.") ||
          name == "bert.embeddings.word_embeddings.weight";
 }
-
 std::pair<torch::Tensor, torch::Tensor> quantize_rows_int8(const torch::Tensor& weight) {
   torch::NoGradGuard no_grad;
   const torch::Tensor w = weight.detach().to(torch::kCPU, torch::kFloat32);
@@ -41,24 +67,6 @@ std::pair<torch::Tensor, torch::Tensor> quantize_rows_int8(const torch::Tensor& 
   scale = torch::where(scale > 0, scale, torch::ones_like(scale));
   torch::Tensor q = torch::round(w / scale.unsqueeze(1)).clamp(-127, 127).to(torch::kInt8);
   return {q, scale};
-}
-
-std::vector<std::pair<std::string, torch::Tensor>> convert_weights(
-    const std::vector<std::pair<std::string, torch::Tensor>>& weights, WeightDtype dtype) {
-  std::vector<std::pair<std::string, torch::Tensor>> out;
-  for (const auto& [name, t] : weights) {
-    const torch::Tensor c = t.detach().to(torch::kCPU);
-    if (dtype == WeightDtype::kBf16 && c.is_floating_point()) {
-      out.emplace_back(name, c.to(torch::kBFloat16));
-    } else if (dtype == WeightDtype::kInt8 && int8_quantizable(name, c)) {
-      auto [q, scale] = quantize_rows_int8(c);
-      out.emplace_back(name, q);
-      out.emplace_back(name + kScaleSuffix, scale);
-    } else {
-      out.emplace_back(name, c.is_floating_point() ? c.to(torch::kFloat32) : c);
-    }
-  }
-  return out;
 }
 
 std::map<std::string, torch::Tensor> int8_entries(const std::map<std::string, torch::Tensor>& tensors) {
@@ -73,10 +81,10 @@ std::map<std::string, torch::Tensor> int8_entries(const std::map<std::string, to
   return out;
 }
 
-int64_t attach_int8_kernels(SequenceModel& model, const std::map<std::string, torch::Tensor>& int8) {
+int64_t attach_int8_kernels(BertModelImpl& bert, const std::map<std::string, torch::Tensor>& int8) {
   if (int8.empty() || select_int8_engine().empty()) return 0;
   int64_t attached = 0;
-  for (auto& slot : model->bert->linear_slots()) {
+  for (auto& slot : bert.linear_slots()) {
     const auto w = int8.find(slot.name + ".weight");
     const auto s = int8.find(slot.name + ".weight" + kScaleSuffix);
     if (w == int8.end() || s == int8.end() || w->second.sizes() != slot.linear->weight.sizes()) continue;
