@@ -14,6 +14,7 @@
 #include "dqe/errors.h"
 #include "dqe/metrics.h"
 #include "dqe/runtime.h"
+#include "dqe/session.h"
 #include "io/output.h"
 #include "model/model_dir.h"
 #include "model/model_spec.h"
@@ -79,11 +80,18 @@ EvalResult evaluate(const EvalConfig& config, const StopToken& stop) {
   const RunContext ctx = make_run_context(config.device, config.precision, config.threads, stop);
   auto log = detail::logger("eval");
   log->info(ctx.describe());
-  const Ensemble ensemble = load_ensemble(config.models, config.max_len, config.fields, ctx, config.batch_size, config.base);
+  SessionConfig sc;
+  sc.models = config.models;
+  sc.base = config.base;
+  sc.max_len = config.max_len;
+  sc.batch_size = config.batch_size;
+  sc.fields = config.fields;
+  const InferenceSession session(sc, ctx);
+  const Ensemble& ensemble = session.ensemble();
   if (const std::string sharing = ensemble.sharing_summary(); !sharing.empty()) log->info(sharing);
-  const TaskSpec& task = ensemble.task();
+  const TaskSpec& task = session.task();
   ReaderOptions ro;
-  ro.fields = ensemble.read_fields;
+  ro.fields = session.read_fields();
   ro.require_label = true;
   ro.max_bad_lines = config.max_bad_lines;
   ro.rejects_path = config.rejects;
@@ -94,22 +102,10 @@ EvalResult evaluate(const EvalConfig& config, const StopToken& stop) {
               config.rejects.empty() ? "" : "; they are in " + config.rejects);
   log->info("{}: {} examples; model {} ({} task, max length {})", config.data, records.size(),
             join(ensemble.dirs(), " + "), task_name(task.task), task.max_len);
-  const LabelledSet set = labels_of(records, task, config.data);
   Progress progress("eval", static_cast<int64_t>(records.size() * ensemble.predictors.size()), "line");
-  const Predictions predictions =
-      predict_ensemble(ensemble, records, ctx.threads, [&](int64_t done) { progress.update(done); });
+  EvalResult result = session.evaluate_records(records, config.data, [&](int64_t done) { progress.update(done); });
   progress.finish();
-  require_finite(predictions, records, config.data);
-  for (const auto& predictor : ensemble.predictors)
-    if (const std::string unseen = unseen_feature_summary(predictor.featurizer().side_inputs()); !unseen.empty()) {
-      log->warn("{}", unseen);
-      break;
-    }
-  EvalResult result = compute_metrics(task, predictions, set.labels, set.query_ids,
-                                      ensemble.members.front().spec.has_dqe_section);
-  result.metrics["data"] = config.data;
-  if (ensemble.members.size() == 1) result.metrics["model"] = ensemble.members.front().dir;
-  else result.metrics["model"] = ensemble.dirs();
+  if (const std::string unseen = session.unseen_inputs_summary(); !unseen.empty()) log->warn("{}", unseen);
   if (!config.metrics_out.empty()) write_file_atomic(config.metrics_out, result.metrics.dump(2) + "\n");
   return result;
 }

@@ -13,6 +13,7 @@
 #include "data/log_inputs.h"
 #include "dqe/errors.h"
 #include "dqe/run_context.h"
+#include "dqe/session.h"
 #include "infer/detect.h"
 #include "infer/predictor.h"
 #include "infer/shard.h"
@@ -53,20 +54,26 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
   config.validate();
   check_no_aliases(
       {{"--output", config.output, true}, {"--rejects", config.rejects, true}, {"--input", config.input, false}});
-  bool add_score = false, add_pred = false, add_probs = false, add_keep = false;
-  for (const auto& f : config.add_fields) {
-    if (f == "score") add_score = true;
-    else if (f == "pred") add_pred = true;
-    else if (f == "probs") add_probs = true;
-    else if (f == "keep") add_keep = true;
-  }
+  LineOptions line;
+  line.set_fields(config.add_fields);
+  line.threshold = config.threshold;
+  line.filter = config.filter;
+  line.normalize = config.normalize;
+  line.detect = config.detect;
   const RunContext ctx = make_run_context(config.device, config.precision, config.threads, stop);
   auto log = detail::logger("score");
   log->info(ctx.describe());
-  const Ensemble ensemble = load_ensemble(config.models, config.max_len, config.fields, ctx, config.batch_size, config.base);
+  SessionConfig sc;
+  sc.models = config.models;
+  sc.base = config.base;
+  sc.max_len = config.max_len;
+  sc.batch_size = config.batch_size;
+  sc.fields = config.fields;
+  sc.detect = config.detect;
+  sc.detect_fpr = config.detect_fpr;
+  const InferenceSession session(sc, ctx);
+  const Ensemble& ensemble = session.ensemble();
   if (const std::string sharing = ensemble.sharing_summary(); !sharing.empty()) log->info(sharing);
-  const TaskSpec& task = ensemble.task();
-  const TaskHead& head = task_head(task.task);
   // The drift check compares with the dev scores saved with a single model.
   const std::optional<ScoreReference>& reference =
       ensemble.members.size() == 1 ? ensemble.members.front().score_reference : std::nullopt;
@@ -74,21 +81,14 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
   if (!shard.all())
     log->info("shard {} of {}: lines by {}", shard.index, shard.count,
               shard.key.empty() ? "line number" : "the hash of field \"" + shard.key + "\"");
-  std::optional<DetectionStats> detection;
   ScoreSummary summary;
   summary.normalized = config.normalize;
-  if (config.detect) {
-    const std::string& dir = ensemble.members.front().dir;
-    detection = load_detection_stats(dir);
-    if (!detection)
-      throw ModelError(dir + ": no detection statistics (" + kDetectStatsFile +
-                       "); --detect needs a model trained by dqe train with --detect-fpr > 0");
-    if (config.detect_fpr) detection->calibration = calibrate(detection->dev, *config.detect_fpr);
+  if (const DetectionStats* detection = session.detection()) {
     summary.detect_fpr = detection->calibration.fpr;
     for (const char* name : signal_names()) summary.suspect_counts.emplace_back(name, 0);
   }
   ReaderOptions ro;
-  ro.fields = ensemble.read_fields;
+  ro.fields = session.read_fields();
   ro.max_bad_lines = config.max_bad_lines;
   ro.rejects_path = config.rejects;
   ro.keep_raw = true;
@@ -99,7 +99,6 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
   const auto t0 = std::chrono::steady_clock::now();
   Progress progress("score", 0, "lines");
   std::vector<Record> chunk;
-  std::vector<std::pair<std::string, std::string>> added;
   chunk.reserve(static_cast<size_t>(config.chunk_lines));
   bool more = true;
   while (more) {
@@ -113,46 +112,21 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
     auto on_batch = [&](int64_t done) {
       progress.update(before + static_cast<int64_t>(static_cast<double>(done) / members));
     };
-    Predictions p;
-    std::vector<SignalValues> signals;
-    if (detection) {
-      DetectionRun d = run_detection(ensemble.predictors.front(), *detection, chunk, ctx.threads, config.normalize);
-      p = std::move(d.predictions);
-      signals = std::move(d.signals);
-    } else {
-      p = predict_ensemble(ensemble, config.normalize ? normalized_records(chunk) : chunk, ctx.threads, on_batch);
-    }
-    require_finite(p, chunk, config.input);
+    ScoredLines scored = session.score_records(chunk, line, config.input, on_batch);
+    if (reference)
+      for (const double v : scored.predictions.scores) ++bin_counts[reference->bin_of(v)];
     std::ostream& out = output.stream();
-    for (size_t i = 0; i < chunk.size(); ++i) {
-      if (reference) ++bin_counts[reference->bin_of(p.scores[i])];
-      added.clear();
-      if (add_score) added.emplace_back("score", nlohmann::json(p.scores[i]).dump());
-      head.line_fields(p, i, task, add_pred, add_probs, added);
-      if (detection) {
-        const std::vector<std::string> reasons = suspect_reasons(signals[i], detection->calibration.thresholds);
-        added.emplace_back("suspect", reasons.empty() ? "false" : "true");
-        added.emplace_back("suspect_reasons", nlohmann::json(reasons).dump());
-        summary.suspects += !reasons.empty();
-        for (auto& [name, count] : summary.suspect_counts)
-          count += std::find(reasons.begin(), reasons.end(), name) != reasons.end();
-      }
-      if (config.threshold) {
-        const bool keep = p.scores[i] >= *config.threshold;
-        if (add_keep) added.emplace_back("keep", keep ? "true" : "false");
-        summary.kept += keep;
-        if (!keep && config.filter) {
-          ++summary.filtered;
-          continue;
-        }
-      }
-      // The line as read with the fields spliced in: every other byte (big integers, escapes,
-      // spacing, an id nlohmann would round to a double) goes out as it came in.
-      out << set_members(chunk[i].raw, added) << '\n';
+    for (const std::string& text : scored.lines) {
+      out << text << '\n';
       // A closed pipe or a full disk stops the run at the first failed write, not at the end.
       output.check();
-      ++summary.written;
     }
+    summary.written += static_cast<int64_t>(scored.lines.size());
+    summary.kept += scored.kept;
+    summary.filtered += scored.filtered;
+    summary.suspects += scored.suspects;
+    for (size_t k = 0; k < scored.suspect_counts.size(); ++k)
+      summary.suspect_counts[k].second += scored.suspect_counts[k].second;
     output.flush();
     summary.lines += static_cast<int64_t>(chunk.size());
     progress.update(summary.lines);
@@ -164,8 +138,7 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
   }
   progress.finish();
   summary.rejected = reader.bad_lines();
-  for (const auto& predictor : ensemble.predictors)
-    if (summary.notes.empty()) summary.notes = unseen_feature_summary(predictor.featurizer().side_inputs());
+  summary.notes = session.unseen_inputs_summary();
   // A shard of a short input may hold no line; its output is then empty.
   if (summary.lines == 0 && shard.all()) throw DataError(config.input + ": no records to score");
   if (summary.lines == 0) log->warn("shard {} holds no line of {}", shard.describe(), config.input);

@@ -1,0 +1,100 @@
+// A loaded model (or ensemble) answering many requests: load once, then evaluate labelled
+// records or score lines. eval, score and the scoring service run records through it, so that
+// they never disagree on the same model and data. The per-record pipeline: featurize (with
+// --normalize's folding), predict, check that every score is finite, detect suspects, decide
+// keep/filter at a threshold, and splice the added fields into the line as it was read.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dqe/jsonl_reader.h"
+#include "dqe/metrics.h"
+#include "dqe/run_context.h"
+#include "infer/detect.h"
+#include "infer/predictor.h"
+
+namespace dqe {
+
+struct SessionConfig {
+  // Checkpoint, Hugging Face or run directories; with several, their predictions are averaged.
+  std::vector<std::string> models;
+  // Where the base of adapters among the models is, when not where they recorded it.
+  std::string base;
+  int64_t max_len = 0;  // 0: the model's own
+  int64_t batch_size = 64;
+  std::optional<FieldMap> fields;  // overrides the field names saved with the model
+  // Load the model's detection statistics (one model only), for LineOptions::detect.
+  bool detect = false;
+  // With detect: the false-positive rate on dev to flag at, instead of the model's own.
+  std::optional<double> detect_fpr;
+};
+
+// What scoring adds to each line, and which lines it keeps.
+struct LineOptions {
+  bool add_score = true, add_pred = false, add_probs = false;
+  bool add_keep = false;            // with a threshold only
+
+  std::optional<double> threshold;  // keep: score >= threshold
+  bool filter = false;              // with a threshold, drop the lines not kept
+  bool normalize = false;           // fold look-alike text before tokenizing (text/normalize.h)
+  bool detect = false;              // add suspect and suspect_reasons (needs SessionConfig::detect)
+  // From a list among "score", "pred", "probs", "keep"; throws ConfigError naming `flag` for
+  // another name.
+  void set_fields(const std::vector<std::string>& names, const std::string& flag = "--fields");
+};
+
+// Scored records: the lines to write, in input order (filtered ones absent), and the counts.
+struct ScoredLines {
+  std::vector<std::string> lines;  // each without its newline
+  Predictions predictions;         // of every record, filtered or not
+  int64_t kept = 0, filtered = 0, suspects = 0;
+  // Lines flagged by each detection signal (infer/detect.h's order); empty without detection.
+  std::vector<std::pair<std::string, int64_t>> suspect_counts;
+};
+
+class InferenceSession {
+ public:
+  // Loads the models onto the context's device at its precision (load_ensemble), and the
+  // detection statistics when asked (ModelError when the model has none).
+  InferenceSession(const SessionConfig& config, const RunContext& ctx);
+
+  const Ensemble& ensemble() const { return ensemble_; }
+  const TaskSpec& task() const { return ensemble_.task(); }
+  // How records must be read for these models (JsonlReader's fields).
+  const FieldMap& read_fields() const { return ensemble_.read_fields; }
+  // The detection statistics in use (thresholds calibrated to detect_fpr when given), or null.
+  const DetectionStats* detection() const { return detection_ ? &*detection_ : nullptr; }
+  const RunContext& context() const { return ctx_; }
+
+  // The models' predictions for records, averaged over an ensemble; `source` names the input in
+  // errors ("dev.jsonl:12: score is not finite"). on_batch(done) as in Predictor::run, summed
+  // over members. With signals, also each record's detection signals (detection needed).
+  Predictions predict(const std::vector<Record>& records, const std::string& source, bool normalize = false,
+                      const std::function<void(int64_t done)>& on_batch = nullptr,
+                      std::vector<SignalValues>* signals = nullptr) const;
+
+  // The task's metrics of labelled records (records must carry labels: read with
+  // require_label); "data" (source) and "model" are added to the metrics.
+  EvalResult evaluate_records(const std::vector<Record>& records, const std::string& source,
+                              const std::function<void(int64_t done)>& on_batch = nullptr) const;
+
+  // score's per-line work on records read with keep_raw: each line as it was read, with the
+  // added fields spliced in and every other byte unchanged.
+  ScoredLines score_records(const std::vector<Record>& records, const LineOptions& options, const std::string& source,
+                            const std::function<void(int64_t done)>& on_batch = nullptr) const;
+
+  // Side-input names the models did not train on, seen so far (data/log_inputs.h); "" when none.
+  std::string unseen_inputs_summary() const;
+
+ private:
+  RunContext ctx_;
+  Ensemble ensemble_;
+  std::optional<DetectionStats> detection_;
+};
+
+}  // namespace dqe
