@@ -85,8 +85,9 @@ struct RunContext {
 };
 
 // Resolves --device and --precision (ConfigError naming them), sets LibTorch's and the BLAS's
-// thread pools to `threads` (0: all cores available) and returns the context.
+// thread pools to `threads` (0: the CPUs this process may use, shared among processes_per_node
+// processes of a data-parallel job; see configure_threads) and returns the context.
 RunContext make_run_context(const std::string& device, const std::string& precision, int threads,
-                            StopToken stop = {}, uint64_t seed = 0);
+                            StopToken stop = {}, uint64_t seed = 0, int processes_per_node = 1);
 
 }  // namespace dqe

@@ -9,9 +9,27 @@
 namespace dqe {
 
 // Sets LibTorch's intra-op threads and, when OpenBLAS is the BLAS, its thread pool.
-// threads <= 0 means all cores available to this process; more than that is capped to them
-// (with a warning). Returns the count in use.
-int configure_threads(int threads);
+// threads <= 0 means the CPUs this process may use (its affinity mask capped by its cgroup's
+// CPU quota) divided among processes_per_node (a data-parallel job's processes on one node);
+// more than those CPUs is capped to them (with a warning). Returns the count in use;
+// runtime_description() says where it came from.
+int configure_threads(int threads, int processes_per_node = 1);
+
+// OpenMP threads spin at every barrier waiting for the others, and OpenBLAS's idle threads spin
+// before they sleep; beside other busy processes a descheduled thread makes its peers spin away
+// their time slices (a 2-thread train got 0.15 of its alone speed beside two busy loops).
+// libgomp and OpenBLAS read their settings when they load, so the CLI calls this first and,
+// when it returns true, re-executes itself. When other processes keep the CPUs busy at start
+// (runnable_elsewhere() >= 1 beside a run that uses every CPU), threads wait passively:
+// GOMP_SPINCOUNT=0 and OPENBLAS_THREAD_TIMEOUT=4 (OpenBLAS's shortest). On a quiet machine
+// nothing changes (no re-execution, libgomp's spinning: the fastest alone). The user's
+// OMP_WAIT_POLICY or GOMP_SPINCOUNT always wins; so does an OPENBLAS_THREAD_TIMEOUT.
+bool choose_omp_wait_policy();
+// The rule itself: whether `others` runnable threads of other processes make dqe's threads wait
+// passively.
+bool wait_passively(int others);
+// "OpenMP waits: ..." with the policy in force and who chose it.
+std::string omp_wait_description();
 
 // One line, e.g. "LibTorch 1.13.1, BLAS OpenBLAS 0.3.21 (Haswell, pthread), 2 threads, oneDNN on".
 std::string runtime_description();

@@ -15,7 +15,7 @@ void check_flag(bool ok, const std::string& flag, const std::string& rule, int64
 }
 
 void check_compute_flags(int threads, const std::string& precision, const std::string& device) {
-  check_flag(threads >= 0 && threads <= kMaxThreads, "--threads", "between 0 (all cores) and " + std::to_string(kMaxThreads),
+  check_flag(threads >= 0 && threads <= kMaxThreads, "--threads", "between 0 (the CPUs this process may use) and " + std::to_string(kMaxThreads),
              static_cast<int64_t>(threads));
   resolve_precision(precision, resolve_device(device));
 }

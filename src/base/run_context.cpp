@@ -34,11 +34,11 @@ std::string RunContext::describe() const {
 }
 
 RunContext make_run_context(const std::string& device, const std::string& precision, int threads, StopToken stop,
-                            uint64_t seed) {
+                            uint64_t seed, int processes_per_node) {
   RunContext ctx;
   ctx.device = resolve_device(device);
   ctx.precision = resolve_precision(precision, ctx.device);
-  ctx.threads = configure_threads(threads);
+  ctx.threads = configure_threads(threads, processes_per_node);
   ctx.stop = stop;
   ctx.seeds = SeedStreams(seed);
   return ctx;

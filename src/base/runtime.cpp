@@ -1,11 +1,10 @@
 #include "dqe/runtime.h"
 
 #include <dlfcn.h>
-#include <sched.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
-#include <thread>
 
 #include <ATen/autocast_mode.h>
 
@@ -13,16 +12,17 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include "base/cpu_budget.h"
 #include "base/log.h"
 #include "dqe/errors.h"
 
 namespace dqe {
 namespace {
 
-int cores_available() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) return CPU_COUNT(&set);
-  return static_cast<int>(std::thread::hardware_concurrency());
+// Where the thread count in use came from, for runtime_description().
+std::string& thread_source() {
+  static std::string source;
+  return source;
 }
 
 // Looked up at run time: Debian's LibTorch links libblas.so.3, which the alternatives
@@ -34,20 +34,60 @@ Fn find_symbol(const char* name) {
 
 }  // namespace
 
-int configure_threads(int threads) {
-  const int cores = cores_available();
-  if (threads <= 0) threads = cores;
+int configure_threads(int threads, int processes_per_node) {
+  const CpuBudget budget = cpu_budget();
+  const int cores = budget.cpus;
+  processes_per_node = std::max(1, processes_per_node);
+  if (threads <= 0) {
+    threads = std::max(1, cores / processes_per_node);
+    thread_source() = budget.source;
+    if (processes_per_node > 1)
+      thread_source() += ", shared by " + std::to_string(processes_per_node) + " processes on this node";
+  } else {
+    thread_source() = "--threads";
+  }
   // More threads than cores only makes them wait for each other (1000 threads on 2 cores
   // never finished a 20-line score).
   if (threads > cores) {
-    detail::logger("dqe")->warn("--threads {} is more than the {} cores available to this process; using {}", threads,
-                                cores, cores);
+    detail::logger("dqe")->warn("--threads {} is more than the {} cores available to this process ({}); using {}",
+                                threads, cores, budget.source, cores);
     threads = cores;
+    thread_source() = budget.source;
   }
   at::set_num_threads(threads);
   // Matmuls run inside BLAS, whose pool is separate from LibTorch's.
   if (auto set = find_symbol<void (*)(int)>("openblas_set_num_threads")) set(threads);
   return threads;
+}
+
+namespace {
+// Set when dqe chose the wait policy, to what it saw, so that the log can say who chose it.
+constexpr const char* kOmpChoiceMarker = "DQE_OMP_WAIT_CHOICE";
+}  // namespace
+
+bool wait_passively(int others) { return others >= 1; }
+
+bool choose_omp_wait_policy() {
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") || std::getenv(kOmpChoiceMarker)) return false;
+  const int others = runnable_elsewhere();
+  if (!wait_passively(others)) return false;
+  ::setenv("GOMP_SPINCOUNT", "0", 1);
+  if (!std::getenv("OPENBLAS_THREAD_TIMEOUT")) ::setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1);
+  const std::string why = std::to_string(others) + " threads of other processes were runnable at start";
+  ::setenv(kOmpChoiceMarker, why.c_str(), 1);
+  return true;
+}
+
+std::string omp_wait_description() {
+  const char* policy = std::getenv("OMP_WAIT_POLICY");
+  const char* spin = std::getenv("GOMP_SPINCOUNT");
+  const char* why = std::getenv(kOmpChoiceMarker);
+  std::string s = "OpenMP waits: ";
+  if (!policy && !spin) return s + "libgomp's default (spinning)";
+  if (policy) s += std::string("OMP_WAIT_POLICY=") + policy + (spin ? ", " : "");
+  if (spin) s += std::string("GOMP_SPINCOUNT=") + spin;
+  if (!policy && why && spin && std::string(spin) == "0") return s + " (dqe's choice: " + why + ")";
+  return s + " (from the environment)";
 }
 
 std::string blas_name() {
@@ -72,6 +112,8 @@ std::string recommended_openblas_core() {
 std::string runtime_description() {
   std::string s = "LibTorch " TORCH_VERSION ", BLAS " + blas_name() + ", " +
                   std::to_string(at::get_num_threads()) + " threads";
+  if (!thread_source().empty()) s += " (" + thread_source() + ")";
+  s += ", " + omp_wait_description();
   s += at::hasMKLDNN() ? ", oneDNN on" : ", oneDNN off";
   s += torch::cuda::is_available() ? ", CUDA available" : ", CPU only";
   return s;

@@ -71,7 +71,7 @@ void add_field_options(CLI::App& cmd, FieldMap& fields) {
 void add_compute_options(CLI::App& cmd, int& threads, std::string& precision, std::string& device,
                          const std::string& group) {
   std::vector<CLI::Option*> options;
-  options.push_back(cmd.add_option("--threads", threads, "Compute threads (0: all cores)")->capture_default_str());
+  options.push_back(cmd.add_option("--threads", threads, "Compute threads (0: the CPUs this process may use: its affinity mask, capped by its cgroup CPU quota)")->capture_default_str());
   options.push_back(cmd.add_option("--precision", precision,
                                    "auto (bf16 autocast on a GPU, or on a CPU with avx512_bf16/AMX; else fp32), fp32 "
                                    "(exact) or bf16")

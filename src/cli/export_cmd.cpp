@@ -50,7 +50,7 @@ void add_export_command(CLI::App& app, CliState& state) {
                   "With --dev: the largest relative loss of the dev metric accepted; beyond it nothing is written")
       ->capture_default_str()
       ->group(deploy);
-  cmd->add_option("--threads", c.threads, "Threads for the --dev check (0: all cores)")->capture_default_str()->group(deploy);
+  cmd->add_option("--threads", c.threads, "Threads for the --dev check (0: the CPUs this process may use)")->capture_default_str()->group(deploy);
   cmd->add_option("--batch-size", c.batch_size, "Batch size of the --dev check")->capture_default_str()->group(deploy);
   cmd->add_option("--max-bad-lines", c.max_bad_lines, "Bad --dev lines skipped before failing")
       ->capture_default_str()

@@ -235,7 +235,8 @@ TrainResult train(const TrainConfig& cfg, const StopToken& stop) {
   training::RunDirectory& run_dir = *run_dir_owner;
   // Refused before the data are read: a resumed run continues as it was started.
   if (cfg.resume) run_dir.check_resume_config(cfg.to_json(), kMayChangeOnResume);
-  RunContext ctx = make_run_context(cfg.device, cfg.precision, cfg.threads, stop, cfg.seed);
+  RunContext ctx = make_run_context(cfg.device, cfg.precision, cfg.threads, stop, cfg.seed,
+                                    group ? group->environment().local_world_size : 1);
   log->info(ctx.describe());
   training::EngineOptions options = training::schedule_of(cfg);
   options.component = "train";

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <regex>
 
+#include "dqe/runtime.h"
 #include "test_util.h"
 
 namespace dqe {
@@ -565,6 +566,33 @@ TEST_F(CliTest, VersionNamesLibTorchAndBlas) {
   EXPECT_NE(r.out.find("devices:"), std::string::npos);
 }
 
+// Beside busy neighbours the binary re-executes itself with passive waits (libgomp and OpenBLAS
+// read their variables when they load) and says so; the user's own setting always wins.
+TEST_F(CliTest, WaitsPassivelyBesideBusyProcessesUnlessTheUserChose) {
+  const std::string clean = "env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT -u DQE_OMP_WAIT_CHOICE ";
+  auto version = [&](const std::string& env) {
+    const std::string out = scratch_.path("version.txt");
+    const std::string cmd = clean + env + " " + DQE_BINARY + " --version >" + out + " 2>&1 </dev/null";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    return test::read_text(out);
+  };
+  // Busy loops, one more than the CPUs, until the binary has looked.
+  const std::string loops = scratch_.path("loops.pids");
+  const std::string start = "for i in $(seq $(( $(nproc) + 1 ))); do sh -c 'while :; do :; done' & echo $! >> " +
+                            loops + "; done";
+  ASSERT_EQ(std::system(start.c_str()), 0);
+  std::string busy = version("");
+  std::string with_user = version("GOMP_SPINCOUNT=300000");
+  const std::string stop = "kill $(cat " + loops + ")";
+  ASSERT_EQ(std::system(stop.c_str()), 0);
+  EXPECT_NE(busy.find("OpenMP waits: GOMP_SPINCOUNT=0 (dqe's choice: "), std::string::npos) << busy;
+  EXPECT_NE(busy.find("threads of other processes were runnable at start)"), std::string::npos) << busy;
+  EXPECT_NE(with_user.find("OpenMP waits: GOMP_SPINCOUNT=300000 (from the environment)"), std::string::npos) << with_user;
+  const std::string passive = version("OMP_WAIT_POLICY=PASSIVE");
+  EXPECT_NE(passive.find("OpenMP waits: OMP_WAIT_POLICY=PASSIVE (from the environment)"), std::string::npos) << passive;
+  // The thread count says where it came from.
+  EXPECT_NE(passive.find(" threads ("), std::string::npos) << passive;
+}
 
 // LoRA from the command line: a run on the suite's model as the base, its usage errors in one
 // line each, and export --merge scoring as the adapter does.

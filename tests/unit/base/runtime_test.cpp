@@ -2,7 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <fstream>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -40,7 +44,47 @@ TEST(Threads, CappedToTheCoresAvailable) {
   EXPECT_GE(all, 1);
   EXPECT_EQ(configure_threads(all + 1000), all);
   EXPECT_EQ(configure_threads(1), 1);
+  // A data-parallel job's processes on one node share the CPUs; --threads is taken as given.
+  EXPECT_EQ(configure_threads(0, all), 1);
+  EXPECT_EQ(configure_threads(0, 2), std::max(1, all / 2));
+  EXPECT_EQ(configure_threads(1, 4), 1);
   configure_threads(0);
+  EXPECT_NE(runtime_description().find(std::to_string(all) + " threads ("), std::string::npos) << runtime_description();
+}
+
+// Threads wait passively only beside busy neighbours; the user's OMP_WAIT_POLICY or
+// GOMP_SPINCOUNT always wins, and the log says who chose.
+TEST(Threads, OmpWaitPolicyIsDqesOnlyWhenTheUserSetNone) {
+  EXPECT_FALSE(wait_passively(0));
+  EXPECT_TRUE(wait_passively(1));
+  EXPECT_TRUE(wait_passively(64));
+  const char* names[] = {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "DQE_OMP_WAIT_CHOICE", "OPENBLAS_THREAD_TIMEOUT"};
+  std::vector<std::optional<std::string>> saved;
+  for (const char* n : names) saved.push_back(std::getenv(n) ? std::optional<std::string>(std::getenv(n)) : std::nullopt);
+  for (const char* n : names) ::unsetenv(n);
+
+  EXPECT_EQ(omp_wait_description(), "OpenMP waits: libgomp's default (spinning)");
+  ::setenv("OMP_WAIT_POLICY", "passive", 1);
+  EXPECT_FALSE(choose_omp_wait_policy());
+  EXPECT_EQ(std::getenv("GOMP_SPINCOUNT"), nullptr);
+  EXPECT_EQ(std::getenv("OPENBLAS_THREAD_TIMEOUT"), nullptr);
+  EXPECT_EQ(omp_wait_description(), "OpenMP waits: OMP_WAIT_POLICY=passive (from the environment)");
+  ::unsetenv("OMP_WAIT_POLICY");
+  ::setenv("GOMP_SPINCOUNT", "300000", 1);
+  EXPECT_FALSE(choose_omp_wait_policy());
+  EXPECT_STREQ(std::getenv("GOMP_SPINCOUNT"), "300000");
+  EXPECT_EQ(omp_wait_description(), "OpenMP waits: GOMP_SPINCOUNT=300000 (from the environment)");
+  // What a re-executed dqe sees after choosing: no second choice (and no second re-execution).
+  ::setenv("GOMP_SPINCOUNT", "0", 1);
+  ::setenv("DQE_OMP_WAIT_CHOICE", "2 threads of other processes were runnable at start", 1);
+  EXPECT_FALSE(choose_omp_wait_policy());
+  EXPECT_EQ(omp_wait_description(),
+            "OpenMP waits: GOMP_SPINCOUNT=0 (dqe's choice: 2 threads of other processes were runnable at start)");
+
+  for (size_t i = 0; i < saved.size(); ++i) {
+    if (saved[i]) ::setenv(names[i], saved[i]->c_str(), 1);
+    else ::unsetenv(names[i]);
+  }
 }
 
 TEST(Precision, NamesResolveAndAutoFollowsTheCpu) {
