@@ -34,6 +34,18 @@ struct SessionConfig {
   std::optional<double> detect_fpr;
 };
 
+// The session a command's configuration names (eval and score name these alike).
+template <typename Config>
+SessionConfig session_config_of(const Config& c) {
+  SessionConfig s;
+  s.models = c.models;
+  s.base = c.base;
+  s.max_len = c.max_len;
+  s.batch_size = c.batch_size;
+  s.fields = c.fields;
+  return s;
+}
+
 // What scoring adds to each line, and which lines it keeps.
 struct LineOptions {
   bool add_score = true, add_pred = false, add_probs = false;

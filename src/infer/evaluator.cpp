@@ -80,13 +80,7 @@ EvalResult evaluate(const EvalConfig& config, const StopToken& stop) {
   const RunContext ctx = make_run_context(config.device, config.precision, config.threads, stop);
   auto log = detail::logger("eval");
   log->info(ctx.describe());
-  SessionConfig sc;
-  sc.models = config.models;
-  sc.base = config.base;
-  sc.max_len = config.max_len;
-  sc.batch_size = config.batch_size;
-  sc.fields = config.fields;
-  const InferenceSession session(sc, ctx);
+  const InferenceSession session(session_config_of(config), ctx);
   const Ensemble& ensemble = session.ensemble();
   if (const std::string sharing = ensemble.sharing_summary(); !sharing.empty()) log->info(sharing);
   const TaskSpec& task = session.task();

@@ -63,12 +63,7 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
   const RunContext ctx = make_run_context(config.device, config.precision, config.threads, stop);
   auto log = detail::logger("score");
   log->info(ctx.describe());
-  SessionConfig sc;
-  sc.models = config.models;
-  sc.base = config.base;
-  sc.max_len = config.max_len;
-  sc.batch_size = config.batch_size;
-  sc.fields = config.fields;
+  SessionConfig sc = session_config_of(config);
   sc.detect = config.detect;
   sc.detect_fpr = config.detect_fpr;
   const InferenceSession session(sc, ctx);

@@ -67,19 +67,40 @@ std::string write_lines(const test::TempDir& dir, const std::vector<Case>& cases
   return path;
 }
 
+// The fixture's session, and the cases' lines read as score (keep_raw) or eval (require_label) reads them.
+struct Loaded {
+  test::TempDir dir;
+  std::vector<Case> cases = fixture_cases();
+  InferenceSession session;
+  std::string path;
+  std::vector<Record> records;
+
+  explicit Loaded(bool labelled, int64_t batch_size = 64) : session(config(batch_size), fp32_context()) {
+    path = write_lines(dir, cases);
+    records = read_jsonl(path, reader(labelled));
+  }
+  static SessionConfig config(int64_t batch_size) {
+    SessionConfig c;
+    c.models = {test::hf_fixture()};
+    c.batch_size = batch_size;
+    return c;
+  }
+  ReaderOptions reader(bool labelled) const {
+    ReaderOptions ro;
+    ro.fields = session.read_fields();
+    ro.keep_raw = !labelled;
+    ro.require_label = labelled;
+    return ro;
+  }
+};
+
 TEST(InferenceSession, ScoresLinesAsHuggingFaceDoesAndKeepsTheirBytes) {
   DQE_REQUIRE_SHARED_FIXTURES();
-  test::TempDir dir;
-  const std::vector<Case> cases = fixture_cases();
-  SessionConfig config;
-  config.models = {test::hf_fixture()};
-  config.batch_size = 4;
-  const InferenceSession session(config, fp32_context());
-  ReaderOptions ro;
-  ro.fields = session.read_fields();
-  ro.keep_raw = true;
-  const std::string path = write_lines(dir, cases);
-  const std::vector<Record> records = read_jsonl(path, ro);
+  const Loaded f(/*labelled=*/false, /*batch_size=*/4);
+  const auto& cases = f.cases;
+  const auto& session = f.session;
+  const auto& path = f.path;
+  const auto& records = f.records;
   ASSERT_EQ(records.size(), cases.size());
 
   LineOptions options;
@@ -101,16 +122,11 @@ TEST(InferenceSession, ScoresLinesAsHuggingFaceDoesAndKeepsTheirBytes) {
 
 TEST(InferenceSession, KeepsAndFiltersAtTheThreshold) {
   DQE_REQUIRE_SHARED_FIXTURES();
-  test::TempDir dir;
-  const std::vector<Case> cases = fixture_cases();
-  SessionConfig config;
-  config.models = {test::hf_fixture()};
-  const InferenceSession session(config, fp32_context());
-  ReaderOptions ro;
-  ro.fields = session.read_fields();
-  ro.keep_raw = true;
-  const std::string path = write_lines(dir, cases);
-  const std::vector<Record> records = read_jsonl(path, ro);
+  const Loaded f(/*labelled=*/false);
+  const auto& cases = f.cases;
+  const auto& session = f.session;
+  const auto& path = f.path;
+  const auto& records = f.records;
   const double threshold = 0.7;
   int64_t above = 0;
   for (const auto& c : cases) above += c.score >= threshold;
@@ -144,16 +160,11 @@ TEST(InferenceSession, KeepsAndFiltersAtTheThreshold) {
 // eval's metrics through the session: accuracy of Hugging Face's classes, counted here.
 TEST(InferenceSession, EvaluatesLabelledRecords) {
   DQE_REQUIRE_SHARED_FIXTURES();
-  test::TempDir dir;
-  const std::vector<Case> cases = fixture_cases();
-  SessionConfig config;
-  config.models = {test::hf_fixture()};
-  const InferenceSession session(config, fp32_context());
-  ReaderOptions ro;
-  ro.fields = session.read_fields();
-  ro.require_label = true;
-  const std::string path = write_lines(dir, cases);
-  const std::vector<Record> records = read_jsonl(path, ro);
+  const Loaded f(/*labelled=*/true);
+  const auto& cases = f.cases;
+  const auto& session = f.session;
+  const auto& path = f.path;
+  const auto& records = f.records;
   int64_t right = 0;
   for (size_t i = 0; i < cases.size(); ++i) right += cases[i].cls == static_cast<int64_t>(i % 3);
   const EvalResult result = session.evaluate_records(records, path);
@@ -163,13 +174,14 @@ TEST(InferenceSession, EvaluatesLabelledRecords) {
   EXPECT_TRUE(result.metrics.contains("model"));
 
   // A label the model does not know names the line.
-  test::write_text(dir.path("bad.jsonl"), "{\"query\": \"a\", \"title\": \"b\", \"label\": \"great\"}\n");
-  const std::vector<Record> bad = read_jsonl(dir.path("bad.jsonl"), ro);
+  const std::string bad_path = f.dir.path("bad.jsonl");
+  test::write_text(bad_path, "{\"query\": \"a\", \"title\": \"b\", \"label\": \"great\"}\n");
+  const std::vector<Record> bad = read_jsonl(bad_path, f.reader(/*labelled=*/true));
   try {
-    session.evaluate_records(bad, dir.path("bad.jsonl"));
+    session.evaluate_records(bad, bad_path);
     FAIL() << "an unknown class was evaluated";
   } catch (const DataError& e) {
-    EXPECT_NE(std::string(e.what()).find(dir.path("bad.jsonl") + ":1:"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(bad_path + ":1:"), std::string::npos) << e.what();
   }
 }
 

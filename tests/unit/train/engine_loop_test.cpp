@@ -125,7 +125,8 @@ training::EngineOptions options_for(const std::string& out) {
 
 training::EngineResult run_engine(LeastSquares& objective, const training::EngineOptions& o) {
   training::RunDirectory dir(o.out_dir, o.resume);
-  training::Engine engine(o, RunContext{}, dir, objective);
+  const RunContext ctx;  // a named default: clang refuses RunContext{} (SeedStreams' explicit constructor)
+  training::Engine engine(o, ctx, dir, objective);
   return engine.run();
 }
 
