@@ -15,15 +15,16 @@ namespace dqe {
 // runtime_description() says where it came from.
 int configure_threads(int threads, int processes_per_node = 1);
 
-// OpenMP threads spin at every barrier waiting for the others, and OpenBLAS's idle threads spin
-// before they sleep; beside other busy processes a descheduled thread makes its peers spin away
+// OpenMP threads spin at every barrier waiting for the others; beside other busy processes a descheduled thread makes its peers spin away
 // their time slices (a 2-thread train got 0.15 of its alone speed beside two busy loops).
 // libgomp and OpenBLAS read their settings when they load, so the CLI calls this first and,
 // when it returns true, re-executes itself. When other processes keep the CPUs busy at start
-// (runnable_elsewhere() >= 1 beside a run that uses every CPU), threads wait passively:
-// GOMP_SPINCOUNT=0 and OPENBLAS_THREAD_TIMEOUT=4 (OpenBLAS's shortest). On a quiet machine
-// nothing changes (no re-execution, libgomp's spinning: the fastest alone). The user's
-// OMP_WAIT_POLICY or GOMP_SPINCOUNT always wins; so does an OPENBLAS_THREAD_TIMEOUT.
+// (runnable_elsewhere() >= 1 beside a run that uses every CPU), threads wait passively
+// (OMP_WAIT_POLICY=PASSIVE). On a quiet machine nothing changes (no re-execution, libgomp's
+// spinning: the fastest alone). The user's OMP_WAIT_POLICY or GOMP_SPINCOUNT always wins.
+// (OpenBLAS's own idle threads are left as they are: its shortest spin,
+// OPENBLAS_THREAD_TIMEOUT=4, halved the median speed beside busy loops in
+// scripts/bench/contention.sh.)
 bool choose_omp_wait_policy();
 // The rule itself: whether `others` runnable threads of other processes make dqe's threads wait
 // passively.

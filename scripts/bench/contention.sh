@@ -3,8 +3,8 @@
 # (one `while :; do :; done` shell per loop), under each OpenMP wait policy:
 #
 #   default     what dqe chooses when the user sets nothing: libgomp's spinning on a quiet
-#               machine, passive waits (GOMP_SPINCOUNT=0, OPENBLAS_THREAD_TIMEOUT=4) beside
-#               busy processes (include/dqe/runtime.h, choose_omp_wait_policy)
+#               machine, OMP_WAIT_POLICY=PASSIVE beside busy processes (include/dqe/runtime.h,
+#               choose_omp_wait_policy)
 #   libgomp     libgomp's own spinning forced (GOMP_SPINCOUNT=300000), as before dqe chose
 #   passive     OMP_WAIT_POLICY=PASSIVE (threads sleep at once)
 #   threads1    --threads 1
@@ -54,10 +54,10 @@ trap 'stop_busy' EXIT
 run_policy() {
   local policy=$1; shift
   case $policy in
-    default) env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT -u OPENBLAS_THREAD_TIMEOUT "$@" ;;
-    libgomp) env -u OMP_WAIT_POLICY -u OPENBLAS_THREAD_TIMEOUT GOMP_SPINCOUNT=300000 "$@" ;;
-    passive) env -u GOMP_SPINCOUNT -u OPENBLAS_THREAD_TIMEOUT OMP_WAIT_POLICY=PASSIVE "$@" ;;
-    threads1) env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT -u OPENBLAS_THREAD_TIMEOUT "$@" --threads 1 ;;
+    default) env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT "$@" ;;
+    libgomp) env -u OMP_WAIT_POLICY GOMP_SPINCOUNT=300000 "$@" ;;
+    passive) env -u GOMP_SPINCOUNT OMP_WAIT_POLICY=PASSIVE "$@" ;;
+    threads1) env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT "$@" --threads 1 ;;
   esac
 }
 
@@ -67,9 +67,11 @@ run_policy() {
 
 train_rate() {  # train_rate NAME POLICY: median samples/s of one run
   local name=$1 policy=$2
+  rm -rf "${work:?}/$name"
   run_policy "$policy" "$dqe" train --train "$train" --dev "$work/dev200.jsonl" --out "$work/$name" --batch-size 32 \
     --max-len 64 --layers 4 --hidden 256 --heads 4 --intermediate 1024 --max-steps "$steps" \
-    --tokenizer "$work/model/best/vocab.txt" --match-types off --seed 1 2> "$work/$name.log" >/dev/null
+    --tokenizer "$work/model/best/vocab.txt" --match-types off --seed 1 2> "$work/$name.log" >/dev/null ||
+    { echo "contention.sh: train $name failed; see $work/$name.log" >&2; return 1; }
   python3 - "$work/$name/train_log.jsonl" <<'EOF'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
@@ -87,7 +89,8 @@ score_rate() {  # score_rate NAME POLICY: pairs/s of one scoring of dev.jsonl
   n=$(grep -c . "$dev")
   t0=$(date +%s.%N)
   run_policy "$policy" "$dqe" score --model "$work/model/best" --input "$dev" --output "$work/$name.jsonl" \
-    --batch-size 64 2> "$work/$name.log"
+    --batch-size 64 2> "$work/$name.log" ||
+    { echo "contention.sh: score $name failed; see $work/$name.log" >&2; return 1; }
   t1=$(date +%s.%N)
   python3 -c "print(f'{$n / ($t1 - $t0):.1f}')"
 }
@@ -99,9 +102,9 @@ for busy in 0 "$loops"; do
   sleep 1
   for rep in $(seq "$reps"); do
     for policy in default libgomp passive threads1; do
-      r=$(train_rate "train-$busy-$policy" "$policy")
+      r=$(train_rate "train-$busy-$policy" "$policy") || exit 1
       printf 'train\t%s\t%s\t%s\t%s\n' "$busy" "$policy" "$rep" "$r" | tee -a "$results" >&2
-      r=$(score_rate "score-$busy-$policy" "$policy")
+      r=$(score_rate "score-$busy-$policy" "$policy") || exit 1
       printf 'score\t%s\t%s\t%s\t%s\n' "$busy" "$policy" "$rep" "$r" | tee -a "$results" >&2
     done
   done

@@ -142,8 +142,7 @@ int runnable_elsewhere(const std::string& proc_root, int samples, int interval_m
     }
     counts.push_back(std::max(0, running - own));
   }
-  std::sort(counts.begin(), counts.end());
-  return counts[counts.size() / 2];
+  return *std::min_element(counts.begin(), counts.end());
 }
 
 CpuBudget cpu_budget() {

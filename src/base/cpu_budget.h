@@ -27,10 +27,11 @@ CpuBudget cpu_budget(int affinity_cpus, const std::string& root, const std::stri
 // This process's budget: its affinity mask and the machine's /sys/fs/cgroup.
 CpuBudget cpu_budget();
 
-// Threads of other processes runnable now, from the procfs mounted at proc_root: /proc/stat's
-// procs_running less this process's own runnable threads (/proc/self/task/*/stat), the median of
-// `samples` readings `interval_ms` apart (a compiler starting and ending is not a busy
-// neighbour). -1 when procfs cannot be read.
-int runnable_elsewhere(const std::string& proc_root = "/proc", int samples = 5, int interval_ms = 4);
+// Threads of other processes runnable throughout a short look, from the procfs mounted at
+// proc_root: /proc/stat's procs_running less this process's own runnable threads
+// (/proc/self/task/*/stat), the fewest of `samples` readings `interval_ms` apart. A busy
+// neighbour is runnable in every reading; a process starting or ending (a shell, a kernel
+// worker) is not. -1 when procfs cannot be read.
+int runnable_elsewhere(const std::string& proc_root = "/proc", int samples = 8, int interval_ms = 3);
 
 }  // namespace dqe

@@ -71,8 +71,7 @@ bool choose_omp_wait_policy() {
   if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") || std::getenv(kOmpChoiceMarker)) return false;
   const int others = runnable_elsewhere();
   if (!wait_passively(others)) return false;
-  ::setenv("GOMP_SPINCOUNT", "0", 1);
-  if (!std::getenv("OPENBLAS_THREAD_TIMEOUT")) ::setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1);
+  ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
   const std::string why = std::to_string(others) + " threads of other processes were runnable at start";
   ::setenv(kOmpChoiceMarker, why.c_str(), 1);
   return true;
@@ -86,7 +85,7 @@ std::string omp_wait_description() {
   if (!policy && !spin) return s + "libgomp's default (spinning)";
   if (policy) s += std::string("OMP_WAIT_POLICY=") + policy + (spin ? ", " : "");
   if (spin) s += std::string("GOMP_SPINCOUNT=") + spin;
-  if (!policy && why && spin && std::string(spin) == "0") return s + " (dqe's choice: " + why + ")";
+  if (why && !spin && policy && std::string(policy) == "PASSIVE") return s + " (dqe's choice: " + why + ")";
   return s + " (from the environment)";
 }
 

@@ -116,6 +116,9 @@ TEST(RunnableElsewhere, CountsOtherProcessesRunnableThreads) {
   test::write_text(proc + "/self/task/11/stat", "11 (a) S (b) R) S 1 10 10 0\n");  // sleeping, odd name
   test::write_text(proc + "/self/task/12/stat", "12 (openblas) R 1 10 10 0\n");
   EXPECT_EQ(runnable_elsewhere(proc, 3, 0), 3);
+  // The fewest over the readings: a neighbour that comes and goes is not a busy one. (The fake
+  // files do not change between readings; the rule is pinned through a single reading here and
+  // through the binary beside real busy loops in the CLI test.)
   test::write_text(proc + "/stat", "procs_running 1\n");
   EXPECT_EQ(runnable_elsewhere(proc, 1, 0), 0);  // never below zero
   EXPECT_EQ(runnable_elsewhere(dir.path("nothing"), 1, 0), -1);
