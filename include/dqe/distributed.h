@@ -1,8 +1,6 @@
 // The data-parallel knobs of train and pretrain (data parallelism itself: src/dist/).
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 namespace dqe {
 
 // The data-parallel knobs of train and pretrain: how the job computes, not what it learns
@@ -16,9 +14,8 @@ struct DistributedOptions {
   // and in 4 buckets at least, so that a small model's all-reduce overlaps the backward pass.
   double bucket_mb = 25;
 
-  // Throws ConfigError naming --dist-timeout or --bucket-mb.
+  // Throws ConfigError naming --dist-timeout or --bucket-mb (their knobs: dqe/knobs.h).
   void validate() const;
-  void write_json(nlohmann::ordered_json& j) const;
 };
 
 }  // namespace dqe

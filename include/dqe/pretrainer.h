@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dqe/distributed.h"
+#include "dqe/knobs.h"
 #include "dqe/run_context.h"
 
 namespace dqe {
@@ -76,10 +77,68 @@ struct PretrainConfig {
   // Called after every optimizer step; returning true stops as an interruption would.
   std::function<bool(int64_t step)> stop_after_step;
 
+  // The knob table (dqe/knobs.h), in the order of --help and to_json().
+  template <typename Self, typename Visitor>
+  static void visit_knobs(Self& c, Visitor&& v);
+
   // Throws ConfigError naming the flag.
   void validate() const;
+  // Every knob under its flag's name (a valid --config file; the run's config.json).
   nlohmann::ordered_json to_json() const;
 };
+
+template <typename Self, typename Visitor>
+void PretrainConfig::visit_knobs(Self& c, Visitor&& v) {
+  v(Knob("corpus", "Text file (or .gz), one text per line").mandatory().hide_default().changeable_on_resume(), c.corpus);
+  v(Knob("out", "Run directory: best/, last/, train_log.jsonl, eval_log.jsonl").mandatory().hide_default().changeable_on_resume(),
+    c.out_dir);
+  v(Knob("init", "Continue pretraining this model: Hugging Face BERT directory or dqe checkpoint").hide_default(), c.init);
+  v(Knob("tokenizer",
+         "vocab.txt, SentencePiece .model or a 'dqe tokenizer train' directory (default: build WordPiece from the corpus)")
+        .hide_default(),
+    c.tokenizer);
+
+  visit_model_shape_knobs(c, v, "the corpus");
+  v(Knob("lower-case", "Lower-case and strip accents (uncased model)").in("Model shape (from scratch; ignored with --init)"),
+    c.lower_case);
+
+  const char* mlm = "Masking";
+  v(Knob("mask-prob", "Fraction of tokens predicted (80% [MASK], 10% random, 10% kept)")
+        .check(bound::open(0, 1), "in (0, 1)")
+        .in(mlm),
+    c.mask_prob);
+  v(Knob("whole-word", "Mask all pieces of a word together").as_flag().in(mlm), c.whole_word);
+
+  const char* opt = "Optimisation";
+  visit_schedule_knobs(c, v, "the corpus", "Texts");
+  v(Knob("dropout", "Dropout probability of the encoder (default: 0.1 from scratch, the --init model's own)")
+        .check(bound::closed_open(0, 1), "in [0, 1)")
+        .hide_default()
+        .in(opt),
+    c.dropout);
+  v(Knob("max-len", "Longest sequence in tokens; longer texts are cut")
+        .check(bound::closed(3, kMaxSequenceLength), "between 3 and " + std::to_string(kMaxSequenceLength))
+        .in(opt),
+    c.max_len);
+  v(Knob("seed", "Random seed").in(opt), c.seed);
+  visit_compute_knobs(c, v, opt);
+  v(Knob("chunk-lines", "Lines read, tokenized and shuffled together (bounds memory)").check(bound::at_least(1), ">= 1").in(opt),
+    c.chunk_lines);
+
+  visit_distributed_knobs(c.distributed, v);
+
+  const char* ev = "Evaluation and checkpoints";
+  v(Knob("held-out-every", "Hold back every Nth line to measure MLM loss and accuracy").check(bound::at_least(2), ">= 2").in(ev),
+    c.held_out_every);
+  v(Knob("held-out-max", "At most this many held-back lines").check(bound::at_least(1), ">= 1").in(ev), c.held_out_max);
+  v(Knob("eval-every", "Evaluate every N steps (0: each epoch)").check(bound::at_least(0), ">= 0").in(ev), c.eval_every);
+  v(Knob("eval-batch-size", "Batch size for evaluation")
+        .check(bound::closed(1, static_cast<double>(kMaxBatchSize)), "between 1 and " + std::to_string(kMaxBatchSize))
+        .changeable_on_resume()
+        .in(ev),
+    c.eval_batch_size);
+  v(Knob("resume", "Continue the run in --out from its last checkpoint").as_flag().changeable_on_resume().in(ev), c.resume);
+}
 
 struct PretrainResult {
   int64_t steps = 0;

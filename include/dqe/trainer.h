@@ -14,6 +14,7 @@
 
 #include "dqe/distributed.h"
 #include "dqe/jsonl_reader.h"
+#include "dqe/knobs.h"
 #include "dqe/run_context.h"
 
 namespace dqe {
@@ -177,10 +178,218 @@ struct TrainConfig {
   // as an interruption would (last/ is written). Used by tests.
   std::function<bool(int64_t step)> stop_after_step;
 
+  // The knob table (dqe/knobs.h): every setting above once, with its flag, help, check and
+  // resume rule, in the order of --help and to_json(). Self is TrainConfig or const TrainConfig.
+  template <typename Self, typename Visitor>
+  static void visit_knobs(Self& c, Visitor&& v);
+
   // Throws ConfigError naming the flag for an invalid value or combination.
   void validate() const;
+  // Every knob under its flag's name (a valid --config file; the run's config.json).
   nlohmann::ordered_json to_json() const;
 };
+
+template <typename Self, typename Visitor>
+void TrainConfig::visit_knobs(Self& c, Visitor&& v) {
+  v(Knob("train", "Training data (JSONL)").mandatory().hide_default().changeable_on_resume(), c.train_path);
+  v(Knob("dev", "Dev data for evaluation and early stopping (JSONL)").mandatory().hide_default().changeable_on_resume(),
+    c.dev_path);
+  v(Knob("out", "Run directory: best/, last/, train_log.jsonl, eval_log.jsonl").mandatory().hide_default().changeable_on_resume(),
+    c.out_dir);
+  v(Knob("init", "Start from this model: dqe checkpoint, run directory, Hugging Face BERT directory or PEFT LoRA adapter")
+        .hide_default(),
+    c.init);
+  v(Knob("tokenizer", "vocab.txt (WordPiece) or .model (SentencePiece) for a model trained from scratch").hide_default(),
+    c.tokenizer);
+  v(Knob("task", "regression, classification or binary").one_of({"regression", "classification", "binary"}), c.task);
+  v(Knob("labels", "Class names from least to most relevant (classification; binary: negative,positive)")
+        .list(',')
+        .hide_default(),
+    c.labels);
+
+  visit_model_shape_knobs(c, v, "the training texts");
+  const char* shape = "Model shape (from scratch; ignored with --init)";
+  v(Knob("match-types",
+         "Mark tokens shared by query and result with their own token types (auto: on from scratch, as the --init "
+         "model otherwise)")
+        .one_of({"auto", "on", "off"})
+        .in(shape),
+    c.match_types);
+  v(Knob("lexical-features",
+         "Add an MLP of lexical match features (exact, stemmed and partial term matches, IDF, BM25, numbers) to the "
+         "logits")
+        .as_flag()
+        .in(shape),
+    c.lexical_features);
+  v(Knob("fusion",
+         "How side inputs (lexical features, --features-field, --attributes-field, --image-field) meet the text: gate, "
+         "concat, or add (added to the logits)")
+        .one_of({"gate", "concat", "add"})
+        .in(shape),
+    c.fusion);
+  v(Knob("modality-dropout",
+         "Probability of dropping a whole side input from a training line (robustness to lines lacking it)")
+        .check(bound::closed_open(0, 1), "in [0, 1)")
+        .in(shape),
+    c.modality_dropout);
+  v(Knob("lower-case", "Lower-case and strip accents (uncased model)").in(shape), c.lower_case);
+
+  const char* peft = "Parameter-efficient fine-tuning (LoRA, AdaLoRA, bottleneck adapters)";
+  v(Knob("peft",
+         "none; lora or adalora: freeze the --init model and train LoRA (AdaLoRA) updates of its Linears and the heads, "
+         "checkpoints being Hugging Face PEFT adapters; or adapter: the same with bottleneck adapters (Houlsby) after "
+         "each layer's attention and feed-forward outputs, in dqe's own layout")
+        .one_of({"none", "lora", "adalora", "adapter"})
+        .in(peft),
+    c.peft);
+  // The bounds by the base's dimensions are checked once the base is loaded.
+  v(Knob("lora-rank", "Rank r of each update B A").check(bound::closed(1, 65536), "between 1 and 65536").in(peft),
+    c.lora_rank);
+  v(Knob("lora-alpha", "The updates are scaled by alpha / r").check(bound::open_closed(0, 1e6), "in (0, 10^6]").in(peft),
+    c.lora_alpha);
+  v(Knob("lora-dropout", "Dropout on the updates' input").check(bound::closed_open(0, 1), "in [0, 1)").in(peft),
+    c.lora_dropout);
+  v(Knob("lora-targets",
+         "Linears to adapt, by the ends of their Hugging Face names (query, key, value, dense, attention.output.dense, "
+         "intermediate.dense, output.dense, pooler.dense; PEFT's rule: a name selects every module ending in it), or "
+         "all-linear")
+        .list(',')
+        .in(peft),
+    c.lora_targets);
+  v(Knob("adapter-size",
+         "Bottleneck adapters: the bottleneck's width (down [size, hidden], up [hidden, size]), at most the base's "
+         "hidden size")
+        .check(bound::closed(1, 65536), "between 1 and 65536")
+        .in(peft),
+    c.adapter_size);
+  v(Knob("adalora-init-r", "AdaLoRA: initial rank of each update P Lambda Q")
+        .check(bound::closed(1, 65536), "between 1 and 65536")
+        .in(peft),
+    c.adalora_init_r);
+  v(Knob("adalora-target-r", "AdaLoRA: average rank per module after pruning").check(bound::at_least(1), ">= 1").in(peft),
+    c.adalora_target_r);
+  v(Knob("adalora-tinit", "AdaLoRA: steps before pruning starts (-1: a tenth of the steps)")
+        .check(bound::closed(-1, 1e12), "between 0 and 10^12 (or -1: a tenth of the steps)")
+        .in(peft),
+    c.adalora_tinit);
+  v(Knob("adalora-tfinal", "AdaLoRA: last steps, with the final ranks fixed (-1: 30% of the steps)")
+        .check([](double x) { return x == -1 || (x >= 1 && x <= 1e12); }, "between 1 and 10^12 (or -1: 30% of the steps)")
+        .in(peft),
+    c.adalora_tfinal);
+  v(Knob("adalora-delta-t", "AdaLoRA: steps between two rank allocations")
+        .check(bound::closed(1, 1e12), "between 1 and 10^12")
+        .in(peft),
+    c.adalora_delta_t);
+  v(Knob("adalora-beta1", "AdaLoRA: moving-average factor of the importance").check(bound::open(0, 1), "in (0, 1)").in(peft),
+    c.adalora_beta1);
+  v(Knob("adalora-beta2", "AdaLoRA: moving-average factor of its uncertainty").check(bound::open(0, 1), "in (0, 1)").in(peft),
+    c.adalora_beta2);
+  v(Knob("adalora-orth-reg-weight", "AdaLoRA: weight of the orthogonality regulariser of P and Q")
+        .check(bound::closed(0, 1e6), "in [0, 10^6]")
+        .in(peft),
+    c.adalora_orth_reg_weight);
+  v(Knob("base",
+         "The base model of an --init adapter or of the adapter run resumed, when it moved from where the adapter "
+         "recorded it")
+        .hide_default()
+        .changeable_on_resume()
+        .in(peft),
+    c.base);
+
+  const char* distill = "Distillation";
+  v(Knob("teacher",
+         "A model whose outputs the student learns (repeat for an ensemble: their average), computed once before the "
+         "first step")
+        .hide_default()
+        .in(distill),
+    c.teachers);
+  v(Knob("distill-temperature", "Temperature of the teacher's and the student's class distributions (classification, binary)")
+        .check(bound::open_closed(0, 1e3), "in (0, 1000]")
+        .in(distill),
+    c.distill_temperature);
+  v(Knob("distill-alpha",
+         "Loss = alpha * distillation (MSE on the teacher's scores; KL for classes) + (1 - alpha) * labels")
+        .check(bound::open_closed(0, 1), "in (0, 1] (0 would ignore the teacher)")
+        .in(distill),
+    c.distill_alpha);
+  v(Knob("unlabeled", "JSONL pairs without labels that only the teacher labels").hide_default().in(distill), c.unlabeled);
+  v(Knob("keep-layers", "Keep this many of the --init model's encoder layers (0: all)").check(bound::at_least(0), ">= 0").in(distill),
+    c.keep_layers);
+  v(Knob("keep-which",
+         "Which layers --keep-layers keeps: bottom (the top ones dropped) or alternate (the top layer and every n/k-th "
+         "below it)")
+        .one_of({"bottom", "alternate"})
+        .in(distill),
+    c.keep_which);
+
+  const char* opt = "Optimisation";
+  visit_schedule_knobs(c, v, "the training data", "Examples");
+  v(Knob("dropout", "Dropout probability of the encoder and classifier (default: 0.1 from scratch, the --init model's own)")
+        .check(bound::closed_open(0, 1), "in [0, 1)")
+        .hide_default()
+        .in(opt),
+    c.dropout);
+  v(Knob("max-len", "Longest input in tokens (0: the model's, else 128)")
+        .check([](double x) { return x == 0 || (x >= 3 && x <= kMaxSequenceLength); },
+               "0 (the model's) or between 3 and " + std::to_string(kMaxSequenceLength))
+        .in(opt),
+    c.max_len);
+  v(Knob("seed", "Random seed (same seed and threads give the same metrics)").in(opt), c.seed);
+  visit_compute_knobs(c, v, opt);
+
+  visit_distributed_knobs(c.distributed, v);
+  const char* adv = "Adversarial training";
+  v(Knob("adv",
+         "none, fgm or pgd: perturb the word embeddings along the loss's gradient and learn from the perturbed loss "
+         "beside the clean one")
+        .one_of({"none", "fgm", "pgd"})
+        .in(adv),
+    c.adv);
+  v(Knob("adv-eps", "L2 radius of one example's perturbation").check(bound::open_closed(0, 1e6), "in (0, 10^6]").in(adv),
+    c.adv_eps);
+  v(Knob("adv-steps", "PGD: steps of the perturbation's climb").check(bound::closed(1, 100), "between 1 and 100").in(adv),
+    c.adv_steps);
+  v(Knob("adv-alpha", "PGD: size of each step").check(bound::open_closed(0, 1e6), "in (0, 10^6]").in(adv), c.adv_alpha);
+  v(Knob("augment",
+         "Share of training examples given attack-like text noise each batch (typos, duplicated words, query words "
+         "inserted into below-average results with their label kept); 0: off")
+        .check(bound::closed(0, 1), "in [0, 1] (0: off)")
+        .in(adv),
+    c.augment);
+
+  const char* ev = "Evaluation and checkpoints";
+  v(Knob("eval-every", "Evaluate on dev every N steps (0: each epoch)").check(bound::at_least(0), ">= 0").in(ev), c.eval_every);
+  v(Knob("patience", "Stop after N evaluations without improvement (0: never)").check(bound::at_least(0), ">= 0").in(ev),
+    c.patience);
+  v(Knob("eval-batch-size", "Batch size for dev evaluation")
+        .check(bound::closed(1, static_cast<double>(kMaxBatchSize)), "between 1 and " + std::to_string(kMaxBatchSize))
+        .changeable_on_resume()
+        .in(ev),
+    c.eval_batch_size);
+  v(Knob("resume", "Continue the run in --out from its last checkpoint").as_flag().changeable_on_resume().in(ev), c.resume);
+  v(Knob("detect-fpr",
+         "Calibrate suspect detection (score --detect) to this false-positive rate on dev and save its statistics with "
+         "the best model (0: none)")
+        .check(bound::closed_open(0, 1), "in [0, 1) (0: no detection statistics)")
+        .changeable_on_resume()
+        .in(ev),
+    c.detect_fpr);
+  v(Knob("detect-sample", "Training pairs whose pooled vectors give detection's mean and covariance")
+        .check(bound::closed(2, 1e7), "between 2 and 10^7")
+        .changeable_on_resume()
+        .in(ev),
+    c.detect_sample);
+
+  const char* bad = "Bad input";
+  v(Knob("max-bad-lines", "Skip up to N malformed lines instead of stopping")
+        .check(bound::at_least(0), ">= 0")
+        .changeable_on_resume()
+        .in(bad),
+    c.max_bad_lines);
+  v(Knob("rejects", "Write skipped lines here (JSONL with line and error)").hide_default().changeable_on_resume().in(bad),
+    c.rejects);
+  visit_field_knobs(c.fields, v);
+}
 
 struct TrainResult {
   int64_t steps = 0;

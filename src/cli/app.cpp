@@ -44,65 +44,20 @@ std::string version_text() {
          (torch::cuda::is_available() ? "" : " (this LibTorch has no CUDA, or no GPU is visible)");
 }
 
-void add_field_options(CLI::App& cmd, FieldMap& fields) {
-  const char* group = "Input fields";
-  cmd.add_option("--query-field", fields.query, "JSON field holding the query")->capture_default_str()->group(group);
-  cmd.add_option("--text-fields", fields.text, "JSON fields joined into the result text; the first is required")
-      ->delimiter(',')
-      ->capture_default_str()
-      ->group(group);
-  cmd.add_option("--label-field", fields.label, "JSON field holding the label")->capture_default_str()->group(group);
-  cmd.add_option("--query-id-field", fields.query_id, "JSON field grouping the results of one query (default: the query text)")
-      ->capture_default_str()
-      ->group(group);
-  cmd.add_option("--id-field", fields.id, "JSON field holding the record id")->capture_default_str()->group(group);
-  cmd.add_option("--features-field", fields.features, "JSON field holding an object of named numbers (optional per line)")
-      ->capture_default_str()
-      ->group(group);
-  cmd.add_option("--attributes-field", fields.attributes,
-                 "JSON field holding an object of named strings (optional per line)")
-      ->capture_default_str()
-      ->group(group);
-  cmd.add_option("--image-field", fields.image, "JSON field holding an image vector, an array of floats (optional per line)")
-      ->capture_default_str()
-      ->group(group);
+void add_config_options(CLI::App& cmd, CliState& state) {
+  cmd.add_option("--config", state.config_files,
+                 "JSON file of flag values (keys are long flag names); repeatable: later files, then explicit flags, win");
+  cmd.add_flag("--dump-config", state.dump_config, "Print the effective configuration as JSON (a valid --config file) and exit");
 }
 
-void add_compute_options(CLI::App& cmd, int& threads, std::string& precision, std::string& device,
-                         const std::string& group) {
-  std::vector<CLI::Option*> options;
-  options.push_back(cmd.add_option("--threads", threads, "Compute threads (0: the CPUs this process may use: its affinity mask, capped by its cgroup CPU quota)")->capture_default_str());
-  options.push_back(cmd.add_option("--precision", precision,
-                                   "auto (bf16 autocast on a GPU, or on a CPU with avx512_bf16/AMX; else fp32), fp32 "
-                                   "(exact) or bf16")
-                        ->capture_default_str()
-                        ->check(CLI::IsMember({"auto", "fp32", "bf16"})));
-  options.push_back(cmd.add_option("--device", device,
-                                   "auto (the GPU when dqe is built with CUDA and one is visible, else the CPU), cpu, "
-                                   "cuda or cuda:N")
-                        ->capture_default_str());
-  if (!group.empty())
-    for (auto* o : options) o->group(group);
-}
-
-void add_distributed_options(CLI::App& cmd, DistributedOptions& options) {
-  const char* group = "Data parallelism (under torchrun, srun, or RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT)";
-  cmd.add_option("--dist-timeout", options.timeout_s,
-                 "Seconds the rendezvous and each all-reduce wait for the other processes; a dead or hung one "
-                 "stops the job within this time")
-      ->capture_default_str()
-      ->group(group);
-  cmd.add_option("--bucket-mb", options.bucket_mb,
-                 "Gradients are all-reduced in buckets of up to this many MiB (4 at least, to overlap the backward "
-                 "pass)")
-      ->capture_default_str()
-      ->group(group);
-}
+void add_field_options(CLI::App& cmd, FieldMap& fields) { visit_field_knobs(fields, KnobBinder(cmd)); }
 
 bool field_options_given(const CLI::App& cmd) {
-  for (const char* name : {"--query-field", "--text-fields", "--label-field", "--query-id-field", "--id-field",
-                           "--features-field", "--attributes-field", "--image-field"})
-    if (cmd.count(name) > 0) return true;
+  std::vector<std::string> names;
+  const FieldMap defaults;
+  visit_field_knobs(defaults, knob_visitors::Names{names});
+  for (const std::string& name : names)
+    if (cmd.count("--" + name) > 0) return true;
   return false;
 }
 
@@ -129,8 +84,6 @@ void finalize(CliState& state) {
   if (state.score_cmd && state.score_cmd->count("--detect-fpr") > 0) state.score.detect_fpr = state.score_detect_fpr;
   if (state.eval_cmd && state.eval_cmd->count("--max-regression") > 0)
     state.gate.max_regression = state.gate_max_regression;
-  if (state.train_cmd && state.train_cmd->count("--dropout") > 0) state.train.dropout = state.train_dropout;
-  if (state.pretrain_cmd && state.pretrain_cmd->count("--dropout") > 0) state.pretrain.dropout = state.pretrain_dropout;
 }
 
 namespace {

@@ -17,6 +17,7 @@
 #include "dqe/scorer.h"
 #include "dqe/trainer.h"
 #include "dqe/vocab_builder.h"
+#include "cli/knob_binding.h"
 #include "io/output.h"
 #include "model/model_spec.h"
 
@@ -46,8 +47,6 @@ struct CliState {
   double score_detect_fpr = 0.01;
   // --max-regression: set on the gate only when given (alone, it is a usage error).
   double gate_max_regression = kDefaultMaxRegression;
-  // --dropout of train and pretrain: set on their configs only when given.
-  double train_dropout = kDefaultDropout, pretrain_dropout = kDefaultDropout;
   bool dump_config = false;
   // Shown by --help; the files are read by expand_config_files() before parsing.
   std::vector<std::string> config_files;
@@ -84,29 +83,14 @@ void add_pretrain_command(CLI::App& app, CliState& state);
 void add_tokenizer_command(CLI::App& app, CliState& state);
 void add_export_command(CLI::App& app, CliState& state);
 
-// Adds --query-field, --text-fields, --label-field, --query-id-field, --id-field.
+// Adds --config and --dump-config: flags of the command line, not settings of the run.
+void add_config_options(CLI::App& cmd, CliState& state);
+// Adds the input field flags (--query-field ... --image-field; dqe/knobs.h).
 void add_field_options(CLI::App& cmd, FieldMap& fields);
 // Adds --threads, --precision and --device, in group (none when empty).
-void add_compute_options(CLI::App& cmd, int& threads, std::string& precision, std::string& device,
-                         const std::string& group = "");
-// Adds --dist-timeout and --bucket-mb in the "Data parallelism" group.
-void add_distributed_options(CLI::App& cmd, DistributedOptions& options);
-// The optimisation flags that train and pretrain share, bound onto their configs (which name
-// them alike) in the "Optimisation" group; `passes_over` and `batch_of` say what an epoch
-// and a batch are made of.
 template <typename Config>
-void add_schedule_options(CLI::App& cmd, Config& c, const std::string& passes_over, const std::string& batch_of) {
-  const char* opt = "Optimisation";
-  cmd.add_option("--epochs", c.epochs, "Passes over " + passes_over)->capture_default_str()->group(opt);
-  cmd.add_option("--max-steps", c.max_steps, "Stop after N optimizer steps (0: use --epochs)")->capture_default_str()->group(opt);
-  cmd.add_option("--batch-size", c.batch_size, batch_of + " per batch")->capture_default_str()->group(opt);
-  cmd.add_option("--grad-accum", c.grad_accum, "Batches per optimizer step")->capture_default_str()->group(opt);
-  cmd.add_option("--lr", c.lr, "Peak learning rate, reached after warmup")->capture_default_str()->group(opt);
-  cmd.add_option("--warmup-ratio", c.warmup_ratio, "Fraction of steps with linear warmup")->capture_default_str()->group(opt);
-  cmd.add_option("--weight-decay", c.weight_decay, "AdamW weight decay (not on biases and LayerNorm)")
-      ->capture_default_str()
-      ->group(opt);
-  cmd.add_option("--max-grad-norm", c.max_grad_norm, "Clip gradients to this L2 norm (0: off)")->capture_default_str()->group(opt);
+void add_compute_options(CLI::App& cmd, Config& config, const std::string& group = "") {
+  visit_compute_knobs(config, KnobBinder(cmd), group);
 }
 // True when any field-name flag was given on cmd.
 bool field_options_given(const CLI::App& cmd);

@@ -18,7 +18,7 @@ void add_eval_command(CLI::App& app, CliState& state) {
   cmd->add_option("--metrics-out", c.metrics_out, "Write the metrics as JSON here");
   cmd->add_option("--max-len", c.max_len, "Longest input in tokens (0: the model's)")->capture_default_str();
   cmd->add_option("--batch-size", c.batch_size, "Examples per batch")->capture_default_str();
-  add_compute_options(*cmd, c.threads, c.precision, c.device);
+  add_compute_options(*cmd, c);
   cmd->add_option("--max-bad-lines", c.max_bad_lines, "Skip up to N malformed lines instead of stopping")->capture_default_str();
   cmd->add_option("--rejects", c.rejects, "Write skipped lines here");
   const char* gate = "Regression gates (exit 4 when one fails)";

@@ -1,64 +1,17 @@
 #include <iostream>
 
 #include "cli/app.h"
+#include "cli/knob_binding.h"
 #include "dqe/trainer.h"
 
 namespace dqe::cli {
 
 void add_pretrain_command(CLI::App& app, CliState& state) {
-  PretrainConfig& c = state.pretrain;
   CLI::App* cmd = app.add_subcommand(
       "pretrain", "Masked-language-model pretraining of the encoder on unlabeled text (a valid --init for train)");
   state.pretrain_cmd = cmd;
-  cmd->add_option("--config", state.config_files, "JSON file of flag values (keys are long flag names); repeatable: later files, then explicit flags, win");
-  cmd->add_option("--corpus", c.corpus, "Text file (or .gz), one text per line")->required();
-  cmd->add_option("--out", c.out_dir, "Run directory: best/, last/, train_log.jsonl, eval_log.jsonl")->required();
-  cmd->add_option("--init", c.init, "Continue pretraining this model: Hugging Face BERT directory or dqe checkpoint");
-  cmd->add_option("--tokenizer", c.tokenizer,
-                  "vocab.txt, SentencePiece .model or a 'dqe tokenizer train' directory (default: build WordPiece from the corpus)");
-  cmd->add_flag("--dump-config", state.dump_config,
-                "Print the effective configuration as JSON (a valid --config file) and exit");
-
-  const char* shape = "Model shape (from scratch; ignored with --init)";
-  cmd->add_option("--layers", c.layers, "Transformer layers")->capture_default_str()->group(shape);
-  cmd->add_option("--hidden", c.hidden, "Hidden size")->capture_default_str()->group(shape);
-  cmd->add_option("--heads", c.heads, "Attention heads")->capture_default_str()->group(shape);
-  cmd->add_option("--intermediate", c.intermediate, "Feed-forward size")->capture_default_str()->group(shape);
-  cmd->add_option("--vocab-size", c.vocab_size, "Size of the WordPiece vocabulary built from the corpus")
-      ->capture_default_str()
-      ->group(shape);
-  cmd->add_option("--lower-case", c.lower_case, "Lower-case and strip accents (uncased model)")
-      ->capture_default_str()
-      ->group(shape);
-
-  const char* mlm = "Masking";
-  cmd->add_option("--mask-prob", c.mask_prob, "Fraction of tokens predicted (80% [MASK], 10% random, 10% kept)")
-      ->capture_default_str()
-      ->group(mlm);
-  cmd->add_flag("--whole-word", c.whole_word, "Mask all pieces of a word together")->group(mlm);
-
-  const char* opt = "Optimisation";
-  add_schedule_options(*cmd, c, "the corpus", "Texts");
-  cmd->add_option("--dropout", state.pretrain_dropout,
-                  "Dropout probability of the encoder (default: 0.1 from scratch, the --init model's own)")
-      ->group(opt);
-  cmd->add_option("--max-len", c.max_len, "Longest sequence in tokens; longer texts are cut")->capture_default_str()->group(opt);
-  cmd->add_option("--seed", c.seed, "Random seed")->capture_default_str()->check(CLI::NonNegativeNumber)->group(opt);
-  add_compute_options(*cmd, c.threads, c.precision, c.device, opt);
-  cmd->add_option("--chunk-lines", c.chunk_lines, "Lines read, tokenized and shuffled together (bounds memory)")
-      ->capture_default_str()
-      ->group(opt);
-
-  add_distributed_options(*cmd, c.distributed);
-
-  const char* ev = "Evaluation and checkpoints";
-  cmd->add_option("--held-out-every", c.held_out_every, "Hold back every Nth line to measure MLM loss and accuracy")
-      ->capture_default_str()
-      ->group(ev);
-  cmd->add_option("--held-out-max", c.held_out_max, "At most this many held-back lines")->capture_default_str()->group(ev);
-  cmd->add_option("--eval-every", c.eval_every, "Evaluate every N steps (0: each epoch)")->capture_default_str()->group(ev);
-  cmd->add_option("--eval-batch-size", c.eval_batch_size, "Batch size for evaluation")->capture_default_str()->group(ev);
-  cmd->add_flag("--resume", c.resume, "Continue the run in --out from its last checkpoint")->group(ev);
+  add_config_options(*cmd, state);
+  bind_knobs(*cmd, state.pretrain);
 }
 
 int run_pretrain(CliState& state) {

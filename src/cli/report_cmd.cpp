@@ -12,7 +12,7 @@ void add_report_command(CLI::App& app, CliState& state) {
   cmd->add_option("--data", c.data, "Labelled data to run the best model on (default: the run's dev file)");
   cmd->add_option("--max-len", c.max_len, "Longest input in tokens (0: the model's)")->capture_default_str();
   cmd->add_option("--batch-size", c.batch_size, "Examples per batch")->capture_default_str();
-  add_compute_options(*cmd, c.threads, c.precision, c.device);
+  add_compute_options(*cmd, c);
 }
 
 int run_report(CliState& state) {

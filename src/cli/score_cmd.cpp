@@ -40,7 +40,7 @@ void add_score_command(CLI::App& app, CliState& state) {
                 "scripts, look-alikes, out-of-distribution inputs, instability (needs the model's detection statistics)");
   cmd->add_option("--detect-fpr", state.score_detect_fpr,
                   "With --detect: flag at this false-positive rate on dev instead of the model's calibrated one");
-  add_compute_options(*cmd, c.threads, c.precision, c.device);
+  add_compute_options(*cmd, c);
   cmd->add_option("--max-bad-lines", c.max_bad_lines, "Skip up to N malformed lines instead of stopping")->capture_default_str();
   cmd->add_option("--rejects", c.rejects, "Write skipped lines here");
   add_field_options(*cmd, state.score_fields);

@@ -21,15 +21,7 @@
 
 namespace dqe {
 
-void DistributedOptions::validate() const {
-  check_flag(timeout_s > 0 && timeout_s <= 86400, "--dist-timeout", "in (0, 86400] seconds", timeout_s);
-  check_flag(bucket_mb > 0 && bucket_mb <= 4096, "--bucket-mb", "in (0, 4096]", bucket_mb);
-}
-
-void DistributedOptions::write_json(nlohmann::ordered_json& j) const {
-  j["dist-timeout"] = timeout_s;
-  j["bucket-mb"] = bucket_mb;
-}
+void DistributedOptions::validate() const { visit_distributed_knobs(*this, knob_visitors::Checker{}); }
 
 // ---------------------------------------------------------------------------------------
 // The launcher's environment

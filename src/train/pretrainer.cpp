@@ -16,50 +16,18 @@ namespace dqe {
 namespace fs = std::filesystem;
 
 void PretrainConfig::validate() const {
-  if (corpus.empty()) throw ConfigError("--corpus is required");
-  if (out_dir.empty()) throw ConfigError("--out is required");
+  check_knobs(*this);  // each knob's own check: required, bounds
   if (!init.empty() && !tokenizer.empty()) throw ConfigError("--tokenizer cannot be combined with --init (the model has its own)");
   check_model_shape_flags(*this);
-  check_flag(!dropout || (*dropout >= 0 && *dropout < 1), "--dropout", "in [0, 1)", dropout.value_or(0));
-  check_flag(mask_prob > 0 && mask_prob < 1, "--mask-prob", "in (0, 1)", mask_prob);
   check_schedule_flags(*this);
-  check_flag(max_len >= 3 && max_len <= kMaxSequenceLength, "--max-len", "between 3 and " + std::to_string(kMaxSequenceLength),
-             max_len);
-  check_flag(held_out_every >= 2, "--held-out-every", ">= 2", held_out_every);
-  check_flag(held_out_max >= 1, "--held-out-max", ">= 1", held_out_max);
-  check_flag(chunk_lines >= 1, "--chunk-lines", ">= 1", chunk_lines);
   check_compute_flags(threads, precision, device);
-  distributed.validate();
 }
 
 nlohmann::ordered_json PretrainConfig::to_json() const {
-  nlohmann::ordered_json j;
-  j["corpus"] = corpus;
-  j["out"] = out_dir;
-  j["init"] = init;
-  j["tokenizer"] = tokenizer;
-  write_model_shape_flags(j, *this);
-  j["lower-case"] = lower_case;
-  j["mask-prob"] = mask_prob;
-  j["whole-word"] = whole_word;
-  write_schedule_flags(j, *this);
-  j["held-out-every"] = held_out_every;
-  j["held-out-max"] = held_out_max;
-  j["eval-every"] = eval_every;
-  j["eval-batch-size"] = eval_batch_size;
-  j["chunk-lines"] = chunk_lines;
-  j["resume"] = resume;
-  distributed.write_json(j);
+  nlohmann::ordered_json j = knobs_json(*this);
+  record_dropout(j, *this);
   return j;
 }
-
-namespace {
-
-// What may differ on --resume: where and how the run computes, not what it learns.
-const std::vector<std::string> kMayChangeOnResume = {"corpus", "out", "resume", "threads", "precision", "device",
-                                                    "eval-batch-size", "dist-timeout", "bucket-mb"};
-
-}  // namespace
 
 PretrainResult pretrain(const PretrainConfig& cfg, const StopToken& stop) {
   cfg.validate();
@@ -73,14 +41,14 @@ PretrainResult pretrain(const PretrainConfig& cfg, const StopToken& stop) {
   std::unique_ptr<training::RunDirectory> run_dir_owner = open_run_directory(group.get(), cfg.out_dir, cfg.resume);
   training::RunDirectory& run_dir = *run_dir_owner;
   // Refused before the data are read: a resumed run continues as it was started.
-  if (cfg.resume) run_dir.check_resume_config(cfg.to_json(), kMayChangeOnResume);
+  if (cfg.resume) run_dir.check_resume_config(cfg.to_json(), knobs_resume_may_change<PretrainConfig>());
   RunContext ctx = make_run_context(cfg.device, cfg.precision, cfg.threads, stop, cfg.seed,
                                     group ? group->environment().local_world_size : 1);
   log->info(ctx.describe());
   training::EngineOptions options = training::schedule_of(cfg);
   options.component = "pretrain";
   options.evaluate_at_start = true;  // the untrained (or --init) model's score: what pretraining gained
-  options.may_change_on_resume = kMayChangeOnResume;
+  options.may_change_on_resume = knobs_resume_may_change<PretrainConfig>();
   apply_data_parallel(group.get(), run_dir, cfg.resume, cfg.batch_size, ctx, options);
   training::MlmObjective objective(cfg, ctx, run_dir.last());
 

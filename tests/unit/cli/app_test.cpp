@@ -292,6 +292,39 @@ TEST(CliParse, DumpConfigHoldsEveryFlagAndRoundTrips) {
   }
 }
 
+// What --resume may change, written out here: where and how a run computes, never what it
+// learns. The lists are the knob tables' (visit_knobs); a knob marked by mistake shows here.
+TEST(CliParse, ResumeMayChangeOnlyWhereAndHowARunComputes) {
+  const std::set<std::string> train = {"train", "dev", "out", "resume", "threads", "precision", "device", "eval-batch-size",
+                                       "max-bad-lines", "rejects", "base", "dist-timeout", "bucket-mb", "detect-fpr",
+                                       "detect-sample"};
+  const std::vector<std::string> t = knobs_resume_may_change<TrainConfig>();
+  EXPECT_EQ(std::set<std::string>(t.begin(), t.end()), train);
+  const std::set<std::string> pretrain = {"corpus", "out", "resume", "threads", "precision", "device", "eval-batch-size",
+                                          "dist-timeout", "bucket-mb"};
+  const std::vector<std::string> p = knobs_resume_may_change<PretrainConfig>();
+  EXPECT_EQ(std::set<std::string>(p.begin(), p.end()), pretrain);
+}
+
+// Each knob of the tables is a flag of its command under the same name, and each flag of
+// train and pretrain is a knob (but --help, --config and --dump-config, which are not settings).
+TEST(CliParse, TheFlagsOfTrainAndPretrainAreTheirKnobs) {
+  auto p = parse({"train", "--train", "t", "--dev", "d", "--out", "o"});
+  const auto flags_of = [](const CLI::App* cmd) {
+    std::set<std::string> names;
+    for (const CLI::Option* opt : cmd->get_options())
+      if (!opt->get_lnames().empty() && opt->get_lnames().front() != "help" && opt->get_lnames().front() != "config" &&
+          opt->get_lnames().front() != "dump-config")
+        names.insert(opt->get_lnames().front());
+    return names;
+  };
+  const std::vector<std::string> train = knob_names<TrainConfig>(), pretrain = knob_names<PretrainConfig>();
+  EXPECT_EQ(flags_of(p->state.train_cmd), std::set<std::string>(train.begin(), train.end()));
+  EXPECT_EQ(flags_of(p->state.pretrain_cmd), std::set<std::string>(pretrain.begin(), pretrain.end()));
+  EXPECT_EQ(train.size(), std::set<std::string>(train.begin(), train.end()).size()) << "a knob written twice";
+  EXPECT_EQ(train.size(), 75u);  // the keys of to_json() before the table, counted by hand
+}
+
 // Every numeric flag of every command refuses NaN, infinities, negatives and values at the
 // ends of its type (a batch of 2^63 - 1 examples planned zero steps; --warmup-ratio nan
 // trained at rate 0), unless the table below says why the value is a fair request.

@@ -1,0 +1,31 @@
+#include "cli/knob_binding.h"
+
+namespace dqe::cli {
+
+void KnobBinder::operator()(const Knob& knob, bool& member) {
+  if (knob.flag)
+    finish(knob, cmd_.add_flag("--" + knob.name, member, knob.help));
+  else
+    finish(knob, cmd_.add_option("--" + knob.name, member, knob.help));
+}
+
+void KnobBinder::operator()(const Knob& knob, uint64_t& member) {
+  CLI::Option* option = cmd_.add_option("--" + knob.name, member, knob.help);
+  option->check(CLI::NonNegativeNumber);
+  finish(knob, option);
+}
+
+void KnobBinder::operator()(const Knob& knob, std::optional<double>& member) {
+  finish(knob, cmd_.add_option_function<double>(
+                   "--" + knob.name, [&member](const double& value) { member = value; }, knob.help));
+}
+
+void KnobBinder::finish(const Knob& knob, CLI::Option* option) {
+  if (knob.show_default && !knob.flag) option->capture_default_str();
+  if (knob.required) option->required();
+  if (!knob.choices.empty()) option->check(CLI::IsMember(knob.choices));
+  if (knob.delimiter != '\0') option->delimiter(knob.delimiter);
+  if (!knob.group.empty()) option->group(knob.group);
+}
+
+}  // namespace dqe::cli
