@@ -33,7 +33,7 @@ const std::vector<AdapterKind>& adapter_kinds() {
       {"adalora", "ADALORA", read_lora_config,
        [] {
          auto spec = std::make_unique<LoraSpec>();
-         spec->adalora.emplace();
+         spec->r = spec->adalora.emplace().init_r;  // AdaLoRA's updates start at init_r
          return std::unique_ptr<AdapterSpec>(std::move(spec));
        },
        false},
