@@ -9,7 +9,6 @@
 #include "base/format.h"
 #include "base/log.h"
 #include "data/log_inputs.h"
-#include "deploy/deploy.h"
 #include "deploy/distill.h"
 #include "dist/process_group.h"
 #include "dist/shares.h"
@@ -18,9 +17,8 @@
 #include "model/heads/task_head.h"
 #include "model/peft/adapter.h"
 #include "model/peft/lora.h"
-#include "model/prune.h"
 #include "train/augment.h"
-#include "train/peft_setup.h"
+#include "train/model_builder.h"
 #include "train/train_util.h"
 
 namespace dqe::training {
@@ -37,35 +35,6 @@ struct FinetuneBatch : PreparedBatch {
   torch::Tensor labelled;
   int64_t labelled_rows = 0;
 };
-
-// The task a new run trains: its classes, label scaling, length and inputs, from the flags,
-// the training records and, with --init, the model it starts from.
-TaskSpec task_of_new_run(const TrainConfig& cfg, const std::vector<Record>& train, const std::optional<ModelSpec>& init) {
-  TaskSpec ts;
-  ts.task = parse_task(cfg.task);
-  ts.fields = cfg.fields;
-  ts.lower_case = cfg.lower_case;
-  ts.fusion = parse_fusion(cfg.fusion);
-  if (init) {
-    ts.lower_case = init->task.lower_case;
-    ts.match_types = cfg.match_types == "on" || (cfg.match_types == "auto" && init->task.match_types);
-    ts.lexical_features = cfg.lexical_features || (!init->mlm_encoder && init->task.lexical_features);
-  } else {
-    ts.match_types = cfg.match_types != "off";
-    ts.lexical_features = cfg.lexical_features;
-  }
-  ts.labels = cfg.labels;
-  task_head(ts.task).fit_labels(ts, train, cfg.train_path, init ? &*init : nullptr);
-  if (init) {
-    ts.max_len = cfg.max_len > 0 ? cfg.max_len : init->task.max_len;
-    if (ts.max_len > init->bert.max_position_embeddings)
-      throw ConfigError("--max-len " + std::to_string(ts.max_len) + " exceeds the model's max_position_embeddings (" +
-                        std::to_string(init->bert.max_position_embeddings) + ")");
-  } else {
-    ts.max_len = cfg.max_len > 0 ? cfg.max_len : 128;
-  }
-  return ts;
-}
 
 std::string fingerprint_of(const std::vector<Record>& train, const std::vector<Record>& dev) {
   detail::Fnv1a hash;
@@ -86,185 +55,139 @@ std::string fingerprint_of(const std::vector<Record>& train, const std::vector<R
 FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& ctx, const std::string& last_dir)
     : config_(cfg), head_(task_head(parse_task(cfg.task))), ctx_(ctx) {
   auto log = detail::logger("train");
+  RunRecords records = read_records(*log);
+  ctx_.stop.check("while reading the data, before the first step; nothing to resume");
+  // Every weight not loaded (a new model, or a head the --init model lacks) is drawn from the
+  // seed, so that a run is reproducible; LibTorch's default generator is seeded at random.
+  ctx_.seeds.seed_initialisation();
+  BuiltModel built = build_finetune_model(cfg, records.train, last_dir, *log);
+  spec_ = std::move(built.spec);
+  model_ = built.model;
+  featurizer_ = built.featurizer;
+  model_->to(ctx_.device);  // before the optimizer takes the parameters
+  log_model(*log);
+  encode(records, *log);
+  if (LoraSpec* lora = spec_.adapter.as<LoraSpec>(); lora && lora->adalora) start_adalora(*lora->adalora, last_dir, *log);
+}
+
+FinetuneObjective::RunRecords FinetuneObjective::read_records(spdlog::logger& log) {
+  const TrainConfig& cfg = config_;
+  RunRecords records;
   ReaderOptions ro;
   ro.fields = cfg.fields;
   ro.require_label = true;
   ro.max_bad_lines = cfg.max_bad_lines;
   ro.rejects_path = cfg.rejects;
   int64_t bad_train = 0, bad_dev = 0;
-  std::vector<Record> train_records = read_jsonl(cfg.train_path, ro, &bad_train);
+  records.train = read_jsonl(cfg.train_path, ro, &bad_train);
   if (!cfg.rejects.empty()) ro.rejects_path = cfg.rejects + ".dev";
   // Dev image vectors must have the training ones' length.
-  for (const auto& r : train_records)
+  for (const auto& r : records.train)
     if (!r.image.empty()) {
       ro.fields.image_dim = static_cast<int64_t>(r.image.size());
       break;
     }
-  std::vector<Record> dev_records = read_jsonl(cfg.dev_path, ro, &bad_dev);
-  log->info("{}: {} examples; {}: {} examples", cfg.train_path, train_records.size(), cfg.dev_path,
-            dev_records.size());
+  records.dev = read_jsonl(cfg.dev_path, ro, &bad_dev);
+  log.info("{}: {} examples; {}: {} examples", cfg.train_path, records.train.size(), cfg.dev_path,
+           records.dev.size());
   if (bad_train + bad_dev > 0)
-    log->warn("skipped {} bad lines of {} and {} of {} (--max-bad-lines {}){}", bad_train, cfg.train_path, bad_dev,
-              cfg.dev_path, cfg.max_bad_lines, cfg.rejects.empty() ? "" : "; they are in " + cfg.rejects + "*");
-  std::vector<Record> unlabeled_records;
+    log.warn("skipped {} bad lines of {} and {} of {} (--max-bad-lines {}){}", bad_train, cfg.train_path, bad_dev,
+             cfg.dev_path, cfg.max_bad_lines, cfg.rejects.empty() ? "" : "; they are in " + cfg.rejects + "*");
   if (!cfg.unlabeled.empty()) {
     ReaderOptions uo = ro;
     uo.require_label = false;
     uo.rejects_path = cfg.rejects.empty() ? "" : cfg.rejects + ".unlabeled";
-    unlabeled_records = read_jsonl(cfg.unlabeled, uo);
-    log->info("{}: {} unlabeled pairs, which only the teacher labels", cfg.unlabeled, unlabeled_records.size());
+    records.unlabeled = read_jsonl(cfg.unlabeled, uo);
+    log.info("{}: {} unlabeled pairs, which only the teacher labels", cfg.unlabeled, records.unlabeled.size());
   }
-  fingerprint_ = fingerprint_of(train_records, dev_records);
-  if (!unlabeled_records.empty())
-    fingerprint_ += "; " + fingerprint_of(unlabeled_records, {}) + " (unlabeled)";
-  ctx_.stop.check("while reading the data, before the first step; nothing to resume");
+  fingerprint_ = fingerprint_of(records.train, records.dev);
+  if (!records.unlabeled.empty())
+    fingerprint_ += "; " + fingerprint_of(records.unlabeled, {}) + " (unlabeled)";
+  return records;
+}
 
-  const Task task = parse_task(cfg.task);
-  // Every weight not loaded (a new model, or a head the --init model lacks) is drawn from the
-  // seed, so that a run is reproducible; LibTorch's default generator is seeded at random.
-  ctx_.seeds.seed_initialisation();
-  std::shared_ptr<const Tokenizer> tokenizer;
-  if (cfg.resume) {
-    LoadOptions lo;
-    lo.base = cfg.base;
-    LoadedModel loaded = load_model(last_dir, lo);
-    spec_ = loaded.spec;
-    model_ = loaded.model;
-    featurizer_ = loaded.featurizer;
-    if (spec_.task.task != task)
-      throw ConfigError("--task " + cfg.task + " differs from the run's task " + task_name(spec_.task.task));
-    detail::apply_dropout_flag(cfg.dropout, /*resume=*/true, model_, spec_.bert, *log);
-  } else if (!cfg.init.empty()) {
-    const ModelSpec init_spec = model_spec_of(cfg.init, cfg.base);
-    LoadOptions lo;
-    lo.allow_new_head = true;
-    lo.task = task_of_new_run(cfg, train_records, init_spec);
-    lo.fit_records = &train_records;
-    if (lo.task->match_types) lo.min_type_vocab = 4;
-    lo.base = cfg.base;
-    const PeftPlan peft = plan_peft(cfg, init_spec);
-    lo.adapter = peft.adapter;
-    lo.merge_adapter = peft.merge_init;
-    if (peft.merge_init)
-      log->info("{}: {} adapter; its updates are merged into its base, and every weight trains", cfg.init,
-                init_spec.adapter->kind() == "adalora" ? "an AdaLoRA" : "a LoRA");
-    LoadedModel loaded = load_model(cfg.init, lo);
-    if (peft.adapter && init_spec.adapter) check_continued_adapter(cfg, *peft.adapter, *loaded.spec.adapter);
-    spec_ = loaded.spec;
-    model_ = loaded.model;
-    featurizer_ = loaded.featurizer;
-    if (cfg.keep_layers > 0) {
-      const std::vector<int64_t> layers = layers_to_keep(spec_.bert.num_hidden_layers, cfg.keep_layers, cfg.keep_which);
-      model_ = keep_model_layers(spec_, model_, *featurizer_, layers);
-      std::string kept;
-      for (int64_t l : layers) kept += (kept.empty() ? "" : " ") + std::to_string(l);
-      log->info("{}: kept {} of its encoder layers ({}: {})", cfg.init, layers.size(), cfg.keep_which, kept);
-    }
-    for (const auto& name : loaded.report.missing) log->info("{}: {} is newly initialised", cfg.init, name);
-    detail::apply_dropout_flag(cfg.dropout, /*resume=*/false, model_, spec_.bert, *log);
-    if (!loaded.report.unexpected.empty())
-      log->info("{}: {} tensors not used by the model (e.g. {})", cfg.init, loaded.report.unexpected.size(),
-                loaded.report.unexpected.front());
-  } else {
-    TaskSpec ts = task_of_new_run(cfg, train_records, std::nullopt);
-    std::vector<std::string> texts;
-    if (cfg.tokenizer.empty()) {
-      texts.reserve(train_records.size() * 2);
-      for (const auto& r : train_records) {
-        texts.push_back(r.query);
-        texts.push_back(r.text);
-      }
-    }
-    tokenizer = detail::new_tokenizer(cfg.tokenizer, ts.lower_case, cfg.vocab_size, texts, cfg.train_path, *log);
-    spec_.bert = detail::new_model_shape(cfg, *tokenizer, ts.max_len, ts.match_types ? 4 : 2);
-    spec_.has_dqe_section = true;
-    spec_.task = ts;
-    featurizer_ = std::make_shared<const Featurizer>(Featurizer::fit(ts, tokenizer, train_records));
-    spec_.task.fields = featurizer_->task().fields;  // the side fields it reads, saved with the model
-    model_ = SequenceModel(spec_.bert, task_head(ts.task).num_outputs(ts), featurizer_->side_dims(), nullptr, ts.fusion);
-    init_weights(model_, spec_.bert);
-  }
-  model_->modality_dropout = cfg.modality_dropout;
+void FinetuneObjective::log_model(spdlog::logger& log) const {
+  const TrainConfig& cfg = config_;
   if (const std::string inputs = describe_log_inputs(featurizer_->side_inputs()); !inputs.empty())
-    log->info("{}; fusion {}, modality dropout {}", inputs, fusion_name(spec_.task.fusion),
-              format_significant(cfg.modality_dropout));
+    log.info("{}; fusion {}, modality dropout {}", inputs, fusion_name(spec_.task.fusion),
+             format_significant(cfg.modality_dropout));
   if (spec_.task.lexical_features)
     if (auto lexical = std::dynamic_pointer_cast<const LexicalInput>(featurizer_->side_inputs().front()))
-      log->info("lexical features on: word statistics of {} distinct results", lexical->stats().docs);
-  // LoRA and bottleneck adapters: the base's encoder, its LayerNorms included, is frozen (no
-  // gradients, no optimizer state); the updates or adapters and the heads train.
-  if (spec_.adapter) set_trainable(model_, {Role::kEmbeddings, Role::kEncoder, Role::kPooler}, false);
-  model_->to(ctx_.device);  // before the optimizer takes the parameters
+      log.info("lexical features on: word statistics of {} distinct results", lexical->stats().docs);
   const TaskSpec& ts = spec_.task;
   int64_t num_params = 0, trainable = 0;
   for (const auto& p : model_->parameters()) {
     num_params += p.numel();
     if (p.requires_grad()) trainable += p.numel();
   }
-  log->info("model: {} layers x {} hidden x {} heads, {:.1f}M parameters; task {}{}; max length {}",
-            spec_.bert.num_hidden_layers, spec_.bert.hidden_size, spec_.bert.num_attention_heads, num_params / 1e6,
-            task_name(ts.task),
-            head_.num_outputs(ts) > 1 ? " (" + std::to_string(ts.labels.size()) + " classes)" : "",
-            ts.max_len);
+  log.info("model: {} layers x {} hidden x {} heads, {:.1f}M parameters; task {}{}; max length {}",
+           spec_.bert.num_hidden_layers, spec_.bert.hidden_size, spec_.bert.num_attention_heads, num_params / 1e6,
+           task_name(ts.task),
+           head_.num_outputs(ts) > 1 ? " (" + std::to_string(ts.labels.size()) + " classes)" : "",
+           ts.max_len);
   if (spec_.adapter)
-    log->info("{} of the frozen base {}: {} trainable parameters ({:.3g}%)", spec_.adapter->describe(),
-              spec_.adapter->base.path, trainable, 100.0 * static_cast<double>(trainable) / static_cast<double>(num_params));
+    log.info("{} of the frozen base {}: {} trainable parameters ({:.3g}%)", spec_.adapter->describe(),
+             spec_.adapter->base.path, trainable, 100.0 * static_cast<double>(trainable) / static_cast<double>(num_params));
+}
 
+void FinetuneObjective::encode(RunRecords& records, spdlog::logger& log) {
+  const TrainConfig& cfg = config_;
+  const TaskSpec& ts = spec_.task;
   // A data-parallel process tokenises its share of the training pairs and the job gathers
   // them (every process plans the job's batches from all lengths); of the dev pairs it keeps
   // the share it evaluates.
-  train_ = examples_in_shares(ctx_, *featurizer_, train_records);
-  const LabelledSet train_labels = labels_of(train_records, ts, cfg.train_path);
-  dev_rows_ = dev_records.size();
+  train_ = examples_in_shares(ctx_, *featurizer_, records.train);
+  const LabelledSet train_labels = labels_of(records.train, ts, cfg.train_path);
+  dev_rows_ = records.dev.size();
   const auto [dev_first, dev_last] = ctx_.share_of(dev_rows_);
-  dev_ = featurizer_->encode_all(dev_records, ctx_.threads, dev_first, dev_last);
-  dev_labels_ = labels_of(dev_records, ts, cfg.dev_path);
+  dev_ = featurizer_->encode_all(records.dev, ctx_.threads, dev_first, dev_last);
+  dev_labels_ = labels_of(records.dev, ts, cfg.dev_path);
   if (ctx_.world_size > 1) {
-    const auto [first, last] = ctx_.share_of(train_records.size());
-    log->info("this process tokenised {} of the {} training pairs and holds {} of the {} dev pairs", last - first,
-              train_records.size(), dev_.size(), dev_rows_);
+    const auto [first, last] = ctx_.share_of(records.train.size());
+    log.info("this process tokenised {} of the {} training pairs and holds {} of the {} dev pairs", last - first,
+             records.train.size(), dev_.size(), dev_rows_);
   }
   ctx_.stop.check("while encoding the data, before the first step; nothing to resume");
   // Labels go through float before scaling, as they always have: the recorded runs depend on it.
   targets_.reserve(train_labels.labels.size());
   for (double label : train_labels.labels) targets_.push_back(head_.target(label, ts));
   labelled_rows_ = static_cast<int64_t>(train_.size());
-  if (!unlabeled_records.empty()) {
-    std::vector<Example> extra = examples_in_shares(ctx_, *featurizer_, unlabeled_records);
+  if (!records.unlabeled.empty()) {
+    std::vector<Example> extra = examples_in_shares(ctx_, *featurizer_, records.unlabeled);
     train_.insert(train_.end(), std::make_move_iterator(extra.begin()), std::make_move_iterator(extra.end()));
     targets_.resize(train_.size(), 0.0f);
   }
   lengths_ = lengths_of(train_);
   // Attack-like noise re-encodes a batch's records each step (train/augment.h): keep them before
   // distillation takes them over.
-  if (cfg.augment > 0) train_records_ = train_records;
+  if (cfg.augment > 0) train_records_ = records.train;
   if (!cfg.teachers.empty()) {
     distill_ = DistillSpec{cfg.teachers, cfg.distill_temperature, cfg.distill_alpha};
-    std::vector<Record> pairs = std::move(train_records);
-    pairs.insert(pairs.end(), std::make_move_iterator(unlabeled_records.begin()),
-                 std::make_move_iterator(unlabeled_records.end()));
+    std::vector<Record> pairs = std::move(records.train);
+    pairs.insert(pairs.end(), std::make_move_iterator(records.unlabeled.begin()),
+                 std::make_move_iterator(records.unlabeled.end()));
     teacher_ = teacher_targets(*distill_, pairs, ts, ctx_, cfg.eval_batch_size);
-    log->info("distillation: loss = {} x teacher ({}) + {} x labels, over {} labelled and {} unlabeled pairs",
-              format_significant(distill_->alpha),
-              head_.distillation_text(distill_->temperature),
-              format_significant(1 - distill_->alpha), labelled_rows_,
-              static_cast<int64_t>(train_.size()) - labelled_rows_);
+    log.info("distillation: loss = {} x teacher ({}) + {} x labels, over {} labelled and {} unlabeled pairs",
+             format_significant(distill_->alpha),
+             head_.distillation_text(distill_->temperature),
+             format_significant(1 - distill_->alpha), labelled_rows_,
+             static_cast<int64_t>(train_.size()) - labelled_rows_);
   }
+}
 
-  if (LoraSpec* lora = spec_.adapter.as<LoraSpec>(); lora && lora->adalora) {
-    AdaLoraSpec& a = *lora->adalora;
-    if (!cfg.resume) {
-      // PEFT needs the run's length (total_step); a resumed run has it in its adapter_config.json.
-      a.total_step = cfg.max_steps > 0 ? cfg.max_steps : cfg.epochs * steps_per_epoch(cfg.grad_accum);
-      std::tie(a.tinit, a.tfinal) = adalora_phases(cfg, a.total_step);
-    }
-    allocator_ = std::make_unique<RankAllocator>(model_, a);
-    if (cfg.resume) allocator_->load(last_dir);
-    log->info("AdaLoRA: ranks {} -> {} per module on average (total {} -> {}); {} steps at full rank, pruning every {} "
-              "until step {}, then {} steps at the final ranks; orthogonality weight {}",
-              a.init_r, a.target_r, allocator_->init_budget(), allocator_->target_budget(), a.tinit, a.delta_t,
-              a.total_step - a.tfinal, a.tfinal, format_significant(a.orth_reg_weight));
+void FinetuneObjective::start_adalora(AdaLoraSpec& a, const std::string& last_dir, spdlog::logger& log) {
+  const TrainConfig& cfg = config_;
+  if (!cfg.resume) {
+    // PEFT needs the run's length (total_step); a resumed run has it in its adapter_config.json.
+    a.total_step = cfg.max_steps > 0 ? cfg.max_steps : cfg.epochs * steps_per_epoch(cfg.grad_accum);
+    std::tie(a.tinit, a.tfinal) = adalora_phases(cfg, a.total_step);
   }
+  allocator_ = std::make_unique<RankAllocator>(model_, a);
+  if (cfg.resume) allocator_->load(last_dir);
+  log.info("AdaLoRA: ranks {} -> {} per module on average (total {} -> {}); {} steps at full rank, pruning every {} "
+           "until step {}, then {} steps at the final ranks; orthogonality weight {}",
+           a.init_r, a.target_r, allocator_->init_budget(), allocator_->target_budget(), a.tinit, a.delta_t,
+           a.total_step - a.tfinal, a.tfinal, format_significant(a.orth_reg_weight));
 }
 
 std::vector<RoleParameter> FinetuneObjective::trainable_parameters() {

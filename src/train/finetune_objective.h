@@ -1,8 +1,8 @@
-// Relevance fine-tuning as an engine objective: the training and dev records, the model
-// (from --resume's last/, from --init, or built from scratch with its vocabulary), the task's
-// loss, and dev evaluation through the predictor. With --peft lora the --init model is a
-// frozen base with LoRA updates added (model/model.h's adapter part): the optimizer gets the
-// updates and the heads, and checkpoints are PEFT adapters (model/model_dir.h). With --peft adalora
+// Relevance fine-tuning as an engine objective: the training and dev records, the model as
+// train/model_builder.h builds it (from --resume's last/, from --init, or from scratch), the
+// task's loss, and dev evaluation through the predictor. With --peft lora the --init model is a
+// frozen base with LoRA updates added (model/peft/): the optimizer gets the updates and the
+// heads, and checkpoints are PEFT adapters (model/model_dir.h). With --peft adalora
 // the updates are AdaLoRA's: the loss adds the orthogonality regulariser, a rank allocator
 // prunes after each optimizer step (model/peft/adalora.h), and its state goes with every checkpoint.
 #pragma once
@@ -10,6 +10,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <spdlog/spdlog.h>
 
 #include "data/dataset.h"
 #include "data/featurizer.h"
@@ -20,6 +22,7 @@
 #include "infer/predictor.h"
 #include "model/model_dir.h"
 #include "model/peft/adalora.h"
+#include "model/peft/lora.h"
 
 namespace dqe::training {
 
@@ -48,6 +51,15 @@ class FinetuneObjective : public Objective {
   std::vector<std::pair<std::string, int64_t>> adalora_ranks() const;
 
  private:
+  struct RunRecords {
+    std::vector<Record> train, dev, unlabeled;
+  };
+  // The constructor's steps: the data read (and its fingerprint), the model described, the
+  // pairs encoded with their targets (and the teacher's), AdaLoRA's schedule and allocator.
+  RunRecords read_records(spdlog::logger& log);
+  void log_model(spdlog::logger& log) const;
+  void encode(RunRecords& records, spdlog::logger& log);
+  void start_adalora(AdaLoraSpec& adalora, const std::string& last_dir, spdlog::logger& log);
   // The model's logits of dev_, in a data-parallel job sharded over the processes.
   torch::Tensor dev_logits() const;
 

@@ -15,6 +15,7 @@
 #include "model/heads/task_head.h"
 #include "model/peft/adapter.h"
 #include "model/peft/lora.h"
+#include "train/model_builder.h"
 #include "train/train_util.h"
 
 namespace dqe::training {
@@ -166,40 +167,14 @@ MlmObjective::MlmObjective(const PretrainConfig& cfg, const RunContext& ctx, con
   log->info("{}: {} lines for training, {} held back, {} empty lines skipped", cfg.corpus, counts_.train_lines,
             held_texts.size(), counts_.empty_lines);
 
-  std::string weights_path;  // where the MLM head may come from
   // Every weight not loaded (a new encoder, or a head the --init model lacks) is drawn from
   // the seed, so that a run is reproducible; LibTorch's default generator is seeded at random.
   ctx_.seeds.seed_initialisation();
-  if (cfg.resume || !cfg.init.empty()) {
-    LoadOptions lo;
-    lo.allow_new_head = true;
-    if (!cfg.resume && is_adapter_dir(resolve_model_dir(cfg.init)))
-      throw ConfigError("--init " + cfg.init + " is a LoRA adapter; pretrain from a plain model (dqe export --merge "
-                        "makes one of it)");
-    LoadedModel loaded = load_model(cfg.resume ? last_dir : cfg.init, lo);
-    spec_ = loaded.spec;
-    model_ = loaded.model;
-    featurizer_ = loaded.featurizer;
-    weights_path = (fs::path(loaded.dir) / "model.safetensors").string();
-    if (!cfg.resume) {
-      spec_.has_dqe_section = true;
-      spec_.task.max_len = std::min(cfg.max_len, spec_.bert.max_position_embeddings);
-    }
-    detail::apply_dropout_flag(cfg.dropout, cfg.resume, model_, spec_.bert, *log);
-  } else {
-    std::shared_ptr<const Tokenizer> tokenizer =
-        detail::new_tokenizer(cfg.tokenizer, cfg.lower_case, cfg.vocab_size, vocab_texts, cfg.corpus, *log);
-    // Four token types: the match types that fine-tuning uses (TaskSpec::match_types).
-    spec_.bert = detail::new_model_shape(cfg, *tokenizer, cfg.max_len, 4);
-    spec_.has_dqe_section = true;
-    spec_.task.lower_case = cfg.lower_case;
-    spec_.task.match_types = true;
-    spec_.task.max_len = cfg.max_len;
-    featurizer_ = std::make_shared<const Featurizer>(spec_.task, tokenizer);
-    model_ = SequenceModel(spec_.bert, task_head(spec_.task.task).num_outputs(spec_.task));
-    init_weights(model_, spec_.bert);
-  }
-  spec_.mlm_encoder = true;
+  BuiltModel built = build_mlm_encoder(cfg, vocab_texts, last_dir, *log);
+  spec_ = std::move(built.spec);
+  model_ = built.model;
+  featurizer_ = built.featurizer;
+  const std::string& weights_path = built.weights_file;  // where the MLM head may come from
   vocab_texts.clear();
   vocab_texts.shrink_to_fit();
   const Tokenizer& tokenizer = featurizer_->tokenizer();
