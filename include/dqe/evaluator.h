@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dqe/jsonl_reader.h"
+#include "dqe/knobs.h"
 #include "dqe/run_context.h"
 #include "infer/predictor.h"
 #include "model/model_spec.h"
@@ -49,6 +50,31 @@ struct EvalConfig {
   std::string base;
   // Overrides the field names saved with the model.
   std::optional<FieldMap> fields;
+
+  // The knob table (dqe/knobs.h), in --help's order; the field names (fields) are bound by the
+  // CLI, which sets them only when given.
+  template <typename Self, typename Visitor>
+  static void visit_knobs(Self& c, Visitor&& v) {
+    v(Knob("model", "Model: checkpoint, run directory (its best), Hugging Face directory or PEFT LoRA adapter; repeat it "
+                    "to average several (an ensemble)")
+          .mandatory()
+          .hide_default(),
+      c.models);
+    v(Knob("base", "The base model of adapters (LoRA or bottleneck), when it moved from where they recorded it").hide_default(),
+      c.base);
+    v(Knob("data", "Labelled data (JSONL)").mandatory().hide_default(), c.data);
+    v(Knob("metrics-out", "Write the metrics as JSON here").hide_default(), c.metrics_out);
+    v(Knob("max-len", "Longest input in tokens (0: the model's)")
+          .check(bound::closed(0, kMaxSequenceLength), "0 (the model's) or between 3 and the model's limit"),
+      c.max_len);
+    v(Knob("batch-size", "Examples per batch")
+          .check(bound::closed(1, static_cast<double>(kMaxBatchSize)), "between 1 and " + std::to_string(kMaxBatchSize)),
+      c.batch_size);
+    visit_compute_knobs(c, v);
+    v(Knob("max-bad-lines", "Skip up to N malformed lines instead of stopping").check(bound::at_least(0), ">= 0"),
+      c.max_bad_lines);
+    v(Knob("rejects", "Write skipped lines here").hide_default(), c.rejects);
+  }
 
   // Throws ConfigError naming the flag.
   void validate() const;

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "dqe/knobs.h"
+
 namespace dqe {
 
 struct ExportConfig {
@@ -47,6 +49,57 @@ struct ExportConfig {
   int threads = 0;
   int64_t batch_size = 64;
   int64_t max_bad_lines = 0;
+
+  // The knob table (dqe/knobs.h), in --help's order. The format's refusals (hf and int8) are
+  // checked by validate().
+  template <typename Self, typename Visitor>
+  static void visit_knobs(Self& c, Visitor&& v) {
+    v(Knob("model", "Model: checkpoint, run directory (its best), Hugging Face directory, PEFT LoRA adapter or dqe "
+                    "bottleneck adapter")
+          .mandatory()
+          .hide_default(),
+      c.model);
+    v(Knob("out", "Directory for the exported model (new or empty)").mandatory().hide_default(), c.out);
+    v(Knob("merge", "Fold a LoRA adapter's updates into its base's weights (W + alpha/r B A; AdaLoRA: its P Lambda Q): a "
+                    "plain checkpoint that loads wherever a dqe or Hugging Face BERT does; bottleneck adapters, being "
+                    "nonlinear, are refused")
+          .as_flag(),
+      c.merge);
+    v(Knob("base", "The base model of an adapter, when it moved from where it recorded it").hide_default(), c.base);
+    const char* g = "Deployment";
+    v(Knob("format", "dqe, or hf: a directory that Hugging Face's BertForSequenceClassification and BertTokenizer "
+                     "reproduce exactly (regression label scaling folded into the head, LoRA merged); models it cannot "
+                     "reproduce (match token types, lexical features, SentencePiece) are refused")
+          .one_of({"dqe", "hf"})
+          .in(g),
+      c.format);
+    v(Knob("dtype", "Stored weights: fp32, bf16 (half the file) or int8 (encoder, pooler and word embedding matrices "
+                    "with per-row scales, dequantized when loaded)")
+          .one_of({"fp32", "bf16", "int8"})
+          .in(g),
+      c.dtype);
+    v(Knob("keep-layers", "Encoder layers to keep (0: all)").check(bound::at_least(0), ">= 0").in(g), c.keep_layers);
+    v(Knob("keep-which", "Which layers --keep-layers keeps: bottom (the top ones dropped) or alternate (the top layer "
+                         "and every n/k-th below it)")
+          .one_of({"bottom", "alternate"})
+          .in(g),
+      c.keep_which);
+    v(Knob("dev", "Labelled JSONL: the dev metric is measured before and after the export").hide_default().in(g), c.dev);
+    v(Knob("max-drop", "With --dev: the largest relative loss of the dev metric accepted; beyond it nothing is written")
+          .check(bound::closed_open(0, 1e9), ">= 0")
+          .in(g),
+      c.max_drop);
+    v(Knob("threads", "Threads for the --dev check (0: the CPUs this process may use)")
+          .check(bound::closed(0, kMaxThreads), "between 0 and " + std::to_string(kMaxThreads))
+          .in(g),
+      c.threads);
+    v(Knob("batch-size", "Batch size of the --dev check")
+          .check(bound::closed(1, static_cast<double>(kMaxBatchSize)), "between 1 and 2^24")
+          .in(g),
+      c.batch_size);
+    v(Knob("max-bad-lines", "Bad --dev lines skipped before failing").check(bound::at_least(0), ">= 0").in(g),
+      c.max_bad_lines);
+  }
 
   // Throws ConfigError naming the flag.
   void validate() const;

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dqe/knobs.h"
 #include "dqe/metrics.h"
 
 namespace dqe {
@@ -28,6 +29,25 @@ struct GateConfig {
   // Metric names as eval prints them ("ndcg_at_10") or as JSON paths ("ranking.ndcg_at_10").
   std::vector<std::string> fail_under;
   std::vector<std::string> fail_over;
+
+  // The knob table (dqe/knobs.h) of eval's gate flags; the Gate checks them.
+  template <typename Self, typename Visitor>
+  static void visit_knobs(Self& c, Visitor&& v) {
+    const char* g = "Regression gates (exit 4 when one fails)";
+    v(Knob("baseline", "Earlier --metrics-out JSON to compare with").hide_default().in(g), c.baseline);
+    v(Knob("max-regression", "How much worse than --baseline a gated metric may be, in its own units")
+          .unset_means(knob_number_text(kDefaultMaxRegression))
+          .in(g),
+      c.max_regression);
+    v(Knob("fail-under", "metric=value: fail when the metric (as printed, e.g. ndcg_at_10) is below value (repeatable)")
+          .hide_default()
+          .in(g),
+      c.fail_under);
+    v(Knob("fail-over", "metric=value: fail when the metric (as printed, e.g. rmse) is above value (repeatable)")
+          .hide_default()
+          .in(g),
+      c.fail_over);
+  }
 };
 
 // Looks up a dotted path ("rmse", "ranking.mrr") in a metrics object; NaN when absent or null.

@@ -38,6 +38,9 @@ struct Knob {
   bool may_change_on_resume = false;
   bool required = false;     // a string that must not be empty
   bool show_default = true;  // --help shows the default
+  // --help's default for an optional knob, which holds none ("0.01": the default applied when
+  // it is unset).
+  std::string default_text;
   bool flag = false;         // a bool set by the flag alone (--resume), not --x true
   char delimiter = '\0';     // a list, also given as a,b,c
   std::vector<std::string> choices;  // a string that must be one of these
@@ -50,6 +53,7 @@ struct Knob {
   Knob& changeable_on_resume() { may_change_on_resume = true; return *this; }
   Knob& mandatory() { required = true; return *this; }
   Knob& hide_default() { show_default = false; return *this; }
+  Knob& unset_means(std::string text) { default_text = std::move(text); return *this; }
   Knob& as_flag() { flag = true; show_default = false; return *this; }
   Knob& list(char separator) { delimiter = separator; return *this; }
   Knob& one_of(std::vector<std::string> names) { choices = std::move(names); return *this; }
@@ -67,9 +71,13 @@ inline std::function<bool(double)> closed_open(double lo, double hi) { return [=
 inline std::function<bool(double)> open_closed(double lo, double hi) { return [=](double x) { return x > lo && x <= hi; }; }
 inline std::function<bool(double)> open(double lo, double hi) { return [=](double x) { return x > lo && x < hi; }; }
 inline std::function<bool(double)> at_least(double lo) { return [=](double x) { return x >= lo; }; }
+inline std::function<bool(double)> finite() { return [](double x) { return std::isfinite(x); }; }
 inline std::function<bool(double)> finite_above(double lo) { return [=](double x) { return x > lo && std::isfinite(x); }; }
 inline std::function<bool(double)> finite_at_least(double lo) { return [=](double x) { return x >= lo && std::isfinite(x); }; }
 }  // namespace bound
+
+// A number as --help shows defaults (0.01, 600).
+std::string knob_number_text(double value);
 
 // Throw ConfigError naming --NAME when the value breaks the knob's check (required, choices,
 // bound); an unset optional passes.
@@ -77,6 +85,7 @@ void check_knob(const Knob& knob, const std::string& value);
 void check_knob(const Knob& knob, double value);
 void check_knob(const Knob& knob, int64_t value);
 void check_knob(const Knob& knob, const std::optional<double>& value);
+void check_knob(const Knob& knob, const std::vector<std::string>& value);
 
 namespace knob_visitors {
 
@@ -100,7 +109,8 @@ struct Checker {
       check_knob(knob, static_cast<double>(value));
     } else if constexpr (std::is_integral_v<T>) {
       check_knob(knob, static_cast<int64_t>(value));
-    } else if constexpr (std::is_same_v<T, std::string> || std::is_same_v<T, std::optional<double>>) {
+    } else if constexpr (std::is_same_v<T, std::string> || std::is_same_v<T, std::optional<double>> ||
+                         std::is_same_v<T, std::vector<std::string>>) {
       check_knob(knob, value);
     }
   }

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dqe/knobs.h"
 #include "dqe/run_context.h"
 #include "train/run_log.h"
 
@@ -36,6 +37,21 @@ struct ReportConfig {
   std::string device = "auto";
   // Longest input in tokens; 0 means the model's own.
   int64_t max_len = 0;
+
+  // The knob table (dqe/knobs.h), in --help's order.
+  template <typename Self, typename Visitor>
+  static void visit_knobs(Self& c, Visitor&& v) {
+    v(Knob("run", "Training run directory (train_log.jsonl, eval_log.jsonl, best/)").mandatory().hide_default(), c.run_dir);
+    v(Knob("out", "HTML file to write"), c.out);  // not empty: checked by validate()
+    v(Knob("data", "Labelled data to run the best model on (default: the run's dev file)").hide_default(), c.data);
+    v(Knob("max-len", "Longest input in tokens (0: the model's)")
+          .check(bound::closed(0, kMaxSequenceLength), "0 (the model's) or between 3 and the model's limit"),
+      c.max_len);
+    v(Knob("batch-size", "Examples per batch")
+          .check(bound::closed(1, static_cast<double>(kMaxBatchSize)), "between 1 and " + std::to_string(kMaxBatchSize)),
+      c.batch_size);
+    visit_compute_knobs(c, v);
+  }
 
   // Throws ConfigError naming the flag.
   void validate() const;

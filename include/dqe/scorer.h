@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "dqe/jsonl_reader.h"
+#include "dqe/knobs.h"
 #include "dqe/run_context.h"
 
 namespace dqe {
@@ -64,6 +65,60 @@ struct ScoreConfig {
   std::optional<double> detect_fpr;
   // Lines read, scored and written per chunk; bounds memory.
   int64_t chunk_lines = 4096;
+
+  // The knob table (dqe/knobs.h), in --help's order; the field names (fields) are bound by the
+  // CLI, which sets them only when given.
+  template <typename Self, typename Visitor>
+  static void visit_knobs(Self& c, Visitor&& v) {
+    v(Knob("model", "Model: checkpoint, run directory (its best), Hugging Face directory or PEFT LoRA adapter; repeat it "
+                    "to average several (an ensemble)")
+          .mandatory()
+          .hide_default(),
+      c.models);
+    v(Knob("base", "The base model of adapters (LoRA or bottleneck), when it moved from where they recorded it").hide_default(),
+      c.base);
+    v(Knob("input", "JSONL input, - for stdin"), c.input);
+    v(Knob("output", "JSONL output, - for stdout (a file appears only when complete)"), c.output);
+    v(Knob("batch-size", "Examples per batch")
+          .check(bound::closed(1, static_cast<double>(kMaxBatchSize)), "between 1 and " + std::to_string(kMaxBatchSize)),
+      c.batch_size);
+    v(Knob("max-len", "Longest input in tokens (0: the model's)")
+          .check(bound::closed(0, kMaxSequenceLength), "0 (the model's) or between 3 and the model's limit"),
+      c.max_len);
+    v(Knob("threshold", "Add \"keep\": score >= T (the low-quality filter)")
+          .check(bound::finite(), "a finite number")
+          .hide_default(),
+      c.threshold);
+    v(Knob("filter", "With --threshold, drop the lines that are not kept").as_flag(), c.filter);
+    v(Knob("fields", "What to add to each line: score, pred, probs, keep").list(','), c.add_fields);
+    v(Knob("psi-warn", "Warn when the score distribution's PSI against the model's dev scores exceeds this (0: off)")
+          .check(bound::finite_at_least(0), "a finite number >= 0 (0: off)"),
+      c.psi_warn);
+    v(Knob("shard", "K/N: score only shard K (0-based) of N, by line number or --shard-key; the N outputs together are "
+                    "the whole output")
+          .hide_default(),
+      c.shard);
+    v(Knob("shard-key", "With --shard: pick the shard by a hash of this field (e.g. query_id), keeping its lines together")
+          .hide_default(),
+      c.shard_key);
+    v(Knob("normalize",
+           "Apply NFKC, remove invisible characters and fold look-alike letters before tokenizing (changes scores)")
+          .as_flag(),
+      c.normalize);
+    v(Knob("detect", "Add \"suspect\" and \"suspect_reasons\" to each line: keyword stuffing, invisible characters, mixed "
+                     "scripts, look-alikes, out-of-distribution inputs, instability (needs the model's detection "
+                     "statistics)")
+          .as_flag(),
+      c.detect);
+    v(Knob("detect-fpr", "With --detect: flag at this false-positive rate on dev instead of the model's calibrated one")
+          .check(bound::open(0, 1), "in (0, 1)")
+          .hide_default(),
+      c.detect_fpr);
+    visit_compute_knobs(c, v);
+    v(Knob("max-bad-lines", "Skip up to N malformed lines instead of stopping").check(bound::at_least(0), ">= 0"),
+      c.max_bad_lines);
+    v(Knob("rejects", "Write skipped lines here").hide_default(), c.rejects);
+  }
 
   // Throws ConfigError naming the flag.
   void validate() const;

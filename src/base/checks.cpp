@@ -1,6 +1,7 @@
 #include "base/checks.h"
 
 #include <algorithm>
+#include <sstream>
 
 #include "base/format.h"
 #include "dqe/errors.h"
@@ -36,6 +37,18 @@ void check_knob(const Knob& knob, int64_t value) {
 
 void check_knob(const Knob& knob, const std::optional<double>& value) {
   if (value) check_knob(knob, *value);
+}
+
+void check_knob(const Knob& knob, const std::vector<std::string>& value) {
+  if (knob.required && value.empty()) throw ConfigError("--" + knob.name + " is required");
+  for (const std::string& v : value)
+    if (!knob.choices.empty()) check_knob(knob, v);
+}
+
+std::string knob_number_text(double value) {
+  std::ostringstream out;
+  out << value;
+  return out.str();
 }
 
 void check_compute_flags(int threads, const std::string& precision, const std::string& device) {

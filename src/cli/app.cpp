@@ -80,10 +80,6 @@ std::unique_ptr<CLI::App> make_app(CliState& state) {
 void finalize(CliState& state) {
   if (state.eval_cmd && field_options_given(*state.eval_cmd)) state.eval.fields = state.eval_fields;
   if (state.score_cmd && field_options_given(*state.score_cmd)) state.score.fields = state.score_fields;
-  if (state.score_cmd && state.score_cmd->count("--threshold") > 0) state.score.threshold = state.score_threshold;
-  if (state.score_cmd && state.score_cmd->count("--detect-fpr") > 0) state.score.detect_fpr = state.score_detect_fpr;
-  if (state.eval_cmd && state.eval_cmd->count("--max-regression") > 0)
-    state.gate.max_regression = state.gate_max_regression;
 }
 
 namespace {

@@ -42,11 +42,6 @@ struct CliState {
   ScoreConfig score;
   FieldMap eval_fields, score_fields;
   GateConfig gate;
-  double score_threshold = 0.5;
-  // score --detect-fpr: set on the score config only when given (the model's rate otherwise).
-  double score_detect_fpr = 0.01;
-  // --max-regression: set on the gate only when given (alone, it is a usage error).
-  double gate_max_regression = kDefaultMaxRegression;
   bool dump_config = false;
   // Shown by --help; the files are read by expand_config_files() before parsing.
   std::vector<std::string> config_files;
@@ -87,15 +82,10 @@ void add_export_command(CLI::App& app, CliState& state);
 void add_config_options(CLI::App& cmd, CliState& state);
 // Adds the input field flags (--query-field ... --image-field; dqe/knobs.h).
 void add_field_options(CLI::App& cmd, FieldMap& fields);
-// Adds --threads, --precision and --device, in group (none when empty).
-template <typename Config>
-void add_compute_options(CLI::App& cmd, Config& config, const std::string& group = "") {
-  visit_compute_knobs(config, KnobBinder(cmd), group);
-}
 // True when any field-name flag was given on cmd.
 bool field_options_given(const CLI::App& cmd);
 
-// Copies values that need more than a plain binding (optional overrides) into the configs.
+// Sets eval's and score's field names when any was given (the model's own otherwise).
 void finalize(CliState& state);
 
 int run_train(CliState& state);

@@ -16,8 +16,10 @@ void KnobBinder::operator()(const Knob& knob, uint64_t& member) {
 }
 
 void KnobBinder::operator()(const Knob& knob, std::optional<double>& member) {
-  finish(knob, cmd_.add_option_function<double>(
-                   "--" + knob.name, [&member](const double& value) { member = value; }, knob.help));
+  CLI::Option* option = cmd_.add_option_function<double>(
+      "--" + knob.name, [&member](const double& value) { member = value; }, knob.help);
+  if (!knob.default_text.empty()) option->default_str(knob.default_text);
+  finish(knob, option);
 }
 
 void KnobBinder::finish(const Knob& knob, CLI::Option* option) {

@@ -6,6 +6,7 @@
 #include "base/format.h"
 #include "base/log.h"
 #include "deploy/deploy.h"
+#include "deploy/export_format.h"
 #include "deploy/quantize.h"
 #include "dqe/errors.h"
 #include "dqe/evaluator.h"
@@ -23,20 +24,9 @@ namespace dqe {
 namespace fs = std::filesystem;
 
 void ExportConfig::validate() const {
-  if (model.empty()) throw ConfigError("--model is required");
-  if (out.empty()) throw ConfigError("--out is required");
-  if (format != "dqe" && format != "hf") throw ConfigError("--format must be dqe or hf, got " + format);
-  parse_weight_dtype(dtype);
-  if (format == "hf" && dtype == "int8")
-    throw ConfigError("--dtype int8 is dqe's own layout (int8 weights with per-row scales), which Hugging Face does not "
-                      "read; use --format hf with fp32 or bf16, or --format dqe with int8");
-  check_flag(keep_layers >= 0, "--keep-layers", ">= 0", keep_layers);
-  if (keep_which != "bottom" && keep_which != "alternate")
-    throw ConfigError("--keep-which must be bottom or alternate, got " + keep_which);
-  check_flag(max_drop >= 0 && max_drop < 1e9, "--max-drop", ">= 0", max_drop);
-  check_flag(threads >= 0 && threads <= kMaxThreads, "--threads", "between 0 and " + std::to_string(kMaxThreads),
-             static_cast<int64_t>(threads));
-  check_flag(batch_size > 0 && batch_size <= kMaxBatchSize, "--batch-size", "between 1 and 2^24", batch_size);
+  check_knobs(*this);
+  const std::string why = export_format(format).refuses_dtype(parse_weight_dtype(dtype));
+  if (!why.empty()) throw ConfigError(why);
 }
 
 namespace {
@@ -52,18 +42,6 @@ EvalResult dev_metric(SequenceModel model, std::shared_ptr<const Featurizer> fea
   return compute_metrics(featurizer->task(), p, set.labels, set.query_ids, has_training_mean);
 }
 
-// config.json for Hugging Face: dqe's (which has its keys and a "dqe" section it ignores) with
-// num_labels always written, the binary head read as one sigmoid output, and the stored dtype.
-nlohmann::ordered_json hf_config(const ModelSpec& spec, WeightDtype dtype) {
-  nlohmann::ordered_json j = to_json(spec);
-  const TaskSpec& t = spec.task;
-  const TaskHead& head = task_head(t.task);
-  j["num_labels"] = head.num_outputs(t);
-  head.write_hf_export_keys(t, j);
-  j["torch_dtype"] = dtype == WeightDtype::kBf16 ? "bfloat16" : "float32";
-  return j;
-}
-
 }  // namespace
 
 ExportResult export_model(const ExportConfig& config) {
@@ -76,26 +54,26 @@ ExportResult export_model(const ExportConfig& config) {
     throw ConfigError("--model " + config.model + " is an ensemble (ensemble.json), and export writes one model: distil "
                       "it into one (dqe train --teacher " + config.model + " ...) and export that");
   auto log = detail::logger("export");
-  const bool hf = config.format == "hf";
+  const ExportFormat& format = export_format(config.format);
   const WeightDtype dtype = parse_weight_dtype(config.dtype);
   LoadOptions lo;
   lo.base = config.base;
   // Refused before anything is loaded or written.
-  if (config.merge || hf) {
+  const bool merge = config.merge || format.merges_adapters();
+  const std::string merged_by = format.merges_adapters() ? "--format " + format.name() : "--merge";
+  if (merge) {
     const AdapterSpecPtr adapter = model_spec_of(config.model, config.base).adapter;
     if (adapter && !adapter->why_not_mergeable().empty())
-      throw ConfigError((hf ? "--format hf: " : "--merge: ") + config.model + " " + adapter->why_not_mergeable() +
-                        "; export it without " + (hf ? "--format hf, or train it with --peft lora or in full" : "--merge"));
+      throw ConfigError(merged_by + ": " + config.model + " " + adapter->why_not_mergeable() + "; export it without " +
+                        merged_by + (format.merges_adapters() ? ", or train it with --peft lora or in full" : ""));
   }
   LoadedModel loaded = load_model(config.model, lo);
-  if (hf) {
-    const std::string why = hf_incompatibility(loaded);
-    if (!why.empty()) throw ConfigError("--format hf: Hugging Face cannot reproduce " + loaded.dir + ": " + why);
-  }
+  const std::string why = format.incompatibility(loaded);
+  if (!why.empty()) throw ConfigError("--format " + format.name() + ": " + why);
   ExportResult result;
   result.model_dir = loaded.dir;
   result.base_dir = loaded.base_dir;
-  if ((config.merge || hf) && loaded.spec.adapter) {
+  if (merge && loaded.spec.adapter) {
     if (const auto* lora = loaded.spec.adapter.as<LoraSpec>()) result.merged_modules = static_cast<int64_t>(lora->modules.size());
     merge_adapter(loaded.model);
     loaded.spec.adapter.reset();
@@ -103,7 +81,7 @@ ExportResult export_model(const ExportConfig& config) {
     log->info("{}: not an adapter; nothing to merge, written as it is", loaded.dir);
   }
   result.adapter = static_cast<bool>(loaded.spec.adapter);
-  const bool transform = hf || dtype != WeightDtype::kFp32 || config.keep_layers > 0;
+  const bool transform = format.changes_tensors() || dtype != WeightDtype::kFp32 || config.keep_layers > 0;
   if (result.adapter && transform)
     throw ConfigError("--dtype and --keep-layers need a plain model, and " + loaded.dir +
                       " is an adapter; export it with --merge first (a LoRA adapter) or train it in full");
@@ -116,7 +94,7 @@ ExportResult export_model(const ExportConfig& config) {
   if (transform) {
     std::map<std::string, torch::Tensor> tensors;
     for (auto& [name, t] : checkpoint_weights(loaded.model, false)) tensors.emplace(name, t.detach().clone());
-    if (hf) task_head(spec.task.task).fold_into_head(spec.task, tensors);
+    format.transform(spec, tensors);
     if (config.keep_layers > 0) {
       result.kept_layers = layers_to_keep(spec.bert.num_hidden_layers, config.keep_layers, config.keep_which);
       keep_layers(spec.bert, tensors, result.kept_layers);
@@ -170,7 +148,7 @@ ExportResult export_model(const ExportConfig& config) {
     write_model_files(tmp, spec, out_model, *out_featurizer, {}, reference);
     if (!transform) return;
     save_safetensors((fs::path(tmp) / "model.safetensors").string(), stored);
-    if (hf) write_file_atomic((fs::path(tmp) / "config.json").string(), hf_config(spec, dtype).dump(2) + "\n");
+    format.write_extra(tmp, spec, dtype);
   });
   result.weights_bytes = static_cast<int64_t>(
       fs::file_size(fs::path(config.out) / (result.adapter ? "adapter_model.safetensors" : "model.safetensors"), ec));

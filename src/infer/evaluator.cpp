@@ -10,7 +10,6 @@
 #include "base/log.h"
 #include "base/progress.h"
 #include "data/dataset.h"
-#include "data/log_inputs.h"
 #include "dqe/errors.h"
 #include "dqe/metrics.h"
 #include "dqe/runtime.h"
@@ -58,13 +57,7 @@ LabelledSet labels_of(const std::vector<Record>& records, const TaskSpec& task, 
 }
 
 void EvalConfig::validate() const {
-  if (models.empty()) throw ConfigError("--model is required");
-  if (data.empty()) throw ConfigError("--data is required");
-  check_flag(max_len >= 0 && max_len <= kMaxSequenceLength, "--max-len", "0 (the model's) or between 3 and the model's limit",
-             max_len);
-  check_flag(batch_size >= 1 && batch_size <= kMaxBatchSize, "--batch-size", "between 1 and " + std::to_string(kMaxBatchSize),
-             batch_size);
-  check_flag(max_bad_lines >= 0, "--max-bad-lines", ">= 0", max_bad_lines);
+  check_knobs(*this);
   check_compute_flags(threads, precision, device);
 }
 

@@ -10,7 +10,6 @@
 #include "base/log.h"
 #include "base/progress.h"
 #include "data/dataset.h"
-#include "data/log_inputs.h"
 #include "dqe/errors.h"
 #include "dqe/run_context.h"
 #include "dqe/session.h"
@@ -24,16 +23,9 @@
 namespace dqe {
 
 void ScoreConfig::validate() const {
-  if (models.empty()) throw ConfigError("--model is required");
-  check_flag(batch_size >= 1 && batch_size <= kMaxBatchSize, "--batch-size", "between 1 and " + std::to_string(kMaxBatchSize),
-             batch_size);
-  check_flag(max_len >= 0 && max_len <= kMaxSequenceLength, "--max-len", "0 (the model's) or between 3 and the model's limit",
-             max_len);
-  if (threshold) check_flag(std::isfinite(*threshold), "--threshold", "a finite number", *threshold);
+  check_knobs(*this);
   if (filter && !threshold) throw ConfigError("--filter needs --threshold");
   check_flag(chunk_lines >= 1, "chunk size", ">= 1", chunk_lines);
-  check_flag(psi_warn >= 0 && std::isfinite(psi_warn), "--psi-warn", "a finite number >= 0 (0: off)", psi_warn);
-  check_flag(max_bad_lines >= 0, "--max-bad-lines", ">= 0", max_bad_lines);
   for (const auto& f : add_fields)
     if (f != "score" && f != "pred" && f != "probs" && f != "keep")
       throw ConfigError("--fields: unknown field \"" + f + "\" (choose among score, pred, probs, keep)");
@@ -42,10 +34,7 @@ void ScoreConfig::validate() const {
     throw ConfigError("--fields keep needs --threshold (keep is score >= threshold)");
   check_compute_flags(threads, precision, device);
   parse_shard(shard, shard_key);
-  if (detect_fpr) {
-    if (!detect) throw ConfigError("--detect-fpr needs --detect");
-    check_flag(*detect_fpr > 0 && *detect_fpr < 1, "--detect-fpr", "in (0, 1)", *detect_fpr);
-  }
+  if (detect_fpr && !detect) throw ConfigError("--detect-fpr needs --detect");
   if (detect && models.size() > 1)
     throw ConfigError("--detect reads one model's detection statistics; give a single --model");
 }

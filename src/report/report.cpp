@@ -430,12 +430,8 @@ nlohmann::ordered_json config_in_file_order(const ModelRun& run) {
 }  // namespace
 
 void ReportConfig::validate() const {
-  if (run_dir.empty()) throw ConfigError("--run is required");
+  check_knobs(*this);
   if (out.empty()) throw ConfigError("--out must not be empty");
-  check_flag(batch_size >= 1 && batch_size <= kMaxBatchSize, "--batch-size", "between 1 and " + std::to_string(kMaxBatchSize),
-             batch_size);
-  check_flag(max_len >= 0 && max_len <= kMaxSequenceLength, "--max-len", "0 (the model's) or between 3 and the model's limit",
-             max_len);
   check_compute_flags(threads, precision, device);
 }
 

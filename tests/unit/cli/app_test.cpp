@@ -306,9 +306,10 @@ TEST(CliParse, ResumeMayChangeOnlyWhereAndHowARunComputes) {
   EXPECT_EQ(std::set<std::string>(p.begin(), p.end()), pretrain);
 }
 
-// Each knob of the tables is a flag of its command under the same name, and each flag of
-// train and pretrain is a knob (but --help, --config and --dump-config, which are not settings).
-TEST(CliParse, TheFlagsOfTrainAndPretrainAreTheirKnobs) {
+// Each knob of the tables is a flag of its command under the same name, and each flag is a
+// knob (but --help, --config and --dump-config, which are not settings, and the field names of
+// eval and score, which the CLI sets only when given).
+TEST(CliParse, TheFlagsOfEachCommandAreItsKnobs) {
   auto p = parse({"train", "--train", "t", "--dev", "d", "--out", "o"});
   const auto flags_of = [](const CLI::App* cmd) {
     std::set<std::string> names;
@@ -318,9 +319,20 @@ TEST(CliParse, TheFlagsOfTrainAndPretrainAreTheirKnobs) {
         names.insert(opt->get_lnames().front());
     return names;
   };
-  const std::vector<std::string> train = knob_names<TrainConfig>(), pretrain = knob_names<PretrainConfig>();
-  EXPECT_EQ(flags_of(p->state.train_cmd), std::set<std::string>(train.begin(), train.end()));
-  EXPECT_EQ(flags_of(p->state.pretrain_cmd), std::set<std::string>(pretrain.begin(), pretrain.end()));
+  const auto set_of = [](std::initializer_list<std::vector<std::string>> lists) {
+    std::set<std::string> names;
+    for (const auto& list : lists) names.insert(list.begin(), list.end());
+    return names;
+  };
+  const std::vector<std::string> fields = {"query-field",    "text-fields",      "label-field", "query-id-field",
+                                           "id-field",       "features-field",   "attributes-field", "image-field"};
+  EXPECT_EQ(flags_of(p->state.train_cmd), set_of({knob_names<TrainConfig>()}));
+  EXPECT_EQ(flags_of(p->state.pretrain_cmd), set_of({knob_names<PretrainConfig>()}));
+  EXPECT_EQ(flags_of(p->state.eval_cmd), set_of({knob_names<EvalConfig>(), knob_names<GateConfig>(), fields}));
+  EXPECT_EQ(flags_of(p->state.score_cmd), set_of({knob_names<ScoreConfig>(), fields}));
+  EXPECT_EQ(flags_of(p->state.report_cmd), set_of({knob_names<ReportConfig>()}));
+  EXPECT_EQ(flags_of(p->state.export_cmd), set_of({knob_names<ExportConfig>()}));
+  const std::vector<std::string> train = knob_names<TrainConfig>();
   EXPECT_EQ(train.size(), std::set<std::string>(train.begin(), train.end()).size()) << "a knob written twice";
   EXPECT_EQ(train.size(), 75u);  // the keys of to_json() before the table, counted by hand
 }
