@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "dqe/evaluator.h"
 #include "dqe/jsonl_reader.h"
 #include "dqe/metrics.h"
 #include "dqe/run_context.h"
@@ -60,6 +61,13 @@ struct LineOptions {
   void set_fields(const std::vector<std::string>& names, const std::string& flag = "--fields");
 };
 
+// Labelled records run through the models: their predictions, labels and the task's metrics.
+struct LabelledRun {
+  Predictions predictions;
+  LabelledSet labels;
+  EvalResult result;
+};
+
 // Scored records: the lines to write, in input order (filtered ones absent), and the counts.
 struct ScoredLines {
   std::vector<std::string> lines;  // each without its newline
@@ -90,8 +98,12 @@ class InferenceSession {
                       const std::function<void(int64_t done)>& on_batch = nullptr,
                       std::vector<SignalValues>* signals = nullptr) const;
 
-  // The task's metrics of labelled records (records must carry labels: read with
-  // require_label); "data" (source) and "model" are added to the metrics.
+  // Labelled records (read with require_label) through the models: predictions, labels and
+  // metrics (the report's charts need all three).
+  LabelledRun run_labelled(const std::vector<Record>& records, const std::string& source,
+                           const std::function<void(int64_t done)>& on_batch = nullptr) const;
+  // The task's metrics of labelled records (run_labelled's), with "data" (source) and "model"
+  // added.
   EvalResult evaluate_records(const std::vector<Record>& records, const std::string& source,
                               const std::function<void(int64_t done)>& on_batch = nullptr) const;
 

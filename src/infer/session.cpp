@@ -49,12 +49,19 @@ Predictions InferenceSession::predict(const std::vector<Record>& records, const 
   return p;
 }
 
+LabelledRun InferenceSession::run_labelled(const std::vector<Record>& records, const std::string& source,
+                                           const std::function<void(int64_t done)>& on_batch) const {
+  LabelledRun run;
+  run.labels = labels_of(records, task(), source);
+  run.predictions = predict(records, source, /*normalize=*/false, on_batch);
+  run.result = compute_metrics(task(), run.predictions, run.labels.labels, run.labels.query_ids,
+                               ensemble_.members.front().spec.has_dqe_section);
+  return run;
+}
+
 EvalResult InferenceSession::evaluate_records(const std::vector<Record>& records, const std::string& source,
                                               const std::function<void(int64_t done)>& on_batch) const {
-  const LabelledSet set = labels_of(records, task(), source);
-  const Predictions predictions = predict(records, source, /*normalize=*/false, on_batch);
-  EvalResult result = compute_metrics(task(), predictions, set.labels, set.query_ids,
-                                      ensemble_.members.front().spec.has_dqe_section);
+  EvalResult result = run_labelled(records, source, on_batch).result;
   result.metrics["data"] = source;
   if (ensemble_.members.size() == 1) result.metrics["model"] = ensemble_.members.front().dir;
   else result.metrics["model"] = ensemble_.dirs();

@@ -21,7 +21,7 @@
 #include "dqe/jsonl_reader.h"
 #include "dqe/metrics.h"
 #include "dqe/runtime.h"
-#include "infer/predictor.h"
+#include "dqe/session.h"
 #include "io/output.h"
 #include "model/heads/task_head.h"
 #include "model/model_dir.h"
@@ -140,7 +140,10 @@ std::string with_thousands(int64_t n) {
 }
 
 struct ModelRun {
+  // The checkpoint; with a task head, the session's (which predicts as eval does, int8 kernels
+  // included), without one (a pretraining run's encoder) loaded alone.
   LoadedModel loaded;
+  std::optional<InferenceSession> session;
   TrainerState state;
   std::optional<TrainerState> last_state;
 };
@@ -153,24 +156,21 @@ struct PredictionRun {
   EvalResult result;
 };
 
-PredictionRun run_predictions(ModelRun& run, const ReportConfig& config, const std::string& data, const RunContext& ctx) {
+PredictionRun run_predictions(const InferenceSession& session, const std::string& data) {
   auto log = detail::logger("report");
   PredictionRun p;
   p.data = data;
-  p.task = inference_task(run.loaded.spec, config.max_len, std::nullopt);
+  p.task = session.task();
   ReaderOptions ro;
-  ro.fields = p.task.fields;
+  ro.fields = session.read_fields();
   ro.require_label = true;
-  std::vector<Record> records = read_jsonl(data, ro);
-  log->info("{}: {} examples; model {} ({} task)", data, records.size(), run.loaded.dir, task_name(p.task.task));
-  run.loaded.model->to(ctx.device);
-  const Predictor predictor(run.loaded.model, std::make_shared<const Featurizer>(run.loaded.featurizer->with_task(p.task)),
-                            ctx.precision, config.batch_size, ctx.stop);
-  const LabelledSet set = labels_of(records, p.task, data);
-  p.predictions = predictions_from_logits(predictor.run(records, ctx.threads).logits, p.task);
-  require_finite(p.predictions, records, data);
-  p.result = compute_metrics(p.task, p.predictions, set.labels, set.query_ids, run.loaded.spec.has_dqe_section);
-  p.labels = set.labels;
+  const std::vector<Record> records = read_jsonl(data, ro);
+  log->info("{}: {} examples; model {} ({} task)", data, records.size(), session.ensemble().members.front().dir,
+            task_name(p.task.task));
+  LabelledRun run = session.run_labelled(records, data);
+  p.predictions = std::move(run.predictions);
+  p.labels = std::move(run.labels.labels);
+  p.result = std::move(run.result);
   return p;
 }
 
@@ -459,9 +459,18 @@ void write_report(const ReportConfig& config, const StopToken& stop) {
     const RunContext ctx = make_run_context(config.device, config.precision, config.threads, stop);
     log->info(ctx.describe());
     run.emplace();
-    LoadOptions lo;
-    lo.allow_new_head = true;  // a pretraining run's encoder has no task head: nothing to predict
-    run->loaded = load_model(config.run_dir, lo);
+    if (model_spec_of(config.run_dir).mlm_encoder) {
+      LoadOptions lo;
+      lo.allow_new_head = true;  // a pretraining run's encoder has no task head: nothing to predict
+      run->loaded = load_model(config.run_dir, lo);
+    } else {
+      SessionConfig sc;
+      sc.models = {config.run_dir};
+      sc.max_len = config.max_len;
+      sc.batch_size = config.batch_size;
+      run->session.emplace(sc, ctx);
+      run->loaded = run->session->ensemble().members.front();
+    }
     run->state = load_trainer_state(run->loaded.dir, nullptr);
     if (fs::exists(run_dir / "last" / "trainer_state.json"))
       run->last_state = load_trainer_state((run_dir / "last").string(), nullptr);
@@ -480,7 +489,7 @@ void write_report(const ReportConfig& config, const StopToken& stop) {
                         "/trainer_state.json; pass --data)");
         check_no_aliases({{"--out", config.out, true}, {"the run's dev file", data, false}});
       }
-      pred = run_predictions(*run, config, data, ctx);
+      pred = run_predictions(*run->session, data);
     }
   } else {
     no_model_note = "No checkpoint yet (" + (run_dir / "best").string() + " does not exist): no predictions to show.";
