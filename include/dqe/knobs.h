@@ -1,7 +1,8 @@
 // The knob table: each setting of a command's configuration written once, beside its struct,
 // with its name (the JSON key, and the long flag without "--"), help, --help group, check and
 // whether --resume may change it. A config lists its knobs in a static visit_knobs(self,
-// visitor) (TrainConfig, PretrainConfig); from that one list the CLI binds its flags and
+// visitor) (every command's: TrainConfig, PretrainConfig, EvalConfig and GateConfig,
+// ScoreConfig, ReportConfig, ExportConfig); from that one list the CLI binds its flags and
 // --help (cli/knob_binding.h), and knobs_json(), check_knobs() and knobs_resume_may_change()
 // below give to_json(), validate()'s per-knob checks and the resume rules. Checks that
 // relate two knobs stay in validate().
@@ -36,7 +37,7 @@ struct Knob {
   // --resume may give it another value: it says where and how the run computes, not what
   // it learns (paths, threads, evaluation batch). Otherwise a resumed run refuses a change.
   bool may_change_on_resume = false;
-  bool required = false;     // a string that must not be empty
+  bool required = false;     // a string or list that must not be empty
   bool show_default = true;  // --help shows the default
   // --help's default for an optional knob, which holds none ("0.01": the default applied when
   // it is unset).
