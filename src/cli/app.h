@@ -8,6 +8,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/knob_binding.h"
 #include "dqe/evaluator.h"
 #include "dqe/exporter.h"
 #include "dqe/gate.h"
@@ -17,7 +18,6 @@
 #include "dqe/scorer.h"
 #include "dqe/trainer.h"
 #include "dqe/vocab_builder.h"
-#include "cli/knob_binding.h"
 #include "io/output.h"
 #include "model/model_spec.h"
 
