@@ -79,9 +79,13 @@ TaskSpec inference_task(const ModelSpec& spec, int64_t max_len, const std::optio
   TaskSpec task = spec.task;
   if (fields) task.fields = *fields;
   if (max_len > 0) {
-    if (max_len < 3 || max_len > spec.bert.max_position_embeddings)
+    if (max_len < 3 || max_len > text_positions(spec))
       throw ConfigError("--max-len must be between 3 and the model's max_position_embeddings (" +
-                        std::to_string(spec.bert.max_position_embeddings) + ")");
+                        std::to_string(spec.bert.max_position_embeddings) + ")" +
+                        (text_positions(spec) < spec.bert.max_position_embeddings
+                             ? " less the " + std::to_string(spec.adapter->positions_taken()) +
+                                   " its adapter takes (" + std::to_string(text_positions(spec)) + ")"
+                             : ""));
     task.max_len = max_len;
   }
   return task;

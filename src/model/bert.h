@@ -37,7 +37,8 @@ class EncoderAdapterImpl : public torch::nn::Module {
   virtual void attention_inputs(size_t layer, torch::Tensor& keys, torch::Tensor& values, torch::Tensor& mask_add) {}
   // The first position id of the text (prefix tuning: after its virtual tokens).
   virtual int64_t first_position() const { return 0; }
-  // The kind's own initialisation (an adapter starts as a no-op on its base).
+  // The kind's own initialisation (an adapter starts as a no-op on its base, unless its spec
+  // says otherwise: AdapterSpec::starts_as_base).
   virtual void reset() = 0;
   // Folds the adapter into the encoder's weights, so that the encoder alone computes what the
   // adapted one did. Throws ModelError for a kind that cannot be folded.

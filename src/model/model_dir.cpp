@@ -112,6 +112,12 @@ AdapterDirectory adapter_directory(const std::string& dir, const std::string& ba
   }
   adapter->check_base(a.spec.bert, config_path);
   a.spec.adapter = std::move(adapter);
+  // A prefix's virtual tokens take the first positions: an adapter from PEFT reads its pairs
+  // cut to the rest; dqe wrote its max_len within them.
+  if (!a.own_config) a.spec.task.max_len = std::min(a.spec.task.max_len, text_positions(a.spec));
+  if (a.spec.task.max_len > text_positions(a.spec))
+    throw ModelError(dir + ": max_len " + std::to_string(a.spec.task.max_len) + " exceeds the " +
+                     std::to_string(text_positions(a.spec)) + " positions its adapter leaves to the text");
   return a;
 }
 
@@ -174,6 +180,7 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
     m.spec.adapter->base.path = path;
     m.spec.adapter->base.dir = fs::absolute(m.dir).lexically_normal().string();
     m.base_dir = m.dir;
+    m.spec.task.max_len = std::min(m.spec.task.max_len, text_positions(m.spec));  // a prefix takes positions
   }
   if (options.task) {
     m.spec.task = *options.task;

@@ -35,6 +35,12 @@ struct ModelSpec {
   AdapterSpecPtr adapter;
 };
 
+// The position ids left to the text: max_position_embeddings less those the adapter takes
+// (prefix tuning's virtual tokens). max_len is at most this.
+inline int64_t text_positions(const ModelSpec& spec) {
+  return spec.bert.max_position_embeddings - (spec.adapter ? spec.adapter->positions_taken() : 0);
+}
+
 // Reads DIR/config.json (and, for a Hugging Face directory, DIR/tokenizer_config.json for
 // do_lower_case and model_max_length). Throws ModelError/IoError naming the file.
 ModelSpec load_model_spec(const std::string& dir);

@@ -72,6 +72,19 @@ BuiltModel init_model(const TrainConfig& cfg, const std::vector<Record>& train, 
   if (lo.task->match_types) lo.min_type_vocab = 4;
   lo.base = cfg.base;
   const PeftPlan peft = plan_peft(cfg, init_spec);
+  if (peft.adapter && peft.adapter->positions_taken() > 0) {
+    // A prefix's virtual tokens take the first positions; the pairs get the rest.
+    const int64_t taken = peft.adapter->positions_taken(), all = init_spec.bert.max_position_embeddings;
+    if (lo.task->max_len > all - taken) {
+      if (cfg.max_len > 0)
+        throw ConfigError("--max-len " + std::to_string(cfg.max_len) + " exceeds the " + std::to_string(all - taken) +
+                          " positions left to the text: --init " + cfg.init + " has " + std::to_string(all) +
+                          " and the --peft " + cfg.peft + " adapter takes " + std::to_string(taken));
+      log.info("{}: pairs are cut to {} tokens, the {} positions less the {} the --peft {} adapter takes", cfg.init,
+               all - taken, all, taken, cfg.peft);
+      lo.task->max_len = all - taken;
+    }
+  }
   lo.adapter = peft.adapter;
   lo.merge_adapter = peft.merge_init;
   if (peft.merge_init)
@@ -141,8 +154,8 @@ BuiltModel build_mlm_encoder(const PretrainConfig& cfg, const std::vector<std::s
     LoadOptions lo;
     lo.allow_new_head = true;
     if (!cfg.resume && is_adapter_dir(resolve_model_dir(cfg.init)))
-      throw ConfigError("--init " + cfg.init + " is a LoRA adapter; pretrain from a plain model (dqe export --merge "
-                        "makes one of it)");
+      throw ConfigError("--init " + cfg.init + " is a PEFT adapter; pretrain from a plain model (dqe export --merge "
+                        "makes one of a LoRA adapter)");
     LoadedModel loaded = load_model(cfg.resume ? last_dir : cfg.init, lo);
     m = from_loaded(loaded);
     m.weights_file = (fs::path(loaded.dir) / "model.safetensors").string();

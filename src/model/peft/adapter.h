@@ -1,7 +1,8 @@
 // Parameter-efficient adapters on one interface. An adapter's directory holds Hugging Face
 // PEFT's adapter_config.json and adapter_model.safetensors (its own parameters and the heads,
 // under PEFT's names) on top of a base model, which it records (path, directory, weights hash).
-// Each kind (LoRA and AdaLoRA in lora.h, bottleneck adapters in bottleneck.h) is an
+// Each kind (LoRA and AdaLoRA in lora.h, bottleneck adapters in bottleneck.h, prefix tuning in
+// prefix.h) is an
 // AdapterSpec that reads and writes its adapter_config.json and builds the module the encoder
 // calls (model/bert.h, EncoderAdapterImpl); adapter_kinds() lists them, so that a new kind is a
 // new file and one line there.
@@ -57,6 +58,12 @@ class AdapterSpec {
   virtual std::shared_ptr<EncoderAdapterImpl> make_module(BertModelImpl& bert, const BertConfig& config) const = 0;
   // Throws ModelError naming origin when the adapter does not fit a base of this shape.
   virtual void check_base(const BertConfig& base, const std::string& origin) const {}
+  // Whether a new adapter of the kind leaves its base's outputs as they were (a prefix does not:
+  // its virtual tokens take attention and positions from the first step on).
+  virtual bool starts_as_base() const { return true; }
+  // Position ids the adapter takes before the text's (prefix tuning: its virtual tokens), which
+  // the text then cannot use: max_len is at most max_position_embeddings less these.
+  virtual int64_t positions_taken() const { return 0; }
 
   // adapter_config.json as written, with PEFT's modules_to_save (the heads trained in full).
   virtual nlohmann::json adapter_config(const std::vector<std::string>& modules_to_save, const BertConfig& base) const = 0;
