@@ -69,7 +69,8 @@ struct TrainConfig {
   // --init model is a frozen base, and LoRA (AdaLoRA) updates of its Linears train with the
   // heads; checkpoints are adapters in Hugging Face PEFT's layout. An --init LoRA adapter
   // continues training its updates. "adapter": the same with bottleneck adapters
-  // (model/peft/bottleneck.h) instead, in dqe's own layout.
+  // (model/peft/bottleneck.h) instead, in dqe's own layout; "prefix": with prefix tuning
+  // (model/peft/prefix.h).
   std::string peft = "none";
   // LoRA: the rank r of each update B A (A [r, in], B [out, r]).
   int64_t lora_rank = 8;
@@ -85,6 +86,10 @@ struct TrainConfig {
   // Bottleneck adapters: the bottleneck's width (down [size, hidden], up [hidden, size]), at
   // most the base's hidden size.
   int64_t adapter_size = 64;
+  // Prefix tuning (--peft prefix): virtual tokens in front of every layer's keys and values,
+  // and whether the table trains through PEFT's reparametrisation (an MLP), saved projected.
+  int64_t prefix_tokens = 20;
+  bool prefix_projection = false;
   // AdaLoRA (--peft adalora; alpha, dropout and targets are the --lora-* flags'): the initial
   // rank of each update P Λ Q.
   int64_t adalora_init_r = 12;
@@ -196,7 +201,7 @@ void TrainConfig::visit_knobs(Self& c, Visitor&& v) {
     c.dev_path);
   v(Knob("out", "Run directory: best/, last/, train_log.jsonl, eval_log.jsonl").mandatory().hide_default().changeable_on_resume(),
     c.out_dir);
-  v(Knob("init", "Start from this model: dqe checkpoint, run directory, Hugging Face BERT directory or PEFT LoRA adapter")
+  v(Knob("init", "Start from this model: dqe checkpoint, run directory, Hugging Face BERT directory or PEFT adapter")
         .hide_default(),
     c.init);
   v(Knob("tokenizer", "vocab.txt (WordPiece) or .model (SentencePiece) for a model trained from scratch").hide_default(),
@@ -234,12 +239,13 @@ void TrainConfig::visit_knobs(Self& c, Visitor&& v) {
     c.modality_dropout);
   v(Knob("lower-case", "Lower-case and strip accents (uncased model)").in(shape), c.lower_case);
 
-  const char* peft = "Parameter-efficient fine-tuning (LoRA, AdaLoRA, bottleneck adapters)";
+  const char* peft = "Parameter-efficient fine-tuning (LoRA, AdaLoRA, bottleneck adapters, prefix tuning)";
   v(Knob("peft",
          "none; lora or adalora: freeze the --init model and train LoRA (AdaLoRA) updates of its Linears and the heads, "
-         "checkpoints being Hugging Face PEFT adapters; or adapter: the same with bottleneck adapters (Houlsby) after "
-         "each layer's attention and feed-forward outputs, in dqe's own layout")
-        .one_of({"none", "lora", "adalora", "adapter"})
+         "checkpoints being Hugging Face PEFT adapters; adapter: the same with bottleneck adapters (Houlsby) after "
+         "each layer's attention and feed-forward outputs, in dqe's own layout; prefix: the same with trained keys and "
+         "values in front of every layer's attention (PEFT's prefix tuning)")
+        .one_of({"none", "lora", "adalora", "adapter", "prefix"})
         .in(peft),
     c.peft);
   // The bounds by the base's dimensions are checked once the base is loaded.
@@ -262,6 +268,18 @@ void TrainConfig::visit_knobs(Self& c, Visitor&& v) {
         .check(bound::closed(1, 65536), "between 1 and 65536")
         .in(peft),
     c.adapter_size);
+  v(Knob("prefix-tokens",
+         "Prefix tuning: virtual tokens in front of every layer's keys and values (they take the first position ids, "
+         "so pairs get max_position_embeddings less these)")
+        .check(bound::closed(1, 65536), "between 1 and 65536")
+        .in(peft),
+    c.prefix_tokens);
+  v(Knob("prefix-projection",
+         "Prefix tuning: train the prefix through PEFT's reparametrisation (an embedding and an MLP as wide as the "
+         "hidden size); saved projected, as PEFT saves it")
+        .as_flag()
+        .in(peft),
+    c.prefix_projection);
   v(Knob("adalora-init-r", "AdaLoRA: initial rank of each update P Lambda Q")
         .check(bound::closed(1, 65536), "between 1 and 65536")
         .in(peft),

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Parameter-efficient fine-tuning against full fine-tuning on Home Depot (issue 17), from one
 # pretrained encoder with the same seed and data: full fine-tuning, LoRA on query and value,
-# LoRA on every Linear, and (when this build has them) AdaLoRA and bottleneck adapters. For
+# LoRA on every Linear, and (when this build has them) AdaLoRA, bottleneck adapters and prefix
+# tuning (20 virtual tokens, at PREFIX_LR, default 1e-2: PEFT's examples train prefixes at
+# 1e-2). For
 # each: dev RMSE and Spearman of the selected checkpoint, trainable parameters, checkpoint size
 # on disk (the model's files, without optimizer.pt and trainer_state.json), training samples/s
 # (from the run's own log, between two steps with no dev evaluation between them), wall time
@@ -10,7 +12,7 @@
 # ENCODER=DIR: the pretrained encoder to start from, e.g. scripts/bench/quality.sh's
 #   OUT_DIR/pretrain. Without it the recipe's tokenizer and pretraining stages run first
 #   (configs/quality-pretrain.json, about 30 minutes on 2 cores; PRETRAIN_ARGS adds flags).
-# ARMS: which runs (default "full lora-qv lora-all adalora adapter"; "" only remeasures speed and
+# ARMS: which runs (default "full lora-qv lora-all adalora adapter prefix"; "" only remeasures speed and
 #   rewrites the table from what OUT_DIR holds); FINETUNE_ARGS adds flags
 #   to every run (e.g. "--max-steps 300" for a short run); PEFT_LR (default 1e-3) is the
 #   learning rate of the parameter-efficient runs (full fine-tuning keeps the recipe's 1e-4).
@@ -47,7 +49,8 @@ fi
 
 help=$("$dqe" train --help)
 peft_lr=${PEFT_LR:-1e-3}
-read -r -a arms <<< "${ARMS-full lora-qv lora-all adalora adapter}"
+prefix_lr=${PREFIX_LR:-1e-2}
+read -r -a arms <<< "${ARMS-full lora-qv lora-all adalora adapter prefix}"
 for arm in "${arms[@]}"; do
   case $arm in
     full) flags=() ;;
@@ -55,6 +58,7 @@ for arm in "${arms[@]}"; do
     lora-all) flags=(--peft lora --lora-targets all-linear --lr "$peft_lr") ;;
     adalora) flags=(--peft adalora --lr "$peft_lr") ;;
     adapter) flags=(--peft adapter --lr "$peft_lr") ;;
+    prefix) flags=(--peft prefix --lr "$prefix_lr") ;;
     *) echo "peft.sh: unknown arm $arm" >&2; exit 1 ;;
   esac
   if [ "${flags[0]:-}" = --peft ] && ! grep -q -- "${flags[1]}" <<< "$help"; then
@@ -74,7 +78,7 @@ done
 # arms alternating within a round, on a 64-line dev file; samples/s between step 10 and the last.
 head -n 64 "$dev" > "$out/dev-64.jsonl"
 speed_arms=()
-for arm in full lora-qv lora-all adalora adapter; do [ -f "$out/$arm.dev.json" ] && speed_arms+=("$arm"); done
+for arm in full lora-qv lora-all adalora adapter prefix; do [ -f "$out/$arm.dev.json" ] && speed_arms+=("$arm"); done
 : > "$out/speed.tsv"
 for round in $(seq "${SPEED_ROUNDS:-2}"); do
   for arm in "${speed_arms[@]}"; do
@@ -95,7 +99,7 @@ done
 
 # The table holds every arm measured in OUT_DIR so far (an earlier invocation's too: ARMS may
 # add the rest later from the same ENCODER), in this order.
-/usr/bin/python3 - "$out" full lora-qv lora-all adalora adapter <<'PY'
+/usr/bin/python3 - "$out" full lora-qv lora-all adalora adapter prefix <<'PY'
 import json, os, re, struct, sys
 out = sys.argv[1]
 arms = [a for a in sys.argv[2:] if os.path.exists(f"{out}/{a}.dev.json")]

@@ -6,6 +6,7 @@
 #include "dqe/errors.h"
 #include "model/peft/bottleneck.h"
 #include "model/peft/lora.h"
+#include "model/peft/prefix.h"
 
 namespace dqe {
 namespace {
@@ -66,6 +67,16 @@ AdapterSpecPtr bottleneck_from_flags(const TrainConfig& cfg, const BertConfig& b
   return std::unique_ptr<AdapterSpec>(std::move(bottleneck));
 }
 
+// The prefix --peft prefix asks for on a base of this shape. Throws ConfigError naming
+// --prefix-tokens when it leaves the text fewer than 3 positions.
+AdapterSpecPtr prefix_from_flags(const TrainConfig& cfg, const BertConfig& base) {
+  check_prefix_tokens(cfg.prefix_tokens, base);
+  auto prefix = std::make_unique<PrefixSpec>();
+  prefix->num_virtual_tokens = cfg.prefix_tokens;
+  prefix->projection = cfg.prefix_projection;
+  return std::unique_ptr<AdapterSpec>(std::move(prefix));
+}
+
 void check_continued_lora(const TrainConfig& cfg, const LoraSpec& flags, const LoraSpec& adapter) {
   const std::string hint = " (an --init adapter continues training its own updates; give its values)";
   if (flags.r != adapter.r)
@@ -88,6 +99,17 @@ void check_continued_bottleneck(const TrainConfig& cfg, const BottleneckSpec& fl
                       " (an --init adapter continues training its own adapters; give its values)");
 }
 
+void check_continued_prefix(const TrainConfig& cfg, const PrefixSpec& flags, const PrefixSpec& adapter) {
+  const std::string hint = " (an --init prefix continues training its own table; give its values)";
+  if (flags.num_virtual_tokens != adapter.num_virtual_tokens)
+    throw ConfigError("--prefix-tokens " + std::to_string(flags.num_virtual_tokens) + " differs from --init " + cfg.init +
+                      "'s num_virtual_tokens " + std::to_string(adapter.num_virtual_tokens) + hint);
+  if (flags.projection != adapter.projection)
+    throw ConfigError(std::string(flags.projection ? "--prefix-projection" : "--peft prefix without --prefix-projection") +
+                      ": --init " + cfg.init + "'s prefix " +
+                      (adapter.projection ? "trains through PEFT's reparametrisation" : "holds its table alone") + hint);
+}
+
 // Each kind's flags. continuable: a run of that kind can continue an --init adapter of it
 // (AdaLoRA's budget schedule belongs to the run that started it).
 struct KindFlags {
@@ -99,6 +121,7 @@ const KindFlags kKindFlags[] = {
     {"lora", lora_from_flags, true},
     {"adalora", adalora_from_flags, false},
     {"adapter", bottleneck_from_flags, true},
+    {"prefix", prefix_from_flags, true},
 };
 
 const KindFlags& flags_of(const std::string& kind) {
@@ -112,6 +135,7 @@ std::string kind_text(const AdapterSpec& spec) {
   if (spec.kind() == "adalora") return "an AdaLoRA adapter";
   if (spec.kind() == "lora") return "a LoRA adapter";
   if (spec.kind() == "adapter") return "a bottleneck adapter";
+  if (spec.kind() == "prefix") return "a prefix-tuning adapter";
   return "a " + spec.peft_type() + " adapter";
 }
 
@@ -151,6 +175,8 @@ void check_continued_adapter(const TrainConfig& cfg, const AdapterSpec& flags, c
     if (const auto* a = dynamic_cast<const LoraSpec*>(&adapter)) return check_continued_lora(cfg, *f, *a);
   if (const auto* f = dynamic_cast<const BottleneckSpec*>(&flags))
     if (const auto* a = dynamic_cast<const BottleneckSpec*>(&adapter)) return check_continued_bottleneck(cfg, *f, *a);
+  if (const auto* f = dynamic_cast<const PrefixSpec*>(&flags))
+    if (const auto* a = dynamic_cast<const PrefixSpec*>(&adapter)) return check_continued_prefix(cfg, *f, *a);
 }
 
 }  // namespace dqe

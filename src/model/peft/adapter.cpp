@@ -8,6 +8,7 @@
 #include "io/json_file.h"
 #include "model/peft/bottleneck.h"
 #include "model/peft/lora.h"
+#include "model/peft/prefix.h"
 #include "model/sequence_model.h"
 
 namespace dqe {
@@ -39,6 +40,7 @@ const std::vector<AdapterKind>& adapter_kinds() {
        false},
       {"adapter", "BOTTLENECK", read_bottleneck_config, [] { return std::unique_ptr<AdapterSpec>(new BottleneckSpec); },
        true},
+      {"prefix", "PREFIX_TUNING", read_prefix_config, [] { return std::unique_ptr<AdapterSpec>(new PrefixSpec); }, false},
   };
   return kinds;
 }
