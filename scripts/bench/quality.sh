@@ -9,6 +9,9 @@
 #   4. dqe eval              dev RMSE, MAE, Spearman, nDCG@10 of the first seed's model and of the
 #                            ensemble of all seeds (their scores averaged)
 #   5. scripts/bench/baselines.py  train mean, lexical features + boosting, fastText (tuned on dev)
+#   6. ../shared/reference/lexical_gbm.py  the strongest classic opponent we know: 27 lexical
+#                            features and histogram boosting tuned on dev (its nDCG@10 skips
+#                            single-row queries, and it reports no random baseline)
 #
 # Leaves OUT_DIR/model (the final model: one directory per seed and an ensemble.json, so that
 # `dqe score --model OUT_DIR/model` scores with the ensemble), OUT_DIR/metrics.md and .json
@@ -18,7 +21,7 @@
 # vocabulary and encoder of an earlier run's OUT_DIR (DIR/tokenizer, DIR/pretrain) instead, so
 # that two precisions of fine-tuning start from the same encoder. BASELINES=FILE takes step 5's
 # table from an earlier run's baselines.json instead of measuring it again (it does not depend
-# on dqe).
+# on dqe); LEXICAL_GBM=FILE takes step 6's from an earlier lexical_gbm.json the same way.
 # Usage: scripts/bench/quality.sh OUT_DIR   (2 cores: 41 minutes on an Intel Xeon with AMX, 60-75 on one
 # without; docs/results.md)
 set -euo pipefail
@@ -31,7 +34,7 @@ train=$shared/data/homedepot/train.jsonl
 dev=$shared/data/homedepot/dev.jsonl
 for f in "$corpus" "$train" "$dev"; do [ -r "$f" ] || { echo "quality.sh: $f: not found" >&2; exit 1; }; done
 
-bash "$here/scripts/setup/setup.sh" python3-numpy python3-sklearn fasttext time
+bash "$here/scripts/setup/setup.sh" python3-numpy python3-scipy python3-sklearn fasttext time
 dqe=${DQE:-}
 if [ -z "$dqe" ]; then
   bash "$here/scripts/setup/build.sh" "$here/build-quality" -DDQE_BUILD_TESTS=OFF
@@ -84,6 +87,12 @@ else
   stage baselines /usr/bin/python3 "$here/scripts/bench/baselines.py" --train "$train" --dev "$dev" \
     --out "$out/baselines.json" --threads "$(nproc)"
 fi
+if [ -n "${LEXICAL_GBM:-}" ]; then
+  cp "$LEXICAL_GBM" "$out/lexical_gbm.json"
+else
+  stage lexical_gbm /usr/bin/python3 "$shared/reference/lexical_gbm.py" --train "$train" --dev "$dev" \
+    --out "$out/lexical_gbm.json" > /dev/null
+fi
 
 /usr/bin/python3 - "$out" "${#seeds[@]}" "${seeds[0]}" <<'PY'
 import json, sys
@@ -98,12 +107,15 @@ row = lambda m: {"rmse": m["rmse"], "mae": m["mae"], "spearman": m["spearman"], 
                  "ndcg@10_gain": m["ranking"]["ndcg_at_10"] - m["ranking"]["random_ndcg_at_10"]}
 rows = {f"dqe: WordPiece + MLM pretraining + fine-tuning with lexical features (4x256), ensemble of {n_seeds} seeds": row(dqe),
         f"dqe: the same, one fine-tuning (seed {first_seed})": row(single)}
+gbm = json.load(open(f"{out}/lexical_gbm.json"))["dev"]
+base["lexical_gbm.py: 27 lexical features + histogram boosting, tuned on dev (../shared/reference)"] = {
+    "rmse": gbm["rmse"], "mae": gbm["mae"], "spearman": gbm["spearman"], "ndcg@10": gbm["ndcg_at_10"], "ndcg@10_gain": None}
 rows.update(base)
 best_base = min(v["rmse"] for k, v in base.items())
 lines = ["| Home Depot dev | RMSE | MAE | Spearman | nDCG@10 | gain over random |", "|---|---|---|---|---|---|"]
 f = lambda x: "-" if x is None else f"{x:.4f}"
 for name, r in rows.items():
-    lines.append(f"| {name} | {f(r['rmse'])} | {f(r['mae'])} | {f(r.get('spearman'))} | {f(r['ndcg@10'])} | {r['ndcg@10_gain']:+.4f} |")
+    lines.append(f"| {name} | {f(r['rmse'])} | {f(r['mae'])} | {f(r.get('spearman'))} | {f(r['ndcg@10'])} | {'-' if r['ndcg@10_gain'] is None else format(r['ndcg@10_gain'], '+.4f')} |")
 ours = rows[next(iter(rows))]["rmse"]
 lines += ["", f"dqe RMSE vs the best baseline: {ours:.4f} vs {best_base:.4f} ({(ours / best_base - 1) * 100:+.1f}%; target -5%).",
           f"Held-back MLM accuracy after pretraining: {pre[0]['metrics']['mlm_accuracy']:.3f} -> "
