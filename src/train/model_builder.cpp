@@ -141,8 +141,8 @@ BuiltModel build_finetune_model(const TrainConfig& cfg, const std::vector<Record
                  : cfg.init.empty() ? new_model(cfg, train, log)
                                     : init_model(cfg, train, log);
   m.model->modality_dropout = cfg.modality_dropout;
-  // LoRA and bottleneck adapters: the base's encoder, its LayerNorms included, is frozen (no
-  // gradients, no optimizer state); the updates or adapters and the heads train.
+  // Every adapter kind (LoRA, bottleneck, prefix): the base's encoder, its LayerNorms
+  // included, is frozen (no gradients, no optimizer state); the adapter and the heads train.
   if (m.spec.adapter) set_trainable(m.model, {Role::kEmbeddings, Role::kEncoder, Role::kPooler}, false);
   return m;
 }
