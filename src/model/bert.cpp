@@ -15,6 +15,12 @@ torch::Tensor activation(const std::string& act, const torch::Tensor& h) {
   return torch::gelu(h, "tanh");
 }
 
+std::string shape_text(torch::IntArrayRef s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
 std::shared_ptr<nn::Module> holder_module(nn::Module& module, const std::string& name) {
   for (const auto& child : module.named_children())
     if (child.key() == name) return child.value();

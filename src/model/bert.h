@@ -156,6 +156,9 @@ std::vector<std::string> encoder_linear_names(int64_t num_layers);
 // The encoder's activation: "gelu" (erf), "relu", else the tanh approximation of GELU.
 torch::Tensor activation(const std::string& act, const torch::Tensor& h);
 
+// A tensor's shape as error messages name it: "[5,64]".
+std::string shape_text(torch::IntArrayRef shape);
+
 // The child of module named `name`, made as an empty holder when it does not exist yet: what
 // registers a parameter under a dotted Hugging Face name.
 std::shared_ptr<torch::nn::Module> holder_module(torch::nn::Module& module, const std::string& name);

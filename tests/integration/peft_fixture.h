@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <string>
@@ -16,6 +17,7 @@
 
 #include "dqe/errors.h"
 #include "dqe/evaluator.h"
+#include "dqe/exporter.h"
 #include "dqe/scorer.h"
 #include "dqe/trainer.h"
 #include "integration/run_util.h"
@@ -89,6 +91,33 @@ class PeftRunTest : public ::testing::Test {
     std::vector<double> out;
     for (const auto& o : read_jsonl_file(sc.output)) out.push_back(o["score"].get<double>());
     return out;
+  }
+
+  // The run in config_.out_dir, whose best dev metric was best_metric: eval gives that metric,
+  // score scores the 80 dev lines, and export without --merge rewrites it as an adapter that
+  // scores them the same (into dir_/exported). Returns the scores.
+  std::vector<double> expect_eval_score_and_export_to_agree(double best_metric) {
+    EvalConfig ec;
+    ec.models = {config_.out_dir};
+    ec.data = config_.dev_path;
+    ec.threads = 2;
+    ec.precision = "fp32";
+    EXPECT_NEAR(evaluate(ec).primary, best_metric, 1e-6);
+    const std::vector<double> scores = scores_of(config_.out_dir, "scores.jsonl");
+    EXPECT_EQ(scores.size(), 80u);
+    ExportConfig xc;
+    xc.model = config_.out_dir;
+    xc.out = dir_.path("exported");
+    const ExportResult x = export_model(xc);
+    EXPECT_TRUE(x.adapter);
+    EXPECT_EQ(x.merged_modules, 0);
+    EXPECT_TRUE(std::filesystem::exists(dir_.path("exported/adapter_model.safetensors")));
+    EXPECT_FALSE(std::filesystem::exists(dir_.path("exported/model.safetensors")));
+    const std::vector<double> exported = scores_of(xc.out, "exported.jsonl");
+    EXPECT_EQ(exported.size(), scores.size());
+    for (size_t i = 0; i < std::min(scores.size(), exported.size()); ++i)
+      EXPECT_NEAR(exported[i], scores[i], 1e-6) << "line " << i + 1;
+    return scores;
   }
 
   // The ConfigError that training config_ throws, or "(trained)".

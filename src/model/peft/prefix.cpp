@@ -19,12 +19,6 @@ const std::string kReparametrisation[] = {"embedding.weight", "transform.0.weigh
 
 bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
 
-std::string shape_text(torch::IntArrayRef s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
 int64_t positive_key(const nlohmann::json& j, const char* key, const std::string& origin) {
   const auto it = j.find(key);
   if (it == j.end() || !it->is_number_integer() || it->get<int64_t>() < 1 || it->get<int64_t>() > 1'000'000)
