@@ -52,6 +52,8 @@ struct GateConfig {
 
 // Looks up a dotted path ("rmse", "ranking.mrr") in a metrics object; NaN when absent or null.
 double metric_value(const nlohmann::json& metrics, const std::string& path);
+// The node at a dotted path (null for a metric that was NaN), or nullptr when it is absent.
+const nlohmann::json* metric_node(const nlohmann::json& metrics, const std::string& path);
 
 struct GateResult {
   // One entry per comparison, in order: "rmse 0.4312 <= baseline 0.4300 + 0.0100 ok".

@@ -169,6 +169,10 @@ struct TrainConfig {
   int64_t eval_every = 0;
   // Stop after this many evaluations without improvement (0: never).
   int64_t patience = 3;
+  // The dev metric that selects the best checkpoint and stops early, by its key in the metric
+  // registry (dqe/metrics.h: "ndcg_at_10", "mrr", "spearman" ...); "": the task's own (RMSE,
+  // accuracy or ROC-AUC).
+  std::string select_metric;
   int64_t eval_batch_size = 64;
   // Continue the run in out_dir from its last/ checkpoint.
   bool resume = false;
@@ -379,6 +383,12 @@ void TrainConfig::visit_knobs(Self& c, Visitor&& v) {
   v(Knob("eval-every", "Evaluate on dev every N steps (0: each epoch)").check(bound::at_least(0), ">= 0").in(ev), c.eval_every);
   v(Knob("patience", "Stop after N evaluations without improvement (0: never)").check(bound::at_least(0), ">= 0").in(ev),
     c.patience);
+  v(Knob("select-metric",
+         "Dev metric that selects the best checkpoint and stops early, as eval prints it (e.g. ndcg_at_10, mrr, "
+         "spearman; ranking metrics need query_id); default: the task's (rmse, accuracy, roc_auc)")
+        .hide_default()
+        .in(ev),
+    c.select_metric);
   v(Knob("eval-batch-size", "Batch size for dev evaluation")
         .check(bound::closed(1, static_cast<double>(kMaxBatchSize)), "between 1 and " + std::to_string(kMaxBatchSize))
         .changeable_on_resume()

@@ -15,19 +15,6 @@ namespace {
 // own metrics passes at --max-regression 0.
 constexpr double kSlack = 1e-12;
 
-// The node at a dotted path, or nullptr when a step is missing.
-const nlohmann::json* find_path(const nlohmann::json& metrics, const std::string& path) {
-  const nlohmann::json* node = &metrics;
-  size_t start = 0;
-  while (true) {
-    const size_t dot = path.find('.', start);
-    const std::string key = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    if (!node->is_object() || !node->contains(key)) return nullptr;
-    node = &(*node)[key];
-    if (dot == std::string::npos) return node;
-    start = dot + 1;
-  }
-}
 
 // Counts read as counts ("40"), scores with the eval table's four decimals ("0.4312").
 std::string show(const MetricInfo& metric, double v) {
@@ -61,14 +48,27 @@ void append(std::string& list, const std::string& item) { list += (list.empty() 
 std::string keys_present(const nlohmann::json& metrics) {
   std::string out;
   for (const MetricInfo& m : metric_registry())
-    if (find_path(metrics, m.path) != nullptr) append(out, m.key);
+    if (metric_node(metrics, m.path) != nullptr) append(out, m.key);
   return out.empty() ? "none" : out;
 }
 
 }  // namespace
 
+const nlohmann::json* metric_node(const nlohmann::json& metrics, const std::string& path) {
+  const nlohmann::json* node = &metrics;
+  size_t start = 0;
+  while (true) {
+    const size_t dot = path.find('.', start);
+    const std::string key = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (!node->is_object() || !node->contains(key)) return nullptr;
+    node = &(*node)[key];
+    if (dot == std::string::npos) return node;
+    start = dot + 1;
+  }
+}
+
 double metric_value(const nlohmann::json& metrics, const std::string& path) {
-  const nlohmann::json* node = find_path(metrics, path);
+  const nlohmann::json* node = metric_node(metrics, path);
   return node != nullptr && node->is_number() ? node->get<double>() : std::numeric_limits<double>::quiet_NaN();
 }
 
@@ -126,7 +126,7 @@ GateResult Gate::check(const nlohmann::json& metrics) const {
   // Usage errors first, so that no verdict is given on a gate that cannot be checked whole.
   std::string missing, common;
   for (const auto& [metric, before] : baseline_)
-    append(find_path(metrics, metric->path) != nullptr ? common : missing, metric->key);
+    append(metric_node(metrics, metric->path) != nullptr ? common : missing, metric->key);
   if (!baseline_.empty() && common.empty())
     throw ConfigError("--baseline " + baseline_path_ + ": no gated metric in common with this run (baseline: " +
                       missing + "; this run: " + keys_present(metrics) + ")");
@@ -134,7 +134,7 @@ GateResult Gate::check(const nlohmann::json& metrics) const {
     throw ConfigError("--baseline " + baseline_path_ + " has " + missing +
                       ", which this run did not produce (it has: " + keys_present(metrics) + ")");
   for (const Bound& b : bounds_)
-    if (find_path(metrics, b.metric->path) == nullptr)
+    if (metric_node(metrics, b.metric->path) == nullptr)
       throw ConfigError(std::string(b.floor ? "--fail-under " : "--fail-over ") + b.metric->key +
                         ": this run has no such metric (it has: " + keys_present(metrics) + ")");
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <random>
 #include <tuple>
 
@@ -14,6 +15,8 @@
 #include "dist/shares.h"
 #include "dqe/errors.h"
 #include "dqe/evaluator.h"
+#include "dqe/gate.h"
+#include "dqe/metrics.h"
 #include "model/heads/task_head.h"
 #include "model/peft/adapter.h"
 #include "model/peft/lora.h"
@@ -67,6 +70,7 @@ FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& c
   model_->to(ctx_.device);  // before the optimizer takes the parameters
   log_model(*log);
   encode(records, *log);
+  check_select_metric();
   if (LoraSpec* lora = spec_.adapter.as<LoraSpec>(); lora && lora->adalora) start_adalora(*lora->adalora, last_dir, *log);
 }
 
@@ -310,6 +314,26 @@ torch::Tensor FinetuneObjective::dev_logits() const {
                           [&](size_t, size_t) { return predictor.run(dev_).logits; });
 }
 
+void FinetuneObjective::check_select_metric() const {
+  if (config_.select_metric.empty()) return;
+  const MetricInfo& metric = *find_metric(config_.select_metric);  // validate() checked the name
+  // What the dev evaluation gives, from predictions of zeros: which metrics, not their values.
+  const int64_t rows = static_cast<int64_t>(dev_labels_.labels.size());
+  const Predictions zeros = predictions_from_logits(torch::zeros({rows, head_.num_outputs(spec_.task)}), spec_.task);
+  const nlohmann::json metrics =
+      compute_metrics(spec_.task, zeros, dev_labels_.labels, dev_labels_.query_ids, false).metrics;
+  if (metric_node(metrics, metric.path) != nullptr) return;
+  std::string given;
+  for (const MetricInfo& m : metric_registry())
+    if (m.direction != Direction::kNeither && metric_node(metrics, m.path) != nullptr)
+      given += (given.empty() ? "" : ", ") + m.key;
+  const bool ranking = metric.path.rfind("ranking.", 0) == 0;
+  throw ConfigError("--select-metric " + config_.select_metric + ": the " + task_name(spec_.task.task) + " task's dev " +
+                    "evaluation of " + config_.dev_path + " has no " + metric.key +
+                    (ranking ? " (ranking metrics need a query_id field with results grouped per query)" : "") +
+                    "; it gives " + given);
+}
+
 Evaluation FinetuneObjective::evaluate() {
   // Dev evaluation is bounded and its result is saved: it is not cut short by a stop request.
   Predictions predictions = predictions_from_logits(dev_logits(), spec_.task);
@@ -325,6 +349,21 @@ Evaluation FinetuneObjective::evaluate() {
   out.higher_is_better = ev.higher_is_better;
   out.metrics = ev.metrics;
   out.summary = "dev " + ev.primary_name + " " + format_significant(ev.primary);
+  if (!config_.select_metric.empty()) {
+    // --select-metric: that metric selects the best checkpoint and stops early; the task's own
+    // is shown beside it.
+    const MetricInfo& metric = *find_metric(config_.select_metric);
+    const nlohmann::json metrics = ev.metrics;
+    out.metric = metric.key;
+    out.value = metric_value(metrics, metric.path);
+    out.higher_is_better = metric.higher_is_better();
+    // Undefined (Spearman of constant predictions): the worst value, so that it is never the best.
+    const bool defined = std::isfinite(out.value);
+    if (!defined)
+      out.value = metric.higher_is_better() ? std::numeric_limits<double>::lowest() : std::numeric_limits<double>::max();
+    out.summary = "dev " + metric.key + " " + (defined ? format_significant(out.value) : std::string("n/a")) + " (" +
+                  ev.primary_name + " " + format_significant(ev.primary) + ")";
+  }
   return out;
 }
 

@@ -59,6 +59,9 @@ class FinetuneObjective : public Objective {
   RunRecords read_records(spdlog::logger& log);
   void log_model(spdlog::logger& log) const;
   void encode(RunRecords& records, spdlog::logger& log);
+  // Refuses a --select-metric that this task's dev evaluation does not give (a ranking metric
+  // without query ids, or another task's metric), before the first step.
+  void check_select_metric() const;
   void start_adalora(AdaLoraSpec& adalora, const std::string& last_dir, spdlog::logger& log);
   // The model's logits of dev_, in a data-parallel job sharded over the processes.
   torch::Tensor dev_logits() const;

@@ -9,6 +9,7 @@
 #include "base/log.h"
 #include "dqe/engine.h"
 #include "dqe/errors.h"
+#include "dqe/metrics.h"
 #include "dqe/runtime.h"
 #include "infer/detect.h"
 #include "io/output.h"
@@ -92,6 +93,16 @@ void TrainConfig::validate() const {
         if (labels[i] == labels[j]) throw ConfigError("--labels names \"" + labels[i] + "\" twice");
   }
   check_compute_flags(threads, precision, device);
+  if (!select_metric.empty()) {
+    const MetricInfo* metric = find_metric(select_metric);
+    if (metric == nullptr || metric->direction == Direction::kNeither) {
+      std::string keys;
+      for (const MetricInfo& m : metric_registry())
+        if (m.direction != Direction::kNeither) keys += (keys.empty() ? "" : ", ") + m.key;
+      throw ConfigError("--select-metric: \"" + select_metric + "\" is not a metric that can select a model (choose "
+                        "among " + keys + ")");
+    }
+  }
   if (peft != "none" && init.empty() && !resume)
     throw ConfigError("--peft " + peft + " needs --init: the base model to adapt");
   lora_modules(lora_targets, 1000);  // names that select a Linear of some encoder

@@ -349,6 +349,57 @@ TEST_F(TrainTest, BinaryTask) {
   EXPECT_TRUE(r.final_metrics.contains("pr_auc"));
 }
 
+// --select-metric: a ranking metric selects the best checkpoint, and eval of that checkpoint
+// gives the value the run selected it by; a metric the dev set cannot give is refused before
+// the first step, and a name that is no metric at once.
+TEST_F(TrainTest, SelectMetricChoosesTheCheckpointByThatMetric) {
+  config_.select_metric = "ndcg_at_10";
+  config_.eval_every = 10;
+  const TrainResult r = train(config_);
+  EXPECT_EQ(r.metric_name, "ndcg_at_10");
+  ASSERT_GE(r.best_step, 10);
+  // The best of every evaluation's nDCG@10, at the step the run names.
+  double best = 0;
+  int64_t best_step = 0;
+  for (const auto& e : read_jsonl_file(dir_.path("run/eval_log.jsonl"))) {
+    const double v = e["metrics"]["ranking"]["ndcg_at_10"].get<double>();
+    if (v > best) best = v, best_step = e["step"].get<int64_t>();
+  }
+  EXPECT_DOUBLE_EQ(r.best_metric, best);
+  EXPECT_EQ(r.best_step, best_step);
+  EvalConfig ec;
+  ec.models = {config_.out_dir};
+  ec.data = config_.dev_path;
+  ec.precision = "fp32";
+  EXPECT_NEAR(evaluate(ec).metrics["ranking"]["ndcg_at_10"].get<double>(), r.best_metric, 1e-6);
+
+  // Dev without query ids has no ranking metrics.
+  std::ofstream(dir_.path("flat.jsonl")) << R"({"query": "red chair", "title": "red chair", "label": 3})" << "\n"
+                                         << R"({"query": "lamp", "title": "oak table", "label": 1})" << "\n";
+  config_.dev_path = dir_.path("flat.jsonl");
+  config_.out_dir = dir_.path("flat");
+  try {
+    train(config_);
+    FAIL() << "selected on a metric the dev set cannot give";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("--select-metric ndcg_at_10: the regression task's dev evaluation of " +
+                                         config_.dev_path + " has no ndcg_at_10 (ranking metrics need a query_id"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir_.path("flat/last")));
+  config_.select_metric = "random_ndcg_at_10";
+  try {
+    train(config_);
+    FAIL() << "selected on a metric with no direction";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()).find("--select-metric: \"random_ndcg_at_10\" is not a metric that can select a "
+                                         "model (choose among mse, rmse, "),
+              0u)
+        << e.what();
+  }
+}
+
 TEST_F(TrainTest, FineTunesAHuggingFaceCheckpoint) {
   DQE_REQUIRE_SHARED_FIXTURES();
   config_.init = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-hf";
