@@ -154,6 +154,14 @@ struct TrainConfig {
   // typos, duplicated words, query words inserted into below-average results with their
   // label kept), drawn anew for each batch; 0 turns it off.
   double augment = 0;
+  // Ranking (train/rank_loss.h): "none", or a loss over the results of one query_id
+  // ("listnet", "ranknet", "lambdaloss"); batches are then whole query groups.
+  std::string rank_loss = "none";
+  // Loss = rank_weight * ranking loss + (1 - rank_weight) * the task's pointwise loss, which
+  // keeps the scores on the label scale (thresholds, RMSE).
+  double rank_weight = 0.5;
+  // A query with more training results than this gives a random draw of this many per epoch.
+  int64_t rank_group_cap = 16;
   // Suspect detection (infer/detect.h): the false-positive rate on dev that its thresholds are
   // calibrated to, saved with the best model (0: no detection statistics are saved).
   double detect_fpr = 0.01;
@@ -343,6 +351,22 @@ void TrainConfig::visit_knobs(Self& c, Visitor&& v) {
         .one_of({"bottom", "alternate"})
         .in(distill),
     c.keep_which);
+
+  const char* rank = "Ranking losses";
+  v(Knob("rank-loss",
+         "none, listnet, ranknet or lambdaloss: a loss over the results of one query_id (listwise softmax, pairwise "
+         "logistic, nDCG-weighted pairs), with batches of whole query groups")
+        .one_of({"none", "listnet", "ranknet", "lambdaloss"})
+        .in(rank),
+    c.rank_loss);
+  v(Knob("rank-weight", "Loss = w * ranking loss + (1 - w) * the task's pointwise loss (keeps scores on the label scale)")
+        .check(bound::closed(0, 1), "in [0, 1]")
+        .in(rank),
+    c.rank_weight);
+  v(Knob("rank-group-cap", "Most results of one query in a batch; a larger group gives a random draw each epoch")
+        .check(bound::closed(2, static_cast<double>(kMaxBatchSize)), "between 2 and " + std::to_string(kMaxBatchSize))
+        .in(rank),
+    c.rank_group_cap);
 
   const char* opt = "Optimisation";
   visit_schedule_knobs(c, v, "the training data", "Examples");

@@ -6,6 +6,7 @@
 #include <limits>
 #include <random>
 #include <tuple>
+#include <unordered_map>
 
 #include "base/format.h"
 #include "base/log.h"
@@ -22,6 +23,7 @@
 #include "model/peft/lora.h"
 #include "train/augment.h"
 #include "train/model_builder.h"
+#include "train/rank_loss.h"
 #include "train/train_util.h"
 
 namespace dqe::training {
@@ -37,6 +39,9 @@ struct FinetuneBatch : PreparedBatch {
   torch::Tensor teacher;
   torch::Tensor labelled;
   int64_t labelled_rows = 0;
+  // --rank-loss: the rows' gains and their query groups as [begin, end) ranges.
+  torch::Tensor gains;
+  std::vector<std::pair<int64_t, int64_t>> groups;
 };
 
 std::string fingerprint_of(const std::vector<Record>& train, const std::vector<Record>& dev) {
@@ -56,8 +61,11 @@ std::string fingerprint_of(const std::vector<Record>& train, const std::vector<R
 }  // namespace
 
 FinetuneObjective::FinetuneObjective(const TrainConfig& cfg, const RunContext& ctx, const std::string& last_dir)
-    : config_(cfg), head_(task_head(parse_task(cfg.task))), ctx_(ctx) {
+    : config_(cfg), head_(task_head(parse_task(cfg.task))), ctx_(ctx), rank_loss_(parse_rank_loss(cfg.rank_loss)) {
   auto log = detail::logger("train");
+  if (rank_loss_ != RankLoss::kNone && ctx_.plan_world_size > 1)
+    throw ConfigError("--rank-loss " + cfg.rank_loss + " trains in one process: a data-parallel job would split query "
+                      "groups between its ranks");
   RunRecords records = read_records(*log);
   ctx_.stop.check("while reading the data, before the first step; nothing to resume");
   // Every weight not loaded (a new model, or a head the --init model lacks) is drawn from the
@@ -162,6 +170,7 @@ void FinetuneObjective::encode(RunRecords& records, spdlog::logger& log) {
     targets_.resize(train_.size(), 0.0f);
   }
   lengths_ = lengths_of(train_);
+  if (rank_loss_ != RankLoss::kNone) plan_query_groups(records.train, train_labels.labels, log);
   // Attack-like noise re-encodes a batch's records each step (train/augment.h): keep them before
   // distillation takes them over.
   if (cfg.augment > 0) train_records_ = records.train;
@@ -177,6 +186,29 @@ void FinetuneObjective::encode(RunRecords& records, spdlog::logger& log) {
              format_significant(1 - distill_->alpha), labelled_rows_,
              static_cast<int64_t>(train_.size()) - labelled_rows_);
   }
+}
+
+void FinetuneObjective::plan_query_groups(const std::vector<Record>& train, const std::vector<double>& labels,
+                                          spdlog::logger& log) {
+  const TrainConfig& cfg = config_;
+  std::unordered_map<std::string, int64_t> group_of_query;
+  group_of_row_.reserve(train.size());
+  // A line without the query id field has its query text as its id (io/jsonl_reader.cpp).
+  for (const Record& r : train)
+    group_of_row_.push_back(group_of_query.try_emplace(r.query_id, group_of_query.size()).first->second);
+  for (double g : head_.gains(labels)) gains_.push_back(static_cast<float>(g));
+  std::vector<int64_t> sizes(group_of_query.size(), 0);
+  for (int64_t g : group_of_row_) ++sizes[static_cast<size_t>(g)];
+  const int64_t larger = std::count_if(sizes.begin(), sizes.end(), [&](int64_t n) { return n > cfg.rank_group_cap; });
+  const int64_t single = std::count(sizes.begin(), sizes.end(), 1);
+  // The schedule's epoch: the batches of one plan (another epoch's differs by a few at most).
+  group_batches_per_epoch_ =
+      static_cast<int64_t>(plan_group_batches(group_of_row_, cfg.batch_size, cfg.rank_group_cap, 0).size());
+  log.info("ranking: loss = {} x {} over the results of each query + {} x the task's loss; {} queries in batches of "
+           "whole queries (at most {} results each: {} larger ones give a random draw per epoch; {} with one result "
+           "only have the pointwise term)",
+           format_significant(cfg.rank_weight), cfg.rank_loss, format_significant(1 - cfg.rank_weight),
+           group_of_query.size(), cfg.rank_group_cap, larger, single);
 }
 
 void FinetuneObjective::start_adalora(AdaLoraSpec& a, const std::string& last_dir, spdlog::logger& log) {
@@ -203,11 +235,17 @@ std::vector<RoleParameter> FinetuneObjective::trainable_parameters() {
 
 int64_t FinetuneObjective::steps_per_epoch(int64_t grad_accum) const {
   const int64_t batch = config_.batch_size * ctx_.plan_world_size;  // the job's global batch
-  const int64_t batches = (static_cast<int64_t>(lengths_.size()) + batch - 1) / batch;
+  const int64_t batches = rank_loss_ != RankLoss::kNone
+                              ? group_batches_per_epoch_
+                              : (static_cast<int64_t>(lengths_.size()) + batch - 1) / batch;
   return (batches + grad_accum - 1) / grad_accum;
 }
 
 ChunkPlan FinetuneObjective::plan_chunk(int64_t /*epoch*/, int64_t /*chunk*/, uint64_t order_seed) {
+  if (rank_loss_ != RankLoss::kNone) {
+    batches_ = plan_group_batches(group_of_row_, config_.batch_size, config_.rank_group_cap, order_seed);
+    return {static_cast<int64_t>(batches_.size()), /*last_in_epoch=*/true};
+  }
   // Every process plans the job's global batches and keeps its slice of each (dist/process_group.h).
   batches_ = plan_training_batches(lengths_, config_.batch_size * ctx_.plan_world_size, order_seed);
   if (ctx_.world_size > 1)
@@ -253,6 +291,13 @@ std::unique_ptr<PreparedBatch> FinetuneObjective::prepare(int64_t index, uint64_
     std::vector<int64_t> index(rows.begin(), rows.end());
     b->teacher = teacher_.index_select(0, torch::tensor(index)).to(ctx_.device);
   }
+  if (rank_loss_ != RankLoss::kNone) {
+    std::vector<float> gains;
+    std::vector<int64_t> groups;
+    for (size_t r : rows) gains.push_back(gains_[r]), groups.push_back(group_of_row_[r]);
+    b->gains = torch::tensor(gains).to(ctx_.device);
+    b->groups = group_ranges(groups);
+  }
   b->weight = 1;  // the loss is the micro-batch's mean
   b->samples = static_cast<int64_t>(rows.size());
   b->tokens = b->batch.ids.numel();
@@ -287,6 +332,11 @@ MicroLoss FinetuneObjective::forward_embeds(PreparedBatch& prepared, const Embed
     if (label_loss.defined() && distill_->alpha < 1) out.loss = out.loss + (1 - distill_->alpha) * label_loss;
   } else {
     out.loss = label_loss;
+  }
+  if (rank_loss_ != RankLoss::kNone) {
+    const torch::Tensor rank = rank_loss(rank_loss_, head_.rank_scores(logits), b.gains, b.groups);
+    out.sums.emplace_back("rank_loss", rank.item<double>());
+    out.loss = config_.rank_weight * rank + (1 - config_.rank_weight) * out.loss;
   }
   if (const AdaLoraSpec* adalora = allocator_ ? &*spec_.adapter.as<LoraSpec>()->adalora : nullptr;
       adalora && adalora->orth_reg_weight > 0) {

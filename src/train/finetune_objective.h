@@ -23,6 +23,7 @@
 #include "model/model_dir.h"
 #include "model/peft/adalora.h"
 #include "model/peft/lora.h"
+#include "train/rank_loss.h"
 
 namespace dqe::training {
 
@@ -62,6 +63,8 @@ class FinetuneObjective : public Objective {
   // Refuses a --select-metric that this task's dev evaluation does not give (a ranking metric
   // without query ids, or another task's metric), before the first step.
   void check_select_metric() const;
+  // --rank-loss: each training row's query group and gain, and the batches of one epoch's plan.
+  void plan_query_groups(const std::vector<Record>& train, const std::vector<double>& labels, spdlog::logger& log);
   void start_adalora(AdaLoraSpec& adalora, const std::string& last_dir, spdlog::logger& log);
   // The model's logits of dev_, in a data-parallel job sharded over the processes.
   torch::Tensor dev_logits() const;
@@ -85,6 +88,10 @@ class FinetuneObjective : public Objective {
   std::unique_ptr<RankAllocator> allocator_;  // AdaLoRA's, or null
   // train_'s first labelled_rows_ examples are labelled; the rest are --unlabeled pairs.
   int64_t labelled_rows_ = 0;
+  RankLoss rank_loss_ = RankLoss::kNone;
+  std::vector<int64_t> group_of_row_;
+  std::vector<float> gains_;
+  int64_t group_batches_per_epoch_ = 0;
   // Distillation: its spec, and the teacher's targets of train_'s examples, computed once.
   std::optional<DistillSpec> distill_;
   torch::Tensor teacher_;

@@ -103,6 +103,13 @@ void TrainConfig::validate() const {
                         "among " + keys + ")");
     }
   }
+  if (rank_loss != "none") {
+    if (rank_group_cap > batch_size)
+      throw ConfigError("--rank-group-cap " + std::to_string(rank_group_cap) + " exceeds --batch-size " +
+                        std::to_string(batch_size) + ": a batch holds whole query groups");
+    if (!unlabeled.empty())
+      throw ConfigError("--rank-loss ranks judged results: --unlabeled pairs have no label to rank by");
+  }
   if (peft != "none" && init.empty() && !resume)
     throw ConfigError("--peft " + peft + " needs --init: the base model to adapt");
   lora_modules(lora_targets, 1000);  // names that select a Linear of some encoder

@@ -400,6 +400,70 @@ TEST_F(TrainTest, SelectMetricChoosesTheCheckpointByThatMetric) {
   }
 }
 
+// --rank-loss: every kind trains on batches of whole query groups and logs its term; the
+// pointwise term keeps the scores on the label scale; a run resumes exactly, a different group
+// draw each epoch included (a cap below the groups' size of 4).
+TEST_F(TrainTest, RankLossesTrainOnWholeQueriesAndResumeExactly) {
+  const double constant = constant_rmse();
+  config_.select_metric = "ndcg_at_10";
+  for (const std::string kind : {"listnet", "ranknet", "lambdaloss"}) {
+    SCOPED_TRACE(kind);
+    config_.rank_loss = kind;
+    config_.out_dir = dir_.path(kind);
+    const TrainResult r = train(config_);
+    EXPECT_EQ(r.metric_name, "ndcg_at_10");
+    // 80 groups of 4 in batches of 16 rows: 20 steps an epoch, 4 epochs.
+    const auto log = read_jsonl_file(dir_.path(kind + "/train_log.jsonl"));
+    ASSERT_EQ(log.size(), 80u);
+    for (const auto& e : log) ASSERT_GE(e.at("rank_loss").get<double>(), 0) << e.dump();
+    const auto evals = read_jsonl_file(dir_.path(kind + "/eval_log.jsonl"));
+    const auto& ranking = evals.back()["metrics"]["ranking"];
+    EXPECT_GT(r.best_metric, ranking["random_ndcg_at_10"].get<double>() + 0.1);
+    EXPECT_LT(evals.back()["metrics"]["rmse"].get<double>(), 0.5 * constant);
+  }
+
+  config_.rank_loss = "lambdaloss";
+  config_.rank_group_cap = 3;
+  config_.max_steps = 30;
+  config_.eval_every = 10;
+  config_.out_dir = dir_.path("straight");
+  const TrainResult straight = train(config_);
+  config_.out_dir = dir_.path("resumed");
+  config_.stop_after_step = [](int64_t step) { return step == 15; };
+  EXPECT_TRUE(train(config_).interrupted);
+  config_.stop_after_step = nullptr;
+  config_.resume = true;
+  const TrainResult resumed = train(config_);
+  EXPECT_EQ(resumed.steps, 30);
+  EXPECT_NEAR(resumed.best_metric, straight.best_metric, 1e-6);
+  EXPECT_NEAR(resumed.final_metrics["rmse"].get<double>(), straight.final_metrics["rmse"].get<double>(), 1e-6);
+  const auto a = read_jsonl_file(dir_.path("straight/train_log.jsonl"));
+  const auto b = read_jsonl_file(dir_.path("resumed/train_log.jsonl"));
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i]["rank_loss"].get<double>(), b[i]["rank_loss"].get<double>(), 1e-6);
+}
+
+TEST_F(TrainTest, RankLossRefusesWhatItCannotRankInOneLine) {
+  config_.rank_loss = "listnet";
+  config_.rank_group_cap = 32;  // above --batch-size 16
+  try {
+    train(config_);
+    FAIL() << "a group cap above the batch size was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(), "--rank-group-cap 32 exceeds --batch-size 16: a batch holds whole query groups");
+  }
+  config_.rank_group_cap = 16;
+  config_.unlabeled = config_.dev_path;
+  config_.teachers = {config_.out_dir};
+  try {
+    train(config_);
+    FAIL() << "--unlabeled pairs were ranked";
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(), "--rank-loss ranks judged results: --unlabeled pairs have no label to rank by");
+  }
+  EXPECT_FALSE(fs::exists(config_.out_dir));
+}
+
 TEST_F(TrainTest, FineTunesAHuggingFaceCheckpoint) {
   DQE_REQUIRE_SHARED_FIXTURES();
   config_.init = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-hf";

@@ -112,6 +112,11 @@ std::string ClassificationHead::distillation_text(double temperature) const {
   return "at temperature " + format_significant(temperature);
 }
 
+torch::Tensor ClassificationHead::rank_scores(const torch::Tensor& logits) const {
+  const torch::Tensor index = torch::arange(logits.size(1), logits.options());
+  return (torch::softmax(logits, 1) * index).sum(1);
+}
+
 Predictions ClassificationHead::decode(const torch::Tensor& logits, const TaskSpec& /*spec*/) const {
   Predictions p;
   const int64_t n = logits.size(0);

@@ -49,6 +49,7 @@ class ClassificationHead : public TaskHead {
   torch::Tensor distillation_loss(const torch::Tensor& logits, const torch::Tensor& targets,
                                   double temperature) const override;
   std::string distillation_text(double temperature) const override;
+  torch::Tensor rank_scores(const torch::Tensor& logits) const override;
   Predictions decode(const torch::Tensor& logits, const TaskSpec& spec) const override;
   void classes_of_average(Predictions& predictions) const override;
   void line_fields(const Predictions& predictions, size_t i, const TaskSpec& spec, bool pred, bool probs,

@@ -57,6 +57,10 @@ class TaskHead {
   // The loss of logits [n, outputs] against targets [n]: a mean, or per row (reduction none).
   virtual torch::Tensor loss(const torch::Tensor& logits, const torch::Tensor& targets,
                              at::Reduction::Reduction reduction) const = 0;
+  // What the ranking losses compare (train/rank_loss.h), [n], differentiable and ordered as the
+  // scores that decode gives: the one logit (regression, binary), or the probability-weighted
+  // class index (classification).
+  virtual torch::Tensor rank_scores(const torch::Tensor& logits) const { return logits.select(1, 0); }
   // A teacher's targets for a student of this task, [n, k] float64, from the teacher's logits:
   // what the student's distillation_loss compares its logits with.
   virtual torch::Tensor distillation_target(const torch::Tensor& teacher_logits, const TaskSpec& teacher,
