@@ -22,11 +22,7 @@ train=$shared/data/homedepot/train.jsonl
 dev=$shared/data/homedepot/dev.jsonl
 encoder=${ENCODER:-/work/bench/peft/pretrain/best}
 for f in "$train" "$dev" "$encoder/config.json"; do [ -r "$f" ] || { echo "adversarial.sh: $f: not found" >&2; exit 1; }; done
-dqe=${DQE:-}
-if [ -z "$dqe" ]; then
-  bash "$here/scripts/setup/build.sh" "$here/build-quality" -DDQE_BUILD_TESTS=OFF
-  dqe=$here/build-quality/dqe
-fi
+source "$here/scripts/bench/dqe_binary.sh"
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 steps=${STEPS:-500}

@@ -30,11 +30,7 @@ base_steps=${BENCH_BASE_STEPS:-4}
 for f in "$ref" "$train" "$dev"; do [ -r "$f" ] || { echo "bench.sh: $f: not found" >&2; exit 1; }; done
 
 bash "$here/scripts/setup/setup.sh" python3-torch python3-numpy time
-dqe=${DQE:-}
-if [ -z "$dqe" ]; then
-  bash "$here/scripts/setup/build.sh" "$here/build-bench" -DDQE_BUILD_TESTS=OFF
-  dqe=$here/build-bench/dqe
-fi
+source "$here/scripts/bench/dqe_binary.sh" build-bench
 # The core dqe picks (it logs it); the reference gets the same.
 core=$("$dqe" --version | sed -n 's/.*OpenBLAS [^ ]* .* \(Cooperlake\|SkylakeX\|Haswell\|Zen\|Prescott\) .*/\1/p' | head -n1)
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-${core:-Haswell}}

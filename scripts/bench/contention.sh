@@ -31,11 +31,7 @@ dev=$shared/data/homedepot/dev.jsonl
 steps=${BENCH_STEPS:-60}
 reps=${BENCH_REPS:-3}
 for f in "$train" "$dev"; do [ -r "$f" ] || { echo "contention.sh: $f: not found" >&2; exit 1; }; done
-dqe=${DQE:-}
-if [ -z "$dqe" ]; then
-  bash "$here/scripts/setup/build.sh" "$here/build-bench" -DDQE_BUILD_TESTS=OFF
-  dqe=$here/build-bench/dqe
-fi
+source "$here/scripts/bench/dqe_binary.sh" build-bench
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 work=$out/work

@@ -20,11 +20,7 @@ shared=${DQE_SHARED:-$here/../shared}
 train=$shared/data/homedepot/train.jsonl
 dev=$shared/data/homedepot/dev.jsonl
 for f in "$train" "$dev"; do [ -r "$f" ] || { echo "deploy.sh: $f: not found" >&2; exit 1; }; done
-dqe=${DQE:-}
-if [ -z "$dqe" ]; then
-  bash "$here/scripts/setup/build.sh" "$here/build-quality" -DDQE_BUILD_TESTS=OFF
-  dqe=$here/build-quality/dqe
-fi
+source "$here/scripts/bench/dqe_binary.sh"
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 # A reduced run: the first TRAIN_LINES training pairs (what the teachers label and the students

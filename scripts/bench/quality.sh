@@ -35,11 +35,7 @@ dev=$shared/data/homedepot/dev.jsonl
 for f in "$corpus" "$train" "$dev"; do [ -r "$f" ] || { echo "quality.sh: $f: not found" >&2; exit 1; }; done
 
 bash "$here/scripts/setup/setup.sh" python3-numpy python3-scipy python3-sklearn fasttext time
-dqe=${DQE:-}
-if [ -z "$dqe" ]; then
-  bash "$here/scripts/setup/build.sh" "$here/build-quality" -DDQE_BUILD_TESTS=OFF
-  dqe=$here/build-quality/dqe
-fi
+source "$here/scripts/bench/dqe_binary.sh"
 
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
