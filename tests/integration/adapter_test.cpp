@@ -97,27 +97,11 @@ TEST_F(AdapterTest, LearnsWithTheBaseFrozenAndSavesTheAdapterOnly) {
 
   expect_eval_score_and_export_to_agree(r.best_metric);
 
-  // With --merge, refused, and nothing is written.
-  ExportConfig xc;
-  xc.model = config_.out_dir;
-  xc.out = dir_.path("merged");
-  xc.merge = true;
-  try {
-    export_model(xc);
-    FAIL() << "bottleneck adapters were merged";
-  } catch (const ConfigError& e) {
-    EXPECT_EQ(std::string(e.what()),
-              "--merge: " + config_.out_dir + " holds bottleneck adapters, which are nonlinear (h + up(act(down(h)))) "
-              "and cannot be folded into its base's weights; export it without --merge");
-  }
-  EXPECT_FALSE(fs::exists(dir_.path("merged")));
-
-  // Full fine-tuning cannot start from it either (it would have to merge it).
-  config_.init = config_.out_dir;
-  config_.peft = "none";
-  config_.out_dir = dir_.path("full");
-  EXPECT_NE(message_of_training().find("is a bottleneck adapter, which cannot be merged into its base"), std::string::npos);
-  EXPECT_FALSE(fs::exists(dir_.path("full/best")));
+  // With --merge, refused, and nothing is written; nor can full fine-tuning start from it (it
+  // would have to merge it).
+  expect_merge_refused("--merge: " + config_.out_dir + " holds bottleneck adapters, which are nonlinear "
+                       "(h + up(act(down(h)))) and cannot be folded into its base's weights; export it without --merge",
+                       "is a bottleneck adapter, which cannot be merged into its base");
 }
 
 // Before any step the adapted model is its base: the same logits on every dev pair.

@@ -121,6 +121,29 @@ class PeftRunTest : public ::testing::Test {
   }
 
   // The ConfigError that training config_ throws, or "(trained)".
+  // A kind that cannot be folded into its base: export --merge is refused in one line holding
+  // merge_says and writes nothing; full fine-tuning from the run is refused with init_says.
+  // Leaves config_ set for that full fine-tuning.
+  void expect_merge_refused(const std::string& merge_says, const std::string& init_says) {
+    ExportConfig xc;
+    xc.model = config_.out_dir;
+    xc.out = dir_.path("merged");
+    xc.merge = true;
+    try {
+      export_model(xc);
+      ADD_FAILURE() << config_.out_dir << " was merged";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(merge_says), std::string::npos) << e.what();
+      EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(std::filesystem::exists(dir_.path("merged")));
+    config_.init = config_.out_dir;
+    config_.peft = "none";
+    config_.out_dir = dir_.path("full");
+    EXPECT_NE(message_of_training().find(init_says), std::string::npos);
+    EXPECT_FALSE(std::filesystem::exists(dir_.path("full/best")));
+  }
+
   std::string message_of_training() {
     try {
       train(config_);

@@ -73,25 +73,7 @@ TEST_F(PrefixTest, LearnsWithTheBaseFrozenAndSavesThePrefixOnly) {
             std::set<std::string>({"prompt_embeddings", "base_model.classifier.weight", "base_model.classifier.bias"}));
 
   expect_eval_score_and_export_to_agree(r.best_metric);
-  ExportConfig xc;
-  xc.model = config_.out_dir;
-  xc.out = dir_.path("merged");
-  xc.merge = true;
-  try {
-    export_model(xc);
-    FAIL() << "a prefix was merged";
-  } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("holds a prefix"), std::string::npos) << e.what();
-    EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos);
-  }
-  EXPECT_FALSE(fs::exists(dir_.path("merged")));
-
-  config_.init = config_.out_dir;
-  config_.peft = "none";
-  config_.out_dir = dir_.path("full");
-  EXPECT_NE(message_of_training().find("is a prefix-tuning adapter, which cannot be merged into its base"),
-            std::string::npos);
-  EXPECT_FALSE(fs::exists(dir_.path("full/best")));
+  expect_merge_refused("holds a prefix", "is a prefix-tuning adapter, which cannot be merged into its base");
 }
 
 // Interrupted and resumed, a run through the reparametrisation ends where a straight one does
