@@ -123,7 +123,12 @@ std::vector<float> FeaturesInput::features(const Record& record) const {
     const auto it = index_.find(name);
     if (it == index_.end()) {
       std::lock_guard<std::mutex> lock(unseen_mutex_);
-      ++unseen_[name];
+      if (auto seen = unseen_.find(name); seen != unseen_.end())
+        ++seen->second;
+      else if (unseen_.size() < kUnseenNamesKept)
+        unseen_.emplace(name, 1);
+      else
+        ++unseen_other_;
       continue;
     }
     out[it->second] = static_cast<float>(transforms_[it->second].apply(x));
@@ -137,6 +142,11 @@ std::vector<float> FeaturesInput::features(const Record& record) const {
 std::map<std::string, int64_t> FeaturesInput::unseen() const {
   std::lock_guard<std::mutex> lock(unseen_mutex_);
   return unseen_;
+}
+
+int64_t FeaturesInput::unseen_other() const {
+  std::lock_guard<std::mutex> lock(unseen_mutex_);
+  return unseen_other_;
 }
 
 AttributesInput::AttributesInput(Vocabularies vocabularies) : vocabularies_(std::move(vocabularies)) {
@@ -302,9 +312,12 @@ std::string describe_log_inputs(const std::vector<std::shared_ptr<const SideInpu
 std::string unseen_feature_summary(const std::vector<std::shared_ptr<const SideInput>>& inputs) {
   std::string out;
   for (const auto& i : inputs)
-    if (auto f = std::dynamic_pointer_cast<const FeaturesInput>(i))
+    if (auto f = std::dynamic_pointer_cast<const FeaturesInput>(i)) {
       for (const auto& [name, lines] : f->unseen())
         out += (out.empty() ? "" : ", ") + name + " (" + std::to_string(lines) + (lines == 1 ? " line)" : " lines)");
+      if (const int64_t other = f->unseen_other(); other > 0)
+        out += " and other names " + std::to_string(other) + (other == 1 ? " time" : " times");
+    }
   return out.empty() ? "" : "feature names unseen in training, ignored: " + out;
 }
 

@@ -57,14 +57,19 @@ class FeaturesInput : public SideInput {
   bool has_presence() const override { return true; }
   nlohmann::ordered_json to_json() const;
   const std::vector<FeatureTransform>& transforms() const { return transforms_; }
-  // Feature names seen while encoding that training did not have, with how many lines had each.
+  // Feature names seen while encoding that training did not have, with how many lines had each:
+  // the first kUnseenNamesKept distinct names, so that a log of ever-new names grows neither
+  // memory nor the summary line; unseen_other() counts the lines' mentions of the rest.
+  static constexpr size_t kUnseenNamesKept = 20;
   std::map<std::string, int64_t> unseen() const;
+  int64_t unseen_other() const;
 
  private:
   std::vector<FeatureTransform> transforms_;
   std::map<std::string, size_t> index_;
   mutable std::mutex unseen_mutex_;
   mutable std::map<std::string, int64_t> unseen_;
+  mutable int64_t unseen_other_ = 0;
 };
 
 // The named strings: per attribute a one-hot over [out-of-vocabulary, vocabulary...] (all
@@ -133,7 +138,8 @@ bool has_side_fields(const std::vector<Record>& records);
 FieldMap fields_for(FieldMap fields, const std::vector<std::shared_ptr<const SideInput>>& inputs);
 // "log inputs: features (ctr log1p, price), attributes (brand: 12 values), image (dim 16)", or "".
 std::string describe_log_inputs(const std::vector<std::shared_ptr<const SideInput>>& inputs);
-// "feature names unseen in training, ignored: a (3 lines), b (1 line)", or "" when none.
+// "feature names unseen in training, ignored: a (3 lines), b (1 line)", or "" when none; past
+// FeaturesInput::kUnseenNamesKept names, "... and other names 7 times".
 std::string unseen_feature_summary(const std::vector<std::shared_ptr<const SideInput>>& inputs);
 
 }  // namespace dqe

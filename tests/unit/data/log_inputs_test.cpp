@@ -93,6 +93,23 @@ TEST(FeaturesInputTest, MissingFeaturesAreMaskedNotZeroAndUnseenNamesCounted) {
   EXPECT_EQ(unseen_feature_summary({input}), "feature names unseen in training, ignored: c (2 lines), d (1 line)");
 }
 
+// A log whose every line brings a new feature name (issue 33: 100,000 lines made a 30 MB
+// summary line): the first 20 names are counted by name, the rest as a number.
+TEST(FeaturesInputTest, UnseenNamesAreBoundedWhateverTheLogHolds) {
+  auto input = FeaturesInput::fit({with_features({{"a", 1}}), with_features({{"a", 2}})});
+  for (int i = 0; i < 1000; ++i) input->features(with_features({{"n" + std::to_string(i), 1}}));
+  input->features(with_features({{"n0", 1}, {"n999", 1}}));
+  const auto unseen = input->unseen();
+  ASSERT_EQ(unseen.size(), FeaturesInput::kUnseenNamesKept);
+  EXPECT_EQ(unseen.at("n0"), 2);
+  EXPECT_EQ(unseen.count("n999"), 0u);
+  EXPECT_EQ(input->unseen_other(), 1000 - 20 + 1);
+  const std::string summary = unseen_feature_summary({input});
+  EXPECT_LT(summary.size(), 400u) << summary;
+  EXPECT_NE(summary.find("n0 (2 lines), n1 (1 line), "), std::string::npos) << summary;
+  EXPECT_EQ(summary.substr(summary.size() - 26), " and other names 981 times") << summary;
+}
+
 TEST(AttributesInputTest, VocabularyFromTrainingWithAnOutOfVocabularyBucket) {
   std::vector<Record> train(5);
   const char* brands[] = {"acme", "acme", "acme", "zeta", "zeta"};
