@@ -132,6 +132,30 @@ nlohmann::ordered_json TrainConfig::to_json() const {
   return j;
 }
 
+namespace {
+
+// What the constant predictor scores beside the best model, so that a run that learned nothing
+// does not look fine: regression's RMSE of predicting the training mean on dev, and a warning
+// when the best dev RMSE is not at least 1% under it.
+void log_against_the_constant(const TrainResult& r, spdlog::logger& log) {
+  const auto constant = r.final_metrics.find("train_mean_rmse");
+  if (constant == r.final_metrics.end() || !constant->is_number()) return;
+  const double baseline = constant->get<double>();
+  if (r.metric_name != "rmse") {
+    log.info("predicting the training mean gives dev rmse {} (the last evaluation's model: {})",
+             format_significant(baseline), format_significant(r.final_metrics.value("rmse", NAN)));
+    return;
+  }
+  log.info("predicting the training mean gives dev rmse {}: the best model is {:.1f}% under it",
+           format_significant(baseline), 100 * (1 - r.best_metric / baseline));
+  if (!(r.best_metric < 0.99 * baseline))
+    log.warn("the best dev rmse {} is within 1% of predicting the training mean ({}): the model learned little "
+             "(check --lr, the steps, and that the labels follow the text)",
+             format_significant(r.best_metric), format_significant(baseline));
+}
+
+}  // namespace
+
 TrainResult train(const TrainConfig& cfg, const StopToken& stop) {
   cfg.validate();
   check_no_aliases({{"--rejects", cfg.rejects, true},
@@ -189,9 +213,11 @@ TrainResult train(const TrainConfig& cfg, const StopToken& stop) {
     log->info("AdaLoRA ranks{}: {} (total {}, target {} x {} modules)", r.interrupted ? " so far" : "", ranks, total,
               cfg.adalora_target_r, result.adalora_ranks.size());
   }
-  if (!r.interrupted)
+  if (!r.interrupted) {
     log->info("done: {} steps; best dev {} {} at step {}; best model in {}", r.steps, r.metric_name,
               format_significant(result.best_metric), r.best_step, r.best_dir);
+    log_against_the_constant(result, *log);
+  }
   return result;
 }
 

@@ -75,14 +75,42 @@ class CliTest : public ::testing::Test {
                            " --layers 1 --hidden 32 --heads 2 --intermediate 64 --max-len 32 --lr 2e-3 --batch-size 16"
                            " --epochs 2 --threads 2");
     ASSERT_EQ(r.code, 0) << r.err;
+    train_err_ = new std::string(r.err);
   }
-  static void TearDownTestSuite() { delete dir_; }
+  static void TearDownTestSuite() {
+    delete dir_;
+    delete train_err_;
+  }
   static std::string path(const std::string& name) { return dir_->path(name); }
 
   static test::TempDir* dir_;
+  static std::string* train_err_;  // the stderr of that training
   test::TempDir scratch_;
 };
 test::TempDir* CliTest::dir_ = nullptr;
+std::string* CliTest::train_err_ = nullptr;
+
+// train says what predicting the training mean scores beside its best model, and warns when
+// the best does not beat it by 1% (issue 34: a run that learned nothing looked fine).
+TEST_F(CliTest, TrainComparesItsBestWithTheConstantPredictor) {
+  ASSERT_NE(train_err_, nullptr);
+  EXPECT_NE(train_err_->find("predicting the training mean gives dev rmse "), std::string::npos) << *train_err_;
+  const std::string run = "train --dev " + path("dev.jsonl") +
+                          " --layers 1 --hidden 32 --heads 2 --intermediate 64 --max-len 32 --batch-size 16 "
+                          "--threads 2 --detect-fpr 0 --seed 5";
+  // TrainTest's toy run, which halves the constant's RMSE: no warning.
+  test::write_toy_set(scratch_.path("train.jsonl"), 320, 1);
+  Outcome r = dqe(scratch_, run + " --train " + scratch_.path("train.jsonl") + " --out " + scratch_.path("learned") +
+                                " --lr 2e-3 --epochs 4");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("predicting the training mean gives dev rmse "), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("learned little"), std::string::npos) << r.err;
+  // Two steps at lr 1e-9: the model is its initialisation, and train says so.
+  r = dqe(scratch_, run + " --train " + scratch_.path("train.jsonl") + " --out " + scratch_.path("unlearned") +
+                        " --lr 1e-9 --max-steps 2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("is within 1% of predicting the training mean"), std::string::npos) << r.err;
+}
 
 TEST_F(CliTest, TrainWritesRunDirectoryAndLogs) {
   for (const char* f : {"best/config.json", "best/model.safetensors", "best/vocab.txt", "best/trainer_state.json",
