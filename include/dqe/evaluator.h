@@ -48,6 +48,9 @@ struct EvalConfig {
   std::string rejects;
   // Where the base of LoRA adapters among the models is, when not where they recorded it.
   std::string base;
+  // The field naming, on each line, the model that judges it (as score's); the metrics are then
+  // given per model ("by_adapter") and overall.
+  std::string adapter_field;
   // Overrides the field names saved with the model.
   std::optional<FieldMap> fields;
 
@@ -55,13 +58,17 @@ struct EvalConfig {
   // CLI, which sets them only when given.
   template <typename Self, typename Visitor>
   static void visit_knobs(Self& c, Visitor&& v) {
-    v(Knob("model", "Model: checkpoint, run directory (its best), Hugging Face directory or PEFT LoRA adapter; repeat it "
-                    "to average several (an ensemble)")
+    v(Knob("model", "Model: checkpoint, run directory (its best), Hugging Face directory or PEFT adapter, as DIR or "
+                    "NAME=DIR; repeat it to average several (an ensemble) or to route lines (--adapter-field)")
           .mandatory()
           .hide_default(),
       c.models);
     v(Knob("base", "The base model of adapters (LoRA or bottleneck), when it moved from where they recorded it").hide_default(),
       c.base);
+    v(Knob("adapter-field", "JSON field naming the --model that judges each line (as in score); metrics per model "
+                            "and overall")
+          .hide_default(),
+      c.adapter_field);
     v(Knob("data", "Labelled data (JSONL)").mandatory().hide_default(), c.data);
     v(Knob("metrics-out", "Write the metrics as JSON here").hide_default(), c.metrics_out);
     v(Knob("max-len", "Longest input in tokens (0: the model's)")

@@ -49,6 +49,8 @@ struct Record {
   std::string text;
   std::string query_id;
   std::string id;
+  // ReaderOptions::route_field's value (a number as written); empty without that option.
+  std::string route;
   LabelKind label_kind = LabelKind::kNone;
   // kNumber (true/false read as 1/0). Always finite: a number that overflows a double
   // (1e999) makes the line a bad line, as nlohmann's parser rejects it.
@@ -77,6 +79,9 @@ struct ReaderOptions {
   std::string rejects_path;
   // Keep each line's text in Record::raw, for writing it back unchanged.
   bool keep_raw = false;
+  // When set, the field (string or number) naming the model that judges the line, read into
+  // Record::route (score and eval's --adapter-field); a line without it is a bad line.
+  std::string route_field;
   // Longer lines are bad lines (they are never held whole in memory).
   size_t max_line_bytes = 1 << 20;
   // Deeper JSON nesting is a bad line (protects the parser's stack).

@@ -42,6 +42,10 @@ struct ScoreConfig {
   std::string rejects;
   // Where the base of LoRA adapters among the models is, when not where they recorded it.
   std::string base;
+  // The field naming, on each line, the model that scores it (a --model NAME=DIR's NAME, or the
+  // directory's name): one adapter per category or market, instead of their average. Empty:
+  // every model scores every line.
+  std::string adapter_field;
   std::optional<FieldMap> fields;
   // What to add to each line, among "score", "pred", "probs" (classification) and "keep"
   // (with a threshold; asking for it in another list than this default needs one).
@@ -70,13 +74,17 @@ struct ScoreConfig {
   // CLI, which sets them only when given.
   template <typename Self, typename Visitor>
   static void visit_knobs(Self& c, Visitor&& v) {
-    v(Knob("model", "Model: checkpoint, run directory (its best), Hugging Face directory or PEFT LoRA adapter; repeat it "
-                    "to average several (an ensemble)")
+    v(Knob("model", "Model: checkpoint, run directory (its best), Hugging Face directory or PEFT adapter, as DIR or "
+                    "NAME=DIR; repeat it to average several (an ensemble) or to route lines (--adapter-field)")
           .mandatory()
           .hide_default(),
       c.models);
     v(Knob("base", "The base model of adapters (LoRA or bottleneck), when it moved from where they recorded it").hide_default(),
       c.base);
+    v(Knob("adapter-field", "JSON field naming the --model that scores each line (NAME of --model NAME=DIR, or the "
+                            "directory's name), instead of averaging them")
+          .hide_default(),
+      c.adapter_field);
     v(Knob("input", "JSONL input, - for stdin"), c.input);
     v(Knob("output", "JSONL output, - for stdout (a file appears only when complete)"), c.output);
     v(Knob("batch-size", "Examples per batch")
@@ -146,6 +154,8 @@ struct ScoreSummary {
   double detect_fpr = 0;
   int64_t suspects = 0;
   std::vector<std::pair<std::string, int64_t>> suspect_counts;
+  // With --adapter-field: the lines each model scored, in --model order.
+  std::vector<std::pair<std::string, int64_t>> routed;
 };
 
 // Throws ConfigError before any work when --output or --rejects is the input or each other;

@@ -33,6 +33,9 @@ struct SessionConfig {
   bool detect = false;
   // With detect: the false-positive rate on dev to flag at, instead of the model's own.
   std::optional<double> detect_fpr;
+  // When set, the field whose value (Record::route) names the model that judges each record
+  // (Ensemble::names); the models are then not averaged. Names must be distinct.
+  std::string route_field;
 };
 
 // The session a command's configuration names (eval and score name these alike).
@@ -44,6 +47,7 @@ SessionConfig session_config_of(const Config& c) {
   s.max_len = c.max_len;
   s.batch_size = c.batch_size;
   s.fields = c.fields;
+  s.route_field = c.adapter_field;
   return s;
 }
 
@@ -75,6 +79,8 @@ struct ScoredLines {
   int64_t kept = 0, filtered = 0, suspects = 0;
   // Lines flagged by each detection signal (infer/detect.h's order); empty without detection.
   std::vector<std::pair<std::string, int64_t>> suspect_counts;
+  // When routing: the records each route name scored, in --model order.
+  std::vector<std::pair<std::string, int64_t>> routed;
 };
 
 class InferenceSession {
@@ -85,15 +91,20 @@ class InferenceSession {
 
   const Ensemble& ensemble() const { return ensemble_; }
   const TaskSpec& task() const { return ensemble_.task(); }
-  // How records must be read for these models (JsonlReader's fields).
+  // How records must be read for these models: JsonlReader's fields, and the routing field.
   const FieldMap& read_fields() const { return ensemble_.read_fields; }
+  const std::string& route_field() const { return route_field_; }
+  // ReaderOptions with both set.
+  ReaderOptions reader_options() const;
   // The detection statistics in use (thresholds calibrated to detect_fpr when given), or null.
   const DetectionStats* detection() const { return detection_ ? &*detection_ : nullptr; }
   const RunContext& context() const { return ctx_; }
 
-  // The models' predictions for records, averaged over an ensemble; `source` names the input in
-  // errors ("dev.jsonl:12: score is not finite"). on_batch(done) as in Predictor::run, summed
-  // over members. With signals, also each record's detection signals (detection needed).
+  // The models' predictions for records, averaged over an ensemble, or each record's from the
+  // model its route names; `source` names the input in errors ("dev.jsonl:12: score is not
+  // finite", "dev.jsonl:3: category \"x\" names no --model (have: a, b)"). on_batch(done) gets the
+  // records done so far (all members' work on them). With signals, also each record's detection
+  // signals (detection needed).
   Predictions predict(const std::vector<Record>& records, const std::string& source, bool normalize = false,
                       const std::function<void(int64_t done)>& on_batch = nullptr,
                       std::vector<SignalValues>* signals = nullptr) const;
@@ -103,7 +114,8 @@ class InferenceSession {
   LabelledRun run_labelled(const std::vector<Record>& records, const std::string& source,
                            const std::function<void(int64_t done)>& on_batch = nullptr) const;
   // The task's metrics of labelled records (run_labelled's), with "data" (source) and "model"
-  // added.
+  // added; when routing, also "by_adapter": each route's metrics and record count, in --model
+  // order, and a line each in the table.
   EvalResult evaluate_records(const std::vector<Record>& records, const std::string& source,
                               const std::function<void(int64_t done)>& on_batch = nullptr) const;
 
@@ -116,9 +128,14 @@ class InferenceSession {
   std::string unseen_inputs_summary() const;
 
  private:
+  // The members each route name averages (one, unless it names an ensemble directory).
+  const std::vector<size_t>& route_members(const Record& record, const std::string& source) const;
+
   RunContext ctx_;
   Ensemble ensemble_;
   std::optional<DetectionStats> detection_;
+  std::string route_field_;
+  std::vector<std::pair<std::string, std::vector<size_t>>> routes_;  // in --model order
 };
 
 }  // namespace dqe

@@ -77,8 +77,7 @@ EvalResult evaluate(const EvalConfig& config, const StopToken& stop) {
   const Ensemble& ensemble = session.ensemble();
   if (const std::string sharing = ensemble.sharing_summary(); !sharing.empty()) log->info(sharing);
   const TaskSpec& task = session.task();
-  ReaderOptions ro;
-  ro.fields = session.read_fields();
+  ReaderOptions ro = session.reader_options();
   ro.require_label = true;
   ro.max_bad_lines = config.max_bad_lines;
   ro.rejects_path = config.rejects;
@@ -89,7 +88,7 @@ EvalResult evaluate(const EvalConfig& config, const StopToken& stop) {
               config.rejects.empty() ? "" : "; they are in " + config.rejects);
   log->info("{}: {} examples; model {} ({} task, max length {})", config.data, records.size(),
             join(ensemble.dirs(), " + "), task_name(task.task), task.max_len);
-  Progress progress("eval", static_cast<int64_t>(records.size() * ensemble.predictors.size()), "line");
+  Progress progress("eval", static_cast<int64_t>(records.size()), "line");
   EvalResult result = session.evaluate_records(records, config.data, [&](int64_t done) { progress.update(done); });
   progress.finish();
   if (const std::string unseen = session.unseen_inputs_summary(); !unseen.empty()) log->warn("{}", unseen);

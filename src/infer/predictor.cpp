@@ -150,13 +150,38 @@ std::vector<std::string> ensemble_members(const std::string& dir) {
   return out;
 }
 
+ModelArg parse_model_arg(const std::string& arg) {
+  const size_t eq = arg.find('=');
+  std::error_code ec;
+  // A directory whose name holds '=' is still a directory.
+  if (eq != std::string::npos && arg.find('/') > eq && !fs::exists(arg, ec)) {
+    ModelArg m{arg.substr(0, eq), arg.substr(eq + 1)};
+    if (m.name.empty() || m.dir.empty())
+      throw ConfigError("--model " + arg + ": give NAME=DIR, with a name and a directory");
+    return m;
+  }
+  // The last component that is a name: "runs/kitchen/" and "runs/kitchen/." are "kitchen".
+  std::string name;
+  for (const auto& part : fs::path(arg).lexically_normal())
+    if (!part.empty() && part != "." && part != "/") name = part.string();
+  if (name.empty() || name == "..") name = fs::weakly_canonical(arg, ec).filename().string();
+  return {name.empty() ? arg : name, arg};
+}
+
 Ensemble load_ensemble(const std::vector<std::string>& model_args, int64_t max_len, const std::optional<FieldMap>& fields,
                        const RunContext& ctx, int64_t batch_size, const std::string& base) {
   if (model_args.empty()) throw ConfigError("--model is required");
   std::vector<std::string> models;
-  for (const auto& arg : model_args)
-    for (auto& m : ensemble_members(arg)) models.push_back(std::move(m));
+  std::vector<std::string> names;
+  for (const auto& arg : model_args) {
+    ModelArg named = parse_model_arg(arg);
+    for (auto& m : ensemble_members(named.dir)) {
+      models.push_back(std::move(m));
+      names.push_back(named.name);
+    }
+  }
   Ensemble e;
+  e.names = std::move(names);
   // The members loaded so far whose weights are an adapter's base, by base directory and hash.
   std::map<std::string, size_t> base_owner;
   for (const auto& path : models) {
@@ -218,12 +243,16 @@ std::string Ensemble::sharing_summary() const {
 }
 
 Predictions predict_ensemble(const Ensemble& ensemble, const std::vector<Record>& records, int threads,
-                             const std::function<void(int64_t done)>& on_batch) {
+                             const std::function<void(int64_t done)>& on_batch, const std::vector<size_t>& members) {
+  std::vector<size_t> all;
+  if (members.empty())
+    for (size_t m = 0; m < ensemble.predictors.size(); ++m) all.push_back(m);
+  const std::vector<size_t>& chosen = members.empty() ? all : members;
   Predictions sum;
-  const size_t k = ensemble.predictors.size();
+  const size_t k = chosen.size();
   const int64_t n = static_cast<int64_t>(records.size());
   for (size_t m = 0; m < k; ++m) {
-    const Predictor& predictor = ensemble.predictors[m];
+    const Predictor& predictor = ensemble.predictors.at(chosen[m]);
     const int64_t before = static_cast<int64_t>(m) * n;
     auto progress = on_batch ? std::function<void(int64_t)>([&](int64_t done) { on_batch(before + done); }) : nullptr;
     Predictions p = predictions_from_logits(predictor.run(records, threads, false, progress).logits, predictor.task());

@@ -79,6 +79,9 @@ TaskSpec inference_task(const ModelSpec& spec, int64_t max_len, const std::optio
 struct Ensemble {
   std::vector<LoadedModel> members;
   std::vector<Predictor> predictors;  // one per member, reading inference_task()
+  // Each member's name: the NAME of its --model NAME=DIR, else that directory's name (the
+  // members of an ensemble directory all take the directory's).
+  std::vector<std::string> names;
 
   // Adapters of one base share its weights (model/model.h's share_encoder_weights): the adapters
   // among the members, their distinct bases, and the bytes held once instead of per adapter.
@@ -101,6 +104,13 @@ struct Ensemble {
 // Throws ModelError naming the file when it is malformed.
 std::vector<std::string> ensemble_members(const std::string& dir);
 
+// A --model argument: "NAME=DIR" (a name without '/', when the whole is no existing path), or a
+// directory, named after its last component. Throws ConfigError for "NAME=" or "=DIR".
+struct ModelArg {
+  std::string name, dir;
+};
+ModelArg parse_model_arg(const std::string& arg);
+
 // Loads the models (ensemble directories expanded) onto the context's device, with
 // predictors at its precision; LoRA adapters run unmerged on their base (at `base` when given,
 // --base), and adapters of the same base (same directory, same weights hash) share its weights
@@ -111,7 +121,9 @@ Ensemble load_ensemble(const std::vector<std::string>& models, int64_t max_len, 
 
 // The members' predictions averaged: scores, and class probabilities (the class is then
 // the most probable; binary: score >= 0.5). on_batch as in Predictor::run, summed over members.
+// members: the indices of the members to average (all when empty).
 Predictions predict_ensemble(const Ensemble& ensemble, const std::vector<Record>& records, int threads,
-                             const std::function<void(int64_t done)>& on_batch = nullptr);
+                             const std::function<void(int64_t done)>& on_batch = nullptr,
+                             const std::vector<size_t>& members = {});
 
 }  // namespace dqe

@@ -71,8 +71,7 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
     summary.detect_fpr = detection->calibration.fpr;
     for (const char* name : signal_names()) summary.suspect_counts.emplace_back(name, 0);
   }
-  ReaderOptions ro;
-  ro.fields = session.read_fields();
+  ReaderOptions ro = session.reader_options();
   ro.max_bad_lines = config.max_bad_lines;
   ro.rejects_path = config.rejects;
   ro.keep_raw = true;
@@ -92,10 +91,7 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
       if (in_shard(shard, rec, config.input)) chunk.push_back(std::move(rec));
     if (chunk.empty()) break;
     const int64_t before = summary.lines;
-    const double members = static_cast<double>(ensemble.predictors.size());
-    auto on_batch = [&](int64_t done) {
-      progress.update(before + static_cast<int64_t>(static_cast<double>(done) / members));
-    };
+    auto on_batch = [&](int64_t done) { progress.update(before + done); };
     ScoredLines scored = session.score_records(chunk, line, config.input, on_batch);
     if (reference)
       for (const double v : scored.predictions.scores) ++bin_counts[reference->bin_of(v)];
@@ -111,6 +107,9 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
     summary.suspects += scored.suspects;
     for (size_t k = 0; k < scored.suspect_counts.size(); ++k)
       summary.suspect_counts[k].second += scored.suspect_counts[k].second;
+    if (summary.routed.empty()) summary.routed = scored.routed;
+    else
+      for (size_t k = 0; k < scored.routed.size(); ++k) summary.routed[k].second += scored.routed[k].second;
     output.flush();
     summary.lines += static_cast<int64_t>(chunk.size());
     progress.update(summary.lines);

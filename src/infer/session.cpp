@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "base/format.h"
 #include "data/log_inputs.h"
 #include "dqe/errors.h"
 #include "dqe/evaluator.h"
@@ -21,7 +22,23 @@ void LineOptions::set_fields(const std::vector<std::string>& names, const std::s
 
 InferenceSession::InferenceSession(const SessionConfig& config, const RunContext& ctx)
     : ctx_(ctx),
-      ensemble_(load_ensemble(config.models, config.max_len, config.fields, ctx, config.batch_size, config.base)) {
+      ensemble_(load_ensemble(config.models, config.max_len, config.fields, ctx, config.batch_size, config.base)),
+      route_field_(config.route_field) {
+  if (!route_field_.empty()) {
+    // One route per --model argument: the members of an ensemble directory share its name; two
+    // arguments may not.
+    size_t m = 0;
+    for (const std::string& arg : config.models) {
+      const size_t count = ensemble_members(parse_model_arg(arg).dir).size();
+      const std::string& name = ensemble_.names.at(m);
+      for (const auto& [seen, members] : routes_)
+        if (seen == name)
+          throw ConfigError("--model: two models are named \"" + name + "\" (" + ensemble_.members[members.front()].dir +
+                            " and " + ensemble_.members[m].dir + "); name them apart with --model NAME=DIR");
+      routes_.push_back({name, {}});
+      for (size_t k = 0; k < count; ++k) routes_.back().second.push_back(m++);
+    }
+  }
   if (!config.detect) return;
   if (ensemble_.members.size() > 1)
     throw ConfigError("--detect reads one model's detection statistics; give a single --model");
@@ -33,17 +50,80 @@ InferenceSession::InferenceSession(const SessionConfig& config, const RunContext
   if (config.detect_fpr) detection_->calibration = calibrate(detection_->dev, *config.detect_fpr);
 }
 
+ReaderOptions InferenceSession::reader_options() const {
+  ReaderOptions ro;
+  ro.fields = read_fields();
+  ro.route_field = route_field_;
+  return ro;
+}
+
+const std::vector<size_t>& InferenceSession::route_members(const Record& record, const std::string& source) const {
+  for (const auto& [name, members] : routes_)
+    if (name == record.route) return members;
+  std::string have;
+  for (const auto& route : routes_) have += (have.empty() ? "" : ", ") + route.first;
+  throw DataError(source + ":" + std::to_string(record.line) + ": " + route_field_ + " " +
+                  nlohmann::json(record.route).dump() + " names no --model (have: " + have + ")");
+}
+
+namespace {
+
+// Moves record i of part into row `row` of all (sized like the whole input).
+void place(Predictions& all, Predictions& part, size_t i, size_t row, size_t rows) {
+  all.scores.resize(rows);
+  all.scores[row] = part.scores[i];
+  if (!part.classes.empty()) {
+    all.classes.resize(rows);
+    all.classes[row] = part.classes[i];
+  }
+  if (!part.probs.empty()) {
+    all.probs.resize(rows);
+    all.probs[row] = std::move(part.probs[i]);
+  }
+}
+
+}  // namespace
+
 Predictions InferenceSession::predict(const std::vector<Record>& records, const std::string& source, bool normalize,
                                       const std::function<void(int64_t done)>& on_batch,
                                       std::vector<SignalValues>* signals) const {
   Predictions p;
   if (signals) {
     if (!detection_) throw Error("InferenceSession::predict: signals asked of a session without detection (a bug)");
+    // One model: a route can only name it, but a line naming another is still an error.
+    for (const Record& r : records)
+      if (!routes_.empty()) route_members(r, source);
     DetectionRun d = run_detection(ensemble_.predictors.front(), *detection_, records, ctx_.threads, normalize);
     p = std::move(d.predictions);
     *signals = std::move(d.signals);
+  } else if (routes_.empty()) {
+    const int64_t members = static_cast<int64_t>(ensemble_.predictors.size());
+    auto progress = on_batch ? std::function<void(int64_t)>([&](int64_t done) { on_batch(done / members); }) : nullptr;
+    p = predict_ensemble(ensemble_, normalize ? normalized_records(records) : records, ctx_.threads, progress);
   } else {
-    p = predict_ensemble(ensemble_, normalize ? normalized_records(records) : records, ctx_.threads, on_batch);
+    // Each route's records through its members alone, then back in input order. Every route
+    // is looked up before any work, so that a line naming no model fails at once.
+    std::vector<std::vector<size_t>> rows(routes_.size());
+    for (size_t i = 0; i < records.size(); ++i) {
+      const std::vector<size_t>& members = route_members(records[i], source);
+      for (size_t r = 0; r < routes_.size(); ++r)
+        if (&routes_[r].second == &members) rows[r].push_back(i);
+    }
+    int64_t done_before = 0;
+    for (size_t r = 0; r < routes_.size(); ++r) {
+      if (rows[r].empty()) continue;
+      std::vector<Record> part;
+      part.reserve(rows[r].size());
+      for (const size_t i : rows[r]) part.push_back(records[i]);
+      if (normalize) part = normalized_records(part);
+      const int64_t members = static_cast<int64_t>(routes_[r].second.size());
+      auto progress = on_batch ? std::function<void(int64_t)>(
+                                     [&](int64_t done) { on_batch(done_before + done / members); })
+                               : nullptr;
+      Predictions got = predict_ensemble(ensemble_, part, ctx_.threads, progress, routes_[r].second);
+      for (size_t j = 0; j < rows[r].size(); ++j) place(p, got, j, rows[r][j], records.size());
+      done_before += static_cast<int64_t>(rows[r].size());
+    }
   }
   require_finite(p, records, source);
   return p;
@@ -61,10 +141,40 @@ LabelledRun InferenceSession::run_labelled(const std::vector<Record>& records, c
 
 EvalResult InferenceSession::evaluate_records(const std::vector<Record>& records, const std::string& source,
                                               const std::function<void(int64_t done)>& on_batch) const {
-  EvalResult result = run_labelled(records, source, on_batch).result;
+  LabelledRun run = run_labelled(records, source, on_batch);
+  EvalResult result = std::move(run.result);
   result.metrics["data"] = source;
   if (ensemble_.members.size() == 1) result.metrics["model"] = ensemble_.members.front().dir;
   else result.metrics["model"] = ensemble_.dirs();
+  if (routes_.empty()) return result;
+  // Each model's records, measured as they would be alone.
+  nlohmann::ordered_json by = nlohmann::ordered_json::object();
+  std::string table = "by model (" + route_field_ + "):\n";
+  for (const auto& [name, members] : routes_) {
+    Predictions part;
+    LabelledSet labels;
+    for (size_t i = 0; i < records.size(); ++i) {
+      if (records[i].route != name) continue;
+      part.scores.push_back(run.predictions.scores[i]);
+      if (!run.predictions.classes.empty()) part.classes.push_back(run.predictions.classes[i]);
+      if (!run.predictions.probs.empty()) part.probs.push_back(run.predictions.probs[i]);
+      labels.labels.push_back(run.labels.labels[i]);
+      labels.query_ids.push_back(run.labels.query_ids[i]);
+    }
+    if (labels.labels.empty()) {
+      by[name] = {{"records", 0}};
+      table += "  " + name + ": no records\n";
+      continue;
+    }
+    const LoadedModel& first = ensemble_.members[members.front()];
+    EvalResult own = compute_metrics(task(), part, labels.labels, labels.query_ids, first.spec.has_dqe_section);
+    own.metrics["records"] = labels.labels.size();
+    by[name] = std::move(own.metrics);
+    table += "  " + name + " (" + std::to_string(labels.labels.size()) + " records): " + own.primary_name + " " +
+             format_fixed(own.primary, 4) + "\n";
+  }
+  result.metrics["by_adapter"] = std::move(by);
+  result.table += table;
   return result;
 }
 
@@ -81,6 +191,11 @@ ScoredLines InferenceSession::score_records(const std::vector<Record>& records, 
   const Predictions& p = out.predictions;
   if (options.detect)
     for (const char* name : signal_names()) out.suspect_counts.emplace_back(name, 0);
+  for (const auto& route : routes_) {
+    int64_t count = 0;
+    for (const Record& r : records) count += r.route == route.first;
+    out.routed.emplace_back(route.first, count);
+  }
   out.lines.reserve(records.size());
   std::vector<std::pair<std::string, std::string>> added;
   for (size_t i = 0; i < records.size(); ++i) {

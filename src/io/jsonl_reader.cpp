@@ -210,6 +210,14 @@ std::string read_record(const nlohmann::json& object, std::string_view line, con
   if (std::string error = read_key(object, line, fields.query_id, out.query_id, present); !error.empty()) return error;
   if (!present) out.query_id = out.query;
   if (std::string error = read_key(object, line, fields.id, out.id, present); !error.empty()) return error;
+  if (!options.route_field.empty()) {
+    if (std::string error = read_key(object, line, options.route_field, out.route, present); !error.empty())
+      return error;
+    if (!present)
+      return "missing field " + quoted(options.route_field) + ", which names the model for the line (--adapter-field)";
+  } else {
+    out.route.clear();
+  }
 
   out.label_kind = LabelKind::kNone;
   out.label_number = 0;

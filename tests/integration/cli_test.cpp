@@ -139,6 +139,7 @@ TEST_F(CliTest, ScoreWritesEveryLineToStdout) {
   EXPECT_TRUE(first.contains("score"));
   EXPECT_TRUE(first.contains("keep"));
   EXPECT_NE(r.err.find("[score] 40 lines"), std::string::npos);
+  EXPECT_NE(r.err.find(" filtered at 2,"), std::string::npos) << r.err;
 }
 
 TEST_F(CliTest, BadJsonlLineStopsWithFileAndLine) {
@@ -657,6 +658,64 @@ TEST_F(CliTest, LoraTrainExportAndScore) {
   for (size_t i = 0; i < la.size(); ++i)
     EXPECT_NEAR(nlohmann::json::parse(la[i])["score"].get<double>(), nlohmann::json::parse(lb[i])["score"].get<double>(),
                 1e-5);
+}
+
+// One adapter per line from the command line: each line scored by the adapter its "market" names
+// as that adapter scores it alone, eval's metrics per adapter, and a name that matches no
+// --model stopping the run in one line that names the line, with no output left behind.
+TEST_F(CliTest, ScoreAndEvalRouteEachLineToTheAdapterItNames) {
+  DQE_REQUIRE_SHARED_FIXTURES();
+  const std::string lora = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-lora-peft";
+  const std::string prefix = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-prefix-peft";
+  const char* titles[] = {"cordless drill 18v", "oak dining chair", "led bulb 60 watt", "garden hose 50 ft"};
+  std::string text;
+  for (int i = 0; i < 8; ++i)
+    text += "{\"query\":\"drill\",\"title\":\"" + std::string(titles[i % 4]) + "\",\"market\":\"" +
+            (i % 3 ? "uk" : "us") + "\",\"label\":\"" + (i % 2 ? "exact" : "irrelevant") + "\"}\n";
+  test::write_text(scratch_.path("lines.jsonl"), text);
+  const std::string common = " --precision fp32 --fields score --base " + test::hf_fixture();
+  const std::string models = " --model us=" + lora + " --model uk=" + prefix;
+  Outcome routed = dqe(scratch_, "score" + common + models + " --adapter-field market --input " +
+                                     scratch_.path("lines.jsonl"));
+  ASSERT_EQ(routed.code, 0) << routed.err;
+  EXPECT_NE(routed.err.find("by model: us 3, uk 5"), std::string::npos) << routed.err;
+  EXPECT_NE(routed.err.find("2 adapters on 1 base"), std::string::npos) << routed.err;
+  EXPECT_EQ(routed.err.find(" kept"), std::string::npos) << routed.err;  // no threshold: nothing to keep
+  Outcome us = dqe(scratch_, "score" + common + " --model " + lora + " --input " + scratch_.path("lines.jsonl"));
+  Outcome uk = dqe(scratch_, "score" + common + " --model " + prefix + " --input " + scratch_.path("lines.jsonl"));
+  ASSERT_EQ(us.code, 0) << us.err;
+  ASSERT_EQ(uk.code, 0) << uk.err;
+  const auto lines = split_lines(routed.out), lus = split_lines(us.out), luk = split_lines(uk.out);
+  ASSERT_EQ(lines.size(), 8u);
+  ASSERT_EQ(lus.size(), 8u);
+  ASSERT_EQ(luk.size(), 8u);
+  double apart = 0;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const auto j = nlohmann::json::parse(lines[i]);
+    const double want_us = nlohmann::json::parse(lus[i])["score"].get<double>();
+    const double want_uk = nlohmann::json::parse(luk[i])["score"].get<double>();
+    EXPECT_NEAR(j["score"].get<double>(), j["market"] == "us" ? want_us : want_uk, 1e-6) << lines[i];
+    apart = std::max(apart, std::abs(want_us - want_uk));
+  }
+  EXPECT_GT(apart, 1e-3);  // the two adapters disagree, so a line judged by the wrong one fails
+
+  Outcome eval = dqe(scratch_, "eval --precision fp32 --base " + test::hf_fixture() + models +
+                                   " --adapter-field market --data " + scratch_.path("lines.jsonl") +
+                                   " --metrics-out " + scratch_.path("m.json"));
+  ASSERT_EQ(eval.code, 0) << eval.err;
+  EXPECT_NE(eval.out.find("by model (market):\n  us (3 records)"), std::string::npos) << eval.out;
+  const auto m = nlohmann::json::parse(test::read_text(scratch_.path("m.json")));
+  EXPECT_EQ(m["count"], 8);
+  EXPECT_EQ(m["by_adapter"]["us"]["records"], 3);
+  EXPECT_EQ(m["by_adapter"]["uk"]["count"], 5);
+
+  test::write_text(scratch_.path("lines.jsonl"), text + "{\"query\":\"a\",\"title\":\"b\",\"market\":\"fr\"}\n");
+  Outcome bad = dqe(scratch_, "score" + common + models + " --adapter-field market --input " +
+                                  scratch_.path("lines.jsonl") + " --output " + scratch_.path("out.jsonl"));
+  EXPECT_EQ(bad.code, 3);
+  EXPECT_EQ(error_line(bad.err), "dqe: error: " + scratch_.path("lines.jsonl") +
+                                     ":9: market \"fr\" names no --model (have: us, uk)\n");
+  EXPECT_FALSE(fs::exists(scratch_.path("out.jsonl")));
 }
 
 // Bottleneck adapters from the command line: a run on the suite's model as the base, the

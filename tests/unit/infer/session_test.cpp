@@ -1,11 +1,14 @@
 // The inference session on the shared Hugging Face fixture, against what Hugging Face computed
 // for it (expected.json's logits): scores, probabilities and classes of score's lines, the
 // bytes of each line kept, keep and filter at a threshold, and eval's metrics derived here.
+// Routing (--adapter-field) against what PEFT computed for the LoRA and prefix fixtures.
 #include "dqe/session.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -17,6 +20,7 @@
 
 namespace dqe {
 namespace {
+namespace fs = std::filesystem;
 
 struct Case {
   std::string query, title;
@@ -25,8 +29,9 @@ struct Case {
   int64_t cls = 0;
 };
 
-std::vector<Case> fixture_cases() {
-  std::ifstream in(test::hf_fixture() + "/expected.json");
+// The cases of a fixture's expected.json (the base's, or an adapter's of it).
+std::vector<Case> fixture_cases(const std::string& fixture = test::hf_fixture()) {
+  std::ifstream in(fixture + "/expected.json");
   const auto expected = nlohmann::json::parse(in);
   std::vector<Case> cases;
   for (const auto& c : expected["cases"]) {
@@ -198,6 +203,199 @@ TEST(InferenceSession, DetectNeedsTheModelsStatistics) {
   } catch (const ModelError& e) {
     EXPECT_NE(std::string(e.what()).find("no detection statistics"), std::string::npos) << e.what();
   }
+}
+
+// The shared fixtures that judge the fixture's cases: the base (Hugging Face's logits) and its
+// LoRA and prefix adapters (PEFT's).
+const std::string kLora = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-lora-peft";
+const std::string kPrefix = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-prefix-peft";
+
+// Every case once per model, interleaved, each line naming its model in "market": the base by
+// the number 7 (--model 7=DIR; a number is read as written), the LoRA adapter by the name it is
+// given, the prefix adapter by its directory's name.
+struct Routed {
+  test::TempDir dir;
+  std::vector<std::vector<Case>> cases = {fixture_cases(), fixture_cases(kLora), fixture_cases(kPrefix)};
+  std::vector<std::string> routes = {"7", "lora", "tiny-bert-prefix-peft"};
+  std::vector<size_t> model_of;  // each line's model, an index into cases
+  std::vector<size_t> case_of;   // each line's case
+  std::string path = dir.path("routed.jsonl");
+
+  Routed() {
+    std::ofstream out(path);
+    for (size_t i = 0; i < cases[0].size(); ++i)
+      for (size_t k = 0; k < 3; ++k) {
+        const size_t m = (i + k) % 3;
+        const std::string market = m == 0 ? "7" : nlohmann::json(routes[m]).dump();
+        out << "{\"query\":" << nlohmann::json(cases[0][i].query).dump()
+            << ",\"title\":" << nlohmann::json(cases[0][i].title).dump() << ",\"market\":" << market
+            << ",\"label\":\"" << kClasses[i % 3] << "\"}\n";
+        model_of.push_back(m);
+        case_of.push_back(i);
+      }
+  }
+  static SessionConfig config() {
+    SessionConfig c;
+    c.models = {"7=" + test::hf_fixture(), "lora=" + kLora, kPrefix};
+    c.base = test::hf_fixture();
+    c.batch_size = 4;
+    c.route_field = "market";
+    return c;
+  }
+};
+
+TEST(ParseModelArg, NamesAModelByItsNameOrItsDirectory) {
+  test::TempDir dir;
+  EXPECT_EQ(parse_model_arg("kitchen=runs/a").name, "kitchen");
+  EXPECT_EQ(parse_model_arg("kitchen=runs/a").dir, "runs/a");
+  EXPECT_EQ(parse_model_arg("runs/kitchen").name, "kitchen");
+  EXPECT_EQ(parse_model_arg("runs/kitchen/").name, "kitchen");
+  EXPECT_EQ(parse_model_arg("runs/kitchen/.").name, "kitchen");
+  EXPECT_EQ(parse_model_arg("runs/a=b").name, "a=b");  // '=' after a '/' is part of a path
+  EXPECT_EQ(parse_model_arg("runs/a=b").dir, "runs/a=b");
+  // A directory whose name holds '=' is that directory.
+  fs::create_directories(dir.path("x=y"));
+  EXPECT_EQ(parse_model_arg(dir.path("x=y")).dir, dir.path("x=y"));
+  EXPECT_THROW(parse_model_arg("=runs/a"), ConfigError);
+  EXPECT_THROW(parse_model_arg("kitchen="), ConfigError);
+}
+
+// Each line is judged by the model it names alone, as its own reference computed it, and the
+// two adapters hold their base once.
+TEST(InferenceSession, RoutesEachLineToTheModelItNames) {
+  DQE_REQUIRE_SHARED_FIXTURES();
+  const Routed f;
+  const InferenceSession session(Routed::config(), fp32_context());
+  EXPECT_NE(session.ensemble().sharing_summary().find("2 adapters on 1 base"), std::string::npos)
+      << session.ensemble().sharing_summary();
+  ReaderOptions ro = session.reader_options();
+  ro.keep_raw = true;
+  const std::vector<Record> records = read_jsonl(f.path, ro);
+  ASSERT_EQ(records.size(), f.model_of.size());
+  EXPECT_EQ(records[0].route, "7");  // a number, as written
+
+  LineOptions options;
+  options.set_fields({"score", "probs"});
+  const ScoredLines scored = session.score_records(records, options, f.path);
+  ASSERT_EQ(scored.lines.size(), records.size());
+  for (size_t l = 0; l < records.size(); ++l) {
+    const Case& want = f.cases[f.model_of[l]][f.case_of[l]];
+    const auto j = nlohmann::json::parse(scored.lines[l]);
+    EXPECT_NEAR(j["score"].get<double>(), want.score, 1e-4) << "line " << l + 1 << " (" << f.routes[f.model_of[l]] << ")";
+    for (size_t k = 0; k < 3; ++k) EXPECT_NEAR(j["probs"][k].get<double>(), want.probs[k], 1e-4);
+  }
+  // The models differ on these cases, so a line judged by the wrong one would have failed above.
+  double apart = 0;
+  for (size_t i = 0; i < f.cases[0].size(); ++i)
+    apart = std::max({apart, std::abs(f.cases[0][i].score - f.cases[1][i].score),
+                      std::abs(f.cases[1][i].score - f.cases[2][i].score),
+                      std::abs(f.cases[0][i].score - f.cases[2][i].score)});
+  EXPECT_GT(apart, 1e-2);
+  const size_t n = f.cases[0].size();
+  using Count = std::pair<std::string, int64_t>;
+  EXPECT_EQ(scored.routed, (std::vector<Count>{{"7", n}, {"lora", n}, {"tiny-bert-prefix-peft", n}}));
+}
+
+// eval's metrics per model are those of its lines evaluated by that model alone; overall, those
+// of every line as it was judged.
+TEST(InferenceSession, EvaluatesEachRouteAndTheWhole) {
+  DQE_REQUIRE_SHARED_FIXTURES();
+  const Routed f;
+  const InferenceSession session(Routed::config(), fp32_context());
+  ReaderOptions ro = session.reader_options();
+  ro.require_label = true;
+  const std::vector<Record> records = read_jsonl(f.path, ro);
+  const EvalResult result = session.evaluate_records(records, f.path);
+  // Accuracy counted here from each reference's classes.
+  int64_t right = 0;
+  std::vector<int64_t> right_of(3, 0);
+  for (size_t l = 0; l < records.size(); ++l) {
+    const bool ok = f.cases[f.model_of[l]][f.case_of[l]].cls == static_cast<int64_t>(f.case_of[l] % 3);
+    right += ok;
+    right_of[f.model_of[l]] += ok;
+  }
+  EXPECT_NEAR(result.primary, static_cast<double>(right) / static_cast<double>(records.size()), 1e-12);
+  const auto& by = result.metrics["by_adapter"];
+  ASSERT_EQ(by.size(), 3u);
+  const double n = static_cast<double>(f.cases[0].size());
+  for (size_t m = 0; m < 3; ++m) {
+    const auto& own = by[f.routes[m]];
+    EXPECT_EQ(own["records"], f.cases[0].size());
+    EXPECT_NEAR(own["accuracy"].get<double>(), static_cast<double>(right_of[m]) / n, 1e-12) << f.routes[m];
+  }
+  EXPECT_NE(result.table.find("\n  lora (11 records): accuracy"), std::string::npos) << result.table;
+}
+
+// An ensemble directory is one route, its name the directory's: a line routed to it gets its
+// members' average.
+TEST(InferenceSession, RoutesToAnEnsembleDirectoryAsOneModel) {
+  DQE_REQUIRE_SHARED_FIXTURES();
+  test::TempDir dir;
+  fs::create_directories(dir.path("both"));
+  test::write_text(dir.path("both/ensemble.json"),
+                   nlohmann::json{{"members", {test::hf_fixture(), kLora}}}.dump());
+  SessionConfig config = Routed::config();
+  config.models = {kPrefix, dir.path("both")};
+  const InferenceSession session(config, fp32_context());
+  const std::vector<Case> base = fixture_cases(), lora = fixture_cases(kLora), prefix = fixture_cases(kPrefix);
+  std::string text;
+  for (size_t i = 0; i < base.size(); ++i)
+    text += "{\"query\":" + nlohmann::json(base[i].query).dump() + ",\"title\":" + nlohmann::json(base[i].title).dump() +
+            ",\"market\":\"" + (i % 2 ? "both" : "tiny-bert-prefix-peft") + "\"}\n";
+  const std::string path = dir.path("lines.jsonl");
+  test::write_text(path, text);
+  ReaderOptions ro = session.reader_options();
+  ro.keep_raw = true;
+  const std::vector<Record> records = read_jsonl(path, ro);
+  LineOptions options;
+  options.set_fields({"score"});
+  const ScoredLines scored = session.score_records(records, options, path);
+  ASSERT_EQ(scored.lines.size(), base.size());
+  for (size_t i = 0; i < base.size(); ++i) {
+    const double want = i % 2 ? (base[i].score + lora[i].score) / 2 : prefix[i].score;
+    EXPECT_NEAR(nlohmann::json::parse(scored.lines[i])["score"].get<double>(), want, 1e-4) << "line " << i + 1;
+  }
+}
+
+// A line naming no model, a line without the field, and two models of one name: each one line.
+TEST(InferenceSession, RoutingErrorsNameTheLineOrTheModels) {
+  DQE_REQUIRE_SHARED_FIXTURES();
+  test::TempDir dir;
+  const InferenceSession session(Routed::config(), fp32_context());
+  const std::string path = dir.path("lines.jsonl");
+  test::write_text(path, "{\"query\":\"a\",\"title\":\"b\",\"market\":\"lora\"}\n"
+                         "{\"query\":\"a\",\"title\":\"b\",\"market\":\"garden\"}\n");
+  ReaderOptions ro = session.reader_options();
+  ro.keep_raw = true;
+  const std::vector<Record> records = read_jsonl(path, ro);
+  LineOptions options;
+  try {
+    session.score_records(records, options, path);
+    FAIL() << "a line naming no model was scored";
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              path + ":2: market \"garden\" names no --model (have: 7, lora, tiny-bert-prefix-peft)");
+  }
+
+  test::write_text(path, "{\"query\":\"a\",\"title\":\"b\",\"market\":\"lora\"}\n{\"query\":\"a\",\"title\":\"b\"}\n");
+  try {
+    read_jsonl(path, ro);
+    FAIL() << "a line without the routing field was read";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find(path + ":2: missing field \"market\""), std::string::npos) << e.what();
+  }
+
+  SessionConfig twice = Routed::config();
+  twice.models = {"a=" + test::hf_fixture(), "a=" + kLora};
+  try {
+    InferenceSession s(twice, fp32_context());
+    FAIL() << "two models of one name were loaded for routing";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("two models are named \"a\""), std::string::npos) << e.what();
+  }
+  // Without routing, names do not matter: the two are averaged.
+  twice.route_field.clear();
+  EXPECT_NO_THROW(InferenceSession(twice, fp32_context()));
 }
 
 }  // namespace
