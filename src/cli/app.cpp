@@ -123,6 +123,74 @@ std::vector<std::string> long_names(const CLI::App& cmd) {
   return names;
 }
 
+// Flags of Hugging Face's Trainer and example scripts (hyphenated) that mean what one of ours
+// means: the first of ours that the command has is taken for them.
+struct SameMeaning {
+  const char* theirs;
+  std::vector<const char*> ours;
+};
+const SameMeaning kSameMeaning[] = {
+    {"learning-rate", {"lr"}},
+    {"num-train-epochs", {"epochs"}},
+    {"output-dir", {"out"}},
+    {"per-device-train-batch-size", {"batch-size"}},
+    {"per-device-eval-batch-size", {"eval-batch-size", "batch-size"}},
+    {"gradient-accumulation-steps", {"grad-accum"}},
+    {"model-name-or-path", {"init", "model"}},
+    {"max-seq-length", {"max-len"}},
+    {"eval-steps", {"eval-every"}},
+    {"train-file", {"train", "corpus"}},
+    {"validation-file", {"dev", "data"}},
+    {"early-stopping-patience", {"patience"}},
+    {"mlm-probability", {"mask-prob"}},
+};
+
+// Flags whose meaning is close to one of ours but not the same, or that other tools use for
+// one of ours: what to write instead.
+struct Hint {
+  const char* theirs;
+  std::vector<std::pair<const char*, const char*>> ours;  // (our flag the command must have, advice)
+};
+const Hint kHints[] = {
+    {"bf16", {{"precision", "--precision bf16"}}},
+    {"fp16", {{"precision", "--precision bf16 (dqe has no fp16 mode)"}}},
+    {"no-cuda", {{"device", "--device cpu"}}},
+    {"use-cpu", {{"device", "--device cpu"}}},
+    {"warmup-steps", {{"warmup-ratio", "--warmup-ratio (a fraction of the steps, not a count)"}}},
+    {"resume-from-checkpoint", {{"resume", "--resume (it continues the --out run from its last/)"}}},
+    {"dev", {{"data", "--data"}}},
+    {"test", {{"data", "--data"}}},
+    {"eval-file", {{"data", "--data"}, {"dev", "--dev"}}},
+    {"input", {{"data", "--data"}}},
+    {"data", {{"input", "--input"}, {"train", "--train"}}},
+    {"output", {{"metrics-out", "--metrics-out"}, {"out", "--out"}}},
+    {"model", {{"init", "--init"}}},
+};
+
+bool has_name(const std::vector<std::string>& names, const std::string& name) {
+  return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+// Our flag for name (hyphenated) when it is another tool's spelling of it; "" otherwise.
+std::string same_meaning(const std::string& name, const std::vector<std::string>& names) {
+  for (const SameMeaning& s : kSameMeaning)
+    if (name == s.theirs)
+      for (const char* ours : s.ours)
+        if (has_name(names, ours)) return ours;
+  return "";
+}
+
+// "; dqe spells it X" for a flag another tool spells so, else the closest typo's suggestion.
+std::string advice(const std::string& name, const std::vector<std::string>& names, const std::string& prefix) {
+  std::string hyphens = name;
+  std::replace(hyphens.begin(), hyphens.end(), '_', '-');
+  for (const Hint& h : kHints)
+    if (hyphens == h.theirs)
+      for (const auto& [ours, text] : h.ours)
+        if (has_name(names, ours)) return std::string("; did you mean ") + text + "?";
+  return suggestion(name, names, prefix);
+}
+
 }  // namespace
 
 std::vector<std::string> expand_config_files(CLI::App& app, std::vector<std::string> args) {
@@ -180,10 +248,12 @@ std::vector<std::string> expand_config_files(CLI::App& app, std::vector<std::str
       throw ConfigError(where + "\"" + key + "\" is a command-line flag, not a setting a config file can hold");
     std::string flag = key;
     std::replace(flag.begin(), flag.end(), '_', '-');  // Hugging Face's spelling of our keys
+    const std::vector<std::string> names = long_names(*sub);
+    if (!has_name(names, flag))
+      if (std::string ours = same_meaning(flag, names); !ours.empty()) flag = ours;
     const CLI::Option* opt = sub->get_option_no_throw("--" + flag);
     if (opt == nullptr)
-      throw ConfigError(where + "unknown option \"" + key + "\" for dqe " + sub->get_name() +
-                        suggestion(key, long_names(*sub), ""));
+      throw ConfigError(where + "unknown option \"" + key + "\" for dqe " + sub->get_name() + advice(key, names, ""));
     if (given.count(flag) > 0) continue;  // explicit flags win
     const nlohmann::json& v = *it;
     auto text = [&](const nlohmann::json& x) -> std::string {
@@ -246,8 +316,13 @@ std::vector<std::string> check_command_words(CLI::App& app, std::vector<std::str
       word = "--" + hyphens + (eq == std::string::npos ? "" : word.substr(eq));
       continue;
     }
-    throw ConfigError("dqe " + command + ": unknown option --" + name + suggestion(name, names, "--") +
-                      " ('dqe " + command + " --help' lists them)");
+    // Hugging Face's name for one of ours (--learning_rate for --lr).
+    if (std::string ours = same_meaning(hyphens, names); !ours.empty()) {
+      word = "--" + ours + (eq == std::string::npos ? "" : word.substr(eq));
+      continue;
+    }
+    throw ConfigError("dqe " + command + ": unknown option --" + name + advice(name, names, "--") + " ('dqe " +
+                      command + " --help' lists them)");
   }
   return args;
 }

@@ -586,6 +586,51 @@ TEST_F(CliTest, DumpConfigIsAValidConfigFile) {
   EXPECT_NE(r.err.find("--mask-prob"), std::string::npos) << r.err;
 }
 
+// Hugging Face's Trainer flags that mean what one of ours means are taken for it, on the command
+// line and in a config file; those that do not are answered with what to write (issue 34).
+TEST_F(CliTest, HuggingFaceSpellingsAreTakenOrAnswered) {
+  Outcome r = dqe(scratch_, "train --train_file a.jsonl --validation_file b.jsonl --output_dir o --learning_rate 0.003"
+                            " --num_train_epochs 2 --per_device_train_batch_size 8 --per_device_eval_batch_size 5"
+                            " --gradient_accumulation_steps 2 --max_seq_length 64 --model_name_or_path m"
+                            " --eval_steps 7 --early_stopping_patience 3 --dump-config");
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["train"], "a.jsonl");
+  EXPECT_EQ(j["dev"], "b.jsonl");
+  EXPECT_EQ(j["out"], "o");
+  EXPECT_DOUBLE_EQ(j["lr"].get<double>(), 0.003);
+  EXPECT_EQ(j["epochs"], 2);
+  EXPECT_EQ(j["batch-size"], 8);
+  EXPECT_EQ(j["eval-batch-size"], 5);
+  EXPECT_EQ(j["grad-accum"], 2);
+  EXPECT_EQ(j["max-len"], 64);
+  EXPECT_EQ(j["init"], "m");
+  EXPECT_EQ(j["eval-every"], 7);
+  EXPECT_EQ(j["patience"], 3);
+  // In a config file too; an explicit flag still wins over the file.
+  test::write_text(scratch_.path("hf.json"), "{\"learning_rate\": 0.004, \"num_train_epochs\": 5}");
+  r = dqe(scratch_, "train --train a.jsonl --dev b.jsonl --out o --config " + scratch_.path("hf.json") +
+                        " --epochs 1 --dump-config");
+  ASSERT_EQ(r.code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_DOUBLE_EQ(j["lr"].get<double>(), 0.004);
+  EXPECT_EQ(j["epochs"], 1);
+
+  r = dqe(scratch_, "eval --model " + path("run") + " --dev " + path("dev.jsonl"));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_EQ(error_line(r.err), "dqe: error: dqe eval: unknown option --dev; did you mean --data? ('dqe eval --help' "
+                               "lists them)\n");
+  r = dqe(scratch_, "train --train a.jsonl --dev b.jsonl --out o --bf16");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(error_line(r.err).find("unknown option --bf16; did you mean --precision bf16?"), std::string::npos) << r.err;
+  r = dqe(scratch_, "score --model " + path("run") + " --data " + path("dev.jsonl"));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(error_line(r.err).find("unknown option --data; did you mean --input?"), std::string::npos) << r.err;
+  // A typo is still answered with its closest flag.
+  r = dqe(scratch_, "train --trian a.jsonl");
+  EXPECT_NE(error_line(r.err).find("did you mean --train?"), std::string::npos) << r.err;
+}
+
 TEST_F(CliTest, VersionNamesLibTorchAndBlas) {
   Outcome r = dqe(scratch_, "--version");
   EXPECT_EQ(r.code, 0);
