@@ -12,6 +12,7 @@
 #include "dqe/evaluator.h"
 #include "dqe/run_context.h"
 #include "infer/predictor.h"
+#include "io/claim.h"
 #include "io/output.h"
 #include "io/safetensors.h"
 #include "model/heads/task_head.h"
@@ -144,7 +145,8 @@ ExportResult export_model(const ExportConfig& config) {
   // Pruning changes the scores' distribution; the others keep it (within rounding).
   const ScoreReference* reference =
       loaded.score_reference && config.keep_layers == 0 ? &*loaded.score_reference : nullptr;
-  write_checkpoint(config.out, [&](const std::string& tmp) {
+  // Written beside --out and moved into place only if no other process wrote it meanwhile.
+  write_new_directory(config.out, "--out", [&](const std::string& tmp) {
     write_model_files(tmp, spec, out_model, *out_featurizer, {}, reference);
     if (!transform) return;
     save_safetensors((fs::path(tmp) / "model.safetensors").string(), stored);

@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "dqe/errors.h"
+#include "io/claim.h"
 #include "io/output.h"
 #include "text/sentencepiece_tokenizer.h"
 #include "text/unicode.h"
@@ -239,7 +240,9 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainConfig& cfg) {
   std::error_code ec;
   fs::create_directories(cfg.out_dir, ec);
   if (ec) throw IoError(cfg.out_dir + ": cannot create directory (" + ec.message() + ")");
-  // A tokenizer is what a model's ids mean: one is never replaced by another silently.
+  // A tokenizer is what a model's ids mean: one is never replaced by another silently, nor
+  // joined by a second one that another process trains into the same directory meanwhile.
+  const DirectoryClaim claim(cfg.out_dir, "--out");
   for (const char* name : {"vocab.txt", "tokenizer.model"})
     if (fs::exists(fs::path(cfg.out_dir) / name))
       throw ConfigError("--out " + cfg.out_dir + " already holds " + name +
@@ -249,8 +252,10 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainConfig& cfg) {
     const fs::path path = fs::path(cfg.out_dir) / "tokenizer.model";
     const std::string tmp = path.string() + ".tmp-" + std::to_string(::getpid());
     train_sentencepiece(cfg.corpus, tmp, static_cast<int>(cfg.vocab_size), cfg.type, cfg.lower_case);
-    fs::rename(tmp, path, ec);
-    if (ec) throw IoError(path.string() + ": cannot move into place (" + ec.message() + ")");
+    if (!rename_no_replace(tmp, path.string())) {
+      fs::remove(tmp, ec);
+      throw ConfigError("--out " + cfg.out_dir + " came to hold tokenizer.model while this one trained; it is left as it is");
+    }
     result.path = path.string();
     result.vocab_size = SentencePieceTokenizer(result.path).vocab_size();
     return result;

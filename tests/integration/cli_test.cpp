@@ -763,6 +763,47 @@ TEST_F(CliTest, ScoreAndEvalRouteEachLineToTheAdapterItNames) {
   EXPECT_FALSE(fs::exists(scratch_.path("out.jsonl")));
 }
 
+// Two exports, or two tokenizer trainings, given one output at once: exactly one writes it, the
+// other stops with one line, and what the first wrote is whole (issue 33: both exited 0, one
+// export was lost, and a tokenizer directory ended with both vocab.txt and tokenizer.model).
+TEST_F(CliTest, TwoProcessesGivenOneOutputWriteItOnce) {
+  // Work of a second or two each (a dev check, a larger corpus), so that the two overlap.
+  test::write_toy_set(scratch_.path("dev.jsonl"), 2000, 3);
+  const std::string export_cmd = std::string(DQE_BINARY) + " export --threads 1 --model " + path("run") + " --out " +
+                                 scratch_.path("out") + " --dev " + scratch_.path("dev.jsonl");
+  std::string corpus;
+  for (int i = 0; i < 30000; ++i) corpus += "red oak chair " + std::to_string(i) + " steel drill pack garden hose\n";
+  test::write_text(scratch_.path("corpus.txt"), corpus);
+  const std::string tok_cmd = std::string(DQE_BINARY) + " tokenizer train --corpus " + scratch_.path("corpus.txt") +
+                              " --out " + scratch_.path("tok") + " --vocab-size 60";
+  struct Pair {
+    std::string a, b;
+  };
+  for (const Pair& p : {Pair{export_cmd + " --dtype fp32", export_cmd + " --dtype bf16"},
+                        Pair{tok_cmd + " --type wordpiece", tok_cmd + " --type unigram"}}) {
+    // Both started at once by one shell; each one's exit status and stderr kept.
+    auto run = [&](const std::string& cmd, const std::string& name) {
+      return "(" + cmd + " >" + scratch_.path(name + ".out") + " 2>" + scratch_.path(name + ".err") + "; echo $? >" +
+             scratch_.path(name + ".code") + ")";
+    };
+    const std::string script = run(p.a, "a") + " & " + run(p.b, "b") + " & wait";
+    ASSERT_EQ(std::system(("bash -c '" + script + "'").c_str()), 0);
+    const int a = std::stoi(test::read_text(scratch_.path("a.code")));
+    const int b = std::stoi(test::read_text(scratch_.path("b.code")));
+    EXPECT_EQ((a == 0) + (b == 0), 1) << p.a << ": " << a << ", " << p.b << ": " << b;
+    const std::string loser = error_line(test::read_text(scratch_.path(a == 0 ? "b.err" : "a.err")));
+    EXPECT_EQ(count_lines(loser), 1) << loser;
+  }
+  // The export that won is a whole model; the tokenizer directory holds one tokenizer.
+  Outcome r = dqe(scratch_, "score --model " + scratch_.path("out") + " --input " + path("dev.jsonl"));
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(fs::exists(scratch_.path("tok/vocab.txt")), fs::exists(scratch_.path("tok/tokenizer.model")));
+  for (const auto& e : fs::directory_iterator(scratch_.path("")))
+    EXPECT_EQ(e.path().filename().string().find(".out.new-"), std::string::npos) << "work left beside the output";
+  for (const auto& e : fs::directory_iterator(scratch_.path("tok")))
+    EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
+}
+
 // Bottleneck adapters from the command line: a run on the suite's model as the base, the
 // size's bound by the base in one line, export --merge refused in one line writing nothing.
 TEST_F(CliTest, AdapterTrainExportAndScore) {
