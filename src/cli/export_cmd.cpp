@@ -25,8 +25,11 @@ int run_export(CliState& state) {
   else if (r.adapter) std::cout << " (an adapter of " << r.base_dir << ")";
   std::cout << " -> " << state.exporter.out << " (" << state.exporter.format << ", " << state.exporter.dtype;
   if (!r.kept_layers.empty()) {
-    std::cout << ", layers";
-    for (int64_t l : r.kept_layers) std::cout << " " << l;
+    // "layers 0" read as no layer at all: say how many were kept, then which of the original.
+    const size_t n = r.kept_layers.size();
+    std::cout << ", kept " << n << (n == 1 ? " layer (the original's layer" : " layers (the original's layers");
+    for (size_t i = 0; i < n; ++i) std::cout << (i == 0 ? " " : ", ") << r.kept_layers[i];
+    std::cout << ")";
   }
   std::cout << ", " << format_significant(static_cast<double>(r.weights_bytes) / 1e6, 4) << " MB of weights)\n";
   if (r.metric_before)

@@ -763,6 +763,14 @@ TEST_F(CliTest, ScoreAndEvalRouteEachLineToTheAdapterItNames) {
   EXPECT_FALSE(fs::exists(scratch_.path("out.jsonl")));
 }
 
+// export --keep-layers says how many layers it kept and which of the original ("layers 0" read
+// as none at all; issue 34).
+TEST_F(CliTest, ExportSaysHowManyLayersItKept) {
+  Outcome r = dqe(scratch_, "export --model " + path("run") + " --out " + scratch_.path("pruned") + " --keep-layers 1");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find(", kept 1 layer (the original's layer 0),"), std::string::npos) << r.out;
+}
+
 // Two exports, or two tokenizer trainings, given one output at once: exactly one writes it, the
 // other stops with one line, and what the first wrote is whole (issue 33: both exited 0, one
 // export was lost, and a tokenizer directory ended with both vocab.txt and tokenizer.model).
