@@ -120,9 +120,20 @@ FinetuneObjective::RunRecords FinetuneObjective::read_records(spdlog::logger& lo
 
 void FinetuneObjective::log_model(spdlog::logger& log) const {
   const TrainConfig& cfg = config_;
-  if (const std::string inputs = describe_log_inputs(featurizer_->side_inputs()); !inputs.empty())
-    log.info("{}; fusion {}, modality dropout {}", inputs, fusion_name(spec_.task.fusion),
-             format_significant(cfg.modality_dropout));
+  if (const std::string inputs = describe_log_inputs(featurizer_->side_inputs()); !inputs.empty()) {
+    // They switch on when the training data has the fields: said loudly, with the way out.
+    std::string off;
+    const FieldMap& fields = spec_.task.fields;
+    for (const auto& input : featurizer_->side_inputs()) {
+      std::string flag, field;
+      if (std::dynamic_pointer_cast<const FeaturesInput>(input)) flag = "--features-field", field = fields.features;
+      else if (std::dynamic_pointer_cast<const AttributesInput>(input)) flag = "--attributes-field", field = fields.attributes;
+      else if (std::dynamic_pointer_cast<const ImageInput>(input)) flag = "--image-field", field = fields.image;
+      if (!flag.empty()) off += (off.empty() ? "" : ", ") + ("\"" + field + "\" (" + flag + " \"\" leaves it out)");
+    }
+    log.warn("{}, switched on because the training data has the fields {}; fusion {}, modality dropout {}", inputs, off,
+             fusion_name(spec_.task.fusion), format_significant(cfg.modality_dropout));
+  }
   if (spec_.task.lexical_features)
     if (auto lexical = std::dynamic_pointer_cast<const LexicalInput>(featurizer_->side_inputs().front()))
       log.info("lexical features on: word statistics of {} distinct results", lexical->stats().docs);

@@ -90,6 +90,28 @@ class CliTest : public ::testing::Test {
 test::TempDir* CliTest::dir_ = nullptr;
 std::string* CliTest::train_err_ = nullptr;
 
+// Side inputs that switch on because the training data has the field are said loudly, with the
+// flag that leaves each out; that flag does (issue 34).
+TEST_F(CliTest, TrainSaysWhichSideInputsTheDataSwitchedOnAndHowToLeaveThemOut) {
+  std::string text;
+  for (int i = 0; i < 40; ++i)
+    text += "{\"query\":\"q" + std::to_string(i % 5) + "\",\"title\":\"red oak " + std::to_string(i) +
+            "\",\"label\":" + std::to_string(1 + i % 3) + ",\"features\":{\"ctr\":" + std::to_string(0.01 * i) +
+            "},\"attributes\":{\"brand\":\"b" + std::to_string(i % 2) + "\"}}\n";
+  test::write_text(scratch_.path("side.jsonl"), text);
+  const std::string train = "train --train " + scratch_.path("side.jsonl") + " --dev " + scratch_.path("side.jsonl") +
+                            " --layers 1 --hidden 32 --heads 2 --intermediate 64 --max-len 16 --max-steps 2 --threads 2";
+  Outcome r = dqe(scratch_, train + " --out " + scratch_.path("with"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("switched on because the training data has the fields \"features\" (--features-field \"\" "
+                       "leaves it out), \"attributes\" (--attributes-field \"\" leaves it out)"),
+            std::string::npos)
+      << r.err;
+  r = dqe(scratch_, train + " --out " + scratch_.path("without") + " --features-field '' --attributes-field ''");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err.find("log inputs"), std::string::npos) << r.err;
+}
+
 // train says what predicting the training mean scores beside its best model, and warns when
 // the best does not beat it by 1% (issue 34: a run that learned nothing looked fine).
 TEST_F(CliTest, TrainComparesItsBestWithTheConstantPredictor) {
