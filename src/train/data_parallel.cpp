@@ -1,6 +1,7 @@
 #include "train/data_parallel.h"
 
 #include <cmath>
+#include <filesystem>
 
 #include "base/log.h"
 #include "dist/gradient_buckets.h"
@@ -54,6 +55,17 @@ std::unique_ptr<training::RunDirectory> open_run_directory(DataParallel* group, 
   group->primary_first("run_directory", [&] { dir = std::make_unique<training::RunDirectory>(out_dir, resume); },
                        [&] { dir = std::make_unique<training::RunDirectory>(out_dir, resume, /*owner=*/false); });
   return dir;
+}
+
+bool resume_from_checkpoint(const std::string& out_dir, bool resume, const std::string& component) {
+  if (!resume) return false;
+  std::error_code ec;
+  for (const char* dir : {"last", "last.old"})
+    if (std::filesystem::exists(std::filesystem::path(out_dir) / dir / "trainer_state.json", ec)) return true;
+  detail::logger(component)->warn("--resume: {} holds no checkpoint yet (the run stopped before its first, or never "
+                                  "started); starting at step 0",
+                                  out_dir);
+  return false;
 }
 
 void apply_data_parallel(DataParallel* group, const training::RunDirectory& run_dir, bool resume, int64_t batch_size,

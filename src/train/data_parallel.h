@@ -23,6 +23,13 @@ std::unique_ptr<training::Hooks> data_parallel_hooks(DataParallel& dp, double bu
 std::unique_ptr<training::RunDirectory> open_run_directory(DataParallel* group, const std::string& out_dir,
                                                            bool resume);
 
+// Whether a run asked to --resume continues one: true when resume is asked and out_dir holds a
+// training checkpoint (last/, or the last.old/ a crash left between two renames). A run stopped
+// before its first checkpoint, or never started, has nothing to continue: it starts at step 0
+// and `component`'s log says so, so that a restart loop that always passes --resume (torchrun's,
+// a scheduler's retry) is not stuck. Every rank of a job reads the same directory alike.
+bool resume_from_checkpoint(const std::string& out_dir, bool resume, const std::string& component);
+
 // Sets the context's rank and world size and the world size the run's global batch is
 // planned for (recorded in the run's configuration as "data-parallel-ranks", kept on
 // --resume, so a run resumed at another world size continues the same batches), and logs

@@ -29,8 +29,11 @@ nlohmann::ordered_json PretrainConfig::to_json() const {
   return j;
 }
 
-PretrainResult pretrain(const PretrainConfig& cfg, const StopToken& stop) {
-  cfg.validate();
+PretrainResult pretrain(const PretrainConfig& config, const StopToken& stop) {
+  config.validate();
+  PretrainConfig cfg = config;
+  cfg.resume = resume_from_checkpoint(cfg.out_dir, cfg.resume, "pretrain");
+  if (config.resume && !cfg.resume) cfg.validate();  // as the fresh run it now is
   auto log = detail::logger("pretrain");
   std::error_code ec;
   if (!fs::exists(cfg.corpus, ec)) throw IoError(cfg.corpus + ": no such corpus file");

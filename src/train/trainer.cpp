@@ -156,8 +156,11 @@ void log_against_the_constant(const TrainResult& r, spdlog::logger& log) {
 
 }  // namespace
 
-TrainResult train(const TrainConfig& cfg, const StopToken& stop) {
-  cfg.validate();
+TrainResult train(const TrainConfig& config, const StopToken& stop) {
+  config.validate();
+  TrainConfig cfg = config;
+  cfg.resume = resume_from_checkpoint(cfg.out_dir, cfg.resume, "train");
+  if (config.resume && !cfg.resume) cfg.validate();  // as the fresh run it now is
   check_no_aliases({{"--rejects", cfg.rejects, true},
                     {"--rejects' dev file", cfg.rejects.empty() ? "" : cfg.rejects + ".dev", true},
                     {"--train", cfg.train_path, false},

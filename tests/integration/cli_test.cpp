@@ -140,6 +140,29 @@ TEST_F(CliTest, TrainWritesRunDirectoryAndLogs) {
     EXPECT_TRUE(fs::exists(path("run/") + f)) << f;
 }
 
+// --resume of a run that stopped before its first checkpoint (only its marker written), or that
+// never started, starts at step 0 and says so; a restart loop that always passes --resume then
+// continues the run it started (issue 33).
+TEST_F(CliTest, ResumeWithNothingToContinueStartsAtStepZero) {
+  const std::string train = "train --train " + path("train.jsonl") + " --dev " + path("dev.jsonl") +
+                            " --layers 1 --hidden 32 --heads 2 --intermediate 64 --max-len 32 --threads 2 --resume";
+  fs::create_directories(scratch_.path("killed"));
+  test::write_text(scratch_.path("killed/dqe_run.json"), "{\"format\": \"dqe run\"}\n");
+  for (const char* out : {"killed", "never"}) {
+    Outcome r = dqe(scratch_, train + " --out " + scratch_.path(out) + " --max-steps 2");
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.err.find("holds no checkpoint yet (the run stopped before its first, or never started); starting at "
+                         "step 0"),
+              std::string::npos)
+        << r.err;
+    EXPECT_TRUE(fs::exists(scratch_.path(out) + "/last/trainer_state.json")) << out;
+  }
+  // The same command line again resumes that run (finished at step 2: nothing is started afresh).
+  Outcome r = dqe(scratch_, train + " --out " + scratch_.path("never") + " --max-steps 2");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.err.find("holds no checkpoint yet"), std::string::npos) << r.err;
+}
+
 TEST_F(CliTest, EvalPrintsTableAndWritesJson) {
   Outcome r = dqe(scratch_, "eval --model " + path("run") + " --data " + path("dev.jsonl") + " --metrics-out " +
                             scratch_.path("m.json"));
