@@ -180,7 +180,7 @@ std::string same_meaning(const std::string& name, const std::vector<std::string>
   return "";
 }
 
-// "; dqe spells it X" for a flag another tool spells so, else the closest typo's suggestion.
+// "; did you mean X?" for a flag another tool spells so, else for the closest typo.
 std::string advice(const std::string& name, const std::vector<std::string>& names, const std::string& prefix) {
   std::string hyphens = name;
   std::replace(hyphens.begin(), hyphens.end(), '_', '-');

@@ -66,7 +66,13 @@ void write_new_directory(const std::string& dir, const std::string& flag,
   // (rmdir refuses) was written by someone else.
   struct stat st {};
   if (::lstat(target.c_str(), &st) == 0) {
-    if (!S_ISDIR(st.st_mode) || ::rmdir(target.c_str()) != 0) throw lost();
+    if (!S_ISDIR(st.st_mode)) throw lost();
+    if (::rmdir(target.c_str()) != 0) {
+      const int err = errno;
+      if (err == ENOTEMPTY || err == EEXIST) throw lost();
+      detail::remove_tree(tmp);
+      throw IoError(dir + ": cannot take the place of the empty directory (" + std::strerror(err) + ")");
+    }
   }
   const int err = rename_noreplace(tmp, target.string());
   if (err == EEXIST || err == ENOTEMPTY) throw lost();
