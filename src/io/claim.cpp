@@ -43,6 +43,12 @@ void write_new_directory(const std::string& dir, const std::string& flag,
                          const std::function<void(const std::string& tmp_dir)>& fill) {
   fs::path target = fs::path(dir).lexically_normal();
   if (target.filename().empty()) target = target.parent_path();  // "out/"
+  // A symlink to the (empty) directory to write: the directory takes the work, the link stays.
+  std::error_code ec;
+  if (fs::is_symlink(target, ec)) {
+    target = fs::canonical(target, ec);
+    if (ec) throw IoError(dir + ": cannot write through the link (" + ec.message() + ")");
+  }
   const fs::path parent = target.parent_path().empty() ? fs::path(".") : target.parent_path();
   std::string pattern = (parent / ("." + target.filename().string().substr(0, 200) + ".new-XXXXXX")).string();
   std::vector<char> name(pattern.begin(), pattern.end());

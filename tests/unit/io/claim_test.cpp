@@ -42,6 +42,17 @@ TEST(WriteNewDirectory, PublishesTheWorkWholeAndLeavesNothingBeside) {
   EXPECT_EQ(test::read_text(dir.path("empty/a")), "1");
 }
 
+// A link to an empty directory stays a link: the directory it names takes the work.
+TEST(WriteNewDirectory, WritesThroughALinkToAnEmptyDirectory) {
+  test::TempDir dir;
+  fs::create_directories(dir.path("real"));
+  fs::create_directory_symlink(dir.path("real"), dir.path("link"));
+  write_new_directory(dir.path("link"), "--out", [](const std::string& tmp) { test::write_text(tmp + "/a", "1"); });
+  EXPECT_TRUE(fs::is_symlink(dir.path("link")));
+  EXPECT_EQ(test::read_text(dir.path("real/a")), "1");
+  EXPECT_EQ(names_in(dir.path("")), (std::vector<std::string>{"link", "real"}));
+}
+
 TEST(WriteNewDirectory, AnOutputWrittenMeanwhileIsLeftAsItWasWritten) {
   test::TempDir dir;
   for (const bool was_empty : {false, true}) {
