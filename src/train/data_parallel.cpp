@@ -60,7 +60,7 @@ std::unique_ptr<training::RunDirectory> open_run_directory(DataParallel* group, 
 bool resume_from_checkpoint(const std::string& out_dir, bool resume, const std::string& component) {
   if (!resume) return false;
   std::error_code ec;
-  for (const char* dir : {"last", "last.old"})
+  for (const char* dir : {"last", "last.old", "best", "best.old"})
     if (std::filesystem::exists(std::filesystem::path(out_dir) / dir / "trainer_state.json", ec)) return true;
   detail::logger(component)->warn("--resume: {} holds no checkpoint yet (the run stopped before its first, or never "
                                   "started); starting at step 0",

@@ -24,7 +24,8 @@ std::unique_ptr<training::RunDirectory> open_run_directory(DataParallel* group, 
                                                            bool resume);
 
 // Whether a run asked to --resume continues one: true when resume is asked and out_dir holds a
-// training checkpoint (last/, or the last.old/ a crash left between two renames). A run stopped
+// training checkpoint (last/, or the last.old/ a crash left between two renames, or a best/ a
+// crash left without last/: RunDirectory continues from a copy of it). A run stopped
 // before its first checkpoint, or never started, has nothing to continue: it starts at step 0
 // and `component`'s log says so, so that a restart loop that always passes --resume (torchrun's,
 // a scheduler's retry) is not stuck. Every rank of a job reads the same directory alike.

@@ -12,6 +12,7 @@
 #include <filesystem>
 
 #include "base/format.h"
+#include "base/log.h"
 #include "dqe/errors.h"
 #include "io/checkpoint_dir.h"
 #include "io/output.h"
@@ -35,6 +36,24 @@ bool is_dqe_entry(const std::string& name) {
 bool is_dqe_run(const fs::path& dir) {
   return fs::exists(dir / kRunMarker) || fs::exists(dir / "last" / "trainer_state.json") ||
          fs::exists(dir / "best" / "config.json");
+}
+
+bool holds_training_state(const std::string& checkpoint) {
+  return fs::exists(fs::path(checkpoint) / "trainer_state.json");
+}
+
+// An evaluation that improves writes best/ and then last/, each with the whole training state.
+// A kill between the two at the run's first checkpoint leaves best/ and no last/: best/ then
+// holds the state last/ was to hold, and --resume continues from a copy of it (best/ stays).
+void restore_last_from_best(const std::string& last, const std::string& best) {
+  if (holds_training_state(last) || !holds_training_state(best)) return;
+  write_checkpoint(last, [&](const std::string& tmp) {
+    std::error_code ec;
+    fs::copy(best, tmp, fs::copy_options::recursive, ec);
+    if (ec) throw IoError(best + ": cannot copy to " + tmp + " (" + ec.message() + ")");
+  });
+  detail::logger("run")->warn("--resume: {} was missing (the run stopped while writing it); continuing from {} (step {})",
+                              last, best, load_trainer_state(last, nullptr).step);
 }
 
 std::string value_text(const nlohmann::ordered_json& v) {
@@ -71,25 +90,33 @@ RunDirectory::RunDirectory(const std::string& out_dir, bool resume, bool owner) 
       throw ConfigError("--out " + path_ + " is in use by another dqe run; wait for it or choose another directory");
     throw IoError(path_ + ": cannot lock (" + std::strerror(err) + ")");
   }
-  if (!resume) {
-    for (const auto& entry : fs::directory_iterator(dir)) {
-      const std::string name = entry.path().filename().string();
-      if (!is_dqe_entry(name) || !is_dqe_run(dir))
-        throw ConfigError("--out " + path_ + " is not empty and not a dqe run directory (it holds " + name +
-                          "); choose a new or empty directory");
+  // A refusal gives the lock back (no destructor runs for a constructor that throws).
+  try {
+    if (!resume) {
+      for (const auto& entry : fs::directory_iterator(dir)) {
+        const std::string name = entry.path().filename().string();
+        if (!is_dqe_entry(name) || !is_dqe_run(dir))
+          throw ConfigError("--out " + path_ + " is not empty and not a dqe run directory (it holds " + name +
+                            "); choose a new or empty directory");
+      }
     }
+    recover_checkpoint(last());
+    recover_checkpoint(best());
+    if (resume) {
+      restore_last_from_best(last(), best());
+      if (!holds_training_state(last()))
+        throw ConfigError("--resume: " + last() + " holds no training checkpoint to continue from");
+      resumed_ = load_trainer_state(last(), nullptr);
+    } else if (fs::exists(last()) || fs::exists(best())) {
+      throw ConfigError("--out " + path_ + " already holds a run: add --resume to continue it, or choose another directory");
+    }
+    // Proves the directory writable now, not after an hour of training.
+    write_file_atomic((dir / kRunMarker).string(), nlohmann::ordered_json{{"format", "dqe run"}}.dump() + "\n");
+  } catch (...) {
+    ::close(lock_fd_);
+    lock_fd_ = -1;
+    throw;
   }
-  recover_checkpoint(last());
-  recover_checkpoint(best());
-  if (resume) {
-    if (!fs::exists(fs::path(last()) / "trainer_state.json"))
-      throw ConfigError("--resume: " + last() + " holds no training checkpoint to continue from");
-    resumed_ = load_trainer_state(last(), nullptr);
-  } else if (fs::exists(last()) || fs::exists(best())) {
-    throw ConfigError("--out " + path_ + " already holds a run: add --resume to continue it, or choose another directory");
-  }
-  // Proves the directory writable now, not after an hour of training.
-  write_file_atomic((dir / kRunMarker).string(), nlohmann::ordered_json{{"format", "dqe run"}}.dump() + "\n");
 }
 
 RunDirectory::~RunDirectory() {

@@ -20,6 +20,8 @@
 namespace dqe {
 namespace {
 
+namespace fs = std::filesystem;
+
 using training::ChunkPlan;
 using training::Evaluation;
 using training::MicroLoss;
@@ -289,6 +291,47 @@ TEST(EngineLoop, ResumeContinuesToTheUninterruptedResult) {
   EXPECT_EQ(result.steps, 12);
   EXPECT_TRUE(torch::allclose(second.w(), whole.w(), 1e-12, 1e-12)) << second.w() << whole.w();
   const auto log = read_train_log(tmp.path("stopped/train_log.jsonl"));
+  ASSERT_EQ(log.size(), 12u);
+  for (size_t i = 0; i < log.size(); ++i) EXPECT_EQ(log[i].step, static_cast<int64_t>(i + 1));
+}
+
+// A kill at the first evaluation after best/ was written and before last/ was: --resume continues
+// from best/, which holds the same state, to the uninterrupted run's parameters (a run stuck
+// there was refused both with --resume and without it).
+TEST(EngineLoop, ResumeContinuesFromABestWrittenWithoutItsLast) {
+  test::TempDir tmp;
+  LeastSquares whole(4);
+  auto o = options_for(tmp.path("whole"));
+  o.epochs = 2;
+  o.eval_every = 4;
+  run_engine(whole, o);
+
+  LeastSquares first(4);
+  auto stopped = options_for(tmp.path("killed"));
+  stopped.epochs = 2;
+  stopped.eval_every = 4;
+  stopped.stop_after_step = [](int64_t step) { return step == 4; };
+  ASSERT_TRUE(run_engine(first, stopped).interrupted);
+  fs::remove_all(tmp.path("killed/last"));  // as the kill left it
+  ASSERT_TRUE(fs::exists(tmp.path("killed/best/trainer_state.json")));
+  EXPECT_THROW(training::RunDirectory(tmp.path("killed"), /*resume=*/false), ConfigError);  // it holds a run
+
+  LeastSquares second(4);
+  auto resumed = options_for(tmp.path("killed"));
+  resumed.epochs = 2;
+  resumed.eval_every = 4;
+  resumed.resume = true;
+  training::RunDirectory dir(resumed.out_dir, true);
+  EXPECT_EQ(dir.resumed_state().step, 4);
+  torch::Tensor saved;
+  torch::load(saved, tmp.path("killed/last/w.pt"));  // what the objective loads from last/
+  second.set_w(saved);
+  const RunContext ctx;
+  training::Engine engine(resumed, ctx, dir, second);
+  const auto result = engine.run();
+  EXPECT_EQ(result.steps, 12);
+  EXPECT_TRUE(torch::allclose(second.w(), whole.w(), 1e-12, 1e-12)) << second.w() << whole.w();
+  const auto log = read_train_log(tmp.path("killed/train_log.jsonl"));
   ASSERT_EQ(log.size(), 12u);
   for (size_t i = 0; i < log.size(); ++i) EXPECT_EQ(log[i].step, static_cast<int64_t>(i + 1));
 }
