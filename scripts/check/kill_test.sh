@@ -4,7 +4,8 @@
 # the same metrics as an uninterrupted one. Also checks SIGINT/SIGTERM: exit 130/143 with a
 # checkpoint written, in a fresh run, in a resumed run, in a LoRA, an AdaLoRA and a bottleneck
 # adapter run (and their resumes) and in pretraining (and its resume), each ending with the
-# uninterrupted run's metrics. Usage: scripts/check/kill_test.sh DQE_BINARY [KILLS]
+# uninterrupted run's metrics; and that the wait for an output FIFO's reader ends on SIGTERM
+# and SIGINT. Usage: scripts/check/kill_test.sh DQE_BINARY [KILLS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dqe=$(realpath "${1:?usage: kill_test.sh DQE_BINARY [KILLS]}")
@@ -23,8 +24,10 @@ RANDOM=7
 kills=0 starts=0
 finished() { [ -f "$work/run/last/trainer_state.json" ] && grep -q '"finished": true' "$work/run/last/trainer_state.json"; }
 while ! finished; do
+  # As a restart loop would: --resume once the run exists (whatever a kill left of it: no
+  # checkpoint yet, last.old/ between two renames, best/ without last/ at the first checkpoint).
   resume=()
-  [ -f "$work/run/last/trainer_state.json" ] && resume=(--resume)
+  [ -d "$work/run" ] && resume=(--resume)
   "$dqe" train "${args[@]}" --out "$work/run" "${resume[@]}" >/dev/null 2>>"$work/run.log" &
   pid=$!
   starts=$((starts + 1))
@@ -137,4 +140,21 @@ ref_loss=$(last_loss "$work/pref")
 got_loss=$(last_loss "$work/pre")
 same "$ref_loss" "$got_loss" || { echo "[kill-test] FAILED: pretraining resumed to held-back loss $got_loss, uninterrupted $ref_loss"; exit 1; }
 echo "[kill-test] pretraining: exit 130 and 143, resumed to the same held-back loss ($got_loss)"
+echo "[kill-test] an output FIFO with no reader: the wait for one ends on SIGTERM and SIGINT"
+mkfifo "$work/fifo"
+for case in "TERM 143 score --model $work/ref --input data/dev.jsonl --output $work/fifo" \
+            "INT 130 eval --model $work/ref --data data/dev.jsonl --metrics-out $work/fifo" \
+            "TERM 143 score --model $work/ref --input data/dev.jsonl --output - --rejects $work/fifo"; do
+  read -r sig want cmd <<<"$case"
+  # shellcheck disable=SC2086
+  timeout -s KILL 60 "$dqe" $cmd >/dev/null 2>"$work/fifo.log" &
+  pid=$!
+  sleep 3
+  kill -s "$sig" "$pid" 2>/dev/null || true
+  code=0
+  wait "$pid" || code=$?
+  [ "$code" -eq "$want" ] || { echo "[kill-test] FAILED: SIG$sig while waiting for a FIFO's reader: exit $code, expected $want: dqe $cmd"; cat "$work/fifo.log"; exit 1; }
+  grep -q "waiting for a reader" "$work/fifo.log" || { echo "[kill-test] FAILED: no word of the wait: dqe $cmd"; cat "$work/fifo.log"; exit 1; }
+done
+echo "[kill-test] FIFO: exit 143 and 130, each saying what it waited for"
 echo "[kill-test] ok"

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "base/process_stop.h"
 #include "dqe/errors.h"
 #include "dqe/runtime.h"
 #include "model/model_spec.h"
@@ -354,6 +355,7 @@ int run(int argc, char** argv) {
     // batches without writing their outputs (they appear only when complete).
     std::signal(SIGINT, on_stop_signal);
     std::signal(SIGTERM, on_stop_signal);
+    register_process_stop(&g_stop_signal);  // waits that no RunContext reaches end on them too
   }
   try {
     if (state.train_cmd->parsed()) return run_train(state);

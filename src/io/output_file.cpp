@@ -5,12 +5,16 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <random>
+#include <thread>
 
+#include "base/log.h"
+#include "base/process_stop.h"
 #include "dqe/errors.h"
 #include "io/gzip_stream.h"
 
@@ -40,6 +44,43 @@ bool is_descriptor_dir(const std::string& dir) {
   const std::string r(real);
   std::free(real);
   return r.rfind("/proc/", 0) == 0 && r.size() > 3 && r.compare(r.size() - 3, 3, "/fd") == 0;
+}
+
+// Opens a path written straight through. A FIFO's open waits for a reader, as a shell's >
+// does, but a blocking open(2) would outlast SIGINT and SIGTERM (their handler is installed
+// with SA_RESTART): the open is tried without blocking every 20 ms instead, ending with
+// Interrupted on the process's stop request, and says once, after 2 s, what it waits for.
+// Returns -1 with errno set when the path cannot be opened.
+int open_when_read(const std::string& path, const std::string& name, int flags) {
+  const auto started = std::chrono::steady_clock::now();
+  bool said = false;
+  for (;;) {
+    const int fd = ::open(path.c_str(), flags | O_NONBLOCK);
+    if (fd >= 0) {
+      const int now = ::fcntl(fd, F_GETFL);
+      if (now == -1 || ::fcntl(fd, F_SETFL, now & ~O_NONBLOCK) == -1) {
+        const int err = errno;
+        ::close(fd);
+        errno = err;
+        return -1;
+      }
+      return fd;
+    }
+    if (errno == EINTR) continue;
+    const int err = errno;
+    struct stat st {};
+    // ENXIO from a FIFO: no reader yet (from a device it means what it says).
+    if (err != ENXIO || ::stat(path.c_str(), &st) != 0 || !S_ISFIFO(st.st_mode)) {
+      errno = err;
+      return -1;
+    }
+    process_stop().check(name + ": waiting for a reader of the FIFO");
+    if (!said && std::chrono::steady_clock::now() - started > std::chrono::seconds(2)) {
+      detail::logger("output")->info("{} is a FIFO: waiting for a reader to open it", name);
+      said = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
 enum class Kind {
@@ -151,9 +192,7 @@ OutputFile::OutputFile(std::string path) : path_(std::move(path)), name_(path_ =
     if (r.kind == Kind::kStreamed || r.kind == Kind::kDescriptor) {
       // A descriptor may be a file a shell opened with >>: append, never truncate.
       const int flags = O_WRONLY | O_NOCTTY | O_CLOEXEC | (r.kind == Kind::kDescriptor ? O_APPEND : 0);
-      do {
-        fd_ = ::open(path_.c_str(), flags);
-      } while (fd_ < 0 && errno == EINTR);
+      fd_ = open_when_read(path_, name_, flags);
       if (fd_ < 0) throw IoError(name_ + ": cannot write (" + std::strerror(errno) + ")");
       struct stat st {};
       // A path swapped for a regular file since it was looked at would be overwritten in place.

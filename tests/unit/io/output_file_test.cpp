@@ -9,10 +9,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <thread>
 
+#include "base/process_stop.h"
 #include "dqe/errors.h"
 #include "io/gzip_stream.h"
 #include "test_util.h"
@@ -191,6 +196,40 @@ TEST_F(OutputFileTest, FifoIsWrittenThroughToItsReader) {
   struct stat st {};
   ASSERT_EQ(::lstat(fifo.c_str(), &st), 0);
   EXPECT_TRUE(S_ISFIFO(st.st_mode));
+  EXPECT_EQ(entries(dir_.path()), std::vector<std::string>{"pipe"});
+}
+
+// A FIFO with no reader: the open waits for one that comes later (as a shell's > does), and
+// the process's stop request (what SIGINT and SIGTERM set) ends the wait with Interrupted.
+// A blocking open(2) ignored both: the handler's SA_RESTART restarted it.
+TEST_F(OutputFileTest, FifoOpenWaitsForAReaderAndEndsOnAStop) {
+  using namespace std::chrono_literals;
+  const std::string fifo = dir_.path("pipe");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  std::atomic<int> signal_number{0};
+  register_process_stop(&signal_number);
+  std::unique_ptr<test::FifoReader> reader;
+  std::thread late([&] {
+    std::this_thread::sleep_for(300ms);
+    reader = std::make_unique<test::FifoReader>(fifo);
+  });
+  write_output(fifo, "for a late reader\n");
+  late.join();
+  EXPECT_EQ(reader->finish(), "for a late reader\n");
+
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(300ms);
+    signal_number = SIGTERM;
+  });
+  try {
+    OutputFile out(fifo);
+    ADD_FAILURE() << "the open of a FIFO with no reader returned";
+  } catch (const Interrupted& e) {
+    EXPECT_EQ(e.signal_number(), SIGTERM);
+    EXPECT_NE(std::string(e.what()).find(fifo + ": waiting for a reader"), std::string::npos) << e.what();
+  }
+  stopper.join();
+  register_process_stop(nullptr);
   EXPECT_EQ(entries(dir_.path()), std::vector<std::string>{"pipe"});
 }
 
