@@ -1,10 +1,15 @@
 #include "train/data_parallel.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <vector>
 
+#include "base/hash.h"
 #include "base/log.h"
 #include "dist/gradient_buckets.h"
+#include "dqe/errors.h"
 
 namespace dqe {
 namespace {
@@ -41,6 +46,103 @@ class DataParallelHooks : public training::Hooks {
   DataParallel& dp_;
   GradientBuckets buckets_;
 };
+
+// What a file holds, cheaply: its size and the FNV-1a of its bytes (of 256 blocks of 64 KiB
+// spread over it when it is larger than 256 MiB, as a corpus can be). A directory (a model):
+// its files' names and fingerprints. "" when the path names nothing readable.
+std::string content_fingerprint(const std::filesystem::path& path, int depth = 0) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  detail::Fnv1a h;
+  if (fs::is_directory(path, ec)) {
+    if (depth > 1) return "";
+    std::vector<fs::path> entries;
+    for (const auto& e : fs::directory_iterator(path, ec)) entries.push_back(e.path());
+    std::sort(entries.begin(), entries.end());
+    for (const auto& e : entries) {
+      h.add(e.filename().string());
+      h.add(content_fingerprint(e, depth + 1));
+    }
+    return h.hex();
+  }
+  std::ifstream in(path, std::ios::binary);
+  const auto size = fs::file_size(path, ec);
+  if (!in || ec) return "";
+  h.add(std::to_string(size));
+  constexpr uintmax_t kWhole = uintmax_t{256} << 20, kBlock = 64 << 10, kBlocks = 256;
+  std::vector<char> buffer(kBlock);
+  auto add_block = [&] {
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    h.add_bytes(buffer.data(), static_cast<size_t>(in.gcount()));
+  };
+  if (size <= kWhole) {
+    while (in) add_block();
+  } else {
+    for (uintmax_t b = 0; b < kBlocks; ++b) {
+      in.clear();
+      in.seekg(static_cast<std::streamoff>((size - kBlock) / (kBlocks - 1) * b));
+      add_block();
+    }
+  }
+  return h.hex();
+}
+
+std::string shown(const nlohmann::ordered_json& v) {
+  if (v.is_null()) return "(not given)";
+  return v.is_string() ? (v.get<std::string>().empty() ? "\"\"" : v.get<std::string>()) : v.dump();
+}
+
+// Every rank of a job must run the same command: replicas that start or step differently are
+// never the same model, and shapes that differ end in Gloo's abort. Each rank gathers every
+// rank's configuration (less what may differ per machine: threads, device, precision, the
+// data's paths...) with the content of its data and model files, and every rank stops with the
+// same line naming the first difference from rank 0.
+void check_ranks_agree(DataParallel& group, const training::EngineOptions& options) {
+  // Files and models by content: their paths may differ between machines.
+  static const std::vector<std::string> kByContent = {"train", "dev",       "unlabeled", "corpus",
+                                                      "init",  "tokenizer", "base",      "teacher"};
+  nlohmann::ordered_json mine = nlohmann::ordered_json::object();
+  const auto& may_differ = options.may_change_on_resume;
+  for (auto it = options.config.begin(); it != options.config.end(); ++it) {
+    const bool compared = it.key() == "resume" || std::find(may_differ.begin(), may_differ.end(), it.key()) == may_differ.end();
+    if (compared && std::find(kByContent.begin(), kByContent.end(), it.key()) == kByContent.end()) mine[it.key()] = *it;
+  }
+  for (const std::string& key : kByContent) {
+    auto it = options.config.find(key);
+    if (it == options.config.end()) continue;
+    std::vector<std::string> paths;
+    if (it->is_string() && !it->get<std::string>().empty()) paths.push_back(it->get<std::string>());
+    if (it->is_array())
+      for (const auto& p : *it)
+        if (p.is_string()) paths.push_back(p.get<std::string>());
+    if (paths.empty()) continue;
+    nlohmann::ordered_json contents = nlohmann::ordered_json::array();
+    for (const auto& p : paths) contents.push_back(content_fingerprint(p));
+    mine["content of --" + key] = contents;
+  }
+  const std::vector<std::string> all = group.all_gather(mine.dump());
+  const auto first = nlohmann::ordered_json::parse(all[0]);
+  for (size_t r = 1; r < all.size(); ++r) {
+    const auto other = nlohmann::ordered_json::parse(all[r]);
+    nlohmann::ordered_json keys = first;
+    keys.update(other);
+    for (auto it = keys.begin(); it != keys.end(); ++it) {
+      const nlohmann::ordered_json a = first.value(it.key(), nlohmann::ordered_json()),
+                                   b = other.value(it.key(), nlohmann::ordered_json());
+      if (a == b) continue;
+      const std::string rank = "rank " + std::to_string(r);
+      std::string what;
+      if (it.key().rfind("content of --", 0) == 0) {
+        const std::string flag = it.key().substr(std::string("content of ").size());
+        what = rank + "'s " + flag + " holds other content than rank 0's";
+      } else {
+        what = rank + " was started with --" + it.key() + " " + shown(b) + ", rank 0 with " + shown(a);
+      }
+      throw ConfigError("data parallel: " + what + " (every rank of a job runs the same command; only --threads, " +
+                        "--device, --precision and the like may differ)");
+    }
+  }
+}
 
 }  // namespace
 
@@ -85,6 +187,7 @@ void apply_data_parallel(DataParallel* group, const training::RunDirectory& run_
   }
   if (ctx.plan_world_size != 1) options.config[kKey] = ctx.plan_world_size;
   if (!group && ctx.plan_world_size == 1) return;
+  if (group) check_ranks_agree(*group, options);
   auto log = detail::logger(options.component);
   if (group)
     log->info("data parallel: {}; each process evaluates {} of the dev rows and the job gathers them",

@@ -375,6 +375,54 @@ TEST_F(DistributedTest, TorchrunStartsAJobOnItsAgentsStore) {
   EXPECT_LT(max_difference(dir_.path("two/last"), dir_.path("one/last")), 1e-5);
 }
 
+// Ranks started with different commands stop together before their first step, each with one
+// line naming the first difference from rank 0 (exit 2): a flag that shapes the run, a model
+// shape (Gloo aborted on it), and data of other content. What may differ per machine
+// (--threads, the data's paths) does not stop them.
+TEST_F(DistributedTest, RanksStartedDifferentlyStopWithOneLineNamingTheDifference) {
+  test::write_toy_set(dir_.path("other.jsonl"), 64, 3);
+  fs::copy_file(dir_.path("train.jsonl"), dir_.path("same.jsonl"));
+  const std::string base = " --max-steps 2 --batch-size 8 --dist-timeout 60";
+  // argv with FLAG's value replaced.
+  auto with = [](std::vector<std::string> argv, const std::string& flag, const std::string& value) {
+    auto it = std::find(argv.begin(), argv.end(), flag);
+    EXPECT_NE(it, argv.end()) << flag;
+    if (it != argv.end()) *(it + 1) = value;
+    return argv;
+  };
+  const struct {
+    std::string flag, value;  // rank 1's
+    std::string expect;
+  } cases[] = {
+      {"--lr", "1e-3", "data parallel: rank 1 was started with --lr 0.001, rank 0 with 0.003"},
+      {"--layers", "2", "data parallel: rank 1 was started with --layers 2, rank 0 with 1"},
+      {"--train", dir_.path("other.jsonl"), "data parallel: rank 1's --train holds other content than rank 0's"},
+  };
+  int n = 0;
+  for (const auto& c : cases) {
+    const std::string out = "differ" + std::to_string(n++);
+    const int port = free_port();
+    const auto argv = split(train_args(out, base));
+    Process rank0(argv, rank_env(0, 2, port), dir_.path("err0.txt"));
+    Process rank1(with(argv, c.flag, c.value), rank_env(1, 2, port), dir_.path("err1.txt"));
+    for (Process* p : {&rank0, &rank1}) {
+      EXPECT_EQ(p->wait(60), 2) << p->err();
+      const std::string err = p->err();
+      EXPECT_NE(err.find("dqe: error: " + c.expect + " (every rank of a job runs the same command"), std::string::npos)
+          << err;
+    }
+    EXPECT_FALSE(fs::exists(dir_.path(out + "/last"))) << c.flag;
+  }
+  // The same data under another path, on other --threads: one job.
+  const int port = free_port();
+  const auto argv = split(train_args("agree", base));
+  Process rank0(argv, rank_env(0, 2, port), dir_.path("err0.txt"));
+  Process rank1(with(with(argv, "--threads", "2"), "--train", dir_.path("same.jsonl")), rank_env(1, 2, port),
+                dir_.path("err1.txt"));
+  EXPECT_EQ(rank0.wait(60), 0) << rank0.err();
+  EXPECT_EQ(rank1.wait(60), 0) << rank1.err();
+}
+
 TEST_F(DistributedTest, AKilledRankEndsTheOtherWithAOneLineErrorWithinTheTimeout) {
   const int port = free_port();
   // The timeout also bounds the rendezvous: long enough for a loaded machine to start both.
