@@ -9,6 +9,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <future>
+#include <thread>
 
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -17,6 +19,7 @@
 #include "base/checks.h"
 #include "base/format.h"
 #include "base/log.h"
+#include "base/process_stop.h"
 #include "dqe/errors.h"
 
 namespace dqe {
@@ -164,11 +167,37 @@ DataParallel::DataParallel(const LaunchEnvironment& env, const DistributedOption
 
 DataParallel::~DataParallel() = default;
 
+namespace {
+
+// c10d's rendezvous (the TCPStore, then Gloo's full mesh) has a timeout per step, and the
+// steps add up (a job of 10,000 ranks at --dist-timeout 8 gave up after 124 s), while a
+// blocking connect outlasts SIGTERM. So the join runs on a thread of its own, and this one
+// waits for it until one deadline, --dist-timeout from now, or a stop request. A join given up
+// is left to end on its own (its thread is detached): the process is about to exit.
+std::unique_ptr<DataParallel> join_within_deadline(const LaunchEnvironment& env, const DistributedOptions& options) {
+  auto task = std::make_shared<std::packaged_task<std::unique_ptr<DataParallel>()>>(
+      [env, options] { return std::make_unique<DataParallel>(env, options); });
+  std::future<std::unique_ptr<DataParallel>> joined = task->get_future();
+  std::thread([task] { (*task)(); }).detach();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(options.timeout_s);
+  const std::string where = env.master_addr + ":" + std::to_string(env.master_port);
+  while (joined.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+    process_stop().check("joining the data-parallel job at " + where);
+    if (std::chrono::steady_clock::now() > deadline)
+      throw Error("data parallel: rank " + std::to_string(env.rank) + " of " + std::to_string(env.world_size) +
+                  " could not join the job at " + where + " within " + format_significant(options.timeout_s) +
+                  " s (--dist-timeout): not every process has started, or one does not answer");
+  }
+  return joined.get();
+}
+
+}  // namespace
+
 std::unique_ptr<DataParallel> DataParallel::from_environment(const DistributedOptions& options) {
   std::optional<LaunchEnvironment> env = launch_environment();
   if (!env) return nullptr;
   options.validate();
-  auto group = std::make_unique<DataParallel>(*env, options);
+  auto group = join_within_deadline(*env, options);
   // The others' info lines repeat rank 0's; their warnings and errors still show.
   if (env->rank != 0) spdlog::set_level(spdlog::level::warn);
   return group;

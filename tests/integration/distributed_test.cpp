@@ -423,6 +423,39 @@ TEST_F(DistributedTest, RanksStartedDifferentlyStopWithOneLineNamingTheDifferenc
   EXPECT_EQ(rank1.wait(60), 0) << rank1.err();
 }
 
+// Joining a job has one deadline, --dist-timeout, whatever c10d's steps would add up to, and
+// ends on SIGTERM: a rank whose store accepts and never answers gives up after it (it waited
+// past 45 s at --dist-timeout 5), and a rank 0 waiting for a peer that never comes stops on
+// SIGTERM with 143 (it ignored the signal).
+TEST_F(DistributedTest, JoiningHasOneDeadlineAndEndsOnSigterm) {
+  // A store that accepts connections (the kernel's backlog) and never answers.
+  const int silent = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(silent, 16), 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len);
+  const auto start = std::chrono::steady_clock::now();
+  Process rank1(split(train_args("silent", " --dist-timeout 3")), rank_env(1, 2, ntohs(addr.sin_port)),
+                dir_.path("err1.txt"));
+  EXPECT_EQ(rank1.wait(60), 1) << rank1.err();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(13));  // 3 s, and the start-up
+  EXPECT_NE(rank1.err().find("dqe: error: data parallel: rank 1 of 2 could not join the job at 127.0.0.1:" +
+                             std::to_string(ntohs(addr.sin_port)) + " within 3 s (--dist-timeout)"),
+            std::string::npos)
+      << rank1.err();
+  ::close(silent);
+
+  Process rank0(split(train_args("alone", " --dist-timeout 600")), rank_env(0, 2, free_port()), dir_.path("err0.txt"));
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  rank0.signal(SIGTERM);
+  EXPECT_EQ(rank0.wait(10), 143) << rank0.err();
+  EXPECT_NE(rank0.err().find("dqe: terminated (joining the data-parallel job at 127.0.0.1:"), std::string::npos)
+      << rank0.err();
+}
+
 TEST_F(DistributedTest, AKilledRankEndsTheOtherWithAOneLineErrorWithinTheTimeout) {
   const int port = free_port();
   // The timeout also bounds the rendezvous: long enough for a loaded machine to start both.
