@@ -448,8 +448,22 @@ TEST_F(DistributedTest, JoiningHasOneDeadlineAndEndsOnSigterm) {
       << rank1.err();
   ::close(silent);
 
-  Process rank0(split(train_args("alone", " --dist-timeout 600")), rank_env(0, 2, free_port()), dir_.path("err0.txt"));
-  std::this_thread::sleep_for(std::chrono::seconds(2));
+  const int port = free_port();
+  Process rank0(split(train_args("alone", " --dist-timeout 600")), rank_env(0, 2, port), dir_.path("err0.txt"));
+  // Once its store listens, it is joining (its handlers were installed before).
+  const auto started = std::chrono::steady_clock::now();
+  for (;;) {
+    const int probe = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    to.sin_port = htons(static_cast<uint16_t>(port));
+    const bool listening = ::connect(probe, reinterpret_cast<sockaddr*>(&to), sizeof(to)) == 0;
+    ::close(probe);
+    if (listening) break;
+    ASSERT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(60)) << rank0.err();
+    ASSERT_EQ(rank0.wait(0.05), -1) << rank0.err();
+  }
   rank0.signal(SIGTERM);
   EXPECT_EQ(rank0.wait(10), 143) << rank0.err();
   EXPECT_NE(rank0.err().find("dqe: terminated (joining the data-parallel job at 127.0.0.1:"), std::string::npos)
