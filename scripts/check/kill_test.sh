@@ -4,8 +4,8 @@
 # the same metrics as an uninterrupted one. Also checks SIGINT/SIGTERM: exit 130/143 with a
 # checkpoint written, in a fresh run, in a resumed run, in a LoRA, an AdaLoRA and a bottleneck
 # adapter run (and their resumes) and in pretraining (and its resume), each ending with the
-# uninterrupted run's metrics; and that the wait for an output FIFO's reader ends on SIGTERM
-# and SIGINT. Usage: scripts/check/kill_test.sh DQE_BINARY [KILLS]
+# uninterrupted run's metrics; that the wait for an output FIFO's reader ends on SIGTERM
+# and SIGINT; and that SIGTERM during the detection statistics at a run's end is obeyed. Usage: scripts/check/kill_test.sh DQE_BINARY [KILLS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 dqe=$(realpath "${1:?usage: kill_test.sh DQE_BINARY [KILLS]}")
@@ -157,4 +157,22 @@ for case in "TERM 143 score --model $work/ref --input data/dev.jsonl --output $w
   grep -q "waiting for a reader" "$work/fifo.log" || { echo "[kill-test] FAILED: no word of the wait: dqe $cmd"; cat "$work/fifo.log"; exit 1; }
 done
 echo "[kill-test] FIFO: exit 143 and 130, each saying what it waited for"
+echo "[kill-test] SIGTERM during the detection statistics at the end of a run: exit 143, --resume writes them"
+for _ in $(seq 40); do cat data/dev.jsonl; done > "$work/big.jsonl"
+cargs=(--config configs/tiny.json --train "$work/big.jsonl" --dev "$work/big.jsonl" --max-steps 3 --eval-every 3
+       --threads 1 --out "$work/calib")
+"$dqe" train "${cargs[@]}" >/dev/null 2>"$work/calib.log" &
+pid=$!
+# The last evaluation's line, then the calibration over 24,000 rows (seconds).
+for _ in $(seq 600); do grep -q "step 3: dev" "$work/calib.log" && break; sleep 0.1; done
+sleep 0.3
+kill -s TERM "$pid"
+code=0
+wait "$pid" || code=$?
+[ "$code" -eq 143 ] && grep -q "before the detection statistics were written" "$work/calib.log" ||
+  { echo "[kill-test] FAILED: SIGTERM during the calibration: exit $code"; cat "$work/calib.log"; exit 1; }
+[ ! -e "$work/calib/best/detect_stats.safetensors" ] || { echo "[kill-test] FAILED: statistics written after the stop"; exit 1; }
+"$dqe" train "${cargs[@]}" --resume >/dev/null 2>&1
+[ -f "$work/calib/best/detect_stats.safetensors" ] || { echo "[kill-test] FAILED: --resume wrote no statistics"; exit 1; }
+echo "[kill-test] calibration: exit 143, and --resume wrote the statistics"
 echo "[kill-test] ok"

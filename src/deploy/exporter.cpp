@@ -1,10 +1,12 @@
 #include "dqe/exporter.h"
 
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 
 #include "base/format.h"
 #include "base/log.h"
+#include "base/process_stop.h"
 #include "deploy/deploy.h"
 #include "deploy/export_format.h"
 #include "deploy/quantize.h"
@@ -37,7 +39,7 @@ EvalResult dev_metric(SequenceModel model, std::shared_ptr<const Featurizer> fea
                       const LabelledSet& set, const ExportConfig& config, bool has_training_mean) {
   torch::InferenceMode guard;
   model->eval();
-  const Predictor predictor(model, featurizer, Precision::kFp32, config.batch_size);
+  const Predictor predictor(model, featurizer, Precision::kFp32, config.batch_size, process_stop());
   const Predictions p = predictions_from_logits(predictor.run(records, config.threads).logits, featurizer->task());
   require_finite(p, records, config.dev);
   return compute_metrics(featurizer->task(), p, set.labels, set.query_ids, has_training_mean);
@@ -122,9 +124,14 @@ ExportResult export_model(const ExportConfig& config) {
     ro.max_bad_lines = config.max_bad_lines;
     const std::vector<Record> records = read_jsonl(config.dev, ro);
     const LabelledSet set = labels_of(records, loaded.spec.task, config.dev);
-    const EvalResult before =
-        dev_metric(loaded.model, loaded.featurizer, records, set, config, loaded.spec.has_dqe_section);
-    const EvalResult after = dev_metric(out_model, out_featurizer, records, set, config, loaded.spec.has_dqe_section);
+    EvalResult before, after;
+    try {
+      before = dev_metric(loaded.model, loaded.featurizer, records, set, config, loaded.spec.has_dqe_section);
+      after = dev_metric(out_model, out_featurizer, records, set, config, loaded.spec.has_dqe_section);
+    } catch (const Interrupted& e) {
+      throw Interrupted(e.signal_number(), std::string(e.signal_number() == SIGTERM ? "terminated" : "interrupted") +
+                                               " (export, during the --dev check: nothing written)");
+    }
     result.metric_name = before.primary_name;
     result.metric_before = before.primary;
     result.metric_after = after.primary;
@@ -145,6 +152,8 @@ ExportResult export_model(const ExportConfig& config) {
   // Pruning changes the scores' distribution; the others keep it (within rounding).
   const ScoreReference* reference =
       loaded.score_reference && config.keep_layers == 0 ? &*loaded.score_reference : nullptr;
+  // SIGINT/SIGTERM: stopped between the dev check's batches, or here, before anything is written.
+  process_stop().check("export: nothing written");
   // Written beside --out and moved into place only if no other process wrote it meanwhile.
   write_new_directory(config.out, "--out", [&](const std::string& tmp) {
     write_model_files(tmp, spec, out_model, *out_featurizer, {}, reference);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <csignal>
 #include <string>
 #include <vector>
 
@@ -58,7 +59,7 @@ void write_detection_stats(const TrainConfig& c, const RunContext& ctx, const st
   lo.base = c.base;
   LoadedModel loaded = load_model(dir, lo);
   loaded.model->to(ctx.device);
-  const Predictor predictor(loaded.model, loaded.featurizer, ctx.precision, c.eval_batch_size);
+  const Predictor predictor(loaded.model, loaded.featurizer, ctx.precision, c.eval_batch_size, ctx.stop);
   const DetectionStats stats = fit_detection(predictor, train, dev, ctx.threads, c.detect_fpr, c.detect_sample, c.seed);
   save_detection_stats(dir, stats);
   log.info("detection statistics in {}: thresholds for {}% false positives on dev ({}% flagged)", dir,
@@ -188,8 +189,18 @@ TrainResult train(const TrainConfig& config, const StopToken& stop) {
   const training::EngineResult r = engine.run();
   if (adversarial_view) log_adversarial_cost(cfg, *adversarial_view, *log);
   // Rank 0 alone writes into the run directory (the others are done).
-  if (!r.interrupted && cfg.detect_fpr > 0 && !r.best_dir.empty() && ctx.is_primary())
-    write_detection_stats(cfg, ctx, r.best_dir, *log);
+  // A stop asked now ends the calibration between batches (it was finished and the signal lost).
+  if (!r.interrupted && cfg.detect_fpr > 0 && !r.best_dir.empty() && ctx.is_primary()) {
+    try {
+      ctx.stop.check("");
+      write_detection_stats(cfg, ctx, r.best_dir, *log);
+    } catch (const Interrupted& e) {
+      throw Interrupted(e.signal_number(), std::string(e.signal_number() == SIGTERM ? "terminated" : "interrupted") +
+                                               " before the detection statistics were written; " + r.best_dir +
+                                               " is complete without them, and the same command plus --resume " +
+                                               "writes them");
+    }
+  }
 
   TrainResult result;
   result.steps = r.steps;

@@ -3,12 +3,15 @@
 // independent loader), refusals, bf16 and int8 files, pruning and the dev quality gate.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
+#include "base/process_stop.h"
 #include "dqe/errors.h"
 #include "dqe/exporter.h"
 #include "dqe/scorer.h"
@@ -380,6 +383,32 @@ TEST_F(ExportTest, DevGateRefusesALossAndWritesNothing) {
   EXPECT_EQ(r.refusal, "");
   ASSERT_TRUE(r.metric_before && r.metric_after);
   EXPECT_NEAR(*r.metric_before, *r.metric_after, 1e-5);
+  EXPECT_TRUE(fs::exists(ec.out + "/model.safetensors"));
+}
+
+// SIGINT/SIGTERM (the process's stop request) end an export, during its --dev check or before
+// it writes, with nothing written: it went on and exited 0.
+TEST_F(ExportTest, AStopEndsAnExportWithNothingWritten) {
+  std::atomic<int> signal_number{SIGTERM};
+  register_process_stop(&signal_number);
+  ExportConfig ec;
+  ec.model = model("regression");
+  ec.out = dir_.path("stopped");
+  ec.dev = shared_->path("dev.jsonl");
+  ec.threads = 2;
+  for (const std::string dev : {shared_->path("dev.jsonl"), std::string()}) {
+    ec.dev = dev;
+    try {
+      export_model(ec);
+      ADD_FAILURE() << "an export asked to stop went on (--dev '" << dev << "')";
+    } catch (const Interrupted& e) {
+      EXPECT_EQ(e.signal_number(), SIGTERM);
+      EXPECT_NE(std::string(e.what()).find("nothing written"), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(fs::exists(ec.out));
+  }
+  register_process_stop(nullptr);
+  EXPECT_EQ(export_model(ec).refusal, "");
   EXPECT_TRUE(fs::exists(ec.out + "/model.safetensors"));
 }
 
