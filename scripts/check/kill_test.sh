@@ -147,9 +147,10 @@ for case in "TERM 143 score --model $work/ref --input data/dev.jsonl --output $w
             "TERM 143 score --model $work/ref --input data/dev.jsonl --output - --rejects $work/fifo"; do
   read -r sig want cmd <<<"$case"
   # shellcheck disable=SC2086
-  timeout -s KILL 60 "$dqe" $cmd >/dev/null 2>"$work/fifo.log" &
+  timeout -s KILL 120 "$dqe" $cmd >/dev/null 2>"$work/fifo.log" &
   pid=$!
-  sleep 3
+  # Signalled once it says it waits (after 2 s of waiting): eval opens its output at the end.
+  for _ in $(seq 900); do grep -q "waiting for a reader" "$work/fifo.log" && break; sleep 0.1; done
   kill -s "$sig" "$pid" 2>/dev/null || true
   code=0
   wait "$pid" || code=$?
