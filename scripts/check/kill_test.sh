@@ -164,9 +164,9 @@ cargs=(--config configs/tiny.json --train "$work/big.jsonl" --dev "$work/big.jso
        --threads 1 --out "$work/calib")
 "$dqe" train "${cargs[@]}" >/dev/null 2>"$work/calib.log" &
 pid=$!
-# The last evaluation's line, then the calibration over 24,000 rows (seconds).
-for _ in $(seq 600); do grep -q "step 3: dev" "$work/calib.log" && break; sleep 0.1; done
-sleep 0.3
+# The run's last checkpoint says it finished; then comes the calibration over 24,000 rows (seconds).
+for _ in $(seq 900); do grep -qs '"finished": true' "$work/calib/last/trainer_state.json" && break; sleep 0.1; done
+sleep 0.2
 kill -s TERM "$pid"
 code=0
 wait "$pid" || code=$?
