@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <vector>
 
 #include "base/format.h"
 #include "base/log.h"
@@ -31,6 +32,16 @@ bool is_dqe_entry(const std::string& name) {
   static const char* const kOwn[] = {kRunMarker,  "train_log.jsonl", "eval_log.jsonl", "best",    "last",
                                      "best.tmp",  "last.tmp",        "best.old",       "last.old"};
   return std::find(std::begin(kOwn), std::end(kOwn), name) != std::end(kOwn);
+}
+
+// A temporary file of dqe's own a kill left behind: write_file_atomic writes NAME through
+// ".NAME.tmp-" and 10 characters beside it (dqe_run.json, the logs), renamed when complete.
+bool is_own_leftover(const std::string& name) {
+  for (const char* own : {kRunMarker, "train_log.jsonl", "eval_log.jsonl"}) {
+    const std::string prefix = std::string(".") + own + ".tmp-";
+    if (name.size() == prefix.size() + 10 && name.compare(0, prefix.size(), prefix) == 0) return true;
+  }
+  return false;
 }
 
 bool is_dqe_run(const fs::path& dir) {
@@ -92,6 +103,10 @@ RunDirectory::RunDirectory(const std::string& out_dir, bool resume, bool owner) 
   }
   // A refusal gives the lock back (no destructor runs for a constructor that throws).
   try {
+    std::vector<fs::path> leftovers;
+    for (const auto& entry : fs::directory_iterator(dir))
+      if (is_own_leftover(entry.path().filename().string())) leftovers.push_back(entry.path());
+    for (const auto& path : leftovers) fs::remove(path, ec);
     if (!resume) {
       for (const auto& entry : fs::directory_iterator(dir)) {
         const std::string name = entry.path().filename().string();

@@ -95,6 +95,13 @@ TEST(RunDirectory, RefusesTheUsersDirectoriesAndOneInUse) {
     EXPECT_NE(std::string(e.what()).find("is in use by another dqe run"), std::string::npos) << e.what();
   }
   EXPECT_THROW(training::RunDirectory(dir.path("new"), /*resume=*/true), ConfigError);  // nothing to resume
+  // A kill while the first start wrote its marker leaves only dqe's temporary file: a new start
+  // takes the directory and removes it (the run was refused for good).
+  fs::create_directories(dir.path("killed"));
+  test::write_text(dir.path("killed/.dqe_run.json.tmp-AbCdEfGhIj"), "{\"form");
+  { training::RunDirectory again(dir.path("killed"), false); }
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir.path("killed")), fs::directory_iterator()), 1);
+  EXPECT_TRUE(fs::exists(dir.path("killed/dqe_run.json")));
   test::write_text(dir.path("file"), "x");
   EXPECT_THROW(training::RunDirectory(dir.path("file"), false), ConfigError);
 }
