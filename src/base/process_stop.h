@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <string>
 
 #include "dqe/run_context.h"
 
@@ -11,5 +12,9 @@ namespace dqe {
 
 void register_process_stop(const std::atomic<int>* signal_number);
 StopToken process_stop();
+
+// Throws Interrupted worded as StopToken::check words it: "terminated (what)" for SIGTERM,
+// "interrupted (what)" otherwise. For a stop caught and told again with what it left behind.
+[[noreturn]] void throw_interrupted(int signal_number, const std::string& what);
 
 }  // namespace dqe

@@ -1,17 +1,15 @@
 #include "dqe/run_context.h"
 
-#include <csignal>
 
 #include <torch/torch.h>
 
+#include "base/process_stop.h"
 #include "dqe/errors.h"
 
 namespace dqe {
 
 void StopToken::check(const std::string& what) const {
-  const int sig = signal_number();
-  if (sig == 0) return;
-  throw Interrupted(sig, std::string(sig == SIGTERM ? "terminated" : "interrupted") + " (" + what + ")");
+  if (const int sig = signal_number(); sig != 0) throw_interrupted(sig, what);
 }
 
 void SeedStreams::seed_initialisation() const { seed_torch(seed_); }

@@ -1,7 +1,6 @@
 #include "dqe/exporter.h"
 
 #include <cmath>
-#include <csignal>
 #include <filesystem>
 
 #include "base/format.h"
@@ -129,8 +128,7 @@ ExportResult export_model(const ExportConfig& config) {
       before = dev_metric(loaded.model, loaded.featurizer, records, set, config, loaded.spec.has_dqe_section);
       after = dev_metric(out_model, out_featurizer, records, set, config, loaded.spec.has_dqe_section);
     } catch (const Interrupted& e) {
-      throw Interrupted(e.signal_number(), std::string(e.signal_number() == SIGTERM ? "terminated" : "interrupted") +
-                                               " (export, during the --dev check: nothing written)");
+      throw_interrupted(e.signal_number(), "export, during the --dev check: nothing written");
     }
     result.metric_name = before.primary_name;
     result.metric_before = before.primary;

@@ -2,12 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <csignal>
 #include <string>
 #include <vector>
 
 #include "base/format.h"
 #include "base/log.h"
+#include "base/process_stop.h"
 #include "dqe/engine.h"
 #include "dqe/errors.h"
 #include "dqe/metrics.h"
@@ -195,10 +195,8 @@ TrainResult train(const TrainConfig& config, const StopToken& stop) {
       ctx.stop.check("");
       write_detection_stats(cfg, ctx, r.best_dir, *log);
     } catch (const Interrupted& e) {
-      throw Interrupted(e.signal_number(), std::string(e.signal_number() == SIGTERM ? "terminated" : "interrupted") +
-                                               " before the detection statistics were written; " + r.best_dir +
-                                               " is complete without them, and the same command plus --resume " +
-                                               "writes them");
+      throw_interrupted(e.signal_number(), "before the detection statistics were written; " + r.best_dir +
+                                           " is complete without them, and the same command plus --resume writes them");
     }
   }
 
