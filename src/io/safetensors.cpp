@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -45,6 +46,23 @@ struct Entry {
   uint64_t begin, end;
 };
 
+// text with its bytes outside printable ASCII written as \xHH, so that a message never sends a
+// file's raw bytes to the terminal.
+std::string printable(const std::string& text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      const char* digits = "0123456789abcdef";
+      out += "\\x";
+      out += digits[c >> 4];
+      out += digits[c & 15];
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::map<std::string, torch::Tensor> load_safetensors(const std::string& path) {
@@ -72,11 +90,22 @@ std::map<std::string, torch::Tensor> load_safetensors(const std::string& path) {
   in.read(header_text.data(), static_cast<std::streamsize>(header_len));
   if (!in) fail("cannot read header");
   nlohmann::json header;
+  // A name given twice would be read as its last entry, the first dropped without a word.
+  std::set<std::string> names;
+  std::string repeated;
+  const nlohmann::json::parser_callback_t note_names = [&](int depth, nlohmann::json::parse_event_t event,
+                                                           nlohmann::json& parsed) {
+    if (depth == 1 && event == nlohmann::json::parse_event_t::key && parsed.is_string() &&
+        !names.insert(parsed.get<std::string>()).second && repeated.empty())
+      repeated = parsed.get<std::string>();
+    return true;
+  };
   try {
-    header = nlohmann::json::parse(header_text);
+    header = nlohmann::json::parse(header_text, note_names);
   } catch (const nlohmann::json::exception& e) {
-    fail(std::string("header is not valid JSON (") + e.what() + ")");
+    fail("header is not valid JSON (" + printable(e.what()) + ")");
   }
+  if (!repeated.empty()) fail("header names tensor \"" + printable(repeated) + "\" twice");
   if (!header.is_object()) fail("header is not a JSON object");
 
   const uint64_t data_size = file_size - 8 - header_len;
@@ -84,13 +113,13 @@ std::map<std::string, torch::Tensor> load_safetensors(const std::string& path) {
   for (auto it = header.begin(); it != header.end(); ++it) {
     if (it.key() == "__metadata__") continue;
     const std::string& name = it.key();
-    auto bad = [&](const std::string& what) { fail("tensor \"" + name + "\": " + what); };
+    auto bad = [&](const std::string& what) { fail("tensor \"" + printable(name) + "\": " + what); };
     const auto& info = *it;
     if (!info.is_object() || !info.contains("dtype") || !info.contains("shape") || !info.contains("data_offsets"))
       bad("entry needs dtype, shape and data_offsets");
     if (!info["dtype"].is_string()) bad("dtype is not a string");
     Entry e{name, find_dtype(info["dtype"].get<std::string>()), {}, 0, 0};
-    if (!e.dtype) bad("unknown dtype \"" + info["dtype"].get<std::string>() + "\"");
+    if (!e.dtype) bad("unknown dtype \"" + printable(info["dtype"].get<std::string>()) + "\"");
     const auto& shape = info["shape"];
     if (!shape.is_array() || shape.size() > 8) bad("shape must be an array of at most 8 sizes");
     uint64_t numel = 1;
@@ -117,7 +146,7 @@ std::map<std::string, torch::Tensor> load_safetensors(const std::string& path) {
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.begin < b.begin; });
   for (size_t i = 1; i < entries.size(); ++i)
     if (entries[i].begin < entries[i - 1].end)
-      fail("tensors \"" + entries[i - 1].name + "\" and \"" + entries[i].name + "\" overlap");
+      fail("tensors \"" + printable(entries[i - 1].name) + "\" and \"" + printable(entries[i].name) + "\" overlap");
 
   std::map<std::string, torch::Tensor> out;
   const uint64_t data_start = 8 + header_len;
@@ -125,7 +154,7 @@ std::map<std::string, torch::Tensor> load_safetensors(const std::string& path) {
     torch::Tensor raw = torch::empty(e.shape, torch::TensorOptions().dtype(e.dtype->type));
     in.seekg(static_cast<std::streamoff>(data_start + e.begin));
     in.read(static_cast<char*>(raw.data_ptr()), static_cast<std::streamsize>(e.end - e.begin));
-    if (!in) fail("tensor \"" + e.name + "\": cannot read data");
+    if (!in) fail("tensor \"" + printable(e.name) + "\": cannot read data");
     out[e.name] = raw.is_floating_point() ? raw.to(torch::kFloat32) : raw.to(torch::kInt64);
   }
   return out;

@@ -88,6 +88,31 @@ TEST(Safetensors, RejectsMalformedFilesNamingFileAndTensor) {
   EXPECT_EQ(load_error(p).rfind(p, 0), 0u);  // the message starts with the file name
 }
 
+TEST(Safetensors, ANameGivenTwiceIsRefusedAndRawBytesAreNeverEchoed) {
+  test::TempDir dir;
+  const std::string p = dir.path("twice.safetensors");
+  // JSON parsers keep the last of two equal keys: the first tensor would vanish silently.
+  write_raw(p,
+            R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+            std::string(8, '\0'));
+  EXPECT_NE(load_error(p).find("header names tensor \"w\" twice"), std::string::npos) << load_error(p);
+  // The same name in two tensors' entries is not a repetition at the top level.
+  write_raw(p, R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+            std::string(8, '\0'));
+  EXPECT_EQ(load_safetensors(p).size(), 2u);
+
+  // Bytes outside printable ASCII are written as \xHH, never sent to the terminal as they are:
+  // a raw 0xFF (not UTF-8, so not JSON) and a UTF-8 letter in a dtype.
+  write_raw(p, std::string("{\"w\xff\":{}}"), "");
+  const std::string bad_json = load_error(p);
+  EXPECT_NE(bad_json.find("not valid JSON"), std::string::npos) << bad_json;
+  EXPECT_NE(bad_json.find("\\xff"), std::string::npos) << bad_json;
+  write_raw(p, std::string("{\"w\":{\"dtype\":\"F\xc3\xa9\",\"shape\":[1],\"data_offsets\":[0,4]}}"), std::string(4, '\0'));
+  const std::string bad_dtype = load_error(p);
+  EXPECT_NE(bad_dtype.find("unknown dtype \"F\\xc3\\xa9\""), std::string::npos) << bad_dtype;
+  for (unsigned char c : bad_json + bad_dtype) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << bad_json << bad_dtype;
+}
+
 TEST(Safetensors, MissingFileIsAnIoError) {
   EXPECT_THROW(load_safetensors("/nonexistent/model.safetensors"), IoError);
 }
