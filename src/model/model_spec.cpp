@@ -34,6 +34,14 @@ void BertConfig::validate(const std::string& origin) const {
   if (hidden_act != "gelu" && hidden_act != "gelu_new" && hidden_act != "gelu_pytorch_tanh" &&
       hidden_act != "relu")
     fail("unsupported hidden_act \"" + hidden_act + "\"");
+  // LayerNorm's eps guards a division: Hugging Face models use 1e-12 to 1e-5; one near the
+  // activations' variance flattens them, a negative one gives NaN.
+  if (!(layer_norm_eps > 0 && layer_norm_eps <= 0.1))
+    fail("layer_norm_eps must be > 0 and at most 0.1 (Hugging Face's BERT uses 1e-12), got " +
+         format_significant(layer_norm_eps));
+  if (!(hidden_dropout_prob >= 0 && hidden_dropout_prob < 1) ||
+      !(attention_probs_dropout_prob >= 0 && attention_probs_dropout_prob < 1))
+    fail("hidden_dropout_prob and attention_probs_dropout_prob must be in [0, 1)");
   // Sizes beyond these would exhaust memory long before they made sense.
   if (vocab_size > 10'000'000 || hidden_size > 65536 || num_hidden_layers > 1000 ||
       intermediate_size > 1'000'000 || max_position_embeddings > 1'000'000)

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "dqe/errors.h"
+#include "model/int8.h"
 
 namespace dqe {
 namespace nn = torch::nn;
@@ -82,6 +83,9 @@ LoadReport load_weights(SequenceModel& model, std::map<std::string, torch::Tenso
                          " but the config needs " + shape_text(param.sizes()));
       report.missing.push_back(p.name);
     } else {
+      if (!it->second.is_floating_point() && param.is_floating_point())
+        throw ModelError(origin + ": tensor \"" + p.name + "\" is stored with an integer dtype, but the parameter "
+                         "is floating point (an int8 weight needs its \"" + p.name + kScaleSuffix + "\" beside it)");
       if (!torch::isfinite(it->second).all().item<bool>())
         throw ModelError(origin + ": tensor \"" + p.name + "\" holds NaN or infinite values");
       param.copy_(it->second.to(param.dtype()));
@@ -96,8 +100,16 @@ LoadReport load_weights(SequenceModel& model, std::map<std::string, torch::Tenso
                        ".* weights are missing");
     }
   }
-  for (const auto& [name, t] : by_name)
-    if (name != "bert.embeddings.position_ids") report.unexpected.push_back(name);
+  for (const auto& [name, t] : by_name) {
+    if (name == "bert.embeddings.position_ids") continue;  // a buffer that older transformers saved
+    // An encoder tensor the model has no place for: config.json and the weights describe two
+    // models (a config with fewer layers than the file holds, say), and scores would be wrong.
+    if (starts_with(name, "bert."))
+      throw ModelError(origin + ": tensor \"" + name + "\" is not a parameter of the model that config.json "
+                       "describes (" + std::to_string(model->bert->layers->size()) +
+                       " layers): the config and the weights disagree");
+    report.unexpected.push_back(name);
+  }
   return report;
 }
 

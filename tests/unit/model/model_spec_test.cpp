@@ -63,6 +63,19 @@ TEST(ModelSpec, RejectsInconsistentSizes) {
   EXPECT_THROW(model_spec_from_json(nlohmann::json::parse(R"({"hidden_act": "swish"})"), "c"), ModelError);
   EXPECT_THROW(model_spec_from_json(nlohmann::json::parse(R"({"vocab_size": 99999999999})"), "c"), ModelError);
   EXPECT_THROW(model_spec_from_json(nlohmann::json::parse("[1]"), "c"), ModelError);
+  // A LayerNorm eps that is negative (NaN everywhere) or as large as the activations (flat ones).
+  for (const char* eps : {"-1", "0", "1e30"}) {
+    try {
+      model_spec_from_json(nlohmann::json::parse(std::string(R"({"layer_norm_eps": )") + eps + "}"), "cfg.json");
+      FAIL() << "layer_norm_eps " << eps << " was taken";
+    } catch (const ModelError& e) {
+      EXPECT_NE(std::string(e.what()).find("cfg.json: layer_norm_eps must be > 0 and at most 0.1"), std::string::npos)
+          << e.what();
+    }
+  }
+  nlohmann::json usual = nlohmann::json::parse(R"({"layer_norm_eps": 1e-5, "num_labels": 1})");
+  EXPECT_DOUBLE_EQ(model_spec_from_json(usual, "c").bert.layer_norm_eps, 1e-5);
+  EXPECT_THROW(model_spec_from_json(nlohmann::json::parse(R"({"hidden_dropout_prob": 1.5})"), "c"), ModelError);
 }
 
 // Found by tests/fuzz/config_fuzz.cpp: values that used to reach undefined casts or recursion.
