@@ -77,7 +77,7 @@ ExportResult export_model(const ExportConfig& config) {
   result.base_dir = loaded.base_dir;
   if (merge && loaded.spec.adapter) {
     if (const auto* lora = loaded.spec.adapter.as<LoraSpec>()) result.merged_modules = static_cast<int64_t>(lora->modules.size());
-    merge_adapter(loaded.model);
+    merge_adapter(loaded.model, loaded.dir);
     loaded.spec.adapter.reset();
   } else if (config.merge) {
     log->info("{}: not an adapter; nothing to merge, written as it is", loaded.dir);

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "base/log.h"
 #include "data/log_inputs.h"
 #include "dqe/errors.h"
 #include "io/output.h"
@@ -82,12 +83,46 @@ struct AdapterDirectory {
   ModelSpec spec;
   std::string base_dir;
   bool own_config = false;  // config.json in the adapter's directory (dqe wrote it)
+  // The heads PEFT loads from the adapter's file: classifier and score (a sequence classifier's,
+  // always saved) and those its modules_to_save names.
+  std::vector<std::string> saved_heads = {"classifier", "score"};
 };
+
+// modules_to_save of adapter_config.json (null or a list of names) added to saved.
+void read_modules_to_save(const nlohmann::json& config, const std::string& origin, std::vector<std::string>& saved) {
+  const auto it = config.find("modules_to_save");
+  if (it == config.end() || it->is_null()) return;
+  if (!it->is_array()) throw ModelError(origin + ": modules_to_save must be a list of names");
+  for (const auto& name : *it) {
+    if (!name.is_string()) throw ModelError(origin + ": modules_to_save must be a list of names");
+    const std::string module = name.get<std::string>();
+    if (std::find(saved.begin(), saved.end(), module) == saved.end()) saved.push_back(module);
+  }
+}
+
+// Refuses a head in the adapter's file (after read_tensors: "base_model.model.NAME.*", NAME not
+// the encoder) that modules_to_save does not name: PEFT would not load it, so its scores would
+// not be dqe's.
+void check_saved_heads(const std::map<std::string, torch::Tensor>& tensors, const std::vector<std::string>& saved,
+                       const std::string& origin) {
+  for (const auto& [name, t] : tensors) {
+    if (name.rfind(kPeftPrefix, 0) != 0) continue;
+    const std::string inner = strip_peft_prefix(name);
+    const std::string module = inner.substr(0, inner.find('.'));
+    if (module == "bert" || std::find(saved.begin(), saved.end(), module) != saved.end()) continue;
+    std::string names;
+    for (const auto& s : saved) names += (names.empty() ? "" : ", ") + s;
+    throw ModelError(origin + ": tensor \"" + name + "\" belongs to " + module + ", which " + kAdapterConfigFile +
+                     "'s modules_to_save does not name (the heads PEFT loads: " + names + "): PEFT would leave it out");
+  }
+}
 
 AdapterDirectory adapter_directory(const std::string& dir, const std::string& base_flag) {
   const std::string config_path = (fs::path(dir) / kAdapterConfigFile).string();
-  AdapterSpecPtr adapter = read_adapter_config(read_json_file(config_path), config_path);
+  const nlohmann::json config = read_json_file(config_path);
+  AdapterSpecPtr adapter = read_adapter_config(config, config_path);
   AdapterDirectory a;
+  read_modules_to_save(config, config_path, a.saved_heads);
   a.own_config = fs::exists(fs::path(dir) / "config.json");
   const AdapterKind* kind = adapter_kind_of_peft_type(adapter->peft_type());
   if (kind->dqe_only && !a.own_config)
@@ -100,6 +135,11 @@ AdapterDirectory adapter_directory(const std::string& dir, const std::string& ba
       if (a.spec.adapter->peft_type() != adapter->peft_type())
         throw ModelError(dir + ": config.json records a " + a.spec.adapter->peft_type() + " adapter but " +
                          kAdapterConfigFile + " holds a " + adapter->peft_type() + " one");
+      // dqe records its base's hash with every adapter it writes: without it the base that
+      // --base or a moved directory names could not be checked.
+      if (a.spec.adapter->base.hash.empty())
+        throw ModelError(dir + "/config.json: its record of the adapter (\"dqe\".\"adapter\") lacks base_weights_hash, "
+                         "which dqe writes with every adapter, so its base cannot be checked; restore the file");
       if (adapter->base.path.empty()) adapter->base.path = a.spec.adapter->base.path;
       adapter->base.dir = a.spec.adapter->base.dir;
       adapter->base.hash = a.spec.adapter->base.hash;
@@ -137,6 +177,23 @@ void fit_task_to_head(TaskSpec& task, const std::map<std::string, torch::Tensor>
   }
 }
 
+// An adapter PEFT wrote records nothing of its base's weights: the one thing dqe can check is
+// that a base with a head of its own has the adapter's number of outputs (PEFT refuses another,
+// as a classifier's weights of another shape; a base without a head takes the adapter's).
+void check_head_fits_base(const std::map<std::string, torch::Tensor>& adapter_weights,
+                          const std::map<std::string, torch::Tensor>& base_weights, const std::string& dir,
+                          const std::string& base_dir) {
+  const auto own = adapter_weights.find(std::string(kPeftPrefix) + "classifier.weight");
+  const auto base = base_weights.find("classifier.weight");
+  if (own == adapter_weights.end() || base == base_weights.end() || own->second.dim() != 2 || base->second.dim() != 2 ||
+      own->second.size(0) == base->second.size(0))
+    return;
+  auto outputs = [](int64_t n) { return n == 1 ? std::string("1 output (regression)") : std::to_string(n) + " outputs"; };
+  throw ModelError(dir + ": its classifier has " + outputs(own->second.size(0)) + ", but its base " + base_dir +
+                   " has a classifier of " + outputs(base->second.size(0)) +
+                   ": PEFT refuses this pair too; is it the adapter's base? (--base DIR)");
+}
+
 }  // namespace
 
 ModelSpec model_spec_of(const std::string& path, const std::string& base) {
@@ -149,13 +206,20 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
   m.dir = resolve_model_dir(path);
   const bool adapter = is_adapter_dir(m.dir);
   bool own_config = true;
+  std::vector<std::string> saved_heads;
   if (adapter) {
     AdapterDirectory a = adapter_directory(m.dir, options.base);
     m.spec = std::move(a.spec);
     m.base_dir = a.base_dir;
     own_config = a.own_config;
+    saved_heads = std::move(a.saved_heads);
   } else {
     m.spec = load_model_spec(m.dir);
+    // config.json's record of an adapter belongs beside the adapter's own files.
+    if (m.spec.adapter)
+      throw ModelError(m.dir + "/config.json records a " + m.spec.adapter->peft_type() +
+                       " adapter (\"dqe\".\"adapter\"), but the directory has no " + kAdapterConfigFile +
+                       ": restore it, or remove the record to read the directory as a full model");
   }
   if (options.merge_adapter && m.spec.adapter && !m.spec.adapter->why_not_mergeable().empty())
     throw ModelError(m.dir + " " + m.spec.adapter->why_not_mergeable());
@@ -172,6 +236,7 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
                             : ""));
     adapter_weights = load_safetensors(adapter_file);
     m.spec.adapter->read_tensors(adapter_weights, m.spec.bert.num_hidden_layers, adapter_file);
+    check_saved_heads(adapter_weights, saved_heads, adapter_file);
     if (!own_config) fit_task_to_head(m.spec.task, adapter_weights);
     if (options.adapter) m.spec.adapter->continue_with(*options.adapter);
   } else if (options.adapter) {
@@ -210,12 +275,17 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
   init_weights(m.model, m.spec.bert);
   // An adapter's heads come from its own file; the base's, when it has them, are overwritten.
   std::map<std::string, torch::Tensor> stored = load_safetensors(weights);
+  if (adapter && !own_config) check_head_fits_base(adapter_weights, stored, m.dir, m.base_dir);
   m.int8 = int8_entries(stored);
   m.report = load_weights(m.model, dequantize_weights(std::move(stored), weights), weights,
                           options.allow_new_head || adapter);
   if (m.spec.adapter) {
     BaseRecord& base = m.spec.adapter->base;
     const std::string hash = encoder_weights_hash(*m.model);
+    if (adapter && base.hash.empty())
+      detail::logger("model")->info(
+          "{}: a PEFT adapter records no hash of its base's weights; {} is taken as its base because the shapes fit",
+          m.dir, m.base_dir);
     if (adapter && !base.hash.empty() && hash != base.hash)
       throw ModelError(m.dir + ": its base " + m.base_dir + " has other weights than the adapter was trained on (hash " +
                        hash + ", recorded " + base.hash + "); point to its base with --base DIR");
@@ -246,7 +316,7 @@ LoadedModel load_model(const std::string& path, const LoadOptions& options) {
     }
   }
   if (options.merge_adapter && m.spec.adapter) {
-    merge_adapter(m.model);
+    merge_adapter(m.model, m.dir);
     m.spec.adapter.reset();
   }
   const std::string reference = (fs::path(m.dir) / "score_reference.json").string();

@@ -145,9 +145,15 @@ void add_adapter(SequenceModel& model, const BertConfig& config, const AdapterSp
   model->bert->adapter = model->adapter.get();
 }
 
-void merge_adapter(SequenceModel& model) {
+void merge_adapter(SequenceModel& model, const std::string& origin) {
   if (!model->adapter) return;
   model->adapter->merge_into(*model->bert);
+  // Finite updates on finite weights can still overflow float32 when added (a huge lora_alpha):
+  // a model written with infinite weights would score nothing.
+  for (const auto& p : model->bert->named_parameters())
+    if (!torch::isfinite(p.value()).all().item<bool>())
+      throw ModelError(origin + ": merging the adapter into its base gives infinite or NaN values in bert." + p.key() +
+                       " (its updates are too large to fold into float32 weights)");
   model->bert->adapter = nullptr;
   model->unregister_module("adapter");
   model->adapter.reset();

@@ -112,8 +112,9 @@ TORCH_MODULE(SequenceModel);
 // model computes what it did.
 void add_adapter(SequenceModel& model, const BertConfig& config, const AdapterSpec& spec);
 // Folds the adapter into the encoder's weights and removes it: the model is then a plain one
-// that computes what the adapted one did. Throws ModelError for a kind that cannot be folded.
-void merge_adapter(SequenceModel& model);
+// that computes what the adapted one did. Throws ModelError naming origin for a kind that cannot
+// be folded, or weights that overflow when it is.
+void merge_adapter(SequenceModel& model, const std::string& origin);
 
 // The device of the module's first parameter (the CPU for a module without parameters).
 c10::Device device_of(const torch::nn::Module& module);

@@ -84,6 +84,11 @@ void expand_by_rank_pattern(std::map<std::string, torch::Tensor>& tensors, const
                             const std::string& origin) {
   for (const auto& [module, keep] : spec.rank_pattern) {
     const int64_t rank = kept(keep);
+    if (std::none_of(tensors.begin(), tensors.end(), [&](const auto& t) {
+          return t.first.rfind(std::string(kPeftPrefix) + module + ".lora_", 0) == 0;
+        }))
+      throw ModelError(origin + ": rank_pattern names " + module + ", which the file holds no update of (a " +
+                       kAdapterConfigFile + " of another adapter?)");
     for (const char* part : {".lora_A", ".lora_E", ".lora_B"}) {
       const std::string name = std::string(kPeftPrefix) + module + part;
       auto it = tensors.find(name);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <regex>
 
 #include "base/format.h"
 #include "base/json_depth.h"
@@ -83,8 +84,65 @@ std::shared_ptr<EncoderAdapterImpl> LoraSpec::make_module(BertModelImpl& bert, c
   return std::make_shared<LoraAdapterImpl>(bert, *this);
 }
 
+bool LoraSpec::selects(const std::string& module, const std::string& origin) const {
+  static const std::vector<std::string> bert_default = {"query", "value"};  // PEFT's for model_type bert
+  const std::vector<std::string>& targets = target_modules.empty() ? bert_default : target_modules;
+  bool selected = false;
+  if (target_pattern && targets.size() == 1) {
+    // PEFT: re.fullmatch(target_modules, name); "all-linear" selects every Linear but the head.
+    if (targets.front() == "all-linear") {
+      selected = true;
+    } else {
+      try {
+        selected = std::regex_match(module, std::regex(targets.front()));
+      } catch (const std::regex_error& e) {
+        throw ModelError(origin + ": target_modules \"" + targets.front() + "\" is not a regular expression (" +
+                         e.what() + ")");
+      }
+    }
+  } else {
+    selected = std::any_of(targets.begin(), targets.end(),
+                           [&](const std::string& t) { return module == t || ends_with(module, "." + t); });
+  }
+  if (!selected || layers_to_transform.empty()) return selected;
+  // PEFT finds the layer's index as the number after the last ".NAME." before it (NAME one of
+  // layers_pattern when given); a module with none (the pooler) is in no layer.
+  std::vector<std::string> patterns;
+  if (layers_pattern.empty()) patterns.push_back(R"(.*\.[^.]*\.(\d+)\.)");
+  for (const std::string& p : layers_pattern) patterns.push_back(R"(.*\.)" + p + R"(\.(\d+)\.)");
+  for (const std::string& p : patterns) {
+    std::smatch m;
+    try {
+      if (!std::regex_search(module, m, std::regex(p), std::regex_constants::match_continuous)) continue;
+    } catch (const std::regex_error& e) {
+      throw ModelError(origin + ": layers_pattern makes \"" + p + "\", not a regular expression (" + e.what() + ")");
+    }
+    const int64_t layer = std::stoll(m[1].str());
+    return std::find(layers_to_transform.begin(), layers_to_transform.end(), layer) != layers_to_transform.end();
+  }
+  return false;
+}
+
+std::string LoraSpec::targets_text() const {
+  std::string out = "target_modules " + (target_modules.empty() ? std::string("(absent: query, value)")
+                                         : target_pattern      ? "\"" + target_modules.front() + "\""
+                                                               : "(" + joined(target_modules) + ")");
+  if (!layers_to_transform.empty()) {
+    std::vector<std::string> layers;
+    for (int64_t l : layers_to_transform) layers.push_back(std::to_string(l));
+    out += " and layers_to_transform (" + joined(layers) + ")";
+  }
+  return out;
+}
+
 void LoraSpec::read_tensors(std::map<std::string, torch::Tensor>& tensors, int64_t num_layers, const std::string& origin) {
   modules = adapted_modules(tensors, num_layers, origin);
+  // PEFT builds updates only where its config points and leaves out any other tensor the file
+  // holds: one applied here would give scores PEFT never computes.
+  for (const std::string& module : modules)
+    if (!selects(module, origin))
+      throw ModelError(origin + ": it holds an update of " + module + ", which " + targets_text() + " in " +
+                       kAdapterConfigFile + " do not select: PEFT would leave it out");
   // AdaLoRA's updates are saved pruned to their rank pattern; the model holds them at init_r.
   if (adalora) expand_by_rank_pattern(tensors, *adalora, origin);
 }
@@ -116,7 +174,11 @@ LoraSpec lora_spec_from_adapter_config(const nlohmann::json& j, const std::strin
   read_key(j, "use_rslora", s.rslora, origin);
   read_key(j, "base_model_name_or_path", s.base.path, origin);
   if (s.r < 1 || s.r > 65536) throw ModelError(origin + ": r must be between 1 and 65536");
-  if (!(s.alpha > 0 && std::isfinite(s.alpha))) throw ModelError(origin + ": lora_alpha must be a finite number > 0");
+  // Far beyond any alpha in use (8 to 64); a larger one makes the update swamp its weight, and
+  // merged, overflow it.
+  if (!(s.alpha > 0 && s.alpha <= kMaxLoraAlpha))
+    throw ModelError(origin + ": lora_alpha must be > 0 and at most " + format_significant(kMaxLoraAlpha) + ", got " +
+                     format_significant(s.alpha));
   if (!(s.dropout >= 0 && s.dropout < 1)) throw ModelError(origin + ": lora_dropout must be in [0, 1)");
   // LoRA variants whose computation differs from W x + scaling * B A x.
   read_key(j, "bias", bias, origin);
@@ -136,6 +198,7 @@ LoraSpec lora_spec_from_adapter_config(const nlohmann::json& j, const std::strin
   auto targets = j.find("target_modules");
   if (targets != j.end() && targets->is_string()) {
     s.target_modules = {targets->get<std::string>()};
+    s.target_pattern = true;
   } else if (targets != j.end() && targets->is_array()) {
     for (const auto& t : *targets) {
       if (!t.is_string()) throw ModelError(origin + ": target_modules must hold names");
@@ -144,6 +207,22 @@ LoraSpec lora_spec_from_adapter_config(const nlohmann::json& j, const std::strin
   } else if (targets != j.end() && !targets->is_null()) {
     throw ModelError(origin + ": target_modules must be a name or a list of names");
   }
+  // PEFT writes both as null, a number or a list.
+  if (auto layers = j.find("layers_to_transform"); layers != j.end() && !layers->is_null()) {
+    for (const auto& l : layers->is_array() ? *layers : nlohmann::json::array({*layers})) {
+      if (!l.is_number_integer() || l.get<int64_t>() < 0)
+        throw ModelError(origin + ": layers_to_transform must be a layer index or a list of them");
+      s.layers_to_transform.push_back(l.get<int64_t>());
+    }
+  }
+  if (auto pattern = j.find("layers_pattern"); pattern != j.end() && !pattern->is_null()) {
+    for (const auto& p : pattern->is_array() ? *pattern : nlohmann::json::array({*pattern})) {
+      if (!p.is_string() || p.get<std::string>().empty())
+        throw ModelError(origin + ": layers_pattern must be a name or a list of names");
+      s.layers_pattern.push_back(p.get<std::string>());
+    }
+  }
+  if (s.target_pattern) s.selects("", origin);  // a pattern that is not a regular expression is refused here
   return s;
 }
 
@@ -167,7 +246,10 @@ nlohmann::json LoraSpec::adapter_config(const std::vector<std::string>& modules_
   j["peft_type"] = spec.adalora ? "ADALORA" : "LORA";
   // AdaLoRA ignores r (init_r is its rank); PEFT's default keeps its loader from warning.
   j["r"] = spec.adalora ? int64_t{8} : spec.r;
-  j["target_modules"] = spec.target_modules;
+  if (spec.target_pattern && spec.target_modules.size() == 1) j["target_modules"] = spec.target_modules.front();
+  else j["target_modules"] = spec.target_modules;
+  if (!spec.layers_to_transform.empty()) j["layers_to_transform"] = spec.layers_to_transform;
+  if (!spec.layers_pattern.empty()) j["layers_pattern"] = spec.layers_pattern;
   j["task_type"] = "SEQ_CLS";
   j["use_rslora"] = spec.rslora;
   if (spec.adalora) {

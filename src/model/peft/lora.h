@@ -44,6 +44,9 @@ struct AdaLoraSpec {
 
 // A LoRA adapter as PEFT's adapter_config.json describes it (peft_type LORA, or ADALORA with
 // adalora set).
+// The largest lora_alpha read or trained (--lora-alpha's bound).
+constexpr double kMaxLoraAlpha = 1e6;
+
 class LoraSpec : public AdapterSpec {
  public:
   int64_t r = 8;
@@ -53,8 +56,15 @@ class LoraSpec : public AdapterSpec {
   // rsLoRA's scaling, alpha / sqrt(r), instead of alpha / r (PEFT's use_rslora).
   bool rslora = false;
   // PEFT's target_modules as written: names that select a module when its name is one of
-  // them or ends with "." + one of them.
+  // them or ends with "." + one of them; or, written as one string (target_pattern), a regular
+  // expression that the whole name must match ("all-linear": every Linear). Empty: PEFT's
+  // default for BERT, query and value.
   std::vector<std::string> target_modules;
+  bool target_pattern = false;
+  // PEFT's layers_to_transform (the layers whose modules target_modules may select; empty:
+  // every layer) and layers_pattern (the name before a layer's index; empty: any).
+  std::vector<int64_t> layers_to_transform;
+  std::vector<std::string> layers_pattern;
   // Hugging Face names of the adapted Linears, in the model's order
   // ("bert.encoder.layer.0.attention.self.query").
   std::vector<std::string> modules;
@@ -63,6 +73,12 @@ class LoraSpec : public AdapterSpec {
 
   // alpha / r (rsLoRA: alpha / sqrt(r); AdaLoRA: alpha / (init_r + 1e-5), as PEFT's ranknum).
   double scaling() const;
+  // Whether PEFT would adapt the Linear of this name ("bert.encoder.layer.0.attention.self.query"):
+  // target_modules selects it and layers_to_transform keeps its layer. Throws ModelError naming
+  // origin for a pattern that is not a regular expression.
+  bool selects(const std::string& module, const std::string& origin) const;
+  // target_modules and layers_to_transform as the log and errors show them.
+  std::string targets_text() const;
 
   std::unique_ptr<AdapterSpec> clone() const override { return std::make_unique<LoraSpec>(*this); }
   std::string kind() const override { return adalora ? "adalora" : "lora"; }

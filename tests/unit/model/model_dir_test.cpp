@@ -7,6 +7,7 @@
 #include "data/dataset.h"
 #include "dqe/errors.h"
 #include "infer/predictor.h"
+#include "io/json_file.h"
 #include "io/safetensors.h"
 #include "model/peft/adapter.h"
 #include "model/peft/lora.h"
@@ -73,6 +74,16 @@ TEST(Checkpoint, OverwriteIsAtomicAndRecoversFromAnInterruptedSwap) {
   EXPECT_TRUE(fs::exists(fs::path(ckpt) / "config.json"));
 }
 
+// The error of loading path with options, or "(loaded)".
+std::string load_error(const std::string& path, const LoadOptions& options = {}) {
+  try {
+    load_model(path, options);
+  } catch (const ModelError& e) {
+    return e.what();
+  }
+  return "(loaded)";
+}
+
 TEST(Checkpoint, BrokenModelDirectoriesGiveOneLineErrors) {
   DQE_REQUIRE_SHARED_FIXTURES();
   test::TempDir dir;
@@ -115,6 +126,37 @@ TEST(Checkpoint, BrokenModelDirectoriesGiveOneLineErrors) {
         << e.what();
   }
 
+  // A float parameter labelled with an integer dtype: its values read as integers would make
+  // every score nonsense.
+  tensors = checkpoint_weights(m.model, false);
+  for (auto& [name, t] : tensors)
+    if (name == "bert.encoder.layer.1.output.dense.weight") t = (t.detach() * 1000).to(torch::kInt32);
+  save_safetensors((fs::path(ckpt) / "model.safetensors").string(), tensors);
+  const std::string int_dtype = load_error(ckpt);
+  EXPECT_NE(int_dtype.find("\"bert.encoder.layer.1.output.dense.weight\" is stored with an integer dtype"),
+            std::string::npos)
+      << int_dtype;
+
+  // Weights of more layers than config.json describes: the config and the weights disagree,
+  // whichever of the two is wrong.
+  tensors = checkpoint_weights(m.model, false);
+  const size_t first_tensors = tensors.size();
+  for (size_t i = 0; i < first_tensors; ++i) {
+    const std::string& name = tensors[i].first;
+    if (name.rfind("bert.encoder.layer.1.", 0) == 0)
+      tensors.emplace_back("bert.encoder.layer.2." + name.substr(21), tensors[i].second);
+  }
+  save_safetensors((fs::path(ckpt) / "model.safetensors").string(), tensors);
+  const std::string extra_layer = load_error(ckpt);
+  EXPECT_NE(extra_layer.find("\"bert.encoder.layer.2."), std::string::npos) << extra_layer;
+  EXPECT_NE(extra_layer.find("is not a parameter of the model that config.json describes (2 layers)"),
+            std::string::npos)
+      << extra_layer;
+  // Train's --init (a new head allowed) refuses it too.
+  LoadOptions new_head;
+  new_head.allow_new_head = true;
+  EXPECT_EQ(load_error(ckpt, new_head), extra_layer);
+
   // A missing encoder tensor.
   tensors = checkpoint_weights(m.model, false);
   tensors.erase(tensors.begin());
@@ -138,16 +180,6 @@ TEST(Checkpoint, NewHeadForADifferentNumberOfOutputs) {
   LoadedModel m = load_model(kFixture, lo);
   EXPECT_EQ(m.model->classifier->weight.size(0), 1);
   EXPECT_EQ(m.report.missing, (std::vector<std::string>{"classifier.weight", "classifier.bias"}));
-}
-
-// The error of loading path with options, or "(loaded)".
-std::string load_error(const std::string& path, const LoadOptions& options = {}) {
-  try {
-    load_model(path, options);
-  } catch (const ModelError& e) {
-    return e.what();
-  }
-  return "(loaded)";
 }
 
 // A LoRA checkpoint holds PEFT's files and records its base (the path given, where it was,
@@ -215,6 +247,22 @@ TEST(Checkpoint, AdapterRecordsItsBaseAndRefusesAnother) {
   elsewhere.base = dir.path("nowhere");
   EXPECT_NE(load_error(adapter, elsewhere).find("--base " + dir.path("nowhere") + ": no such model directory"),
             std::string::npos);
+
+  // dqe's record without the hash it always writes: the base could no longer be checked.
+  nlohmann::json record = read_json_file(adapter + "/config.json");
+  record["dqe"]["adapter"].erase("base_weights_hash");
+  test::write_text(adapter + "/config.json", record.dump(2));
+  EXPECT_NE(load_error(adapter, moved).find(adapter + "/config.json: its record of the adapter (\"dqe\".\"adapter\") "
+                                            "lacks base_weights_hash"),
+            std::string::npos)
+      << load_error(adapter, moved);
+  // The record in a directory without the adapter's files (it was a filesystem error).
+  fs::remove(fs::path(adapter) / "adapter_config.json");
+  fs::copy_file(dir.path("moved/model.safetensors"), fs::path(adapter) / "model.safetensors");
+  EXPECT_NE(load_error(adapter).find(adapter + "/config.json records a LORA adapter (\"dqe\".\"adapter\"), but the "
+                                     "directory has no adapter_config.json"),
+            std::string::npos)
+      << load_error(adapter);
 }
 
 }  // namespace

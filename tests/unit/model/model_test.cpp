@@ -261,7 +261,7 @@ TEST(SequenceModel, LoraUpdatesAreAnAdapterPartThatStartsAtTheBase) {
   const torch::Tensor want = plain->bert->pooler_dense->weight +
                              2.0 * torch::matmul(lora_adapter(*model)->updates.back().second->lora_B->weight,
                                                  lora_adapter(*model)->updates.back().second->lora_A->weight);
-  merge_adapter(model);
+  merge_adapter(model, "test");
   EXPECT_FALSE(model->adapter);
   for (const auto& p : model->role_parameters()) EXPECT_NE(p.role, Role::kAdapter);
   EXPECT_TRUE(torch::allclose(model->bert->pooler_dense->weight, want, 0, 1e-6));

@@ -318,6 +318,21 @@ TEST(AdaLoraAdapter, PeftsFilesLoadAndMergeAsPeftComputes) {
   export_model(xc);
   const auto again = load_safetensors(dir.path("again/adapter_model.safetensors"));
   for (const auto& [name, t] : file) EXPECT_TRUE(torch::equal(again.at(name), t)) << name;
+
+  // A rank_pattern entry for a module the file holds no update of: the config belongs to
+  // another adapter, and was ignored.
+  nlohmann::json other = config;
+  other["rank_pattern"]["bert.encoder.layer.1.output.dense.lora_E"] = {true, true, true, true};
+  test::write_text(adapter + "/adapter_config.json", other.dump(2));
+  try {
+    load_model(adapter);
+    FAIL() << "a rank_pattern naming no module of the file was taken";
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("adapter_model.safetensors: rank_pattern names bert.encoder.layer.1.output.dense, "
+                                         "which the file holds no update of"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "dqe/exporter.h"
 #include "dqe/run_context.h"
 #include "infer/predictor.h"
+#include "io/json_file.h"
 #include "io/safetensors.h"
 #include "model/model_dir.h"
 #include "test_util.h"
@@ -358,6 +359,132 @@ TEST(Peft, AdapterFilesWithStrangeTensorsAreRefused) {
   bad.begin()->second = torch::zeros({3, 8});
   EXPECT_THROW(load_adapter_tensors(*model, bad, "f", false), ModelError);
   EXPECT_TRUE(load_adapter_tensors(*model, file, "f", false).empty());  // no head in the file
+}
+
+// A copy of the fixture's adapter whose adapter_config.json is edited, and its load error or
+// "(loaded)".
+struct EditedAdapter {
+  test::TempDir dir;
+  std::string path = dir.path("adapter");
+  nlohmann::json config;
+
+  EditedAdapter() {
+    fs::create_directories(path);
+    for (const char* f : {"adapter_config.json", "adapter_model.safetensors"})
+      fs::copy_file(fs::path(kAdapter) / f, fs::path(path) / f);
+    std::ifstream in(kAdapter + "/adapter_config.json");
+    config = nlohmann::json::parse(in);
+    config["base_model_name_or_path"] = test::hf_fixture();
+  }
+  std::string load_error(const LoadOptions& options = {}) {
+    test::write_text(path + "/adapter_config.json", config.dump(2));
+    try {
+      load_model(path, options);
+    } catch (const ModelError& e) {
+      return e.what();
+    }
+    return "(loaded)";
+  }
+};
+
+// What adapter_config.json says of where the updates and heads go is checked against the
+// file: PEFT applies only what its config selects, so a tensor it would leave out is refused,
+// never applied (or folded by export --merge).
+TEST(PeftFixture, AnAdapterIsReadWhollyOrRefused) {
+  DQE_REQUIRE_SHARED_FIXTURES();
+  {
+    EditedAdapter a;  // the fixture adapts query and value of both layers
+    a.config["layers_to_transform"] = {1};
+    const std::string error = a.load_error();
+    EXPECT_NE(error.find("adapter_model.safetensors: it holds an update of bert.encoder.layer.0.attention.self.query, "
+                         "which target_modules (query, value) and layers_to_transform (1) in adapter_config.json do "
+                         "not select: PEFT would leave it out"),
+              std::string::npos)
+        << error;
+    a.config["layers_to_transform"] = 0;  // one index, as PEFT also writes it
+    EXPECT_NE(a.load_error().find("update of bert.encoder.layer.1."), std::string::npos) << a.load_error();
+    a.config["layers_to_transform"] = {0, 1};
+    a.config["layers_pattern"] = "layer";
+    EXPECT_EQ(a.load_error(), "(loaded)");
+  }
+  {
+    EditedAdapter a;
+    a.config["target_modules"] = {"query"};
+    EXPECT_NE(a.load_error().find("update of bert.encoder.layer.0.attention.self.value, which target_modules (query)"),
+              std::string::npos)
+        << a.load_error();
+    // One string is PEFT's regular expression over the whole name.
+    a.config["target_modules"] = ".*\\.query";
+    EXPECT_NE(a.load_error().find("which target_modules \".*\\.query\""), std::string::npos) << a.load_error();
+    a.config["target_modules"] = ".*\\.(query|value)";
+    EXPECT_EQ(a.load_error(), "(loaded)");
+    LoadedModel m = load_model(a.path);
+    EXPECT_LT(max_difference_from_expected(logits_of_cases(m)), 1e-4);
+    a.config["target_modules"] = "(query";
+    EXPECT_NE(a.load_error().find("is not a regular expression"), std::string::npos) << a.load_error();
+  }
+  {
+    // A head in the file that modules_to_save does not name.
+    EditedAdapter a;
+    auto tensors = load_safetensors(a.path + "/adapter_model.safetensors");
+    tensors[std::string(kPeftPrefix) + "lexical.weight"] = torch::zeros({1, 4});
+    save_safetensors(a.path + "/adapter_model.safetensors", {tensors.begin(), tensors.end()});
+    EXPECT_NE(a.load_error().find("tensor \"base_model.model.lexical.weight\" belongs to lexical, which "
+                                  "adapter_config.json's modules_to_save does not name (the heads PEFT loads: "
+                                  "classifier, score): PEFT would leave it out"),
+              std::string::npos)
+        << a.load_error();
+  }
+  {
+    // lora_alpha beyond any in use is refused; within the bound, a merge that overflows float32
+    // is refused instead of writing infinite weights.
+    EditedAdapter a;
+    a.config["lora_alpha"] = 1e30;
+    EXPECT_NE(a.load_error().find("lora_alpha must be > 0 and at most 1e+06, got 1e+30"), std::string::npos)
+        << a.load_error();
+    a.config["lora_alpha"] = 1e6;
+    auto tensors = load_safetensors(a.path + "/adapter_model.safetensors");
+    for (auto& [name, t] : tensors)
+      if (name.find("lora_B") != std::string::npos) t = torch::full_like(t, 1e37);
+    save_safetensors(a.path + "/adapter_model.safetensors", {tensors.begin(), tensors.end()});
+    LoadOptions merge;
+    merge.merge_adapter = true;
+    EXPECT_NE(a.load_error(merge).find(a.path + ": merging the adapter into its base gives infinite or NaN values in "
+                                       "bert.encoder.layer.0.attention.self.query.weight"),
+              std::string::npos)
+        << a.load_error(merge);
+  }
+}
+
+// An adapter from PEFT records nothing of its base's weights; a base whose own head has
+// another number of outputs is not its base (PEFT refuses the pair too).
+TEST(PeftFixture, APeftAdapterOnABaseWithAnotherHeadIsRefused) {
+  DQE_REQUIRE_SHARED_FIXTURES();
+  EditedAdapter a;
+  const std::string base = a.dir.path("regression");
+  fs::create_directories(base);
+  for (const auto& entry : fs::directory_iterator(test::hf_fixture()))
+    fs::copy_file(entry.path(), fs::path(base) / entry.path().filename());
+  nlohmann::json config = read_json_file(base + "/config.json");
+  config.erase("id2label");
+  config.erase("label2id");
+  config["num_labels"] = 1;
+  test::write_text(base + "/config.json", config.dump(2));
+  auto weights = load_safetensors(base + "/model.safetensors");
+  weights["classifier.weight"] = weights["classifier.weight"].narrow(0, 0, 1).clone();
+  weights["classifier.bias"] = weights["classifier.bias"].narrow(0, 0, 1).clone();
+  save_safetensors(base + "/model.safetensors", {weights.begin(), weights.end()});
+  LoadOptions lo;
+  lo.base = base;
+  EXPECT_NE(a.load_error(lo).find(a.path + ": its classifier has 3 outputs, but its base " + base +
+                                  " has a classifier of 1 output (regression): PEFT refuses this pair too"),
+            std::string::npos)
+      << a.load_error(lo);
+  // Without a head of its own, the base takes the adapter's.
+  weights.erase("classifier.weight");
+  weights.erase("classifier.bias");
+  save_safetensors(base + "/model.safetensors", {weights.begin(), weights.end()});
+  EXPECT_EQ(a.load_error(lo), "(loaded)");
 }
 
 }  // namespace
