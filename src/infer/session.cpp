@@ -40,6 +40,11 @@ InferenceSession::InferenceSession(const SessionConfig& config, const RunContext
     }
   }
   if (!config.detect) return;
+  // The statistics describe one model's scores: an ensemble's average is another model's.
+  if (config.models.size() == 1 && ensemble_.members.size() > 1)
+    throw ConfigError("--detect reads one model's detection statistics, and " + config.models.front() +
+                      " is an ensemble of " + std::to_string(ensemble_.members.size()) +
+                      " models: give one of its members as --model");
   if (ensemble_.members.size() > 1)
     throw ConfigError("--detect reads one model's detection statistics; give a single --model");
   const std::string& dir = ensemble_.members.front().dir;

@@ -203,6 +203,20 @@ TEST(InferenceSession, DetectNeedsTheModelsStatistics) {
   } catch (const ModelError& e) {
     EXPECT_NE(std::string(e.what()).find("no detection statistics"), std::string::npos) << e.what();
   }
+  // An ensemble directory is several models: one member's statistics do not describe its scores.
+  test::TempDir dir;
+  fs::create_directories(dir.path("both"));
+  test::write_text(dir.path("both/ensemble.json"), nlohmann::json{{"members", {test::hf_fixture(), test::hf_fixture()}}}.dump());
+  config.models = {dir.path("both")};
+  try {
+    InferenceSession session(config, fp32_context());
+    FAIL() << "an ensemble directory was loaded for --detect";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("--detect reads one model's detection statistics, and " + dir.path("both") +
+                                         " is an ensemble of 2 models: give one of its members as --model"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 // The shared fixtures that judge the fixture's cases: the base (Hugging Face's logits) and its
