@@ -257,7 +257,23 @@ std::vector<std::string> expand_config_files(CLI::App& app, std::vector<std::str
       throw ConfigError(where + "unknown option \"" + key + "\" for dqe " + sub->get_name() + advice(key, names, ""));
     if (given.count(flag) > 0) continue;  // explicit flags win
     const nlohmann::json& v = *it;
+    // "" for a text flag whose default is empty is that default (--dump-config writes it so); on
+    // the command line it is refused, most likely an unset shell variable.
+    if (v.is_string() && v.get<std::string>().empty() && opt->get_default_str().empty()) continue;
+    // A JSON value of the option's own type: true for a text flag would name a file "true", 1
+    // for a boolean would pass as true, and ["x"] for one value as "x".
+    const std::string full_type = opt->get_type_name();  // "FLOAT", "TEXT:{none,lora}" with a check's words
+    const std::string type = full_type.substr(0, full_type.find(':'));
+    const bool numeric = type == "INT" || type == "UINT" || type == "FLOAT";
+    const bool list = opt->get_items_expected_max() > 1;
+    if (v.is_array() && !list && opt->get_expected_min() != 0)
+      throw ConfigError(where + "\"" + key + "\" takes one value, not a list");
     auto text = [&](const nlohmann::json& x) -> std::string {
+      const std::string takes = numeric ? "a number" : type == "BOOLEAN" ? "true or false" : "a string";
+      const bool fits = numeric ? x.is_number() : type == "BOOLEAN" ? x.is_boolean()
+                                                                     : x.is_string() || (list && x.is_number());
+      if (!fits && (x.is_string() || x.is_boolean() || x.is_number()))
+        throw ConfigError(where + "\"" + key + "\" takes " + takes + ", not " + x.dump());
       if (x.is_string()) return x.get<std::string>();
       if (x.is_boolean()) return x.get<bool>() ? "true" : "false";
       if (x.is_number()) return x.dump();

@@ -2,16 +2,27 @@
 
 namespace dqe::cli {
 
+void KnobBinder::refuse_empty(CLI::Option* option) {
+  const auto not_empty = [](const std::string& value) {
+    return value.empty() ? std::string("the value is empty (an unset shell variable?)") : std::string();
+  };
+  option->check(CLI::Validator(not_empty, /*validator_desc=*/"", "not empty"));  // no words in --help
+}
+
 void KnobBinder::operator()(const Knob& knob, bool& member) {
-  if (knob.flag)
+  if (knob.flag) {
     finish(knob, cmd_.add_flag("--" + knob.name, member, knob.help));
-  else
-    finish(knob, cmd_.add_option("--" + knob.name, member, knob.help));
+  } else {
+    CLI::Option* option = cmd_.add_option("--" + knob.name, member, knob.help);
+    refuse_empty(option);
+    finish(knob, option);
+  }
 }
 
 void KnobBinder::operator()(const Knob& knob, uint64_t& member) {
   CLI::Option* option = cmd_.add_option("--" + knob.name, member, knob.help);
   option->check(CLI::NonNegativeNumber);
+  refuse_empty(option);
   finish(knob, option);
 }
 
@@ -19,6 +30,7 @@ void KnobBinder::operator()(const Knob& knob, std::optional<double>& member) {
   CLI::Option* option = cmd_.add_option_function<double>(
       "--" + knob.name, [&member](const double& value) { member = value; }, knob.help);
   if (!knob.default_text.empty()) option->default_str(knob.default_text);
+  refuse_empty(option);
   finish(knob, option);
 }
 

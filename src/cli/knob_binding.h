@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <type_traits>
 
 #include <CLI/CLI.hpp>
 
@@ -18,7 +19,14 @@ class KnobBinder {
 
   template <typename T>
   void operator()(const Knob& knob, T& member) {
-    finish(knob, cmd_.add_option("--" + knob.name, member, knob.help));
+    CLI::Option* option = cmd_.add_option("--" + knob.name, member, knob.help);
+    // A number given as "" would be read as 0, and a string whose default is empty as unset
+    // (--shard "": every line), where an unset shell variable is the likelier cause. A string
+    // with a default ("--features-field ''") reads "" as its own value.
+    if constexpr (std::is_arithmetic_v<T>) refuse_empty(option);
+    if constexpr (std::is_same_v<T, std::string>)
+      if (member.empty()) refuse_empty(option);
+    finish(knob, option);
   }
   // A flag (--resume) or a value (--lower-case false), as the knob says.
   void operator()(const Knob& knob, bool& member);
@@ -29,6 +37,8 @@ class KnobBinder {
 
  private:
   void finish(const Knob& knob, CLI::Option* option);
+  // An empty value ("--threshold ''") is refused in one line, not read as 0 or as unset.
+  static void refuse_empty(CLI::Option* option);
   CLI::App& cmd_;
 };
 

@@ -266,6 +266,21 @@ TEST_F(CliTest, UsageErrorsExitWithTwo) {
     EXPECT_NE(r.err.find("--device cuda: no GPU is usable"), std::string::npos) << r.err;
     EXPECT_EQ(count_lines(r.out), 0);
   }
+  // An empty value (an unset shell variable, most often) is refused, not read as 0 or unset:
+  // --threshold "" kept every line, --max-drop "" gated at 0%, --shard "" scored every line.
+  const std::string score = "score --model " + path("run") + " --input " + path("dev.jsonl");
+  for (const auto& [args, flag] : std::vector<std::pair<std::string, std::string>>{
+           {score + " --threshold ''", "--threshold"},
+           {score + " --shard ''", "--shard"},
+           {score + " --batch-size ''", "--batch-size"},
+           {"export --model " + path("run") + " --out " + scratch_.path("x") + " --max-drop ''", "--max-drop"},
+           {"train --train " + path("train.jsonl") + " --out " + scratch_.path("y") + " --lower-case ''", "--lower-case"}}) {
+    r = dqe(scratch_, args);
+    EXPECT_EQ(r.code, 2) << args;
+    EXPECT_NE(r.err.find(flag + ": the value is empty (an unset shell variable?)"), std::string::npos) << r.err;
+    EXPECT_EQ(count_lines(r.out), 0) << args;
+  }
+  EXPECT_FALSE(fs::exists(scratch_.path("x")));
   r = dqe(scratch_, "train --help");
   EXPECT_EQ(r.code, 0);
   EXPECT_NE(r.out.find("--lr"), std::string::npos);
@@ -784,7 +799,9 @@ TEST_F(CliTest, ScoreAndEvalRouteEachLineToTheAdapterItNames) {
     const auto j = nlohmann::json::parse(lines[i]);
     const double want_us = nlohmann::json::parse(lus[i])["score"].get<double>();
     const double want_uk = nlohmann::json::parse(luk[i])["score"].get<double>();
-    EXPECT_NEAR(j["score"].get<double>(), j["market"] == "us" ? want_us : want_uk, 1e-6) << lines[i];
+    // Within 1e-5: the routed lines are batched otherwise (other padding, another summation
+    // order; 1.1e-6 was seen once), and the adapters are 1e-3 apart.
+    EXPECT_NEAR(j["score"].get<double>(), j["market"] == "us" ? want_us : want_uk, 1e-5) << lines[i];
     apart = std::max(apart, std::abs(want_us - want_uk));
   }
   EXPECT_GT(apart, 1e-3);  // the two adapters disagree, so a line judged by the wrong one fails

@@ -102,6 +102,34 @@ TEST(CliParse, BadConfigFilesNameTheFileAndKey) {
   EXPECT_THROW(parse({"train", "--config", dir.path("d.json")}), ConfigError);
   EXPECT_THROW(parse({"train", "--config", dir.path("missing.json")}), ConfigError);
   EXPECT_THROW(parse({"train", "--config"}), ConfigError);
+
+  // Values of another JSON type than the flag's are refused, not coerced: true for a path
+  // named a file "true", 1 passed for a boolean, a one-element list for a number.
+  const std::vector<std::string> train = {"train", "--train", "t", "--dev", "d", "--out", "o", "--config"};
+  for (const auto& [json, says] : std::vector<std::pair<std::string, std::string>>{
+           {R"({"rejects": true})", "\"rejects\" takes a string, not true"},
+           {R"({"lower-case": 1})", "\"lower-case\" takes true or false, not 1"},
+           {R"({"lr": [0.1]})", "\"lr\" takes one value, not a list"},
+           {R"({"lr": "0.1"})", "\"lr\" takes a number, not \"0.1\""},
+           {R"({"seed": true})", "\"seed\" takes a number, not true"},
+           {R"({"lr": ""})", "\"lr\" takes a number, not \"\""}}) {
+    test::write_text(dir.path("typed.json"), json);
+    std::vector<std::string> args = train;
+    args.push_back(dir.path("typed.json"));
+    try {
+      parse(args);
+      ADD_FAILURE() << json << " was taken";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(dir.path("typed.json") + ": " + says), std::string::npos) << e.what();
+    }
+  }
+  // Lists take their items' type; a class list may hold numbers.
+  test::write_text(dir.path("typed.json"), R"({"lr": 0.1, "lower-case": false, "labels": [1, 2, 3], "task": "classification"})");
+  std::vector<std::string> args = train;
+  args.push_back(dir.path("typed.json"));
+  const auto typed = parse(args);
+  EXPECT_DOUBLE_EQ(typed->state.train.lr, 0.1);
+  EXPECT_EQ(typed->state.train.labels, (std::vector<std::string>{"1", "2", "3"}));
 }
 
 TEST(CliParse, BadArgvFailsToParse) {
