@@ -47,7 +47,9 @@ while ! finished; do
       fi
     fi
   done
-  if [ "$starts" -gt $((kills_wanted * 4)) ]; then echo "[kill-test] FAILED: run never finished"; exit 1; fi
+  if [ "$starts" -gt $((kills_wanted * 4)) ]; then
+    echo "[kill-test] FAILED: run never finished; the end of its log:"; tail -n 20 "$work/run.log"; ls -la "$work/run"; exit 1
+  fi
 done
 "$dqe" eval --model "$work/run" --data data/dev.jsonl --metrics-out "$work/run.json" >/dev/null 2>&1
 ref=$(grep -o '"rmse": [0-9.e-]*' "$work/ref.json" | head -1 | cut -d' ' -f2)
