@@ -24,6 +24,8 @@ std::string readable(const std::string& message) {
 }
 
 constexpr const char* kModelFile = "tokenizer.model";
+// sentencepiece's max_sentence_length (its default): longer lines are skipped in training.
+constexpr size_t kMaxSentenceBytes = 4192;
 
 std::string read_model(const std::string& path) {
   if (!std::filesystem::is_regular_file(path)) throw ModelError(path + ": no such SentencePiece model");
@@ -55,6 +57,14 @@ class FileLines : public sentencepiece::SentenceIterator {
     return {sentencepiece::util::StatusCode::kNotFound, error_};
   }
   const std::string& error() const { return error_; }
+  // Lines sentencepiece can learn from: neither blank nor longer than it reads.
+  int64_t usable() const { return lines_ - blank_ - too_long_; }
+  // "3 lines: 1 blank, 2 longer than 4192 bytes".
+  std::string summary() const {
+    return std::to_string(lines_) + (lines_ == 1 ? " line: " : " lines: ") + std::to_string(blank_) + " blank, " +
+           std::to_string(too_long_) +
+           " longer than the " + std::to_string(kMaxSentenceBytes) + " bytes sentencepiece reads";
+  }
 
   void Next() override {
     while (file_ < files_.size()) {
@@ -64,6 +74,9 @@ class FileLines : public sentencepiece::SentenceIterator {
       }
       if (std::getline(in_, line_)) {
         if (!line_.empty() && line_.back() == '\r') line_.pop_back();
+        ++lines_;
+        if (line_.find_first_not_of(" \t") == std::string::npos) ++blank_;
+        else if (line_.size() > kMaxSentenceBytes) ++too_long_;
         return;
       }
       if (in_.bad()) return fail(files_[file_] + ": cannot read corpus file");
@@ -83,6 +96,7 @@ class FileLines : public sentencepiece::SentenceIterator {
   std::ifstream in_;
   std::string line_;
   std::string error_;
+  int64_t lines_ = 0, blank_ = 0, too_long_ = 0;
 };
 
 }  // namespace
@@ -158,12 +172,24 @@ void train_sentencepiece(const std::vector<std::string>& corpus_files, const std
       // and its warnings name its own sources ("bpe_model_trainer.cc(242) LOG(WARNING) ...").
       {"minloglevel", "2"},
       {"normalization_rule_name", lower_case ? "nmt_nfkc_cf" : "nmt_nfkc"},
+      {"max_sentence_length", std::to_string(kMaxSentenceBytes)},
   };
+  std::string corpus;
+  for (const auto& f : corpus_files) corpus += (corpus.empty() ? "" : ", ") + f;
+  // sentencepiece aborts the process (a failed CHECK) when no line is left to learn from: look
+  // for one first, which in any real corpus is the first line.
+  FileLines probe(corpus_files);
+  while (!probe.done() && probe.usable() == 0) probe.Next();
+  if (!probe.error().empty()) throw IoError(probe.error());
+  if (probe.usable() == 0) throw DataError(corpus + ": no line of text to learn from (" + probe.summary() + ")");
   FileLines lines(corpus_files);
   std::string model;
   const auto status = sentencepiece::SentencePieceTrainer::Train(options, &lines, &model);
   if (!lines.error().empty()) throw IoError(lines.error());
-  if (!status.ok()) throw Error(model_path + ": sentencepiece training failed: " + readable(status.message()));
+  if (!status.ok()) {
+    const std::string why = readable(status.message());
+    throw Error(corpus + ": sentencepiece training failed: " + (why.empty() ? "it gave no reason" : why));
+  }
   write_file(model_path, model);
 }
 

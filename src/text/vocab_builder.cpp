@@ -14,6 +14,7 @@
 
 #include "dqe/errors.h"
 #include "io/claim.h"
+#include "io/input_file.h"
 #include "io/output.h"
 #include "text/sentencepiece_tokenizer.h"
 #include "text/unicode.h"
@@ -235,8 +236,7 @@ void TokenizerTrainConfig::validate() const {
 TokenizerTrainResult train_tokenizer(const TokenizerTrainConfig& cfg) {
   cfg.validate();
   namespace fs = std::filesystem;
-  for (const auto& file : cfg.corpus)
-    if (!fs::is_regular_file(file)) throw IoError(file + ": no such corpus file");
+  for (const auto& file : cfg.corpus) check_regular_input(file, "corpus", "a corpus is a file that can be read again");
   std::error_code ec;
   fs::create_directories(cfg.out_dir, ec);
   if (ec) throw IoError(cfg.out_dir + ": cannot create directory (" + ec.message() + ")");

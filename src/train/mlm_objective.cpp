@@ -163,7 +163,9 @@ MlmObjective::MlmObjective(const PretrainConfig& cfg, const RunContext& ctx, con
     fingerprint_ = std::to_string(reader.line_no()) + " lines, hash " + hash.hex();
   }
   counts_.held_out_lines = static_cast<int64_t>(held_texts.size());
-  if (counts_.train_lines == 0) throw DataError(cfg.corpus + ": no text lines to pretrain on");
+  if (counts_.train_lines == 0)
+    throw DataError(cfg.corpus + ": no text lines to pretrain on (" + std::to_string(counts_.empty_lines) + " blank, " +
+                    std::to_string(held_texts.size()) + " held back to measure the loss)");
   log->info("{}: {} lines for training, {} held back, {} empty lines skipped", cfg.corpus, counts_.train_lines,
             held_texts.size(), counts_.empty_lines);
 

@@ -7,6 +7,7 @@
 #include "base/log.h"
 #include "dqe/engine.h"
 #include "dqe/errors.h"
+#include "io/input_file.h"
 #include "train/data_parallel.h"
 #include "train/flag_checks.h"
 #include "train/mlm_objective.h"
@@ -35,11 +36,7 @@ PretrainResult pretrain(const PretrainConfig& config, const StopToken& stop) {
   cfg.resume = resume_from_checkpoint(cfg.out_dir, cfg.resume, "pretrain");
   if (config.resume && !cfg.resume) cfg.validate();  // as the fresh run it now is
   auto log = detail::logger("pretrain");
-  std::error_code ec;
-  if (!fs::exists(cfg.corpus, ec)) throw IoError(cfg.corpus + ": no such corpus file");
-  if (fs::is_directory(cfg.corpus, ec)) throw IoError(cfg.corpus + ": is a directory, not a corpus file");
-  if (!fs::is_regular_file(cfg.corpus, ec))
-    throw IoError(cfg.corpus + ": not a regular file (the corpus is read once per epoch, and once more to count it)");
+  check_regular_input(cfg.corpus, "corpus", "the corpus is read once per epoch, and once more to count it");
   std::unique_ptr<DataParallel> group = DataParallel::from_environment(cfg.distributed);  // null: one process
   std::unique_ptr<training::RunDirectory> run_dir_owner = open_run_directory(group.get(), cfg.out_dir, cfg.resume);
   training::RunDirectory& run_dir = *run_dir_owner;

@@ -176,6 +176,20 @@ TEST(SentencePieceTokenizer, TrainRejectsBadArguments) {
     EXPECT_NE(std::string(e.what()).find(missing), std::string::npos) << e.what();
   }
   EXPECT_FALSE(fs::exists(model));
+
+  // A corpus with no line to learn from (blank, or longer than sentencepiece reads) says so;
+  // sentencepiece itself failed without a reason, and the message named a temporary file.
+  test::write_text(dir.path("blank.txt"), "\n  \n" + std::string(5000, 'x') + "\n");
+  for (const char* type : {"unigram", "bpe"}) {
+    try {
+      train_sentencepiece({dir.path("blank.txt")}, model, 100, type);
+      ADD_FAILURE() << type << " trained on no text";
+    } catch (const DataError& e) {
+      EXPECT_EQ(std::string(e.what()), dir.path("blank.txt") + ": no line of text to learn from (3 lines: 2 blank, 1 "
+                                                               "longer than the 4192 bytes sentencepiece reads)");
+    }
+  }
+  EXPECT_FALSE(fs::exists(model));
 }
 
 // sentencepiece and LibTorch both use protobuf; linking Debian's shared libsentencepiece
