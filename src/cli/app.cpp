@@ -1,6 +1,7 @@
 #include "cli/app.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <atomic>
 #include <csignal>
 #include <map>
@@ -391,6 +392,13 @@ int run(int argc, char** argv) {
   } catch (const DataError& e) {
     std::cerr << "dqe: error: " << e.what() << "\n";
     return kDataError;
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A filesystem call that met what the code did not look for (a symbolic link loop): the
+    // paths and the reason, not the library's "filesystem error: status: ..." wording.
+    std::string paths = e.path1().string();
+    if (!e.path2().empty()) paths += " and " + e.path2().string();
+    std::cerr << "dqe: error: " << (paths.empty() ? std::string() : paths + ": ") << e.code().message() << "\n";
+    return kRuntimeError;
   } catch (const std::exception& e) {
     // c10::Error messages carry a C++ stack trace after the first line.
     std::string msg = e.what();

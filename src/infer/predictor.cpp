@@ -145,7 +145,12 @@ std::vector<std::string> ensemble_members(const std::string& dir) {
     if (!m.is_string() || m.get<std::string>().empty())
       throw ModelError(file.string() + ": every member must be a directory name");
     const std::filesystem::path p(m.get<std::string>());
-    out.push_back((p.is_absolute() ? p : std::filesystem::path(dir) / p).string());
+    const std::string member = (p.is_absolute() ? p : std::filesystem::path(dir) / p).string();
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(std::filesystem::path(member) / "ensemble.json", ec))
+      throw ModelError(file.string() + ": member " + m.get<std::string>() +
+                       " is itself an ensemble; ensembles do not nest, so list its members here");
+    out.push_back(member);
   }
   return out;
 }

@@ -248,6 +248,30 @@ TEST_F(CliTest, MissingAndBrokenInputsAreOneLineErrors) {
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("vocab lacks [CLS]"), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("terminate"), std::string::npos);
+
+  // A symbolic link loop: the path and the reason, not the library's "filesystem error".
+  fs::create_symlink(scratch_.path("loop"), scratch_.path("loop"));
+  r = dqe(scratch_, "score --model " + scratch_.path("loop") + " --input " + path("dev.jsonl"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("dqe: error: " + scratch_.path("loop")), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(": Too many levels of symbolic links\n"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("filesystem error"), std::string::npos) << r.err;
+
+  // An ensemble of an ensemble names the member (it was "not a model directory").
+  fs::create_directories(scratch_.path("outer"));
+  fs::create_directories(scratch_.path("inner"));
+  test::write_text(scratch_.path("inner/ensemble.json"), nlohmann::json{{"members", {path("run")}}}.dump());
+  test::write_text(scratch_.path("outer/ensemble.json"), R"({"members": ["../inner"]})");
+  r = dqe(scratch_, "score --model " + scratch_.path("outer") + " --input " + path("dev.jsonl"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("outer/ensemble.json: member ../inner is itself an ensemble; ensembles do not nest"),
+            std::string::npos)
+      << r.err;
+
+  // A corpus that is a directory says so, in tokenizer train as in pretrain.
+  r = dqe(scratch_, "tokenizer train --corpus " + scratch_.path("outer") + " --out " + scratch_.path("tok"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find(scratch_.path("outer") + ": is a directory, not a corpus file"), std::string::npos) << r.err;
 }
 
 TEST_F(CliTest, UsageErrorsExitWithTwo) {
