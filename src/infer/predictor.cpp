@@ -237,6 +237,9 @@ Ensemble load_ensemble(const std::vector<std::string>& model_args, int64_t max_l
                               ctx.precision, batch_size, ctx.stop);
     e.members.push_back(std::move(loaded));
   }
+  // --base points adapters at their base; on full models it would pass unread.
+  if (!base.empty() && e.adapters == 0)
+    throw ConfigError("--base " + base + " applies to adapters, and no --model is one (each holds its own encoder)");
   return e;
 }
 

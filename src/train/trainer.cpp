@@ -157,6 +157,33 @@ void log_against_the_constant(const TrainResult& r, spdlog::logger& log) {
 
 }  // namespace
 
+namespace {
+
+// The knobs set away from their defaults for a mode the run is not in (--lora-rank without
+// --peft lora, --distill-alpha without --teacher): they change nothing, which the user should
+// hear. "--lora-rank 4 applies to --peft lora; this run has --peft none", one per knob.
+std::vector<std::string> knobs_of_other_modes(const TrainConfig& c) {
+  const nlohmann::ordered_json given = knobs_json(c), defaults = knobs_json(TrainConfig{});
+  auto starts = [](const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; };
+  std::vector<std::string> out;
+  for (auto it = given.begin(); it != given.end(); ++it) {
+    const std::string& name = it.key();
+    if (*it == defaults.at(name)) continue;
+    std::string needs;
+    if (name == "lora-rank" && c.peft != "lora") needs = "--peft lora";
+    else if (starts(name, "lora-") && c.peft != "lora" && c.peft != "adalora") needs = "--peft lora or adalora";
+    else if (starts(name, "adalora-") && c.peft != "adalora") needs = "--peft adalora";
+    else if (name == "adapter-size" && c.peft != "adapter") needs = "--peft adapter";
+    else if (starts(name, "prefix-") && c.peft != "prefix") needs = "--peft prefix";
+    if (!needs.empty()) out.push_back("--" + name + " applies to " + needs + "; this run has --peft " + c.peft);
+    if (starts(name, "distill-") && c.teachers.empty())
+      out.push_back("--" + name + " applies with --teacher, and this run has none");
+  }
+  return out;
+}
+
+}  // namespace
+
 TrainResult train(const TrainConfig& config, const StopToken& stop) {
   config.validate();
   TrainConfig cfg = config;
@@ -167,6 +194,7 @@ TrainResult train(const TrainConfig& config, const StopToken& stop) {
                     {"--train", cfg.train_path, false},
                     {"--dev", cfg.dev_path, false}});
   auto log = detail::logger("train");
+  for (const std::string& unused : knobs_of_other_modes(cfg)) log->warn("{}: it changes nothing", unused);
   std::unique_ptr<DataParallel> group = DataParallel::from_environment(cfg.distributed);  // null: one process
   std::unique_ptr<training::RunDirectory> run_dir_owner = open_run_directory(group.get(), cfg.out_dir, cfg.resume);
   training::RunDirectory& run_dir = *run_dir_owner;

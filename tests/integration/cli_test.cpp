@@ -127,11 +127,17 @@ TEST_F(CliTest, TrainComparesItsBestWithTheConstantPredictor) {
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("predicting the training mean gives dev rmse "), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("learned little"), std::string::npos) << r.err;
-  // Two steps at lr 1e-9: the model is its initialisation, and train says so.
+  EXPECT_EQ(r.err.find("changes nothing"), std::string::npos) << r.err;
+  // Two steps at lr 1e-9: the model is its initialisation, and train says so. Flags of modes
+  // the run is not in are named: they change nothing (they passed without a word).
   r = dqe(scratch_, run + " --train " + scratch_.path("train.jsonl") + " --out " + scratch_.path("unlearned") +
-                        " --lr 1e-9 --max-steps 2");
+                        " --lr 1e-9 --max-steps 2 --lora-rank 4 --prefix-tokens 3 --distill-alpha 0.9");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("is within 1% of predicting the training mean"), std::string::npos) << r.err;
+  for (const char* said : {"--lora-rank applies to --peft lora; this run has --peft none: it changes nothing",
+                           "--prefix-tokens applies to --peft prefix; this run has --peft none: it changes nothing",
+                           "--distill-alpha applies with --teacher, and this run has none: it changes nothing"})
+    EXPECT_NE(r.err.find(said), std::string::npos) << r.err;
 }
 
 TEST_F(CliTest, TrainWritesRunDirectoryAndLogs) {

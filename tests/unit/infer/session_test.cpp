@@ -219,6 +219,21 @@ TEST(InferenceSession, DetectNeedsTheModelsStatistics) {
   }
 }
 
+// --base on full models only would pass unread: it is refused naming the flag.
+TEST(InferenceSession, BaseWithoutAnAdapterIsRefused) {
+  DQE_REQUIRE_SHARED_FIXTURES();
+  SessionConfig config;
+  config.models = {test::hf_fixture()};
+  config.base = test::hf_fixture();
+  try {
+    InferenceSession session(config, fp32_context());
+    FAIL() << "--base was taken without an adapter";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), "--base " + test::hf_fixture() +
+                                         " applies to adapters, and no --model is one (each holds its own encoder)");
+  }
+}
+
 // The shared fixtures that judge the fixture's cases: the base (Hugging Face's logits) and its
 // LoRA and prefix adapters (PEFT's).
 const std::string kLora = std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-lora-peft";
