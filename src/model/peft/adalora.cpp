@@ -84,9 +84,9 @@ void expand_by_rank_pattern(std::map<std::string, torch::Tensor>& tensors, const
                             const std::string& origin) {
   for (const auto& [module, keep] : spec.rank_pattern) {
     const int64_t rank = kept(keep);
-    if (std::none_of(tensors.begin(), tensors.end(), [&](const auto& t) {
-          return t.first.rfind(std::string(kPeftPrefix) + module + ".lora_", 0) == 0;
-        }))
+    const std::string update_prefix = std::string(kPeftPrefix) + module + ".lora_";  // a lambda cannot capture module
+    if (std::none_of(tensors.begin(), tensors.end(),
+                     [&](const auto& t) { return t.first.rfind(update_prefix, 0) == 0; }))
       throw ModelError(origin + ": rank_pattern names " + module + ", which the file holds no update of (a " +
                        kAdapterConfigFile + " of another adapter?)");
     for (const char* part : {".lora_A", ".lora_E", ".lora_B"}) {
