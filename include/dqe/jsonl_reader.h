@@ -94,7 +94,11 @@ class JsonlReader {
   // naming the path when it cannot be opened or is a directory, or when the rejects file
   // cannot be written; ConfigError when max_bad_lines < 0 or no text field is given.
   JsonlReader(std::string path, ReaderOptions options);
+  // Reads text held in memory (a request's body), naming it `name` in messages
+  // ("request:3: problem"); options.rejects_path must be empty.
+  static JsonlReader of_text(std::string name, std::string text, ReaderOptions options);
   ~JsonlReader();
+  JsonlReader(JsonlReader&&) noexcept;
   JsonlReader(const JsonlReader&) = delete;
   JsonlReader& operator=(const JsonlReader&) = delete;
 
@@ -114,6 +118,8 @@ class JsonlReader {
   int64_t bad_lines() const { return bad_lines_; }
 
  private:
+  struct InMemory {};
+  JsonlReader(InMemory, std::string name, std::string text, ReaderOptions options);
   // Opens path_ (plain or .gz) into file_ and in_.
   void open_file();
   // Reads the next physical line into line_buffer_, without its '\n'; false at end of input.

@@ -124,6 +124,12 @@ class InferenceSession {
   ScoredLines score_records(const std::vector<Record>& records, const LineOptions& options, const std::string& source,
                             const std::function<void(int64_t done)>& on_batch = nullptr) const;
 
+  // score_records' second half: the lines of records already predicted (predictions and, with
+  // options.detect, signals: predict's), so that a caller batching records of several requests
+  // into one predict() renders each request's lines with its own options.
+  ScoredLines render_lines(const std::vector<Record>& records, Predictions predictions,
+                           const std::vector<SignalValues>& signals, const LineOptions& options) const;
+
   // Side-input names the models did not train on, seen so far (data/log_inputs.h); "" when none.
   std::string unseen_inputs_summary() const;
 

@@ -15,6 +15,8 @@ packages=(
   libgloo-dev
   libcli11-dev nlohmann-json3-dev libspdlog-dev libutf8proc-dev libicu-dev zlib1g-dev
   libprotobuf-dev protobuf-compiler
+  libcpp-httplib-dev libssl-dev  # dqe serve: HTTP(S)
+  prometheus  # promtool: the tests check /metrics and the alerting rules with it
   googletest libgtest-dev libgmock-dev
   dpkg-dev
   python3-torch  # the plain-PyTorch reference that tests read Hugging Face exports with

@@ -33,7 +33,17 @@ extern "C" void on_stop_signal(int signal_number) {
   }
 }
 
+// SIGHUP's count: `dqe serve` reloads its models when it changes.
+std::atomic<int> g_reload_signals{0};
+
+extern "C" void on_reload_signal(int) { g_reload_signals.fetch_add(1); }
+
 }  // namespace
+
+const std::atomic<int>* reload_requests() {
+  std::signal(SIGHUP, on_reload_signal);
+  return &g_reload_signals;
+}
 
 StopToken stop_token() { return StopToken(&g_stop_signal); }
 
@@ -65,7 +75,7 @@ bool field_options_given(const CLI::App& cmd) {
 
 std::unique_ptr<CLI::App> make_app(CliState& state) {
   auto app = std::make_unique<CLI::App>(
-      "dqe: fine-tune BERT encoders to judge e-commerce search results (train, eval, score, pretrain, export)",
+      "dqe: fine-tune BERT encoders to judge e-commerce search results (train, eval, score, pretrain, export, serve)",
       "dqe");
   app->set_version_flag("--version", [] { return version_text(); }, "Print dqe's version, LibTorch, BLAS and devices");
   app->require_subcommand(1);
@@ -76,12 +86,14 @@ std::unique_ptr<CLI::App> make_app(CliState& state) {
   add_pretrain_command(*app, state);
   add_tokenizer_command(*app, state);
   add_export_command(*app, state);
+  add_serve_command(*app, state);
   return app;
 }
 
 void finalize(CliState& state) {
   if (state.eval_cmd && field_options_given(*state.eval_cmd)) state.eval.fields = state.eval_fields;
   if (state.score_cmd && field_options_given(*state.score_cmd)) state.score.fields = state.score_fields;
+  if (state.serve_cmd && field_options_given(*state.serve_cmd)) state.serve.fields = state.serve_fields;
 }
 
 namespace {
@@ -382,6 +394,7 @@ int run(int argc, char** argv) {
     if (state.pretrain_cmd->parsed()) return run_pretrain(state);
     if (state.tokenizer_train_cmd->parsed()) return run_tokenizer_train(state);
     if (state.export_cmd->parsed()) return run_export(state);
+    if (state.serve_cmd->parsed()) return run_serve(state);
     return kUsageError;
   } catch (const Interrupted& e) {
     std::cerr << "dqe: " << e.what() << "\n";

@@ -2,6 +2,7 @@
 // library per subcommand, and the mapping from errors to exit codes.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "dqe/report.h"
 #include "dqe/run_context.h"
 #include "dqe/scorer.h"
+#include "dqe/server.h"
 #include "dqe/trainer.h"
 #include "dqe/vocab_builder.h"
 #include "io/output.h"
@@ -56,6 +58,9 @@ struct CliState {
   CLI::App* tokenizer_train_cmd = nullptr;
   ExportConfig exporter;
   CLI::App* export_cmd = nullptr;
+  ServeConfig serve;
+  FieldMap serve_fields;
+  CLI::App* serve_cmd = nullptr;
 };
 
 std::unique_ptr<CLI::App> make_app(CliState& state);
@@ -63,6 +68,8 @@ std::unique_ptr<CLI::App> make_app(CliState& state);
 // Asks the library's long work to stop: set by SIGINT and SIGTERM once run() installed its
 // handler (the only process-wide state, kept out of the library).
 StopToken stop_token();
+// Installs SIGHUP's handler and returns the count it raises.
+const std::atomic<int>* reload_requests();
 // 143 for SIGTERM, 130 otherwise (SIGINT, or a stop asked by a test hook).
 int exit_code_of_signal(int signal_number);
 
@@ -77,6 +84,9 @@ void add_pretrain_command(CLI::App& app, CliState& state);
 // `dqe tokenizer train`.
 void add_tokenizer_command(CLI::App& app, CliState& state);
 void add_export_command(CLI::App& app, CliState& state);
+void add_serve_command(CLI::App& app, CliState& state);
+// Serves until SIGINT/SIGTERM (then drains and returns 0); SIGHUP reloads the models.
+int run_serve(CliState& state);
 
 // Adds --config and --dump-config: flags of the command line, not settings of the run.
 void add_config_options(CLI::App& cmd, CliState& state);

@@ -188,11 +188,20 @@ ScoredLines InferenceSession::score_records(const std::vector<Record>& records, 
                                             const std::function<void(int64_t done)>& on_batch) const {
   if (options.detect && !detection_)
     throw Error("InferenceSession::score_records: detect asked of a session loaded without it (a bug)");
+  std::vector<SignalValues> signals;
+  Predictions predictions = predict(records, source, options.normalize, on_batch, options.detect ? &signals : nullptr);
+  return render_lines(records, std::move(predictions), signals, options);
+}
+
+ScoredLines InferenceSession::render_lines(const std::vector<Record>& records, Predictions predictions,
+                                           const std::vector<SignalValues>& signals,
+                                           const LineOptions& options) const {
+  if (options.detect && (!detection_ || signals.size() != records.size()))
+    throw Error("InferenceSession::render_lines: detect without detection signals (a bug)");
   const TaskSpec& spec = task();
   const TaskHead& head = task_head(spec.task);
   ScoredLines out;
-  std::vector<SignalValues> signals;
-  out.predictions = predict(records, source, options.normalize, on_batch, options.detect ? &signals : nullptr);
+  out.predictions = std::move(predictions);
   const Predictions& p = out.predictions;
   if (options.detect)
     for (const char* name : signal_names()) out.suspect_counts.emplace_back(name, 0);

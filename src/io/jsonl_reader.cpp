@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <string_view>
 #include <utility>
 
@@ -272,7 +273,23 @@ void JsonlReader::open_file() {
   in_ = file_.get();
 }
 
+JsonlReader::JsonlReader(InMemory, std::string name, std::string text, ReaderOptions options)
+    : path_(name), name_(std::move(name)), options_(std::move(options)), chunk_(kChunkBytes),
+      image_dim_(options_.fields.image_dim) {
+  if (options_.max_bad_lines < 0) throw ConfigError("--max-bad-lines must be >= 0");
+  if (options_.fields.text.empty()) throw ConfigError("at least one text field is required");
+  if (!options_.rejects_path.empty())
+    throw Error("JsonlReader::of_text: a rejects file for text in memory (a bug)");
+  file_ = std::make_unique<std::stringbuf>(std::move(text), std::ios::in);
+  in_ = file_.get();
+}
+
+JsonlReader JsonlReader::of_text(std::string name, std::string text, ReaderOptions options) {
+  return JsonlReader(InMemory{}, std::move(name), std::move(text), std::move(options));
+}
+
 JsonlReader::~JsonlReader() = default;
+JsonlReader::JsonlReader(JsonlReader&&) noexcept = default;
 
 bool JsonlReader::read_line() {
   line_buffer_.clear();

@@ -517,5 +517,30 @@ TEST_F(ReadJsonlTest, ThrowsWhenThereIsNoRecord) {
   }
 }
 
+// A request's body read from memory: the same records and errors as a file, named as given.
+TEST(JsonlReaderOfText, ReadsTextInMemoryAsAFile) {
+  ReaderOptions ro;
+  ro.keep_raw = true;
+  JsonlReader reader = JsonlReader::of_text(
+      "request", "{\"query\": \"drill\", \"title\": \"a drill\"}\n\n{\"query\": \"saw\", \"title\": \"saw\"}", ro);
+  Record r;
+  ASSERT_TRUE(reader.next(r));
+  EXPECT_EQ(r.query, "drill");
+  EXPECT_EQ(r.raw, "{\"query\": \"drill\", \"title\": \"a drill\"}");
+  ASSERT_TRUE(reader.next(r)) << "a last line without its newline is read";
+  EXPECT_EQ(r.line, 3u);
+  EXPECT_FALSE(reader.next(r));
+  JsonlReader bad = JsonlReader::of_text("request", "{\"query\": \"x\", \"title\": \"y\"}\n{\"title\": \"y\"}\n", ro);
+  ASSERT_TRUE(bad.next(r));
+  try {
+    bad.next(r);
+    ADD_FAILURE() << "a line without its query was read";
+  } catch (const DataError& e) {
+    EXPECT_EQ(std::string(e.what()).rfind("request:2: ", 0), 0u) << e.what();
+  }
+  ro.rejects_path = "rejects.jsonl";
+  EXPECT_THROW(JsonlReader::of_text("request", "", ro), Error) << "no rejects file for text in memory";
+}
+
 }  // namespace
 }  // namespace dqe
