@@ -42,7 +42,7 @@ struct ServeConfig {
   int64_t max_body_bytes = 8 << 20;
   int64_t max_lines = 10000;
   int64_t queue_lines = 20000;
-  int64_t connections = 32;
+  int64_t connections = 64;
   // Seconds a read or a write on a connection may wait before the client is dropped.
   double io_timeout = 10;
   // Seconds SIGTERM waits for requests in flight before the server stops anyway.

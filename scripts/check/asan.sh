@@ -25,7 +25,8 @@ export ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1:print_stack
 export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1"
 export OMP_NUM_THREADS=2
 
-tests=(base_tests io_tests text_tests data_tests model_tests infer_tests dist_tests deploy_tests train_tests report_tests cli_tests)
+tests=(base_tests io_tests text_tests data_tests model_tests infer_tests dist_tests deploy_tests train_tests report_tests serve_tests
+  cli_tests)
 start=$(date +%s)
 CC=clang-14 CXX=clang++-14 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
   -DDQE_SANITIZE=ON -DDQE_BUILD_TESTS=ON >/dev/null

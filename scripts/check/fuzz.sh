@@ -24,11 +24,13 @@ if [ ! -f .deps/sentencepiece/lib/libsentencepiece.a ]; then
   bash scripts/setup/setup.sh
 fi
 
-targets=(jsonl_reader_fuzz wordpiece_fuzz safetensors_fuzz config_fuzz)
+targets=(jsonl_reader_fuzz wordpiece_fuzz safetensors_fuzz config_fuzz serve_request_fuzz)
 # Longest input per target. jsonl_reader_fuzz sets max_line_bytes to 4096, so 8192 reaches
 # over-long lines; the others need no more than a few KiB to reach every check.
-declare -A max_len=([jsonl_reader_fuzz]=8192 [wordpiece_fuzz]=4096 [safetensors_fuzz]=4096 [config_fuzz]=4096)
-declare -A dict=([jsonl_reader_fuzz]=json [wordpiece_fuzz]=wordpiece [safetensors_fuzz]=json [config_fuzz]=json)
+declare -A max_len=([jsonl_reader_fuzz]=8192 [wordpiece_fuzz]=4096 [safetensors_fuzz]=4096 [config_fuzz]=4096
+  [serve_request_fuzz]=4096)
+declare -A dict=([jsonl_reader_fuzz]=json [wordpiece_fuzz]=wordpiece [safetensors_fuzz]=json [config_fuzz]=json
+  [serve_request_fuzz]=json)
 
 start=$(date +%s)
 # -O1 without NDEBUG: fast enough to fuzz, quicker to build, and assertions stay on.

@@ -36,6 +36,14 @@ std::future<Outcome> Batcher::submit(std::vector<Record> records, std::string so
   return future;
 }
 
+void Batcher::arriving(int delta) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    arriving_ += delta;
+  }
+  if (delta < 0) wake_.notify_one();  // a batch waiting for it need not wait longer
+}
+
 void Batcher::swap(std::shared_ptr<const InferenceSession> session) {
   std::lock_guard<std::mutex> lock(mutex_);
   session_ = std::move(session);
@@ -65,7 +73,8 @@ void Batcher::work() {
       std::unique_lock<std::mutex> lock(mutex_);
       wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping, and nothing left
-      // The first request waits at most max_delay for others to fill the batch.
+      // The first request waits at most max_delay for others to fill the batch, and only while
+      // another request is being read.
       const auto deadline = std::chrono::steady_clock::now() + max_delay_;
       auto queued_front = [&] {
         int64_t n = 0;
@@ -75,7 +84,7 @@ void Batcher::work() {
         }
         return n;
       };
-      while (!stopping_ && queued_front() < max_batch_ &&
+      while (!stopping_ && arriving_ > 0 && queued_front() < max_batch_ &&
              wake_.wait_until(lock, deadline) != std::cv_status::timeout) {
       }
       int64_t taken = 0;

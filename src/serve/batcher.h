@@ -1,7 +1,9 @@
 // Dynamic batching: requests of every client queue their records here, and one inference
-// worker (apart from the connection threads) takes up to max_batch records at a time, waiting
-// at most max_delay for more to join the first, runs them through the session in one predict,
-// and hands each request its slice. The queue is bounded in records: a request that would
+// worker (apart from the connection threads) takes up to max_batch records at a time, runs them
+// through the session in one predict, and hands each request its slice. A batch waits for more
+// records (at most max_delay after its first) only while some request is on its way: read by a
+// connection thread, not yet queued (arriving()). A lone client thus never waits for company
+// that is not coming. The queue is bounded in records: a request that would
 // overflow it is refused at once (QueueFull) instead of waiting without limit.
 #pragma once
 
@@ -46,6 +48,10 @@ class Batcher {
   Batcher(const Batcher&) = delete;
   Batcher& operator=(const Batcher&) = delete;
 
+  // Called by a connection thread when a request that will submit() starts (+1), and when it
+  // submits or gives up (-1).
+  void arriving(int delta);
+
   // Queues records (source names them in errors: "request:3: ..."). The future holds the
   // outcome, or the error predict threw for these records (another request's bad record never
   // fails this one). Throws QueueFull when the queue cannot take them all, Error once stopped.
@@ -76,6 +82,7 @@ class Batcher {
   std::condition_variable wake_;
   std::deque<Job> queue_;
   int64_t queued_records_ = 0;
+  int64_t arriving_ = 0;
   bool stopping_ = false;
   std::shared_ptr<const InferenceSession> session_;
   std::thread worker_;

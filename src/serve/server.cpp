@@ -183,6 +183,7 @@ struct RequestNote {
   bool started = false;
   std::string route = "other", client = "-";
   int64_t lines = 0;
+  bool arriving = false;  // counted in Batcher::arriving
 };
 thread_local RequestNote t_note;
 
@@ -389,9 +390,19 @@ class Server {
     while (reader.next(r)) records.push_back(std::move(r));
     if (records.empty()) throw BadRequest(400, "the request holds no line to score");
     t_note.lines = static_cast<int64_t>(records.size());
-    Outcome out = batcher_->submit(std::move(records), "request").get();
+    std::future<Outcome> pending = batcher_->submit(std::move(records), "request");
+    arrived();
+    Outcome out = pending.get();
     count(s, out);
     return out;
+  }
+
+  // A request to an inference route counts as arriving from its headers to its submit (or its
+  // answer, when it fails before): the batcher waits for it (batcher.h).
+  void arrived() {
+    if (!t_note.arriving) return;
+    t_note.arriving = false;
+    batcher_->arriving(-1);
   }
 
   void count(const Served& s, const Outcome& out) {
@@ -430,10 +441,17 @@ class Server {
     const size_t threads = static_cast<size_t>(config_.connections);
     http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
 
-    http.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
+    http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response&) {
+      arrived();  // a request of this thread that never reached the logger (its client vanished)
       t_note = RequestNote{};
       t_note.start = Clock::now();
       t_note.started = true;
+      const std::string& p = req.path;
+      const bool infer = p.size() > 6 && p.compare(p.size() - 6, 6, "/infer") == 0;
+      if (req.method == "POST" && (p == "/v1/score" || infer)) {
+        t_note.arriving = true;
+        batcher_->arriving(1);
+      }
       return httplib::Server::HandlerResponse::Unhandled;
     });
     // Statuses httplib sets itself (no route, a body too large, a malformed request) get a body
@@ -566,6 +584,7 @@ class Server {
 
   // After each answer: the metrics and the access log.
   void logged(const httplib::Request& req, const httplib::Response& res) {
+    arrived();
     const double seconds =
         t_note.started ? std::chrono::duration<double>(Clock::now() - t_note.start).count() : 0.0;
     metrics_->request(t_note.route, res.status, seconds);
