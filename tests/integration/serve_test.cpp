@@ -440,5 +440,38 @@ TEST_F(ServeTest, ReloadUnderLoadDropsNothingAndSigtermDrains) {
   EXPECT_NE(server.stderr_text().find("dqe serve: listening on http://127.0.0.1:"), std::string::npos);
 }
 
+// HTTPS with --tls-cert/--tls-key (a certificate made here by the openssl command), and
+// --metrics-auth closing /metrics.
+TEST_F(ServeTest, TlsServesHttpsAndMetricsAuthClosesMetrics) {
+  if (sh("command -v openssl >/dev/null") != 0) GTEST_SKIP() << "the openssl command is not installed";
+  ASSERT_EQ(sh("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -keyout " + path("key.pem") +
+               " -out " + path("cert.pem") + " >/dev/null 2>&1"),
+            0);
+  ServerProcess server(*dir_, "tls",
+                       "--model " + path("run") + " --threads 1 --tls-cert " + path("cert.pem") + " --tls-key " +
+                           path("key.pem") + " --auth-tokens " + path("tokens") + " --metrics-auth");
+  httplib::SSLClient tls("127.0.0.1", server.port());
+  tls.enable_server_certificate_verification(false);
+  auto ready = tls.Get("/v2/health/ready");
+  ASSERT_TRUE(ready) << "no HTTPS answer: " << server.stderr_text();
+  EXPECT_EQ(ready->status, 200);
+  auto closed = tls.Get("/metrics");
+  ASSERT_TRUE(closed);
+  EXPECT_EQ(closed->status, 401);
+  tls.set_bearer_token_auth("score-token");
+  auto metrics = tls.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_FALSE(server.client().Get("/v2/health/ready")) << "plain HTTP gets no answer from an HTTPS port";
+  EXPECT_NE(server.stderr_text().find("listening on https://"), std::string::npos);
+  // A port in use is refused in one line, not shared.
+  test::TempDir other;
+  EXPECT_EQ(sh(std::string(DQE_BINARY) + " serve --model " + path("run") + " --port " + std::to_string(server.port()) +
+               " 2>" + other.path("err")),
+            1);
+  EXPECT_NE(test::read_text(other.path("err")).find("cannot listen there"), std::string::npos)
+      << test::read_text(other.path("err"));
+}
+
 }  // namespace
 }  // namespace dqe
