@@ -242,6 +242,24 @@ std::string read_record(const nlohmann::json& object, std::string_view line, con
   return read_side_fields(object, fields, out);
 }
 
+// Each role names its own JSON field: a side-input or label flag naming the query or a text
+// field would otherwise make every line a bad line ("features must be an object"), found as a
+// data error at line 1 instead of a usage error naming the flags.
+void check_distinct_fields(const FieldMap& f, bool label) {
+  std::vector<std::pair<std::string, std::string>> roles = {{"--query-field", f.query}};
+  for (const auto& t : f.text) roles.emplace_back("--text-fields", t);
+  if (label) roles.emplace_back("--label-field", f.label);
+  roles.emplace_back("--features-field", f.features);
+  roles.emplace_back("--attributes-field", f.attributes);
+  roles.emplace_back("--image-field", f.image);
+  for (size_t i = 0; i < roles.size(); ++i)
+    for (size_t j = i + 1; j < roles.size(); ++j)
+      if (!roles[i].second.empty() && roles[i].second == roles[j].second)
+        throw ConfigError(roles[j].first + " \"" + roles[j].second + "\" is also " +
+                          (roles[i].first == roles[j].first ? "given twice there" : "the " + roles[i].first + " field") +
+                          ": each must name its own JSON field");
+}
+
 }  // namespace
 
 JsonlReader::JsonlReader(std::string path, ReaderOptions options)
@@ -249,6 +267,7 @@ JsonlReader::JsonlReader(std::string path, ReaderOptions options)
       image_dim_(options_.fields.image_dim) {
   if (options_.max_bad_lines < 0) throw ConfigError("--max-bad-lines must be >= 0");
   if (options_.fields.text.empty()) throw ConfigError("at least one text field is required");
+  check_distinct_fields(options_.fields, options_.require_label);
   if (path_ == "-") {
     in_ = std::cin.rdbuf();
   } else {
@@ -278,6 +297,7 @@ JsonlReader::JsonlReader(InMemory, std::string name, std::string text, ReaderOpt
       image_dim_(options_.fields.image_dim) {
   if (options_.max_bad_lines < 0) throw ConfigError("--max-bad-lines must be >= 0");
   if (options_.fields.text.empty()) throw ConfigError("at least one text field is required");
+  check_distinct_fields(options_.fields, options_.require_label);
   if (!options_.rejects_path.empty())
     throw Error("JsonlReader::of_text: a rejects file for text in memory (a bug)");
   file_ = std::make_unique<std::stringbuf>(std::move(text), std::ios::in);

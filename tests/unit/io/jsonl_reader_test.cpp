@@ -1,5 +1,7 @@
 #include "dqe/jsonl_reader.h"
 
+#include <functional>
+
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -540,6 +542,39 @@ TEST(JsonlReaderOfText, ReadsTextInMemoryAsAFile) {
   }
   ro.rejects_path = "rejects.jsonl";
   EXPECT_THROW(JsonlReader::of_text("request", "", ro), Error) << "no rejects file for text in memory";
+}
+
+// A field flag naming another role's field is a usage error naming both flags, before any line.
+TEST(JsonlReaderFields, EachRoleNamesItsOwnField) {
+  test::TempDir dir;
+  const std::string path = dir.path("in.jsonl");
+  test::write_text(path, "{\"query\": \"q\", \"title\": \"t\", \"label\": 1}\n");
+  const std::vector<std::pair<std::function<void(ReaderOptions&)>, std::string>> cases = {
+      {[](ReaderOptions& o) { o.fields.features = "title"; }, "--features-field \"title\" is also the --text-fields field"},
+      {[](ReaderOptions& o) { o.fields.image = "query"; }, "--image-field \"query\" is also the --query-field field"},
+      {[](ReaderOptions& o) { o.fields.text = {"title", "query"}; }, "--text-fields \"query\" is also the --query-field"},
+      {[](ReaderOptions& o) { o.fields.text = {"title", "title"}; }, "--text-fields \"title\" is also given twice there"},
+      {[](ReaderOptions& o) {
+         o.fields.label = "title";
+         o.require_label = true;
+       },
+       "--label-field \"title\" is also the --text-fields field"},
+  };
+  for (const auto& [edit, words] : cases) {
+    ReaderOptions ro;
+    edit(ro);
+    try {
+      JsonlReader reader(path, ro);
+      ADD_FAILURE() << "accepted: " << words;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+  }
+  ReaderOptions scoring;
+  scoring.fields.label = "title";  // not read when no label is required
+  JsonlReader reader(path, scoring);
+  Record r;
+  EXPECT_TRUE(reader.next(r));
 }
 
 }  // namespace
