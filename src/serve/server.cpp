@@ -104,7 +104,7 @@ Served load_served(const ServeConfig& config, const RunContext& ctx) {
   sc.models = config.models;
   sc.base = config.base;
   sc.max_len = config.max_len;
-  sc.batch_size = config.max_batch;
+  sc.batch_size = std::min(config.forward_batch, config.max_batch);
   sc.fields = config.fields;
   sc.route_field = config.adapter_field;
   sc.detect = config.detect;
