@@ -329,6 +329,34 @@ TEST_F(ServeTest, ASlowClientIsDropped) {
   EXPECT_TRUE(answer.empty() || answer.rfind("HTTP/1.1 400", 0) == 0) << answer;
 }
 
+// A body cut short (the client closes before sending what Content-Length said) is dropped, and
+// the next request is served.
+TEST_F(ServeTest, ABodyCutShortIsDropped) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(server_->port()));
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const std::string part =
+      "POST /v1/score HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer score-token\r\n"
+      "Content-Type: application/x-ndjson\r\nContent-Length: 5000\r\n\r\n{\"query\": \"dr";
+  ASSERT_EQ(send(fd, part.data(), part.size(), 0), static_cast<ssize_t>(part.size()));
+  shutdown(fd, SHUT_WR);
+  timeval wait{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+  char buf[512];
+  std::string answer;
+  for (ssize_t got; (got = recv(fd, buf, sizeof buf, 0)) > 0;) answer.append(buf, static_cast<size_t>(got));
+  close(fd);
+  EXPECT_EQ(answer.find("HTTP/1.1 200"), std::string::npos) << "nothing scored from half a body: " << answer;
+  auto after = server_->client("score-token")
+                   .Post("/v1/score", R"({"query": "drill", "title": "cordless drill"})" "\n", "application/x-ndjson");
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->status, 200);
+}
+
 // /metrics in Prometheus' text format, as promtool reads it, with the counts of what was served.
 TEST_F(ServeTest, MetricsPassPromtoolAndCountTheTraffic) {
   httplib::Client c = server_->client("score-token");
