@@ -106,6 +106,31 @@ std::vector<std::string> lines_of(const std::string& text) {
   return lines;
 }
 
+// A plain TCP connection to 127.0.0.1:port, for requests no HTTP client would send; -1 on failure.
+int connect_raw(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Everything the server sends until it closes (or 10 s pass).
+std::string read_until_closed(int fd) {
+  timeval wait{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+  char buf[512];
+  std::string answer;
+  for (ssize_t got; (got = recv(fd, buf, sizeof buf, 0)) > 0;) answer.append(buf, static_cast<size_t>(got));
+  return answer;
+}
+
 class ServeTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -304,24 +329,15 @@ TEST_F(ServeTest, BadRequestsGetAStatusAndTheServerKeepsServing) {
 // A client that sends part of a request and stops is dropped after --io-timeout, while others
 // are served meanwhile.
 TEST_F(ServeTest, ASlowClientIsDropped) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  const int fd = connect_raw(server_->port());
   ASSERT_GE(fd, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(server_->port()));
-  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   const std::string part = "POST /v1/score HTTP/1.1\r\nHost: x\r\n";
   ASSERT_EQ(send(fd, part.data(), part.size(), 0), static_cast<ssize_t>(part.size()));
   auto live = server_->client().Get("/v2/health/live");
   ASSERT_TRUE(live);
   EXPECT_EQ(live->status, 200);
-  timeval wait{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
   const auto t0 = std::chrono::steady_clock::now();
-  char buf[256];
-  std::string answer;
-  for (ssize_t got; (got = recv(fd, buf, sizeof buf, 0)) > 0;) answer.append(buf, static_cast<size_t>(got));
+  const std::string answer = read_until_closed(fd);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   close(fd);
   EXPECT_LT(seconds, 4) << "dropped after about --io-timeout 1";
@@ -332,23 +348,14 @@ TEST_F(ServeTest, ASlowClientIsDropped) {
 // A body cut short (the client closes before sending what Content-Length said) is dropped, and
 // the next request is served.
 TEST_F(ServeTest, ABodyCutShortIsDropped) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  const int fd = connect_raw(server_->port());
   ASSERT_GE(fd, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(server_->port()));
-  inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
-  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
   const std::string part =
       "POST /v1/score HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer score-token\r\n"
       "Content-Type: application/x-ndjson\r\nContent-Length: 5000\r\n\r\n{\"query\": \"dr";
   ASSERT_EQ(send(fd, part.data(), part.size(), 0), static_cast<ssize_t>(part.size()));
   shutdown(fd, SHUT_WR);
-  timeval wait{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
-  char buf[512];
-  std::string answer;
-  for (ssize_t got; (got = recv(fd, buf, sizeof buf, 0)) > 0;) answer.append(buf, static_cast<size_t>(got));
+  const std::string answer = read_until_closed(fd);
   close(fd);
   EXPECT_EQ(answer.find("HTTP/1.1 200"), std::string::npos) << "nothing scored from half a body: " << answer;
   auto after = server_->client("score-token")
