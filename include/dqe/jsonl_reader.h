@@ -16,6 +16,7 @@
 namespace dqe {
 
 namespace detail {
+class GzipReadBuf;
 class OutputFile;
 }
 
@@ -116,6 +117,9 @@ class JsonlReader {
   int64_t lines_read() const { return static_cast<int64_t>(line_); }
   int64_t records_read() const { return records_; }
   int64_t bad_lines() const { return bad_lines_; }
+  // How much of a regular file has been read, in [0, 1], by bytes (of a .gz, by compressed
+  // bytes); negative when the size is unknown (standard input, a pipe, text in memory).
+  double fraction_read() const;
 
  private:
   struct InMemory {};
@@ -136,6 +140,9 @@ class JsonlReader {
   ReaderOptions options_;
   std::unique_ptr<std::streambuf> file_;  // a filebuf, or a gzip reader for *.gz
   std::streambuf* in_ = nullptr;
+  detail::GzipReadBuf* gzip_ = nullptr;   // file_, when it is a gzip reader
+  int64_t file_bytes_ = -1;               // the size of a regular input file; -1 when unknown
+  int64_t bytes_in_ = 0;                  // bytes taken from in_ into chunk_
   std::unique_ptr<detail::OutputFile> rejects_;
   // Input is read in fixed chunks so that an over-long line is never held whole.
   std::vector<char> chunk_;

@@ -47,8 +47,9 @@ struct ScoreConfig {
   // every model scores every line.
   std::string adapter_field;
   std::optional<FieldMap> fields;
-  // What to add to each line, among "score", "pred", "probs" (classification) and "keep"
-  // (with a threshold; asking for it in another list than this default needs one).
+  // What to add to each line, among "score", "pred", "probs" (classification), "keep" (with a
+  // threshold; asking for it in another list than this default needs one) and "logits" (the
+  // model's raw outputs, as Hugging Face's model(...).logits; one model per line).
   std::vector<std::string> add_fields = {"score", "pred", "probs", "keep"};
   // Warn when the population stability index of the written scores against the model's dev
   // scores exceeds this (0 turns the check off). Needs kMinDriftLines lines.
@@ -98,7 +99,7 @@ struct ScoreConfig {
           .hide_default(),
       c.threshold);
     v(Knob("filter", "With --threshold, drop the lines that are not kept").as_flag(), c.filter);
-    v(Knob("fields", "What to add to each line: score, pred, probs, keep").list(','), c.add_fields);
+    v(Knob("fields", "What to add to each line: score, pred, probs, keep, logits (raw outputs, one model per line)").list(','), c.add_fields);
     v(Knob("psi-warn", "Warn when the score distribution's PSI against the model's dev scores exceeds this (0: off)")
           .check(bound::finite_at_least(0), "a finite number >= 0 (0: off)"),
       c.psi_warn);

@@ -55,12 +55,13 @@ SessionConfig session_config_of(const Config& c) {
 struct LineOptions {
   bool add_score = true, add_pred = false, add_probs = false;
   bool add_keep = false;            // with a threshold only
+  bool add_logits = false;          // the model's raw outputs (one model per line only)
 
   std::optional<double> threshold;  // keep: score >= threshold
   bool filter = false;              // with a threshold, drop the lines not kept
   bool normalize = false;           // fold look-alike text before tokenizing (text/normalize.h)
   bool detect = false;              // add suspect and suspect_reasons (needs SessionConfig::detect)
-  // From a list among "score", "pred", "probs", "keep"; throws ConfigError naming `flag` for
+  // From a list among "score", "pred", "probs", "keep", "logits"; throws ConfigError naming `flag` for
   // another name.
   void set_fields(const std::vector<std::string>& names, const std::string& flag = "--fields");
 };
@@ -129,6 +130,10 @@ class InferenceSession {
   // into one predict() renders each request's lines with its own options.
   ScoredLines render_lines(const std::vector<Record>& records, Predictions predictions,
                            const std::vector<SignalValues>& signals, const LineOptions& options) const;
+
+  // Why lines cannot carry logits, to follow the flag that asked ("" when each line is judged by
+  // one model: no ensemble averages it).
+  std::string logits_refusal() const;
 
   // Side-input names the models did not train on, seen so far (data/log_inputs.h); "" when none.
   std::string unseen_inputs_summary() const;

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "base/format.h"
@@ -27,9 +28,14 @@ Progress::Progress(std::string component, int64_t total, std::string unit)
 Progress::~Progress() { finish(); }
 
 void Progress::update(int64_t done, const std::string& extra) {
+  update_share(done, total_ > 0 ? std::min(1.0, static_cast<double>(done) / static_cast<double>(total_)) : -1.0, extra);
+}
+
+void Progress::update_share(int64_t done, double share, const std::string& extra) {
   const auto now = std::chrono::steady_clock::now();
   if (start_done_ < 0) {
     start_done_ = done;
+    start_share_ = std::max(0.0, share);
     start_ = now;
   }
   const double since_draw = std::chrono::duration<double>(now - last_draw_).count();
@@ -38,17 +44,21 @@ void Progress::update(int64_t done, const std::string& extra) {
   last_draw_ = now;
 
   const double elapsed = std::chrono::duration<double>(now - start_).count();
-  const double rate = elapsed > 0 ? static_cast<double>(done - start_done_) / elapsed : 0;
   std::string line = unit_ + " " + std::to_string(done);
   if (total_ > 0) line += "/" + std::to_string(total_);
+  else if (share >= 0) line += " (" + format_fixed(100.0 * share, 0) + "%)";
   if (!extra.empty()) line += " " + extra;
-  if (total_ > 0 && rate > 0) line += " ETA " + format_duration(static_cast<double>(total_ - done) / rate);
+  // The ETA from the share done since the first update (work before it, a resumed run's
+  // steps, took no time here).
+  const double progressed = share - start_share_;
+  if (share >= 0 && share < 1 && progressed > 0 && elapsed > 0)
+    line += " ETA " + format_duration(elapsed * (1.0 - share) / progressed);
 
   if (tty_) {
     std::string bar;
-    if (total_ > 0) {
+    if (share >= 0) {
       const int width = 20;
-      const int filled = static_cast<int>(width * std::min<double>(1.0, static_cast<double>(done) / total_));
+      const int filled = static_cast<int>(width * std::min(1.0, share));
       bar = "[" + std::string(filled, '=') + std::string(width - filled, ' ') + "] ";
     }
     std::fprintf(stderr, "\r\033[K[%s] %s%s", component_.c_str(), bar.c_str(), line.c_str());

@@ -18,6 +18,10 @@ class Progress {
 
   // done: units completed so far; extra: what to show after the counts ("loss 0.41 lr 2e-05").
   void update(int64_t done, const std::string& extra = "");
+  // For work whose total is unknown but whose share done is (lines of a file read by bytes):
+  // the count, the share as a percentage, a bar and an ETA from it. A negative share shows the
+  // count alone.
+  void update_share(int64_t done, double share, const std::string& extra = "");
   // Ends the live line (a newline on a terminal).
   void finish();
 
@@ -29,6 +33,7 @@ class Progress {
   bool tty_;
   bool drawn_ = false;
   int64_t start_done_ = -1;
+  double start_share_ = 0;
   std::chrono::steady_clock::time_point start_, last_draw_;
 };
 

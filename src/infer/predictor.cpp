@@ -15,7 +15,16 @@ namespace dqe {
 namespace fs = std::filesystem;
 
 Predictions predictions_from_logits(const torch::Tensor& logits, const TaskSpec& task) {
-  return task_head(task.task).decode(logits, task);
+  Predictions p = task_head(task.task).decode(logits, task);
+  const torch::Tensor values = logits.to(torch::kFloat64).contiguous();
+  auto acc = values.accessor<double, 2>();
+  p.logits.resize(static_cast<size_t>(values.size(0)));
+  for (int64_t i = 0; i < values.size(0); ++i) {
+    auto& row = p.logits[static_cast<size_t>(i)];
+    row.resize(static_cast<size_t>(values.size(1)));
+    for (int64_t c = 0; c < values.size(1); ++c) row[static_cast<size_t>(c)] = acc[i][c];
+  }
+  return p;
 }
 
 void require_finite(const Predictions& predictions, const std::vector<Record>& records, const std::string& path) {
@@ -267,6 +276,7 @@ Predictions predict_ensemble(const Ensemble& ensemble, const std::vector<Record>
     if (k == 1) return p;
     if (m == 0) {
       sum = std::move(p);
+      sum.logits.clear();  // members' logits are on their own scales: an average has none
       continue;
     }
     for (size_t i = 0; i < p.scores.size(); ++i) sum.scores[i] += p.scores[i];

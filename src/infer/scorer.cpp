@@ -26,9 +26,7 @@ void ScoreConfig::validate() const {
   check_knobs(*this);
   if (filter && !threshold) throw ConfigError("--filter needs --threshold");
   check_flag(chunk_lines >= 1, "chunk size", ">= 1", chunk_lines);
-  for (const auto& f : add_fields)
-    if (f != "score" && f != "pred" && f != "probs" && f != "keep")
-      throw ConfigError("--fields: unknown field \"" + f + "\" (choose among score, pred, probs, keep)");
+  LineOptions().set_fields(add_fields);  // names every field it does not know
   const bool keep = std::find(add_fields.begin(), add_fields.end(), "keep") != add_fields.end();
   if (keep && !threshold && add_fields != ScoreConfig().add_fields)
     throw ConfigError("--fields keep needs --threshold (keep is score >= threshold)");
@@ -56,6 +54,8 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
   sc.detect = config.detect;
   sc.detect_fpr = config.detect_fpr;
   const InferenceSession session(sc, ctx);
+  if (line.add_logits)
+    if (const std::string why = session.logits_refusal(); !why.empty()) throw ConfigError("--fields logits: " + why);
   const Ensemble& ensemble = session.ensemble();
   if (const std::string sharing = ensemble.sharing_summary(); !sharing.empty()) log->info(sharing);
   // The drift check compares with the dev scores saved with a single model.
@@ -81,6 +81,7 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
   std::vector<int64_t> bin_counts(reference ? reference->fractions.size() : 0, 0);
   const auto t0 = std::chrono::steady_clock::now();
   Progress progress("score", 0, "lines");
+  double share_before = 0;
   std::vector<Record> chunk;
   chunk.reserve(static_cast<size_t>(config.chunk_lines));
   bool more = true;
@@ -91,7 +92,15 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
       if (in_shard(shard, rec, config.input)) chunk.push_back(std::move(rec));
     if (chunk.empty()) break;
     const int64_t before = summary.lines;
-    auto on_batch = [&](int64_t done) { progress.update(before + done); };
+    // The share of the file read: at the chunk's end now, and the chunk's part of it as its
+    // lines are scored.
+    const double share = reader.fraction_read();
+    const double chunk_share = share - share_before;
+    const auto lines_in_chunk = static_cast<double>(chunk.size());
+    auto on_batch = [&](int64_t done) {
+      progress.update_share(before + done,
+                            share < 0 ? share : share_before + chunk_share * static_cast<double>(done) / lines_in_chunk);
+    };
     ScoredLines scored = session.score_records(chunk, line, config.input, on_batch);
     if (reference)
       for (const double v : scored.predictions.scores) ++bin_counts[reference->bin_of(v)];
@@ -112,7 +121,8 @@ ScoreSummary score(const ScoreConfig& config, const StopToken& stop) {
       for (size_t k = 0; k < scored.routed.size(); ++k) summary.routed[k].second += scored.routed[k].second;
     output.flush();
     summary.lines += static_cast<int64_t>(chunk.size());
-    progress.update(summary.lines);
+    progress.update_share(summary.lines, share);
+    share_before = share;
 #ifdef __GLIBC__
     // A chunk's many small JSON allocations fragment glibc's per-thread arenas; handing the
     // free pages back after each chunk keeps peak memory flat however long the input is.

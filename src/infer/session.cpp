@@ -10,13 +10,14 @@
 namespace dqe {
 
 void LineOptions::set_fields(const std::vector<std::string>& names, const std::string& flag) {
-  add_score = add_pred = add_probs = add_keep = false;
+  add_score = add_pred = add_probs = add_keep = add_logits = false;
   for (const auto& f : names) {
     if (f == "score") add_score = true;
     else if (f == "pred") add_pred = true;
     else if (f == "probs") add_probs = true;
     else if (f == "keep") add_keep = true;
-    else throw ConfigError(flag + ": unknown field \"" + f + "\" (choose among score, pred, probs, keep)");
+    else if (f == "logits") add_logits = true;
+    else throw ConfigError(flag + ": unknown field \"" + f + "\" (choose among score, pred, probs, keep, logits)");
   }
 }
 
@@ -51,7 +52,8 @@ InferenceSession::InferenceSession(const SessionConfig& config, const RunContext
   detection_ = load_detection_stats(dir);
   if (!detection_)
     throw ModelError(dir + ": no detection statistics (" + kDetectStatsFile +
-                     "); --detect needs a model trained by dqe train with --detect-fpr > 0");
+                     "): dqe train fits them (--detect-fpr > 0, the default), dqe export keeps them, and an int8, "
+                     "bf16 or pruned export fits them anew when given --train and --dev");
   if (config.detect_fpr) detection_->calibration = calibrate(detection_->dev, *config.detect_fpr);
 }
 
@@ -84,6 +86,10 @@ void place(Predictions& all, Predictions& part, size_t i, size_t row, size_t row
   if (!part.probs.empty()) {
     all.probs.resize(rows);
     all.probs[row] = std::move(part.probs[i]);
+  }
+  if (!part.logits.empty()) {
+    all.logits.resize(rows);
+    all.logits[row] = std::move(part.logits[i]);
   }
 }
 
@@ -200,6 +206,11 @@ ScoredLines InferenceSession::render_lines(const std::vector<Record>& records, P
     throw Error("InferenceSession::render_lines: detect without detection signals (a bug)");
   const TaskSpec& spec = task();
   const TaskHead& head = task_head(spec.task);
+  if (options.add_logits) {
+    if (const std::string why = logits_refusal(); !why.empty()) throw ConfigError("logits: " + why);
+    if (predictions.logits.size() != records.size())
+      throw Error("InferenceSession::render_lines: logits asked of predictions without them (a bug)");
+  }
   ScoredLines out;
   out.predictions = std::move(predictions);
   const Predictions& p = out.predictions;
@@ -216,6 +227,7 @@ ScoredLines InferenceSession::render_lines(const std::vector<Record>& records, P
     added.clear();
     if (options.add_score) added.emplace_back("score", nlohmann::json(p.scores[i]).dump());
     head.line_fields(p, i, spec, options.add_pred, options.add_probs, added);
+    if (options.add_logits) added.emplace_back("logits", nlohmann::json(p.logits[i]).dump());
     if (options.detect) {
       const std::vector<std::string> reasons = suspect_reasons(signals[i], detection_->calibration.thresholds);
       added.emplace_back("suspect", reasons.empty() ? "false" : "true");
@@ -238,6 +250,14 @@ ScoredLines InferenceSession::render_lines(const std::vector<Record>& records, P
     out.lines.push_back(set_members(records[i].raw, added));
   }
   return out;
+}
+
+std::string InferenceSession::logits_refusal() const {
+  // Without routing every line is the average of all members; with it, of its route's.
+  const size_t judges = routes_.empty() ? 1 : routes_.size();
+  if (ensemble_.members.size() <= judges) return "";
+  return "a line judged by an ensemble's average has no logits (each member's are on its own scale); give one "
+         "model per --model";
 }
 
 std::string InferenceSession::unseen_inputs_summary() const {

@@ -53,6 +53,7 @@ bool GzipReadBuf::refill() {
     return false;
   }
   zs_.avail_in += static_cast<uInt>(n);
+  file_read_ += n;
   return true;
 }
 

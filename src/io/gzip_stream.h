@@ -4,6 +4,7 @@
 
 #include <zlib.h>
 
+#include <cstdint>
 #include <streambuf>
 #include <string>
 #include <vector>
@@ -24,6 +25,8 @@ class GzipReadBuf : public std::streambuf {
   ~GzipReadBuf() override;
   GzipReadBuf(const GzipReadBuf&) = delete;
   GzipReadBuf& operator=(const GzipReadBuf&) = delete;
+  // Compressed bytes of the file inflated so far: progress through it, against its size.
+  int64_t compressed_consumed() const { return file_read_ - static_cast<int64_t>(zs_.avail_in); }
 
  protected:
   int_type underflow() override;
@@ -38,6 +41,7 @@ class GzipReadBuf : public std::streambuf {
   bool plain_ = false;        // no gzip magic: bytes are passed through
   bool member_ended_ = false;  // between members (or after the last)
   bool file_ended_ = false;
+  int64_t file_read_ = 0;  // bytes read from the file
   z_stream zs_{};
   bool zs_ready_ = false;
   std::vector<unsigned char> in_;

@@ -282,7 +282,9 @@ void JsonlReader::open_file() {
   // An ifstream opens a directory without complaint and then reads nothing.
   if (std::filesystem::is_directory(path_, ec)) throw IoError(open_error(path_, EISDIR));
   if (detail::has_gz_suffix(path_)) {
-    file_ = std::make_unique<detail::GzipReadBuf>(path_);
+    auto gzip = std::make_unique<detail::GzipReadBuf>(path_);
+    gzip_ = gzip.get();
+    file_ = std::move(gzip);
   } else {
     errno = 0;
     auto buf = std::make_unique<std::filebuf>();
@@ -290,6 +292,18 @@ void JsonlReader::open_file() {
     file_ = std::move(buf);
   }
   in_ = file_.get();
+  // A FIFO or a device has no size to measure progress against.
+  if (std::filesystem::is_regular_file(path_, ec)) {
+    const auto size = std::filesystem::file_size(path_, ec);
+    if (!ec && size > 0) file_bytes_ = static_cast<int64_t>(size);
+  }
+}
+
+double JsonlReader::fraction_read() const {
+  if (file_bytes_ <= 0) return -1;
+  const int64_t consumed =
+      gzip_ ? gzip_->compressed_consumed() : bytes_in_ - static_cast<int64_t>(chunk_end_ - chunk_begin_);
+  return std::clamp(static_cast<double>(consumed) / static_cast<double>(file_bytes_), 0.0, 1.0);
 }
 
 JsonlReader::JsonlReader(InMemory, std::string name, std::string text, ReaderOptions options)
@@ -319,6 +333,7 @@ bool JsonlReader::read_line() {
     if (chunk_begin_ == chunk_end_) {
       const std::streamsize got = in_->sgetn(chunk_.data(), static_cast<std::streamsize>(chunk_.size()));
       if (got <= 0) return any_byte;
+      bytes_in_ += got;
       chunk_begin_ = 0;
       chunk_end_ = static_cast<size_t>(got);
     }

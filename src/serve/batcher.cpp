@@ -133,6 +133,7 @@ void Batcher::run(std::vector<Job>& jobs, const std::shared_ptr<const InferenceS
         out.predictions.scores = slice(p.scores);
         out.predictions.classes = slice(p.classes);
         out.predictions.probs = slice(p.probs);
+        out.predictions.logits = slice(p.logits);
         out.signals = slice(whole.signals);
       } else {
         out.predictions = session->predict(mine, j.source, normalize_, nullptr, signals ? &out.signals : nullptr);

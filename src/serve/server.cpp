@@ -553,6 +553,9 @@ class Server {
         }
         line.filter = bool_param(req, "filter", false);
         if (line.filter && !line.threshold) throw BadRequest(400, "?filter needs ?threshold");
+        if (line.add_logits)
+          if (const std::string why = s->session->logits_refusal(); !why.empty())
+            throw BadRequest(400, "?fields=logits: " + why);
         if (line.add_keep && !line.threshold && req.has_param("fields"))
           throw BadRequest(400, "?fields=keep needs ?threshold (keep is score >= threshold)");
         line.normalize = config_.normalize;

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "base/progress.h"
 #include "dqe/errors.h"
 #include "io/claim.h"
 #include "io/input_file.h"
@@ -49,7 +50,9 @@ class WordPieceTrainer {
   }
 
   std::vector<std::string> train(size_t vocab_size) {
+    Progress progress("tokenizer", static_cast<int64_t>(vocab_size), "piece");
     while (pieces_.size() < vocab_size && !queue_.empty()) {
+      progress.update(static_cast<int64_t>(pieces_.size()));
       const Candidate top = queue_.top();
       queue_.pop();
       const int64_t count = count_of(top.pair);
@@ -59,6 +62,7 @@ class WordPieceTrainer {
       }
       merge(top.pair);
     }
+    progress.finish();
     return std::move(pieces_);
   }
 

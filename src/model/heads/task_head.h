@@ -27,6 +27,9 @@ struct Predictions {
   std::vector<double> scores;
   std::vector<int64_t> classes;            // classification and binary: predicted class id
   std::vector<std::vector<double>> probs;  // classification: per-class probabilities
+  // The model's raw outputs per record, as Hugging Face's `model(**inputs).logits` gives them
+  // (predictions_from_logits); empty for an ensemble's average, which has none.
+  std::vector<std::vector<double>> logits;
 };
 
 class TaskHead {

@@ -1,7 +1,8 @@
 // The inference session on the shared Hugging Face fixture, against what Hugging Face computed
 // for it (expected.json's logits): scores, probabilities and classes of score's lines, the
 // bytes of each line kept, keep and filter at a threshold, and eval's metrics derived here.
-// Routing (--adapter-field) against what PEFT computed for the LoRA and prefix fixtures.
+// Routing (--adapter-field) against what PEFT computed for the LoRA and prefix fixtures, and the
+// raw logits (--fields logits) against both.
 #include "dqe/session.h"
 
 #include <gtest/gtest.h>
@@ -24,7 +25,8 @@ namespace fs = std::filesystem;
 
 struct Case {
   std::string query, title;
-  std::vector<double> probs;  // softmax of Hugging Face's logits
+  std::vector<double> logits;  // what Hugging Face (or PEFT) computed
+  std::vector<double> probs;   // softmax of the logits
   double score = 0;           // the probability-weighted class index scaled to [0, 1]
   int64_t cls = 0;
 };
@@ -39,6 +41,7 @@ std::vector<Case> fixture_cases(const std::string& fixture = test::hf_fixture())
     k.query = c["query"].get<std::string>();
     k.title = c["title"].get<std::string>();
     const auto logits = c["logits"].get<std::vector<double>>();
+    k.logits = logits;
     double z = 0;
     for (double l : logits) z += std::exp(l);
     for (size_t i = 0; i < logits.size(); ++i) {
@@ -425,6 +428,61 @@ TEST(InferenceSession, RoutingErrorsNameTheLineOrTheModels) {
   // Without routing, names do not matter: the two are averaged.
   twice.route_field.clear();
   EXPECT_NO_THROW(InferenceSession(twice, fp32_context()));
+}
+
+// --fields logits: each line's raw outputs are those Hugging Face computed for the base and PEFT
+// for each adapter, whichever model the line is routed to; an ensemble's average has none.
+TEST(InferenceSession, LogitsAreTheModelsOwnAndAnAverageHasNone) {
+  DQE_REQUIRE_SHARED_FIXTURES();
+  const Loaded f(/*labelled=*/false, /*batch_size=*/4);
+  EXPECT_EQ(f.session.logits_refusal(), "");
+  LineOptions options;
+  options.set_fields({"logits"});
+  const ScoredLines scored = f.session.score_records(f.records, options, f.path);
+  ASSERT_EQ(scored.lines.size(), f.cases.size());
+  for (size_t i = 0; i < f.cases.size(); ++i) {
+    const auto j = nlohmann::json::parse(scored.lines[i]);
+    EXPECT_FALSE(j.contains("score"));
+    ASSERT_EQ(j["logits"].size(), 3u) << scored.lines[i];
+    for (size_t k = 0; k < 3; ++k) EXPECT_NEAR(j["logits"][k].get<double>(), f.cases[i].logits[k], 1e-4) << i;
+  }
+
+  const Routed r;
+  const InferenceSession routed(Routed::config(), fp32_context());
+  EXPECT_EQ(routed.logits_refusal(), "");
+  ReaderOptions ro = routed.reader_options();
+  ro.keep_raw = true;
+  const std::vector<Record> records = read_jsonl(r.path, ro);
+  options.set_fields({"score", "logits"});
+  const ScoredLines lines = routed.score_records(records, options, r.path);
+  ASSERT_EQ(lines.lines.size(), records.size());
+  for (size_t l = 0; l < records.size(); ++l) {
+    const Case& want = r.cases[r.model_of[l]][r.case_of[l]];
+    const auto j = nlohmann::json::parse(lines.lines[l]);
+    for (size_t k = 0; k < 3; ++k)
+      EXPECT_NEAR(j["logits"][k].get<double>(), want.logits[k], 1e-4) << "line " << l + 1;
+  }
+
+  SessionConfig two = Routed::config();
+  two.route_field.clear();
+  two.models = {test::hf_fixture(), kLora};
+  const InferenceSession averaged(two, fp32_context());
+  EXPECT_NE(averaged.logits_refusal().find("ensemble's average has no logits"), std::string::npos)
+      << averaged.logits_refusal();
+  try {
+    averaged.score_records(f.records, options, f.path);
+    FAIL() << "an ensemble's average was given logits";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("logits: a line judged by an ensemble's average"), std::string::npos)
+        << e.what();
+  }
+  // Routed to an ensemble directory, its lines are averaged too.
+  test::TempDir dir;
+  fs::create_directories(dir.path("both"));
+  test::write_text(dir.path("both/ensemble.json"), nlohmann::json{{"members", {test::hf_fixture(), kLora}}}.dump());
+  SessionConfig mixed = Routed::config();
+  mixed.models = {kPrefix, dir.path("both")};
+  EXPECT_NE(InferenceSession(mixed, fp32_context()).logits_refusal(), "");
 }
 
 }  // namespace

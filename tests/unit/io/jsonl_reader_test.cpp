@@ -577,5 +577,49 @@ TEST(JsonlReaderFields, EachRoleNamesItsOwnField) {
   EXPECT_TRUE(reader.next(r));
 }
 
+// The share of a file read, for score's progress: exact by bytes for a plain file (the lines
+// handed out, not the chunk read ahead), by compressed bytes for a .gz, unknown for text in memory.
+TEST_F(JsonlReaderTest, FractionReadFollowsTheLinesHandedOut) {
+  // Lines that do not compress away, so that a .gz spans several reads of its buffer.
+  std::vector<std::string> items;
+  uint64_t state = 12345;
+  for (int i = 0; i < 20000; ++i) {
+    std::string title;
+    for (int c = 0; c < 24; ++c) {
+      state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+      title += static_cast<char>('a' + (state >> 33) % 26);
+    }
+    items.push_back(R"({"query":"q","title":")" + title + "\"}");
+  }
+  const std::string content = lines(items);
+  const double line_bytes = static_cast<double>(items[0].size() + 1);
+  const double size = static_cast<double>(content.size());
+
+  JsonlReader plain(write("big.jsonl", content), {});
+  Record record;
+  EXPECT_EQ(plain.fraction_read(), 0.0);
+  for (int i = 0; i < 5000; ++i) ASSERT_TRUE(plain.next(record));
+  EXPECT_DOUBLE_EQ(plain.fraction_read(), 5000 * line_bytes / size);
+  while (plain.next(record)) {
+  }
+  EXPECT_DOUBLE_EQ(plain.fraction_read(), 1.0);
+
+  JsonlReader gz(write("big.jsonl.gz", test::gzip(content)), {});
+  double last = gz.fraction_read(), middle = -1;
+  EXPECT_EQ(last, 0.0);
+  for (int i = 0; gz.next(record); ++i) {
+    const double now = gz.fraction_read();
+    EXPECT_GE(now, last) << "line " << i + 1;
+    last = now;
+    if (i == 10000) middle = now;
+  }
+  EXPECT_GT(middle, 0.2);
+  EXPECT_LT(middle, 0.8);
+  EXPECT_DOUBLE_EQ(last, 1.0);
+
+  JsonlReader memory = JsonlReader::of_text("request", lines({kGood}), {});
+  EXPECT_LT(memory.fraction_read(), 0);
+}
+
 }  // namespace
 }  // namespace dqe
