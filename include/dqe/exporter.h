@@ -8,7 +8,9 @@
 // into the head; models it cannot reproduce are refused, saying why); --dtype bf16|int8 stores
 // smaller weights; --keep-layers K drops encoder layers; --dev F measures the dev metric before
 // and after, and a relative loss beyond --max-drop refuses the export, writing nothing. Every
-// result loads in eval and score.
+// result loads in eval and score. The drift reference (score_reference.json) and the detection
+// statistics go with the model: copied where the export keeps its scores, made anew from --dev
+// (and --train for detection) where it changes them.
 #pragma once
 
 #include <cstdint>
@@ -43,6 +45,10 @@ struct ExportConfig {
   std::string keep_which = "bottom";
   // Labelled JSONL on which the dev metric is measured before and after; empty: no check.
   std::string dev;
+  // Training data: with dev, the detection statistics of a model that has them are fitted anew
+  // for an export that changes its vectors (dtype bf16 or int8, keep_layers); without it such
+  // an export leaves them out, with a warning. Other exports copy them as they are.
+  std::string train;
   // Largest relative loss of the dev metric that is accepted (0.01: 1%).
   double max_drop = 0.01;
   // Threads for the dev check (0: all cores).
@@ -85,6 +91,11 @@ struct ExportConfig {
           .in(g),
       c.keep_which);
     v(Knob("dev", "Labelled JSONL: the dev metric is measured before and after the export").hide_default().in(g), c.dev);
+    v(Knob("train", "Training JSONL: with --dev, fits the detection statistics anew when --dtype or --keep-layers "
+                    "change the model's vectors (without it, they are left out)")
+          .hide_default()
+          .in(g),
+      c.train);
     v(Knob("max-drop", "With --dev: the largest relative loss of the dev metric accepted; beyond it nothing is written")
           .check(bound::closed_open(0, 1e9), ">= 0")
           .in(g),
@@ -117,6 +128,10 @@ struct ExportResult {
   std::optional<double> metric_before, metric_after;
   // Why the dev check refused the export (nothing was written), or "".
   std::string refusal;
+  // What the export did with the drift reference and the detection statistics: "copied",
+  // "refitted" (on --dev, and --train), "dropped" (the export changed the scores and the data to
+  // redo them was not given), or "" (the model had none).
+  std::string drift_reference, detection;
 };
 
 // Reads the model and writes it to config.out (atomically: out.tmp, then renamed). Throws

@@ -35,6 +35,13 @@ int run_export(CliState& state) {
   if (r.metric_before)
     std::cout << "dev " << r.metric_name << " " << format_significant(*r.metric_before, 5) << " -> "
               << format_significant(*r.metric_after, 5) << "\n";
+  // What went with the model for score's drift check and --detect.
+  if (!r.drift_reference.empty() || !r.detection.empty()) {
+    if (!r.drift_reference.empty()) std::cout << "drift reference: " << r.drift_reference;
+    if (!r.drift_reference.empty() && !r.detection.empty()) std::cout << "; ";
+    if (!r.detection.empty()) std::cout << "detection statistics: " << r.detection;
+    std::cout << "\n";
+  }
   return kOk;
 }
 

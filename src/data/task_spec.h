@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,10 @@ struct TaskSpec {
   // Regression targets are standardised for training; predictions are mapped back.
   double label_mean = 0.0;
   double label_std = 1.0;
+  // Regression: the mean of the training labels, the constant predictor that eval prints
+  // beside the model. Kept apart from label_mean, which an export folds into the head; unknown
+  // (nullopt) for a model dqe did not train.
+  std::optional<double> training_mean;
   // Longest input, special tokens included.
   int64_t max_len = 128;
   FieldMap fields;

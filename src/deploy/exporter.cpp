@@ -5,6 +5,7 @@
 
 #include "base/format.h"
 #include "base/log.h"
+#include "base/progress.h"
 #include "base/process_stop.h"
 #include "deploy/deploy.h"
 #include "deploy/export_format.h"
@@ -12,6 +13,8 @@
 #include "dqe/errors.h"
 #include "dqe/evaluator.h"
 #include "dqe/run_context.h"
+#include "data/drift.h"
+#include "infer/detect.h"
 #include "infer/predictor.h"
 #include "io/claim.h"
 #include "io/output.h"
@@ -29,20 +32,33 @@ void ExportConfig::validate() const {
   check_knobs(*this);
   const std::string why = export_format(format).refuses_dtype(parse_weight_dtype(dtype));
   if (!why.empty()) throw ConfigError(why);
+  if (!train.empty() && dev.empty())
+    throw ConfigError("--train needs --dev: the detection statistics fitted on --train are calibrated on --dev");
 }
 
 namespace {
 
 // The dev metric of a model: its primary metric (compute_metrics) on the records.
+// scores, when given, receives the dev scores.
 EvalResult dev_metric(SequenceModel model, std::shared_ptr<const Featurizer> featurizer, const std::vector<Record>& records,
-                      const LabelledSet& set, const ExportConfig& config, bool has_training_mean) {
+                      const LabelledSet& set, const ExportConfig& config, bool has_training_mean,
+                      std::vector<double>* scores = nullptr) {
   torch::InferenceMode guard;
   model->eval();
   const Predictor predictor(model, featurizer, Precision::kFp32, config.batch_size, process_stop());
-  const Predictions p = predictions_from_logits(predictor.run(records, config.threads).logits, featurizer->task());
+  Progress progress("export", static_cast<int64_t>(records.size()), "dev line");
+  const Predictions p = predictions_from_logits(
+      predictor.run(records, config.threads, false, [&](int64_t done) { progress.update(done); }).logits,
+      featurizer->task());
+  progress.finish();
   require_finite(p, records, config.dev);
+  if (scores) *scores = p.scores;
   return compute_metrics(featurizer->task(), p, set.labels, set.query_ids, has_training_mean);
 }
+
+// Training records drawn for the detection statistics' vectors (trainer's default).
+constexpr int64_t kDetectSample = 4000;
+constexpr uint64_t kDetectSeed = 42;
 
 }  // namespace
 
@@ -115,6 +131,30 @@ ExportResult export_model(const ExportConfig& config) {
     attach_int8_kernels(*out_model->bert, int8);
   }
 
+  // The detection statistics describe the model's pooled vectors and scores; the drift
+  // reference, its dev scores. Kept as they are where the export keeps both (a copy, a merge,
+  // Hugging Face's folded head), made anew where it changes them.
+  std::optional<DetectionStats> detection = load_detection_stats(loaded.dir);
+  const bool changes_vectors = dtype != WeightDtype::kFp32 || config.keep_layers > 0;
+  const bool changes_scores_distribution = config.keep_layers > 0;
+  std::optional<ScoreReference> reference = loaded.score_reference;
+  if (reference) result.drift_reference = "copied";
+  if (detection) result.detection = "copied";
+  if (reference && changes_scores_distribution && config.dev.empty()) {
+    log->warn("{}'s drift reference (score_reference.json) describes the scores of all its layers: the export leaves it "
+              "out; give --dev to make it anew",
+              loaded.dir);
+    reference.reset();
+    result.drift_reference = "dropped";
+  }
+  if (detection && changes_vectors && (config.train.empty() || config.dev.empty())) {
+    log->warn("{}'s detection statistics describe its vectors as trained, which --dtype and --keep-layers change: the "
+              "export leaves them out; give --train and --dev to fit them anew",
+              loaded.dir);
+    detection.reset();
+    result.detection = "dropped";
+  }
+
   if (!config.dev.empty()) {
     make_run_context("cpu", "fp32", config.threads);
     ReaderOptions ro;
@@ -124,9 +164,26 @@ ExportResult export_model(const ExportConfig& config) {
     const std::vector<Record> records = read_jsonl(config.dev, ro);
     const LabelledSet set = labels_of(records, loaded.spec.task, config.dev);
     EvalResult before, after;
+    std::vector<double> dev_scores;
     try {
       before = dev_metric(loaded.model, loaded.featurizer, records, set, config, loaded.spec.has_dqe_section);
-      after = dev_metric(out_model, out_featurizer, records, set, config, loaded.spec.has_dqe_section);
+      after = dev_metric(out_model, out_featurizer, records, set, config, loaded.spec.has_dqe_section, &dev_scores);
+      if (reference && changes_scores_distribution) {
+        reference = make_score_reference(dev_scores);
+        result.drift_reference = "refitted";
+      }
+      if (detection && changes_vectors) {
+        torch::InferenceMode guard;
+        out_model->eval();
+        const std::vector<Record> train = read_jsonl(config.train, ro);
+        const Predictor predictor(out_model, out_featurizer, Precision::kFp32, config.batch_size, process_stop());
+        const double fpr = detection->calibration.fpr;
+        detection = fit_detection(predictor, train, records, config.threads, fpr, kDetectSample, kDetectSeed);
+        result.detection = "refitted";
+        log->info("detection statistics fitted anew on {} and {}: thresholds for {}% false positives on dev ({}% "
+                  "flagged)",
+                  config.train, config.dev, format_significant(100 * fpr), format_significant(100 * detection->calibration.achieved));
+      }
     } catch (const Interrupted& e) {
       throw_interrupted(e.signal_number(), "export, during the --dev check: nothing written");
     }
@@ -147,14 +204,17 @@ ExportResult export_model(const ExportConfig& config) {
     }
   }
 
-  // Pruning changes the scores' distribution; the others keep it (within rounding).
-  const ScoreReference* reference =
-      loaded.score_reference && config.keep_layers == 0 ? &*loaded.score_reference : nullptr;
   // SIGINT/SIGTERM: stopped between the dev check's batches, or here, before anything is written.
   process_stop().check("export: nothing written");
   // Written beside --out and moved into place only if no other process wrote it meanwhile.
   write_new_directory(config.out, "--out", [&](const std::string& tmp) {
-    write_model_files(tmp, spec, out_model, *out_featurizer, {}, reference);
+    write_model_files(tmp, spec, out_model, *out_featurizer, {}, reference ? &*reference : nullptr);
+    if (result.detection == "copied") {
+      fs::copy_file(fs::path(loaded.dir) / kDetectStatsFile, fs::path(tmp) / kDetectStatsFile, ec);
+      if (ec) throw IoError(loaded.dir + "/" + kDetectStatsFile + ": cannot copy (" + ec.message() + ")");
+    } else if (detection) {
+      save_detection_stats(tmp, *detection);
+    }
     if (!transform) return;
     save_safetensors((fs::path(tmp) / "model.safetensors").string(), stored);
     format.write_extra(tmp, spec, dtype);

@@ -121,6 +121,15 @@ ModelSpec model_spec_from_json(const nlohmann::json& j, const std::string& origi
     read_key(*dq, "labels", t.labels, origin);
     read_key(*dq, "label_mean", t.label_mean, origin);
     read_key(*dq, "label_std", t.label_std, origin);
+    if (t.task == Task::kRegression) {
+      double mean = std::numeric_limits<double>::quiet_NaN();
+      read_key(*dq, "training_mean", mean, origin);
+      // A checkpoint written before the key existed: its label_mean is the training mean, unless
+      // an export folded the scaling into the head (mean 0, std 1 then say nothing).
+      if (std::isnan(mean) && !dq->contains("training_mean") && !(t.label_mean == 0 && t.label_std == 1))
+        mean = t.label_mean;
+      if (!std::isnan(mean)) t.training_mean = mean;
+    }
     read_key(*dq, "max_len", t.max_len, origin);
     read_key(*dq, "lower_case", t.lower_case, origin);
     read_key(*dq, "match_types", t.match_types, origin);
@@ -220,6 +229,7 @@ nlohmann::ordered_json to_json(const ModelSpec& spec) {
   d["labels"] = t.labels;
   d["label_mean"] = t.label_mean;
   d["label_std"] = t.label_std;
+  if (t.training_mean) d["training_mean"] = *t.training_mean;
   d["max_len"] = t.max_len;
   d["lower_case"] = t.lower_case;
   d["match_types"] = t.match_types;

@@ -11,11 +11,15 @@
 #include <filesystem>
 #include <fstream>
 
+#include "base/format.h"
 #include "base/process_stop.h"
 #include "dqe/errors.h"
+#include "dqe/evaluator.h"
 #include "dqe/exporter.h"
 #include "dqe/scorer.h"
 #include "dqe/trainer.h"
+#include "data/drift.h"
+#include "infer/detect.h"
 #include "infer/predictor.h"
 #include "integration/run_util.h"
 #include "io/safetensors.h"
@@ -153,6 +157,154 @@ TEST_F(ExportTest, HfRegressionLogitIsTheScore) {
   // dqe reads the export as it reads the model.
   const auto rescored = scores_of(hf);
   for (size_t i = 0; i < scores.size(); ++i) EXPECT_NEAR(rescored[i], scores[i], 1e-4);
+}
+
+// Folding the label scaling into the head does not lose the training mean: eval of the export
+// prints the constant predictor of the model it came from (computed here from the files), not
+// "0.0000". A config written before the key existed falls back to its label_mean, unless the
+// scaling was folded (then there is no baseline). score --fields logits of the export gives the
+// folded logit, which is the score.
+TEST_F(ExportTest, HfExportKeepsTheTrainingMeanAndItsLogitIsTheScore) {
+  double sum = 0, n = 0;
+  for (const auto& r : read_jsonl_file(shared_->path("train.jsonl"))) {
+    sum += r["label"].get<double>();
+    ++n;
+  }
+  const double mean = sum / n;
+  double sq = 0, m = 0;
+  for (const auto& r : read_jsonl_file(shared_->path("dev.jsonl"))) {
+    sq += (r["label"].get<double>() - mean) * (r["label"].get<double>() - mean);
+    ++m;
+  }
+  const double baseline = std::sqrt(sq / m);
+  const ModelSpec original = load_model_spec(resolve_model_dir(model("regression")));
+  ASSERT_TRUE(original.task.training_mean.has_value());
+  EXPECT_NEAR(*original.task.training_mean, mean, 1e-9);
+
+  const std::string hf = export_to(model("regression"), "hf-mean", "hf");
+  const ModelSpec exported = load_model_spec(hf);
+  EXPECT_EQ(exported.task.label_mean, 0.0);  // folded
+  ASSERT_TRUE(exported.task.training_mean.has_value());
+  EXPECT_NEAR(*exported.task.training_mean, mean, 1e-9);
+  EvalConfig ec;
+  ec.models = {hf};
+  ec.data = shared_->path("dev.jsonl");
+  ec.threads = 2;
+  ec.precision = "fp32";
+  const EvalResult r = evaluate(ec);
+  EXPECT_NEAR(r.metrics["train_mean_rmse"].get<double>(), baseline, 1e-9);
+  EXPECT_NE(r.table.find("rmse of predicting the training mean (" + format_fixed(mean) + ")"), std::string::npos)
+      << r.table;
+
+  // Without the key: the folded export says nothing; an unfolded checkpoint's label_mean stands in.
+  auto strip = [](const std::string& dir) {
+    nlohmann::ordered_json config = read_json_file(dir + "/config.json");
+    ASSERT_TRUE(config["dqe"].contains("training_mean"));
+    config["dqe"].erase("training_mean");
+    test::write_text(dir + "/config.json", config.dump(2));
+  };
+  strip(hf);
+  EXPECT_FALSE(load_model_spec(hf).task.training_mean.has_value());
+  EXPECT_FALSE(evaluate(ec).metrics.contains("train_mean_rmse"));
+  const std::string plain = export_to(model("regression"), "dqe-mean", "dqe");
+  strip(plain);
+  ASSERT_TRUE(load_model_spec(plain).task.training_mean.has_value());
+  EXPECT_EQ(*load_model_spec(plain).task.training_mean, original.task.label_mean);
+
+  ScoreConfig sc;
+  sc.models = {hf};
+  sc.input = shared_->path("dev.jsonl");
+  sc.output = dir_.path("logits.jsonl");
+  sc.add_fields = {"score", "logits"};
+  sc.precision = "fp32";
+  score(sc);
+  const auto lines = read_jsonl_file(sc.output);
+  ASSERT_EQ(lines.size(), static_cast<size_t>(m));
+  for (const auto& line : lines) {
+    ASSERT_EQ(line["logits"].size(), 1u) << line.dump();
+    EXPECT_NEAR(line["logits"][0].get<double>(), line["score"].get<double>(), 1e-5) << line.dump();
+  }
+}
+
+// The drift reference and the detection statistics go with the model: copied byte for byte
+// where the export keeps its scores (a copy, Hugging Face's folded head), made anew where it
+// changes them (int8 from --train and --dev; fewer layers: the reference from the export's own
+// dev scores), and left out with a warning when the data to redo them is missing; score
+// --detect then names what would have kept them.
+TEST_F(ExportTest, ExportsKeepTheDriftReferenceAndDetectionStatistics) {
+  const std::string from = resolve_model_dir(model("regression"));
+  ASSERT_TRUE(fs::exists(from + "/" + kDetectStatsFile));
+  ASSERT_TRUE(fs::exists(from + "/score_reference.json"));
+  auto run_export = [&](const std::string& name, auto&& set) {
+    ExportConfig ec;
+    ec.model = model("regression");
+    ec.out = dir_.path(name);
+    set(ec);
+    return export_model(ec);
+  };
+  for (const std::string format : {"dqe", "hf"}) {
+    const ExportResult r = run_export("same-" + format, [&](ExportConfig& ec) { ec.format = format; });
+    EXPECT_EQ(r.detection, "copied");
+    EXPECT_EQ(r.drift_reference, "copied");
+    for (const std::string file : {std::string(kDetectStatsFile), std::string("score_reference.json")})
+      EXPECT_TRUE(test::read_text(dir_.path("same-" + format + "/" + file)) == test::read_text(from + "/" + file))
+          << format << ": " << file;
+  }
+  ScoreConfig sc;
+  sc.models = {dir_.path("same-hf")};
+  sc.input = shared_->path("dev.jsonl");
+  sc.output = dir_.path("detected.jsonl");
+  sc.detect = true;
+  sc.precision = "fp32";
+  score(sc);
+  for (const auto& line : read_jsonl_file(sc.output)) EXPECT_TRUE(line.contains("suspect")) << line.dump();
+
+  const ExportResult dropped = run_export("int8-bare", [](ExportConfig& ec) { ec.dtype = "int8"; });
+  EXPECT_EQ(dropped.detection, "dropped");
+  EXPECT_EQ(dropped.drift_reference, "copied");  // int8 keeps the scores' distribution
+  EXPECT_FALSE(fs::exists(dir_.path("int8-bare/") + kDetectStatsFile));
+  sc.models = {dir_.path("int8-bare")};
+  sc.output = dir_.path("refused.jsonl");
+  try {
+    score(sc);
+    ADD_FAILURE() << "--detect ran without detection statistics";
+  } catch (const ModelError& e) {
+    EXPECT_NE(std::string(e.what()).find("fits them anew when given --train and --dev"), std::string::npos) << e.what();
+  }
+
+  const ExportResult refitted = run_export("int8", [&](ExportConfig& ec) {
+    ec.dtype = "int8";
+    ec.train = shared_->path("train.jsonl");
+    ec.dev = shared_->path("dev.jsonl");
+    ec.max_drop = 1000;  // the gate is not what is tested here
+  });
+  EXPECT_EQ(refitted.detection, "refitted");
+  const auto before = load_detection_stats(from);
+  const auto after = load_detection_stats(dir_.path("int8"));
+  ASSERT_TRUE(before && after);
+  EXPECT_EQ(after->calibration.fpr, before->calibration.fpr);
+  EXPECT_LE(after->calibration.achieved, after->calibration.fpr + 1e-12);
+  EXPECT_FALSE(torch::equal(after->mean, before->mean));  // the int8 model's own vectors
+  EXPECT_TRUE(torch::allclose(after->mean, before->mean, 0.1, 0.1));
+  sc.models = {dir_.path("int8")};
+  sc.output = dir_.path("int8-detected.jsonl");
+  score(sc);
+
+  const ExportResult pruned_bare = run_export("pruned-bare", [](ExportConfig& ec) { ec.keep_layers = 1; });
+  EXPECT_EQ(pruned_bare.drift_reference, "dropped");
+  EXPECT_FALSE(fs::exists(dir_.path("pruned-bare/score_reference.json")));
+  const ExportResult pruned = run_export("pruned", [&](ExportConfig& ec) {
+    ec.keep_layers = 1;
+    ec.dev = shared_->path("dev.jsonl");
+    ec.max_drop = 1000;  // the gate is not what is tested here
+  });
+  EXPECT_EQ(pruned.drift_reference, "refitted");
+  const ScoreReference want = make_score_reference(scores_of(dir_.path("pruned")));
+  const ScoreReference got = ScoreReference::from_json(
+      read_json_file(dir_.path("pruned/score_reference.json")), "score_reference.json");
+  ASSERT_EQ(got.edges.size(), want.edges.size());
+  for (size_t i = 0; i < want.edges.size(); ++i) EXPECT_NEAR(got.edges[i], want.edges[i], 1e-9) << i;
+  EXPECT_FALSE(test::read_text(dir_.path("pruned/score_reference.json")) == test::read_text(from + "/score_reference.json"));
 }
 
 // Classification: the reference's softmax is dqe's class probabilities, and its expected class

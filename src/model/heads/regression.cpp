@@ -15,12 +15,6 @@ void missing_label(const Record& r, const TaskSpec& spec, const std::string& pat
 
 void RegressionHead::fit_labels(TaskSpec& spec, const std::vector<Record>& train, const std::string& path,
                                 const ModelSpec* init) const {
-  // A regression head fine-tuned by dqe keeps the scale it learned.
-  if (init && init->has_dqe_section && !init->mlm_encoder && init->task.task == Task::kRegression) {
-    spec.label_mean = init->task.label_mean;
-    spec.label_std = init->task.label_std;
-    return;
-  }
   double sum = 0, sq = 0;
   for (const auto& r : train) {
     const double v = encode_label(r, spec, path);
@@ -28,6 +22,13 @@ void RegressionHead::fit_labels(TaskSpec& spec, const std::vector<Record>& train
     sq += v * v;
   }
   const double n = static_cast<double>(train.size());
+  spec.training_mean = sum / n;
+  // A regression head fine-tuned by dqe keeps the scale it learned.
+  if (init && init->has_dqe_section && !init->mlm_encoder && init->task.task == Task::kRegression) {
+    spec.label_mean = init->task.label_mean;
+    spec.label_std = init->task.label_std;
+    return;
+  }
   spec.label_mean = sum / n;
   spec.label_std = std::sqrt(std::max(0.0, sq / n - spec.label_mean * spec.label_mean));
   if (!(spec.label_std > 1e-12)) spec.label_std = 1.0;  // constant labels: nothing to scale
@@ -92,12 +93,13 @@ EvalResult RegressionHead::metrics(const TaskSpec& /*spec*/, const Predictions& 
 
 void RegressionHead::add_constant_baseline(const TaskSpec& spec, const std::vector<double>& labels,
                                            EvalResult& r) const {
-  if (labels.empty()) return;
+  if (labels.empty() || !spec.training_mean) return;
+  const double mean = *spec.training_mean;
   double sq = 0;
-  for (double y : labels) sq += (y - spec.label_mean) * (y - spec.label_mean);
+  for (double y : labels) sq += (y - mean) * (y - mean);
   const double rmse = std::sqrt(sq / static_cast<double>(labels.size()));
   r.metrics["train_mean_rmse"] = rmse;
-  r.table += "rmse of predicting the training mean (" + format_fixed(spec.label_mean) + "): " + format_fixed(rmse) + "\n";
+  r.table += "rmse of predicting the training mean (" + format_fixed(mean) + "): " + format_fixed(rmse) + "\n";
 }
 
 void RegressionHead::write_hf_keys(const TaskSpec& /*spec*/, nlohmann::ordered_json& j) const {
