@@ -210,6 +210,9 @@ class RunDirectory {
   // owner false: a data-parallel rank other than 0, which reads the run (on --resume) after
   // rank 0 has set it up, and neither locks nor writes it.
   RunDirectory(const std::string& out_dir, bool resume, bool owner = true);
+  // Gives the lock back. A run that made the directory and fails (an exception leaves the scope)
+  // before any step was logged or checkpoint written removes it: a bad flag or line leaves no
+  // half-made run behind.
   ~RunDirectory();
   RunDirectory(const RunDirectory&) = delete;
   RunDirectory& operator=(const RunDirectory&) = delete;
@@ -226,6 +229,7 @@ class RunDirectory {
  private:
   std::string path_;
   int lock_fd_ = -1;
+  bool created_ = false;  // this run made the directory (it did not exist)
   TrainerState resumed_;
 };
 

@@ -38,6 +38,8 @@ struct Engine::Impl {
   };
 
   void start();
+  // On --resume with another step budget: the schedule re-planned over it.
+  void replan(int64_t new_total);
   StepOutcome take_step(const ChunkPlan& plan);
   StepTotals accumulate(int64_t first, int64_t count);
   double clip_gradients();
@@ -103,10 +105,6 @@ void Engine::Impl::start() {
     if (!state.data_fingerprint.empty() && state.data_fingerprint != fingerprint)
       throw ConfigError("--resume: the data differ from the run's (now " + fingerprint + "; the run had " +
                         state.data_fingerprint + ")");
-    if (state.finished) log->info("{} already finished at step {}; nothing to do", o.out_dir, state.step);
-    else
-      log->info("resuming {} at step {} (epoch {}{}, batch {})", o.out_dir, state.step, state.epoch + 1,
-                state.chunk > 0 ? ", chunk " + std::to_string(state.chunk + 1) : std::string(), state.batch_in_epoch);
   } else {
     state.seed = ctx.seeds.seed();
     state.total_steps = o.max_steps > 0 ? o.max_steps : o.epochs * steps_per_epoch;
@@ -115,11 +113,46 @@ void Engine::Impl::start() {
   }
   total_steps = state.total_steps;
   warmup = static_cast<int64_t>(std::llround(o.warmup_ratio * static_cast<double>(total_steps)));
+  if (o.resume) {
+    const int64_t budget = o.max_steps > 0 ? o.max_steps : o.epochs * steps_per_epoch;
+    if (budget != total_steps) replan(budget);
+    if (state.finished) log->info("{} already finished at step {}; nothing to do", o.out_dir, state.step);
+    else
+      log->info("resuming {} at step {} (epoch {}{}, batch {})", o.out_dir, state.step, state.epoch + 1,
+                state.chunk > 0 ? ", chunk " + std::to_string(state.chunk + 1) : std::string(), state.batch_in_epoch);
+  }
   if (hooks.is_primary()) run_log.emplace(o.out_dir, o.resume ? state.step : -1);
   if (o.resume) {
     const auto evals = read_eval_log((fs::path(o.out_dir) / "eval_log.jsonl").string());
     evaluated_at_current_step = !evals.empty() && evals.back().step == state.step;
   }
+}
+
+void Engine::Impl::replan(int64_t new_total) {
+  const std::string budget =
+      o.max_steps > 0 ? "--max-steps " + std::to_string(o.max_steps) : "--epochs " + std::to_string(o.epochs);
+  if (state.finished && state.step < total_steps) {
+    log->info("{} stopped early at step {} (no dev improvement); {} does not restart it", o.out_dir, state.step, budget);
+    return;
+  }
+  if (new_total <= state.step)
+    throw ConfigError("--resume: " + budget + " gives " + std::to_string(new_total) + " steps, and the run is at step " +
+                      std::to_string(state.step) + " already; give a larger budget to extend it");
+  // As Hugging Face's Trainer does on a resume with more epochs: warmup and decay planned over
+  // the new length, as if the run had been started with it (a finished run's learning rate of
+  // 0 rises again).
+  const double lr_was = linear_schedule(o.lr, state.step, total_steps, warmup);
+  const int64_t warmup_now = static_cast<int64_t>(std::llround(o.warmup_ratio * static_cast<double>(new_total)));
+  const double lr_now = linear_schedule(o.lr, state.step, new_total, warmup_now);
+  log->info("{} {} from {} to {} steps ({}): the learning-rate schedule is re-planned over {} steps; at step {} it is "
+            "{} (was {})",
+            new_total > total_steps ? "extending" : "shortening", o.out_dir, total_steps, new_total, budget, new_total,
+            state.step, format_significant(lr_now, 4), format_significant(lr_was, 4));
+  state.total_steps = total_steps = new_total;
+  warmup = warmup_now;
+  state.finished = false;
+  for (const char* key : {"epochs", "max-steps"})
+    if (o.config.contains(key)) state.config[key] = o.config[key];
 }
 
 EngineResult Engine::Impl::run() {

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <vector>
 
@@ -16,6 +17,7 @@
 #include "base/log.h"
 #include "dqe/errors.h"
 #include "io/checkpoint_dir.h"
+#include "io/remove_tree.h"
 #include "io/output.h"
 
 namespace dqe::training {
@@ -89,6 +91,7 @@ RunDirectory::RunDirectory(const std::string& out_dir, bool resume, bool owner) 
   }
   std::error_code ec;
   if (fs::exists(dir) && !fs::is_directory(dir)) throw ConfigError("--out " + path_ + " is not a directory");
+  const bool existed = fs::exists(dir, ec);
   fs::create_directories(dir, ec);
   if (ec) throw IoError(path_ + ": cannot create directory (" + ec.message() + ")");
   lock_fd_ = ::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -127,6 +130,7 @@ RunDirectory::RunDirectory(const std::string& out_dir, bool resume, bool owner) 
     }
     // Proves the directory writable now, not after an hour of training.
     write_file_atomic((dir / kRunMarker).string(), nlohmann::ordered_json{{"format", "dqe run"}}.dump() + "\n");
+    created_ = !existed;
   } catch (...) {
     ::close(lock_fd_);
     lock_fd_ = -1;
@@ -135,7 +139,14 @@ RunDirectory::RunDirectory(const std::string& out_dir, bool resume, bool owner) 
 }
 
 RunDirectory::~RunDirectory() {
-  if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the lock
+  if (lock_fd_ < 0) return;
+  if (created_ && std::uncaught_exceptions() > 0) {
+    std::error_code ec;
+    const fs::path log = fs::path(path_) / "train_log.jsonl";
+    const bool stepped = fs::exists(log, ec) && fs::file_size(log, ec) > 0;
+    if (!stepped && !fs::exists(last(), ec) && !fs::exists(best(), ec)) detail::remove_tree(path_);
+  }
+  ::close(lock_fd_);  // releases the lock
 }
 
 void RunDirectory::check_resume_config(const nlohmann::ordered_json& now, const std::vector<std::string>& may_change) const {
@@ -144,6 +155,8 @@ void RunDirectory::check_resume_config(const nlohmann::ordered_json& now, const 
   for (auto it = now.begin(); it != now.end(); ++it) {
     const std::string& key = it.key();
     if (std::find(may_change.begin(), may_change.end(), key) != may_change.end()) continue;
+    // The step budget may grow or shrink: the engine re-plans the schedule from the current step.
+    if (key == "epochs" || key == "max-steps") continue;
     auto was = before.find(key);
     if (was == before.end()) continue;  // recorded by an older dqe that did not have the flag
     // A model source left out on --resume is the run's own (it continues from last/).

@@ -560,8 +560,8 @@ TEST_F(TrainTest, ResumeRefusesRunShapingChangesNamingTheFlag) {
   c.seed = 6;
   refused(c, "--seed");
   c = config_;
-  c.max_steps = 40;
-  refused(c, "--max-steps");
+  c.max_steps = 4;  // a budget may change, but not to end before where the run is
+  refused(c, "--resume: --max-steps 4 gives 4 steps, and the run is at step 5 already");
   c = config_;
   c.warmup_ratio = 0.2;
   refused(c, "--warmup-ratio");
@@ -576,6 +576,69 @@ TEST_F(TrainTest, ResumeRefusesRunShapingChangesNamingTheFlag) {
   TrainResult r = train(config_);
   EXPECT_FALSE(r.interrupted);
   EXPECT_EQ(r.steps, 20);
+}
+
+// --resume with a larger budget extends the run, finished or not, re-planning the schedule
+// over the new length as Hugging Face's Trainer does (computed here from the recipe's formula):
+// the steps past the old end decay to 0 at the new one. An extended run interrupted and resumed
+// again ends where the uninterrupted extension does. --epochs extends an epoch-based run.
+TEST_F(TrainTest, ResumeWithALargerBudgetExtendsTheRunOverANewSchedule) {
+  config_.max_steps = 20;
+  config_.warmup_ratio = 0.2;
+  config_.eval_every = 10;
+  ASSERT_FALSE(train(config_).interrupted);
+  config_.resume = true;
+  config_.max_steps = 30;
+  const TrainResult extended = train(config_);
+  EXPECT_FALSE(extended.interrupted);
+  EXPECT_EQ(extended.steps, 30);
+  const auto log = read_jsonl_file(dir_.path("run/train_log.jsonl"));
+  ASSERT_EQ(log.size(), 30u);
+  for (size_t i = 20; i < 30; ++i) {
+    const double want = config_.lr * (30.0 - static_cast<double>(i)) / (30.0 - 6.0);  // warmup: 20% of 30
+    EXPECT_NEAR(log[i]["lr"].get<double>(), want, 1e-15) << "step " << i + 1;
+  }
+  EXPECT_EQ(read_jsonl_file(dir_.path("run/eval_log.jsonl")).back()["step"], 30);
+  const TrainerState state = load_trainer_state(dir_.path("run/last"), nullptr);
+  EXPECT_EQ(state.total_steps, 30);
+  EXPECT_EQ(state.config["max-steps"], 30);
+
+  config_.out_dir = dir_.path("run2");
+  config_.resume = false;
+  config_.max_steps = 20;
+  train(config_);
+  config_.resume = true;
+  config_.max_steps = 30;
+  config_.stop_after_step = [](int64_t step) { return step == 25; };
+  ASSERT_TRUE(train(config_).interrupted);
+  config_.stop_after_step = nullptr;
+  const TrainResult again = train(config_);
+  EXPECT_EQ(again.steps, 30);
+  EXPECT_NEAR(again.final_metrics["rmse"].get<double>(), extended.final_metrics["rmse"].get<double>(), 1e-6);
+
+  config_.out_dir = dir_.path("run3");
+  config_.resume = false;
+  config_.max_steps = 0;
+  config_.epochs = 1;
+  EXPECT_EQ(train(config_).steps, 20);
+  config_.resume = true;
+  config_.epochs = 2;
+  EXPECT_EQ(train(config_).steps, 40);
+}
+
+// A run that fails before its first step leaves no directory behind when it made it, and
+// leaves a directory the user made (empty) as it was.
+TEST_F(TrainTest, ARunFailingBeforeItsFirstStepRemovesTheDirectoryItMade) {
+  const std::string bad = dir_.path("bad.jsonl");
+  test::write_text(bad, test::read_text(config_.train_path) + "{\"query\": \"q\"}\n");
+  config_.train_path = bad;
+  config_.out_dir = dir_.path("new/run");
+  EXPECT_THROW(train(config_), DataError);
+  EXPECT_FALSE(fs::exists(config_.out_dir));
+  fs::create_directories(dir_.path("mine"));
+  config_.out_dir = dir_.path("mine");
+  EXPECT_THROW(train(config_), DataError);
+  EXPECT_TRUE(fs::is_directory(config_.out_dir));
 }
 
 // A resumed position past the end of the data (as a changed batch plan once left it) ends
