@@ -150,6 +150,9 @@ struct TrainConfig {
   int64_t adv_steps = 3;
   // PGD: size of each step.
   double adv_alpha = 0.3;
+  // --adv-eps and --adv-alpha as shares of each example's word-embedding L2 norm, instead of
+  // absolute sizes (which suit one model's embeddings and not another's).
+  bool adv_relative = false;
   // Share of training examples given text noise that mirrors the attacks (train/augment.h:
   // typos, duplicated words, query words inserted into below-average results with their
   // label kept), drawn anew for each batch; 0 turns it off.
@@ -396,6 +399,11 @@ void TrainConfig::visit_knobs(Self& c, Visitor&& v) {
   v(Knob("adv-steps", "PGD: steps of the perturbation's climb").check(bound::closed(1, 100), "between 1 and 100").in(adv),
     c.adv_steps);
   v(Knob("adv-alpha", "PGD: size of each step").check(bound::open_closed(0, 1e6), "in (0, 10^6]").in(adv), c.adv_alpha);
+  v(Knob("adv-relative",
+         "--adv-eps and --adv-alpha are shares of each example's word-embedding L2 norm (e.g. 0.1), not absolute sizes")
+        .as_flag()
+        .in(adv),
+    c.adv_relative);
   v(Knob("augment",
          "Share of training examples given attack-like text noise each batch (typos, duplicated words, query words "
          "inserted into below-average results with their label kept); 0: off")

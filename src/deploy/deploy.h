@@ -18,5 +18,7 @@ namespace dqe {
 // or "" when it can: match token types, side inputs (lexical features), bottleneck adapters, a
 // SentencePiece tokenizer. A LoRA adapter can be: export merges it.
 std::string hf_incompatibility(const LoadedModel& model);
+// The same of a model being built (train says it when a run starts).
+std::string hf_incompatibility(const ModelSpec& spec, const Featurizer& featurizer);
 
 }  // namespace dqe

@@ -22,12 +22,25 @@ struct AdversarialOptions {
   double eps = 1.0;            // L2 radius of a perturbation, per example
   int64_t steps = 3;           // PGD's steps
   double alpha = 0.3;          // PGD's step size
+  // eps and alpha as shares of each example's word-embedding L2 norm (over its [time, hidden]).
+  bool relative = false;
 };
 
-// g / ||g|| per example (the first dimension), scaled by `size`; zero where g is zero.
+// g / ||g|| per example (the first dimension), scaled by `size` (a number, or one per example
+// shaped [n, 1, ...]); zero where g is zero.
 torch::Tensor normalized_step(const torch::Tensor& gradient, double size);
-// delta projected onto the L2 ball of radius eps, per example.
+torch::Tensor normalized_step(const torch::Tensor& gradient, const torch::Tensor& size);
+// delta projected onto the L2 ball of radius eps, per example (eps as size above).
 torch::Tensor project_to_ball(const torch::Tensor& delta, double eps);
+torch::Tensor project_to_ball(const torch::Tensor& delta, const torch::Tensor& eps);
+
+// An absolute radius above this share of the mean example's word-embedding norm is warned of:
+// the default 1.0 is about 18% of a pretrained BERT's (about 1 a token, some 30 tokens), and
+// took a small model's embeddings (about 0.3 a token) to the constant predictor at 55%.
+constexpr double kLargeEpsShare = 0.3;
+constexpr double kSuggestedEpsShare = 0.1;
+// The warning for an absolute eps large against the mean norm measured; "" when it is not.
+std::string eps_warning(const AdversarialOptions& options, double mean_norm);
 
 class AdversarialStep : public StepStrategy {
  public:
@@ -41,6 +54,7 @@ class AdversarialStep : public StepStrategy {
 
  private:
   AdversarialOptions options_;
+  bool checked_scale_ = false;  // eps against the first batch's norms, warned of once
   double clean_seconds_ = 0;
   double adversarial_seconds_ = 0;
 };

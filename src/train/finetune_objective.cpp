@@ -11,6 +11,7 @@
 #include "base/format.h"
 #include "base/log.h"
 #include "data/log_inputs.h"
+#include "deploy/deploy.h"
 #include "deploy/distill.h"
 #include "dist/process_group.h"
 #include "dist/shares.h"
@@ -137,6 +138,9 @@ void FinetuneObjective::log_model(spdlog::logger& log) const {
   if (spec_.task.lexical_features)
     if (auto lexical = std::dynamic_pointer_cast<const LexicalInput>(featurizer_->side_inputs().front()))
       log.info("lexical features on: word statistics of {} distinct results", lexical->stats().docs);
+  // Said now, not at deploy time: what the model will not export to, and the flag that changes it.
+  if (const std::string why = hf_incompatibility(spec_, *featurizer_); !why.empty())
+    log.info("this model will not export to Hugging Face (dqe export --format hf): {}", why);
   const TaskSpec& ts = spec_.task;
   int64_t num_params = 0, trainable = 0;
   for (const auto& p : model_->parameters()) {

@@ -34,6 +34,7 @@ std::unique_ptr<training::AdversarialStep> adversarial_step_of(const TrainConfig
   o.eps = c.adv_eps;
   o.steps = c.adv_steps;
   o.alpha = c.adv_alpha;
+  o.relative = c.adv_relative;
   return std::make_unique<training::AdversarialStep>(o);
 }
 
@@ -42,7 +43,7 @@ void log_adversarial_cost(const TrainConfig& c, const training::AdversarialStep&
   if (clean <= 0) return;
   log.info("adversarial training ({} eps {}{}): {:.1f} s of clean passes and {:.1f} s of adversarial ones; a step "
            "costs {:.2f}x a plain one",
-           c.adv, format_significant(c.adv_eps),
+           c.adv, format_significant(c.adv_eps) + (c.adv_relative ? " of each example's norm" : ""),
            c.adv == "pgd" ? " steps " + std::to_string(c.adv_steps) + " alpha " + format_significant(c.adv_alpha) : "",
            clean, adversarial, (clean + adversarial) / clean);
 }
@@ -176,6 +177,8 @@ std::vector<std::string> knobs_of_other_modes(const TrainConfig& c) {
     else if (name == "adapter-size" && c.peft != "adapter") needs = "--peft adapter";
     else if (starts(name, "prefix-") && c.peft != "prefix") needs = "--peft prefix";
     if (!needs.empty()) out.push_back("--" + name + " applies to " + needs + "; this run has --peft " + c.peft);
+    if (starts(name, "adv-") && c.adv == "none")
+      out.push_back("--" + name + " applies with --adv fgm or pgd, and this run has --adv none");
     if (starts(name, "distill-") && c.teachers.empty())
       out.push_back("--" + name + " applies with --teacher, and this run has none");
   }
@@ -200,6 +203,17 @@ TrainResult train(const TrainConfig& config, const StopToken& stop) {
   training::RunDirectory& run_dir = *run_dir_owner;
   // Refused before the data are read: a resumed run continues as it was started.
   if (cfg.resume) run_dir.check_resume_config(cfg.to_json(), knobs_resume_may_change<TrainConfig>());
+  // The step budget may change on --resume (the engine re-plans the learning rate), except for
+  // AdaLoRA, whose rank budget is planned over the run's length (adalora_phases).
+  if (cfg.resume && cfg.peft == "adalora") {
+    const nlohmann::ordered_json now = cfg.to_json();
+    const nlohmann::ordered_json& was = run_dir.resumed_state().config;
+    for (const char* key : {"max-steps", "epochs"})
+      if (was.is_object() && was.contains(key) && now.contains(key) && was[key] != now[key])
+        throw ConfigError(std::string("--resume: --") + key + " " + now[key].dump() + " differs from the run's " +
+                          was[key].dump() + ": an AdaLoRA run's rank schedule is planned over its whole length, "
+                          "which cannot change");
+  }
   RunContext ctx = make_run_context(cfg.device, cfg.precision, cfg.threads, stop, cfg.seed,
                                     group ? group->environment().local_world_size : 1);
   log->info(ctx.describe());

@@ -107,9 +107,19 @@ TEST_F(CliTest, TrainSaysWhichSideInputsTheDataSwitchedOnAndHowToLeaveThemOut) {
                        "leaves it out), \"attributes\" (--attributes-field \"\" leaves it out)"),
             std::string::npos)
       << r.err;
-  r = dqe(scratch_, train + " --out " + scratch_.path("without") + " --features-field '' --attributes-field ''");
+  r = dqe(scratch_, train + " --out " + scratch_.path("without") + " --features-field '' --attributes-field ''" +
+                        " --match-types off");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.err.find("log inputs"), std::string::npos) << r.err;
+  // What a model will not export to is said when its training starts, with the flag that
+  // changes it: a model from scratch marks shared words with token types Hugging Face lacks.
+  EXPECT_EQ(r.err.find("will not export to Hugging Face"), std::string::npos) << r.err;
+  ASSERT_NE(train_err_, nullptr);
+  EXPECT_NE(train_err_->find("this model will not export to Hugging Face (dqe export --format hf): its inputs mark "
+                             "shared words with token types 2 and 3, which BertTokenizer never produces; train it with "
+                             "--match-types off"),
+            std::string::npos)
+      << *train_err_;
 }
 
 // train says what predicting the training mean scores beside its best model, and warns when
@@ -131,12 +141,13 @@ TEST_F(CliTest, TrainComparesItsBestWithTheConstantPredictor) {
   // Two steps at lr 1e-9: the model is its initialisation, and train says so. Flags of modes
   // the run is not in are named: they change nothing (they passed without a word).
   r = dqe(scratch_, run + " --train " + scratch_.path("train.jsonl") + " --out " + scratch_.path("unlearned") +
-                        " --lr 1e-9 --max-steps 2 --lora-rank 4 --prefix-tokens 3 --distill-alpha 0.9");
+                        " --lr 1e-9 --max-steps 2 --lora-rank 4 --prefix-tokens 3 --distill-alpha 0.9 --adv-eps 0.5");
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("is within 1% of predicting the training mean"), std::string::npos) << r.err;
   for (const char* said : {"--lora-rank applies to --peft lora; this run has --peft none: it changes nothing",
                            "--prefix-tokens applies to --peft prefix; this run has --peft none: it changes nothing",
-                           "--distill-alpha applies with --teacher, and this run has none: it changes nothing"})
+                           "--distill-alpha applies with --teacher, and this run has none: it changes nothing",
+                           "--adv-eps applies with --adv fgm or pgd, and this run has --adv none: it changes nothing"})
     EXPECT_NE(r.err.find(said), std::string::npos) << r.err;
 }
 

@@ -4,6 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <string>
+#include <vector>
+
 #include "dqe/errors.h"
 #include "model/sequence_model.h"
 #include "model/weights.h"
@@ -140,6 +144,51 @@ TEST(AdversarialTest, FgmAccumulatesCleanPlusPerturbedGradients) {
   const std::vector<torch::Tensor> got = gradients(o);
   ASSERT_EQ(got.size(), want.size());
   for (size_t i = 0; i < got.size(); ++i) EXPECT_TRUE(torch::allclose(got[i], want[i], 1e-4, 1e-6)) << "parameter " << i;
+}
+
+// --adv-relative: each example's radius is R times its own word-embedding norm, so the
+// gradients are those of the clean loss plus those at r_i = R ||e_i|| g_i / ||g_i||, recomputed
+// here; examples of different norms get perturbations of different sizes.
+TEST(AdversarialTest, RelativeFgmSizesEachExampleToItsNorm) {
+  TinyObjective o;
+  TinyBatch b = make_batch();
+  const double share = 0.1, scale = 1.0;
+  torch::Tensor e = o.model->bert->embed(b.ids).detach().requires_grad_(true);
+  const torch::Tensor g = torch::autograd::grad({o.loss_of(b, e)}, {e})[0];
+  torch::Tensor r = torch::empty_like(g);
+  std::vector<double> radii;
+  for (int64_t i = 0; i < g.size(0); ++i) {
+    radii.push_back(share * e[i].detach().norm().item<double>());
+    r[i] = g[i] * (radii.back() / g[i].norm().item<double>());
+  }
+  EXPECT_GT(*std::max_element(radii.begin(), radii.end()) - *std::min_element(radii.begin(), radii.end()), 1e-3);
+  o.model->zero_grad();
+  (o.loss_of(b, o.model->bert->embed(b.ids)) / scale).backward();
+  (o.loss_of(b, o.model->bert->embed(b.ids) + r) / scale).backward();
+  const std::vector<torch::Tensor> want = gradients(o);
+
+  o.model->zero_grad();
+  AdversarialOptions options{"fgm", share, 1, 0.1};
+  options.relative = true;
+  AdversarialStep fgm(options);
+  fgm.run(o, b, scale);
+  const std::vector<torch::Tensor> got = gradients(o);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_TRUE(torch::allclose(got[i], want[i], 1e-4, 1e-6)) << "parameter " << i;
+}
+
+// An absolute eps large against the embeddings is warned of with a size that suits them; the
+// default against a pretrained BERT's norm (about 5.5 for 30 tokens) and a relative eps are not.
+TEST(AdversarialTest, WarnsOfAnEpsLargeAgainstTheEmbeddings) {
+  const AdversarialOptions fgm{"fgm", 1.0, 1, 0.3};
+  const std::string why = eps_warning(fgm, 1.85);
+  EXPECT_NE(why.find("--adv-eps 1 is 54% of an example's word-embedding norm here (1.85"), std::string::npos) << why;
+  EXPECT_NE(why.find("try --adv-eps 0.19 (10% of it), or --adv-relative --adv-eps 0.1"), std::string::npos) << why;
+  EXPECT_EQ(eps_warning(fgm, 5.5), "");
+  AdversarialOptions relative = fgm;
+  relative.relative = true;
+  EXPECT_EQ(eps_warning(relative, 1.85), "");
+  EXPECT_EQ(eps_warning(fgm, 0.0), "");
 }
 
 // PGD with one step of size eps is FGM; with several steps it still raises the loss.
