@@ -1,5 +1,9 @@
 #include "cli/knob_binding.h"
 
+#include <charconv>
+#include <cstdint>
+#include <string>
+
 namespace dqe::cli {
 
 void KnobBinder::refuse_empty(CLI::Option* option) {
@@ -21,7 +25,18 @@ void KnobBinder::operator()(const Knob& knob, bool& member) {
 
 void KnobBinder::operator()(const Knob& knob, uint64_t& member) {
   CLI::Option* option = cmd_.add_option("--" + knob.name, member, knob.help);
-  option->check(CLI::NonNegativeNumber);
+  // Whole digits that fit: CLI11's reading saturates 99999999999999999999 to 2^64 - 1.
+  const auto fits = [](const std::string& value) {
+    uint64_t parsed = 0;
+    const char* end = value.data() + value.size();
+    const auto [stop, error] = std::from_chars(value.data(), end, parsed);
+    if (error == std::errc::result_out_of_range)
+      return std::string("out of range: at most 18446744073709551615, got ") + value;
+    if (error != std::errc() || stop != end || value.empty())
+      return std::string("must be a whole number >= 0, got ") + value;
+    return std::string();
+  };
+  option->check(CLI::Validator(fits, /*validator_desc=*/"", "whole number in range"));
   refuse_empty(option);
   finish(knob, option);
 }

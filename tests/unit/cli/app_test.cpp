@@ -141,6 +141,24 @@ TEST(CliParse, BadArgvFailsToParse) {
   EXPECT_THROW(parse({"train", "--train", "t", "--dev", "d", "--out", "o", "--bogus"}), ConfigError);
   EXPECT_THROW(parse({"eval", "--data", "d"}), CLI::ParseError);                      // --model missing
   EXPECT_THROW(parse({"score", "--model", "m", "--threshold", "high"}), CLI::ParseError);
+  // A seed past 2^64 - 1 is refused by name, not saturated to the largest one.
+  const std::vector<std::string> train = {"train", "--train", "t", "--dev", "d", "--out", "o", "--seed"};
+  auto with_seed = [&](const std::string& seed) {
+    std::vector<std::string> args = train;
+    args.push_back(seed);
+    return args;
+  };
+  try {
+    parse(with_seed("99999999999999999999"));
+    ADD_FAILURE() << "an overflowing seed was taken";
+  } catch (const CLI::ParseError& e) {
+    EXPECT_NE(std::string(e.what()).find("out of range: at most 18446744073709551615, got 99999999999999999999"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(parse(with_seed("18446744073709551615"))->state.train.seed, 18446744073709551615ULL);
+  EXPECT_THROW(parse(with_seed("7.5")), CLI::ParseError);
+  EXPECT_THROW(parse(with_seed("0x10")), CLI::ParseError);
 }
 
 // A mistyped command or flag is named with the close match, before CLI11 would complain
@@ -367,8 +385,8 @@ TEST(CliParse, TheFlagsOfEachCommandAreItsKnobs) {
   EXPECT_EQ(flags_of(p->state.export_cmd), set_of({knob_names<ExportConfig>()}));
   const std::vector<std::string> train = knob_names<TrainConfig>();
   EXPECT_EQ(train.size(), std::set<std::string>(train.begin(), train.end()).size()) << "a knob written twice";
-  EXPECT_EQ(train.size(), 81u);  // the keys of to_json() before the table, counted by hand, prefix tuning's two,
-                                 // --select-metric and the three ranking knobs
+  EXPECT_EQ(train.size(), 82u);  // the keys of to_json() before the table, counted by hand, prefix tuning's two,
+                                 // --select-metric, the three ranking knobs and --adv-relative
 }
 
 // Every numeric flag of every command refuses NaN, infinities, negatives and values at the
