@@ -304,26 +304,21 @@ std::string dev_section(const std::vector<EvalLogRecord>& evals, const ModelRun*
     primary.markers.push_back({static_cast<double>(best->first), best->second,
                                "best " + format_number(best->second) + " @ step " + std::to_string(best->first)});
 
-  // The other scalar metrics of each evaluation, and nDCG@10 when ranking metrics exist.
-  LineChart others;
-  others.title = "Other dev metrics";
-  others.x_label = "step";
-  std::vector<std::string> keys;
+  // The other scalar metrics of each evaluation, and nDCG@10 when ranking metrics exist, one
+  // small chart each: their scales differ (an MSE near 0.2 beside a Pearson near 0.6 would share
+  // one flattened axis), and a legend naming them all overflowed the chart.
+  std::vector<std::pair<std::string, std::vector<double>>> others;
   for (const auto& e : evals) {
     for (auto it = e.metrics.begin(); it != e.metrics.end(); ++it)
       if (it->is_number() && it.key() != "count" && it.key() != metric && it.key() != "threshold" &&
-          std::find(keys.begin(), keys.end(), it.key()) == keys.end())
-        keys.push_back(it.key());
+          std::none_of(others.begin(), others.end(), [&](const auto& o) { return o.first == it.key(); }))
+        others.emplace_back(it.key(), std::vector<double>());
   }
-  for (const auto& key : keys) {
-    std::vector<double> ys;
+  for (auto& [key, ys] : others)
     for (const auto& e : evals) {
       auto it = e.metrics.find(key);
       ys.push_back(it != e.metrics.end() && it->is_number() ? it->get<double>() : NAN);
     }
-    others.series.push_back(
-        {metric_label(key), steps, ys, palette_color(others.series.size() + 1), 1.8, 1.0, evals.size() < 40});
-  }
   std::vector<double> ndcg;
   for (const auto& e : evals) {
     auto r = e.metrics.find("ranking");
@@ -332,13 +327,22 @@ std::string dev_section(const std::vector<EvalLogRecord>& evals, const ModelRun*
                        : NAN);
   }
   if (std::any_of(ndcg.begin(), ndcg.end(), [](double v) { return std::isfinite(v); }))
-    others.series.push_back(
-        {metric_label("ndcg_at_10"), steps, ndcg, palette_color(others.series.size() + 1), 1.8, 1.0, evals.size() < 40,
-         true});
+    others.emplace_back("ndcg_at_10", ndcg);
 
-  s += "<div class=\"charts\">\n" + svg_line_chart(primary);
-  if (!others.series.empty()) s += svg_line_chart(others);
-  s += "</div>\n";
+  s += "<div class=\"charts\">\n" + svg_line_chart(primary) + "</div>\n";
+  if (!others.empty()) {
+    s += "<h3>Other dev metrics</h3>\n<div class=\"charts\">\n";
+    for (size_t k = 0; k < others.size(); ++k) {
+      LineChart small;
+      small.title = metric_label(others[k].first);
+      small.x_label = "step";
+      small.width = 280;
+      small.height = 190;
+      small.series.push_back({"", steps, others[k].second, palette_color(k + 1), 1.8, 1.0, evals.size() < 40});
+      s += svg_line_chart(small);
+    }
+    s += "</div>\n";
+  }
   if (evals.size() == 1) s += "<p class=\"note\">One evaluation so far.</p>\n";
   return s + "</section>\n";
 }

@@ -347,6 +347,14 @@ TEST(ReportRun, WritesASelfContainedReportForAClassificationRun) {
   // The dev charts name metrics by their labels, as the metrics tables do.
   EXPECT_NE(html.find(">macro F1</text>"), std::string::npos);
   EXPECT_NE(html.find(">nDCG@10</text>"), std::string::npos);
+  // One small chart per other metric, each on its own scale: macro F1 (0.15..0.4) and nDCG@10
+  // (0.9) would otherwise share an axis, and a legend of their names overflowed the chart.
+  const size_t other = html.find("<h3>Other dev metrics</h3>");
+  ASSERT_NE(other, std::string::npos);
+  const std::string small = html.substr(other, html.find("</div>", other) - other);
+  EXPECT_EQ(count_of(small, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"280\""), 2u) << small;
+  EXPECT_LT(small.find(">macro F1</text>"), small.find(">nDCG@10</text>"));
+  EXPECT_LT(small.find(">nDCG@10</text>"), std::string::npos);
   // Durations read as in the progress lines (30 steps, 0.1 s each).
   EXPECT_NE(html.find(">3s <small>(200 samples/s)</small>"), std::string::npos);
   // The confusion matrix: one header row and a row per class, with the fixture's names.
