@@ -5,7 +5,13 @@
 #endif
 #include "dist/process_group.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -174,7 +180,28 @@ namespace {
 // blocking connect outlasts SIGTERM. So the join runs on a thread of its own, and this one
 // waits for it until one deadline, --dist-timeout from now, or a stop request. A join given up
 // is left to end on its own (its thread is detached): the process is about to exit.
+// Rank 0 serves the job's store on MASTER_PORT. A port another process holds came out of c10d
+// as a join that failed after --dist-timeout, read as a timeout; it is found here at once.
+void check_store_port(const LaunchEnvironment& env) {
+  if (env.agent_store || env.rank != 0) return;
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;  // c10d will say what is wrong
+  const int on = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));  // as c10d's server does
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  addr.sin_port = htons(static_cast<uint16_t>(env.master_port));
+  const bool in_use = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 && errno == EADDRINUSE;
+  ::close(fd);
+  if (in_use)
+    throw ConfigError("environment variable MASTER_PORT=\"" + std::to_string(env.master_port) +
+                      "\": the port is in use on this host (another job, or one not yet ended), and rank 0 serves "
+                      "the job's store there; choose another port for every rank");
+}
+
 std::unique_ptr<DataParallel> join_within_deadline(const LaunchEnvironment& env, const DistributedOptions& options) {
+  check_store_port(env);
   auto task = std::make_shared<std::packaged_task<std::unique_ptr<DataParallel>()>>(
       [env, options] { return std::make_unique<DataParallel>(env, options); });
   std::future<std::unique_ptr<DataParallel>> joined = task->get_future();

@@ -9,8 +9,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <regex>
@@ -356,11 +358,24 @@ TEST_F(DistributedTest, TorchrunStartsAJobOnItsAgentsStore) {
   const std::string torchrun = "/usr/bin/torchrun";
   if (!fs::exists(torchrun)) GTEST_SKIP() << "no " << torchrun;
   const std::string port = std::to_string(free_port());
-  // torch 1.13's torchrun on Python 3.11 cannot read its own default "--redirects 0 --tee 0"
-  // (Std.from_str misses the zero flag), so the test passes 2: each worker's stderr goes to
-  // a file and to the agent's stderr, "[default<rank>]:"-prefixed.
-  std::vector<std::string> argv = {"--nproc_per_node", "2", "--master_port", port, "--redirects", "2", "--tee", "2",
-                                   "--no_python", DQE_BINARY};
+  // The flags of docs/scale-out.md's torchrun line, as written there: torch 1.13's torchrun on
+  // Python 3.11 cannot read its own default "--redirects 0 --tee 0" (Std.from_str misses the
+  // zero flag), so the line passes 2: each worker's stderr goes to a file and to the agent's
+  // stderr, "[default<rank>]:"-prefixed. A free port is added; then dqe and this test's flags.
+  std::vector<std::string> argv;
+  {
+    std::ifstream doc(std::string(DQE_SOURCE_DIR) + "/docs/scale-out.md");
+    std::string line;
+    while (std::getline(doc, line) && line.rfind("torchrun ", 0) != 0) {
+    }
+    ASSERT_EQ(line.rfind("torchrun ", 0), 0u) << "docs/scale-out.md has no line starting with torchrun";
+    const std::vector<std::string> words = split(line);
+    const auto dqe = std::find(words.begin(), words.end(), "dqe");
+    ASSERT_NE(dqe, words.end()) << line;
+    argv.assign(words.begin() + 1, dqe);
+    EXPECT_EQ(std::vector<std::string>(dqe + 1, dqe + 2), std::vector<std::string>{"train"}) << line;
+  }
+  argv.insert(argv.end(), {"--master_port", port, DQE_BINARY});
   for (const auto& a : split(train_args("two", " --max-steps 4 --batch-size 8"))) argv.push_back(a);
   Process agent(argv, {{"GLOO_SOCKET_IFNAME", "lo"}}, dir_.path("torchrun.txt"), torchrun);
   ASSERT_EQ(agent.wait(180), 0) << agent.err();
@@ -585,7 +600,7 @@ TEST_F(DistributedTest, BadLaunchVariablesAreOneLineErrorsNamingThem) {
     std::map<std::string, std::string> env;
     std::string names;
   };
-  const std::vector<Case> cases = {
+  std::vector<Case> cases = {
       {{{"RANK", "0"}}, "WORLD_SIZE is not set"},
       {{{"RANK", "2"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", "29500"}}, "RANK=\"2\""},
       {{{"RANK", "0"}, {"WORLD_SIZE", "two"}}, "WORLD_SIZE=\"two\""},
@@ -593,6 +608,18 @@ TEST_F(DistributedTest, BadLaunchVariablesAreOneLineErrorsNamingThem) {
       {{{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", "0"}}, "MASTER_PORT=\"0\""},
       {{{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"MASTER_ADDR", "127.0.0.1"}}, "MASTER_PORT is not set"},
   };
+  // A port another process listens on: rank 0 cannot serve the store there, and says so at once
+  // (it was reported as a join that timed out).
+  const int holder = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(holder, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(holder, 4), 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(holder, reinterpret_cast<sockaddr*>(&addr), &len);
+  const std::string held = std::to_string(ntohs(addr.sin_port));
+  cases.push_back({rank_env(0, 2, ntohs(addr.sin_port)), "MASTER_PORT=\"" + held + "\": the port is in use"});
   for (const auto& c : cases) {
     Process p(split(train_args("run")), c.env, dir_.path("err.txt"));
     EXPECT_EQ(p.wait(), 2);
@@ -600,6 +627,7 @@ TEST_F(DistributedTest, BadLaunchVariablesAreOneLineErrorsNamingThem) {
     EXPECT_NE(err.find("dqe: error: environment variable " + c.names), std::string::npos) << err;
     EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
   }
+  ::close(holder);
 }
 
 }  // namespace
