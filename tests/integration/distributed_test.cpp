@@ -17,6 +17,7 @@
 #include <map>
 #include <regex>
 #include <thread>
+#include <utility>
 
 #include "dist/process_group.h"
 #include "integration/run_util.h"
@@ -27,18 +28,25 @@ namespace dqe {
 namespace fs = std::filesystem;
 namespace {
 
-// A port nothing listens on now (the kernel's pick; closed again before the job binds it).
-int free_port() {
+// A socket bound to 127.0.0.1 at the kernel's pick of port, listening when asked: its fd and port.
+std::pair<int, int> loopback_socket(bool listening) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = 0;
   if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) throw std::runtime_error("bind");
+  if (listening && ::listen(fd, 16) != 0) throw std::runtime_error("listen");
   socklen_t len = sizeof(addr);
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  return {fd, ntohs(addr.sin_port)};
+}
+
+// A port nothing listens on now (the kernel's pick; closed again before the job binds it).
+int free_port() {
+  const auto [fd, port] = loopback_socket(false);
   ::close(fd);
-  return ntohs(addr.sin_port);
+  return port;
 }
 
 // The dqe binary (or `program`) started with extra environment variables, its stderr in a file.
@@ -444,21 +452,13 @@ TEST_F(DistributedTest, RanksStartedDifferentlyStopWithOneLineNamingTheDifferenc
 // SIGTERM with 143 (it ignored the signal).
 TEST_F(DistributedTest, JoiningHasOneDeadlineAndEndsOnSigterm) {
   // A store that accepts connections (the kernel's backlog) and never answers.
-  const int silent = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(::listen(silent, 16), 0);
-  socklen_t len = sizeof(addr);
-  ::getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len);
+  const auto [silent, silent_port] = loopback_socket(true);
   const auto start = std::chrono::steady_clock::now();
-  Process rank1(split(train_args("silent", " --dist-timeout 3")), rank_env(1, 2, ntohs(addr.sin_port)),
-                dir_.path("err1.txt"));
+  Process rank1(split(train_args("silent", " --dist-timeout 3")), rank_env(1, 2, silent_port), dir_.path("err1.txt"));
   EXPECT_EQ(rank1.wait(60), 1) << rank1.err();
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(13));  // 3 s, and the start-up
   EXPECT_NE(rank1.err().find("dqe: error: data parallel: rank 1 of 2 could not join the job at 127.0.0.1:" +
-                             std::to_string(ntohs(addr.sin_port)) + " within 3 s (--dist-timeout)"),
+                             std::to_string(silent_port) + " within 3 s (--dist-timeout)"),
             std::string::npos)
       << rank1.err();
   ::close(silent);
@@ -610,16 +610,8 @@ TEST_F(DistributedTest, BadLaunchVariablesAreOneLineErrorsNamingThem) {
   };
   // A port another process listens on: rank 0 cannot serve the store there, and says so at once
   // (it was reported as a join that timed out).
-  const int holder = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(holder, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(::listen(holder, 4), 0);
-  socklen_t len = sizeof(addr);
-  ::getsockname(holder, reinterpret_cast<sockaddr*>(&addr), &len);
-  const std::string held = std::to_string(ntohs(addr.sin_port));
-  cases.push_back({rank_env(0, 2, ntohs(addr.sin_port)), "MASTER_PORT=\"" + held + "\": the port is in use"});
+  const auto [holder, held] = loopback_socket(true);
+  cases.push_back({rank_env(0, 2, held), "MASTER_PORT=\"" + std::to_string(held) + "\": the port is in use"});
   for (const auto& c : cases) {
     Process p(split(train_args("run")), c.env, dir_.path("err.txt"));
     EXPECT_EQ(p.wait(), 2);

@@ -307,7 +307,7 @@ TEST_F(ServeTest, BadRequestsGetAStatusAndTheServerKeepsServing) {
       {"/v1/score", many, 413, "at most 200"},
       {"/v1/score", std::string(70000, 'x'), 413, "--max-body-bytes"},
       {"/v1/score?threshold=abc", good, 400, "?threshold=abc"},
-      {"/v1/score?fields=logits", good, 400, "unknown field \\\"logits\\\""},
+      {"/v1/score?fields=margin", good, 400, "unknown field \\\"margin\\\""},
       {"/v1/score?filter=true", good, 400, "?filter needs ?threshold"},
       {"/v2/models/quality/infer", "{", 400, "not JSON"},
       {"/v2/models/quality/infer", R"({"inputs": [{"name": "query", "datatype": "BYTES", "shape": [1], "data": ["a"]}]})",
@@ -324,6 +324,13 @@ TEST_F(ServeTest, BadRequestsGetAStatusAndTheServerKeepsServing) {
   auto after = c.Post("/v1/score", good + "\n", "application/x-ndjson");
   ASSERT_TRUE(after);
   EXPECT_EQ(after->status, 200);
+  // The raw outputs, through the batcher's slices, as score gives them.
+  auto logits = c.Post("/v1/score?fields=score,logits", good + "\n", "application/x-ndjson");
+  ASSERT_TRUE(logits);
+  EXPECT_EQ(logits->status, 200) << logits->body;
+  const auto line = nlohmann::json::parse(logits->body);
+  ASSERT_EQ(line["logits"].size(), 1u) << logits->body;
+  EXPECT_TRUE(line.contains("score")) << logits->body;
 }
 
 // A client that sends part of a request and stops is dropped after --io-timeout, while others
