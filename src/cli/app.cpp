@@ -75,7 +75,8 @@ bool field_options_given(const CLI::App& cmd) {
 
 std::unique_ptr<CLI::App> make_app(CliState& state) {
   auto app = std::make_unique<CLI::App>(
-      "dqe: fine-tune BERT encoders to judge e-commerce search results (train, eval, score, pretrain, export, serve)",
+      "dqe: fine-tune BERT encoders to judge e-commerce search results (train, eval, score, pretrain, export, info, "
+      "serve)",
       "dqe");
   app->set_version_flag("--version", [] { return version_text(); }, "Print dqe's version, LibTorch, BLAS and devices");
   app->require_subcommand(1);
@@ -86,6 +87,7 @@ std::unique_ptr<CLI::App> make_app(CliState& state) {
   add_pretrain_command(*app, state);
   add_tokenizer_command(*app, state);
   add_export_command(*app, state);
+  add_info_command(*app, state);
   add_serve_command(*app, state);
   return app;
 }
@@ -394,6 +396,7 @@ int run(int argc, char** argv) {
     if (state.pretrain_cmd->parsed()) return run_pretrain(state);
     if (state.tokenizer_train_cmd->parsed()) return run_tokenizer_train(state);
     if (state.export_cmd->parsed()) return run_export(state);
+    if (state.info_cmd->parsed()) return run_info(state);
     if (state.serve_cmd->parsed()) return run_serve(state);
     return kUsageError;
   } catch (const Interrupted& e) {

@@ -12,6 +12,7 @@
 #include "cli/knob_binding.h"
 #include "dqe/evaluator.h"
 #include "dqe/exporter.h"
+#include "dqe/model_info.h"
 #include "dqe/gate.h"
 #include "dqe/pretrainer.h"
 #include "dqe/report.h"
@@ -58,6 +59,8 @@ struct CliState {
   CLI::App* tokenizer_train_cmd = nullptr;
   ExportConfig exporter;
   CLI::App* export_cmd = nullptr;
+  InfoConfig info;
+  CLI::App* info_cmd = nullptr;
   ServeConfig serve;
   FieldMap serve_fields;
   CLI::App* serve_cmd = nullptr;
@@ -84,6 +87,8 @@ void add_pretrain_command(CLI::App& app, CliState& state);
 // `dqe tokenizer train`.
 void add_tokenizer_command(CLI::App& app, CliState& state);
 void add_export_command(CLI::App& app, CliState& state);
+// `dqe info MODEL`.
+void add_info_command(CLI::App& app, CliState& state);
 void add_serve_command(CLI::App& app, CliState& state);
 // Serves until SIGINT/SIGTERM (then drains and returns 0); SIGHUP reloads the models.
 int run_serve(CliState& state);
@@ -105,6 +110,7 @@ int run_report(CliState& state);
 int run_pretrain(CliState& state);
 int run_tokenizer_train(CliState& state);
 int run_export(CliState& state);
+int run_info(CliState& state);
 
 // Replaces "--config F" (after the subcommand, repeatable) by the flags F holds: keys are
 // long flag names; later files override earlier ones and explicit flags override files.

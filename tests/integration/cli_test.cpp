@@ -11,6 +11,7 @@
 #include <regex>
 
 #include "dqe/runtime.h"
+#include "integration/run_util.h"
 #include "test_util.h"
 
 namespace dqe {
@@ -120,6 +121,54 @@ TEST_F(CliTest, TrainSaysWhichSideInputsTheDataSwitchedOnAndHowToLeaveThemOut) {
                              "--match-types off"),
             std::string::npos)
       << *train_err_;
+}
+
+// dqe info says what a model is (issue 34, "which artifact to ship"): the shared run (a
+// regression model from scratch, with match types), the shared Hugging Face fixture and its
+// PEFT LoRA adapter, each checked against what the files and the training data hold.
+TEST_F(CliTest, InfoSaysWhatAModelIsAndWhereItExports) {
+  Outcome r = dqe(scratch_, "info " + path("run"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* said : {"kind: model (dqe)\n", "task: regression (training mean ",
+                           "encoder: 1 layers x 32 hidden x 2 heads, vocabulary ", "weights: model.safetensors, ",
+                           "inputs: query \"query\", text title", "match types on",
+                           "detection statistics: yes (thresholds for 1% false positives on dev",
+                           "drift reference: yes (", "at training: best dev rmse ",
+                           "exports to dqe: yes (--dtype fp32, bf16 or int8)",
+                           "exports to Hugging Face: no: its inputs mark shared words with token types 2 and 3"})
+    EXPECT_NE(r.out.find(said), std::string::npos) << said << "\n" << r.out;
+  r = dqe(scratch_, "info --json --model " + path("run"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto info = nlohmann::json::parse(r.out);
+  double sum = 0, n = 0;
+  for (const auto& line : test::read_jsonl_file(path("train.jsonl"))) {
+    sum += line["label"].get<double>();
+    ++n;
+  }
+  EXPECT_NEAR(info["task"]["training_mean"].get<double>(), sum / n, 1e-9);
+  EXPECT_EQ(info["encoder"]["layers"], 1);
+  EXPECT_EQ(info["weights"]["bytes"].get<int64_t>(),
+            static_cast<int64_t>(fs::file_size(path("run/best/model.safetensors"))));
+  EXPECT_EQ(info["weights"]["dtypes"].begin().key(), "F32");
+  EXPECT_EQ(info["trained"]["metric_name"], "rmse");
+
+  r = dqe(scratch_, "info " + test::hf_fixture());
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* said : {"kind: model (Hugging Face, no dqe section)", "detection statistics: no",
+                           "drift reference: no", "at training: not recorded", "exports to Hugging Face: yes"})
+    EXPECT_NE(r.out.find(said), std::string::npos) << said << "\n" << r.out;
+  r = dqe(scratch_, "info " + std::string(DQE_SHARED_DIR) + "/fixtures/tiny-bert-lora-peft --base " + test::hf_fixture());
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const std::string said : {"kind: lora adapter", "tiny-bert-hf\n", "weights: adapter_model.safetensors",
+                                 "base weights: model.safetensors"})
+    EXPECT_NE(r.out.find(said), std::string::npos) << said << "\n" << r.out;
+
+  r = dqe(scratch_, "info");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("dqe info needs a model"), std::string::npos) << r.err;
+  r = dqe(scratch_, "info " + scratch_.path("nothing"));
+  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 }
 
 // train says what predicting the training mean scores beside its best model, and warns when

@@ -174,7 +174,7 @@ TEST(CliParse, MistypedNamesGetSuggestionsAndUnderscoresAreAccepted) {
   };
   EXPECT_EQ(message_of({"trian", "--train", "t"}),
             "unknown command \"trian\"; did you mean \"train\"? (commands: train, eval, score, report, pretrain, "
-            "tokenizer, export, serve)");
+            "tokenizer, export, info, serve)");
   EXPECT_EQ(message_of({"train", "--trian", "t", "--dev", "d", "--out", "o"}),
             "dqe train: unknown option --trian; did you mean --train? ('dqe train --help' lists them)");
   EXPECT_NE(message_of({"tokenizer", "train", "--corpus", "c", "--out", "o", "--vocab-sise", "9"}).find("did you mean --vocab-size?"),
