@@ -30,6 +30,11 @@ struct LabelledSet {
 };
 LabelledSet labels_of(const std::vector<Record>& records, const TaskSpec& task, const std::string& path);
 
+// A fingerprint of labelled records by content (query, text, query id, label), whatever file
+// or compression held them: eval writes it with its metrics ("data_fingerprint": {"records",
+// "hash"}), and a gate against those metrics refuses other data.
+std::string data_fingerprint(const std::vector<Record>& records);
+
 struct EvalConfig {
   // Checkpoint, Hugging Face or run directory; with several, their predictions are averaged.
   std::vector<std::string> models;

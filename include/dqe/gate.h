@@ -29,6 +29,13 @@ struct GateConfig {
   // Metric names as eval prints them ("ndcg_at_10") or as JSON paths ("ranking.ndcg_at_10").
   std::vector<std::string> fail_under;
   std::vector<std::string> fail_over;
+  // "metric" or "metric=tolerance": compare only these metrics with the baseline, each with
+  // its own tolerance: a number in the metric's units, or "N%" of the baseline's value; without
+  // one, max_regression. Empty: every gated metric the baseline has, at max_regression.
+  std::vector<std::string> gate_metrics;
+  // Compare with a baseline measured on other data (another fingerprint, eval's
+  // data_fingerprint); refused otherwise.
+  bool allow_other_data = false;
 
   // The knob table (dqe/knobs.h) of eval's gate flags; the Gate checks them.
   template <typename Self, typename Visitor>
@@ -47,6 +54,16 @@ struct GateConfig {
           .hide_default()
           .in(g),
       c.fail_over);
+    v(Knob("gate-metric",
+           "metric[=tolerance]: compare only these metrics with --baseline, each with its own tolerance, absolute "
+           "(0.005) or relative to the baseline (0.5%); without one, --max-regression (repeatable)")
+          .hide_default()
+          .in(g),
+      c.gate_metrics);
+    v(Knob("allow-other-data", "Compare with a --baseline measured on other data (its data_fingerprint differs)")
+          .as_flag()
+          .in(g),
+      c.allow_other_data);
   }
 };
 
@@ -92,9 +109,21 @@ class Gate {
     bool floor;  // --fail-under; else a ceiling (--fail-over)
   };
   std::vector<Bound> bounds_;
+  // A baseline comparison: the metric, its baseline value, and how much worse it may be
+  // (absolute, or a share of the baseline's value when relative).
+  struct Compared {
+    const MetricInfo* metric;
+    double before;
+    double tolerance;
+    bool relative;
+  };
   std::string baseline_path_;
-  // The baseline's gated metrics that have a value, in registry order.
-  std::vector<std::pair<const MetricInfo*, double>> baseline_;
+  // The metrics compared with the baseline (those with a value), in registry order or as
+  // --gate-metric lists them.
+  std::vector<Compared> baseline_;
+  // The baseline's data: records and fingerprint (eval's), when it recorded them.
+  nlohmann::json baseline_data_;
+  bool allow_other_data_ = false;
   double max_regression_ = kDefaultMaxRegression;
 };
 

@@ -7,6 +7,7 @@
 
 #include "base/checks.h"
 #include "base/format.h"
+#include "base/hash.h"
 #include "base/log.h"
 #include "base/progress.h"
 #include "data/dataset.h"
@@ -42,6 +43,18 @@ EvalResult compute_metrics(const TaskSpec& task, const Predictions& predictions,
   }
   if (has_training_mean) head.add_constant_baseline(task, labels, r);
   return r;
+}
+
+std::string data_fingerprint(const std::vector<Record>& records) {
+  detail::Fnv1a h;
+  for (const Record& r : records) {
+    h.add(r.query);
+    h.add(r.text);
+    h.add(r.query_id);
+    h.add(r.label_kind == LabelKind::kString ? r.label_string : "");
+    h.add(r.label_number);
+  }
+  return h.hex();
 }
 
 LabelledSet labels_of(const std::vector<Record>& records, const TaskSpec& task, const std::string& path) {
@@ -92,6 +105,9 @@ EvalResult evaluate(const EvalConfig& config, const StopToken& stop) {
   EvalResult result = session.evaluate_records(records, config.data, [&](int64_t done) { progress.update(done); });
   progress.finish();
   if (const std::string unseen = session.unseen_inputs_summary(); !unseen.empty()) log->warn("{}", unseen);
+  // What the metrics were measured on, by content: a gate against them refuses other data.
+  result.metrics["data_fingerprint"] = {{"records", static_cast<int64_t>(records.size())},
+                                        {"hash", data_fingerprint(records)}};
   if (!config.metrics_out.empty()) write_file_atomic(config.metrics_out, result.metrics.dump(2) + "\n");
   return result;
 }

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 
 #include "base/format.h"
@@ -44,6 +45,53 @@ std::pair<const MetricInfo*, double> parse_bound(const std::string& text, const 
 
 void append(std::string& list, const std::string& item) { list += (list.empty() ? "" : ", ") + item; }
 
+// "metric" or "metric=0.005" or "metric=0.5%" -> (metric, tolerance, relative); the tolerance
+// is nullopt when not given. Throws ConfigError naming --gate-metric.
+struct GateMetric {
+  const MetricInfo* metric;
+  std::optional<double> tolerance;
+  bool relative;
+};
+GateMetric parse_gate_metric(const std::string& text) {
+  const size_t eq = text.find('=');
+  const std::string name = text.substr(0, eq);
+  const MetricInfo* metric = find_metric(name);
+  if (metric == nullptr)
+    throw ConfigError("--gate-metric: unknown metric \"" + name + "\" (valid: " + metric_keys_list() + ")");
+  if (eq == std::string::npos) return {metric, std::nullopt, false};
+  std::string number = text.substr(eq + 1);
+  const bool relative = !number.empty() && number.back() == '%';
+  if (relative) number.pop_back();
+  double v = 0;
+  try {
+    size_t used = 0;
+    v = std::stod(number, &used);
+    if (used != number.size()) throw std::invalid_argument("trailing characters");
+  } catch (const std::exception&) {
+    throw ConfigError("--gate-metric " + text + ": expected a tolerance after \"" + name +
+                      "=\", a number (0.005) or a percentage of the baseline (0.5%)");
+  }
+  if (!std::isfinite(v) || v < 0) throw ConfigError("--gate-metric " + text + ": the tolerance must be finite and >= 0");
+  return {metric, relative ? v / 100 : v, relative};
+}
+
+// eval's record of its data: {"records": n, "hash": "0123abcd..."}, or null.
+const nlohmann::json* data_record(const nlohmann::json& metrics) {
+  const auto it = metrics.find("data_fingerprint");
+  if (it == metrics.end() || !it->is_object() || !it->contains("hash") || !(*it)["hash"].is_string()) return nullptr;
+  return &*it;
+}
+
+// "dev.jsonl: 40 records, fingerprint 0123abcd..." from eval's metrics.
+std::string data_text(const nlohmann::json& metrics) {
+  std::string out = metrics.contains("data") && metrics["data"].is_string() ? metrics["data"].get<std::string>() : "?";
+  if (const nlohmann::json* d = data_record(metrics)) {
+    if (d->contains("records")) out += ": " + (*d)["records"].dump() + " records";
+    out += ", fingerprint " + (*d)["hash"].get<std::string>();
+  }
+  return out;
+}
+
 // The registry's keys of the metrics a run has (null ones included), for messages.
 std::string keys_present(const nlohmann::json& metrics) {
   std::string out;
@@ -79,7 +127,7 @@ std::string GateResult::summary() const {
   return s + ": failed (" + std::to_string(failures.size()) + " of " + std::to_string(checks.size()) + ")";
 }
 
-Gate::Gate(const GateConfig& config) : baseline_path_(config.baseline) {
+Gate::Gate(const GateConfig& config) : baseline_path_(config.baseline), allow_other_data_(config.allow_other_data) {
   for (const auto& text : config.fail_under) {
     auto [metric, limit] = parse_bound(text, "--fail-under");
     bounds_.push_back({metric, limit, true});
@@ -96,6 +144,12 @@ Gate::Gate(const GateConfig& config) : baseline_path_(config.baseline) {
       throw ConfigError("--max-regression needs --baseline (there is nothing to regress from)");
     max_regression_ = m;
   }
+  std::vector<GateMetric> chosen;
+  for (const std::string& text : config.gate_metrics) chosen.push_back(parse_gate_metric(text));
+  if (!chosen.empty() && config.baseline.empty())
+    throw ConfigError("--gate-metric needs --baseline (it chooses what is compared with it)");
+  if (config.allow_other_data && config.baseline.empty())
+    throw ConfigError("--allow-other-data needs --baseline");
   if (config.baseline.empty()) return;
 
   // Read now, before the evaluation runs and before --metrics-out may overwrite the file.
@@ -109,10 +163,19 @@ Gate::Gate(const GateConfig& config) : baseline_path_(config.baseline) {
   }
   if (!base.is_object())
     throw ConfigError("--baseline " + config.baseline + ": expected a JSON object of metrics (eval --metrics-out)");
-  for (const MetricInfo& m : metric_registry()) {
-    const double v = metric_value(base, m.path);
-    if (m.gated && std::isfinite(v)) baseline_.emplace_back(&m, v);
+  for (const char* key : {"data", "data_fingerprint"})
+    if (base.contains(key)) baseline_data_[key] = base[key];
+  for (const GateMetric& g : chosen) {
+    const double v = metric_value(base, g.metric->path);
+    if (!std::isfinite(v))
+      throw ConfigError("--gate-metric " + g.metric->key + ": --baseline " + config.baseline + " has no value for it");
+    baseline_.push_back({g.metric, v, g.tolerance.value_or(max_regression_), g.tolerance && g.relative});
   }
+  if (chosen.empty())
+    for (const MetricInfo& m : metric_registry()) {
+      const double v = metric_value(base, m.path);
+      if (m.gated && std::isfinite(v)) baseline_.push_back({&m, v, max_regression_, false});
+    }
   if (baseline_.empty()) {
     std::string gated;
     for (const MetricInfo& m : metric_registry())
@@ -125,8 +188,17 @@ Gate::Gate(const GateConfig& config) : baseline_path_(config.baseline) {
 GateResult Gate::check(const nlohmann::json& metrics) const {
   // Usage errors first, so that no verdict is given on a gate that cannot be checked whole.
   std::string missing, common;
-  for (const auto& [metric, before] : baseline_)
-    append(metric_node(metrics, metric->path) != nullptr ? common : missing, metric->key);
+  for (const Compared& c : baseline_)
+    append(metric_node(metrics, c.metric->path) != nullptr ? common : missing, c.metric->key);
+  const auto fingerprint = [](const nlohmann::json& j) {
+    const nlohmann::json* d = j.is_object() ? data_record(j) : nullptr;
+    return d ? (*d)["hash"].get<std::string>() : std::string();
+  };
+  const std::string before_data = fingerprint(baseline_data_), now_data = fingerprint(metrics);
+  if (!allow_other_data_ && !before_data.empty() && !now_data.empty() && before_data != now_data)
+    throw ConfigError("--baseline " + baseline_path_ + " was measured on other data (" + data_text(baseline_data_) +
+                      "; this run: " + data_text(metrics) +
+                      "): gate like with like, or add --allow-other-data to compare anyway");
   if (!baseline_.empty() && common.empty())
     throw ConfigError("--baseline " + baseline_path_ + ": no gated metric in common with this run (baseline: " +
                       missing + "; this run: " + keys_present(metrics) + ")");
@@ -139,23 +211,28 @@ GateResult Gate::check(const nlohmann::json& metrics) const {
                         ": this run has no such metric (it has: " + keys_present(metrics) + ")");
 
   GateResult r;
-  for (const auto& [metric, before] : baseline_) {
-    const MetricInfo& m = *metric;
+  for (const Compared& c : baseline_) {
+    const MetricInfo& m = *c.metric;
+    const double before = c.before;
+    const double allowed = c.relative ? c.tolerance * std::abs(before) : c.tolerance;
     const double now = metric_value(metrics, m.path);
     const bool higher = m.higher_is_better();
-    const std::string relation = m.key + " " + show(m, now) + (higher ? " >= baseline " : " <= baseline ") +
-                                 show(m, before) + (higher ? " - " : " + ") + format_fixed(max_regression_, 4);
+    const std::string relation =
+        m.key + " " + show(m, now) + (higher ? " >= baseline " : " <= baseline ") + show(m, before) +
+        (higher ? " - " : " + ") +
+        (c.relative ? format_significant(100 * c.tolerance, 4) + "% (" + format_fixed(allowed, 4) + ")"
+                    : format_fixed(allowed, 4));
     if (std::isnan(now)) {
       r.checks.push_back(relation + " failed");
       r.failures.push_back(m.key + " is undefined (null) in this run; the baseline has " + show(m, before));
       continue;
     }
     const double worse_by = higher ? before - now : now - before;
-    const bool ok = worse_by <= max_regression_ + kSlack;
+    const bool ok = worse_by <= allowed + kSlack;
     r.checks.push_back(relation + (ok ? " ok" : " failed"));
     if (!ok)
       r.failures.push_back(m.key + " " + show(m, now) + " is worse than the baseline " + show(m, before) + " by " +
-                           format_fixed(worse_by, 4) + " (allowed " + format_fixed(max_regression_, 4) + ")");
+                           format_fixed(worse_by, 4) + " (allowed " + format_fixed(allowed, 4) + ")");
   }
   for (const Bound& b : bounds_) {
     const MetricInfo& m = *b.metric;

@@ -406,6 +406,22 @@ TEST_F(CliTest, RegressionGateExitsWithFourNamingTheMetric) {
   EXPECT_NE(r.err.find("worse than the baseline"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("dqe: gate: mse "), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(": failed (1 of 8)\n"), std::string::npos) << r.err;
+  // The baseline records its data: the same pairs from another file (gzip) pass, other pairs
+  // are refused unless asked for; --gate-metric compares the metric named alone.
+  EXPECT_EQ(base["data_fingerprint"]["records"], 40);
+  test::write_text(scratch_.path("dev.jsonl.gz"), test::gzip(test::read_text(path("dev.jsonl"))));
+  r = dqe(scratch_, "eval --model " + path("run") + " --data " + scratch_.path("dev.jsonl.gz") + " --baseline " +
+                        scratch_.path("base.json") + " --gate-metric rmse=1%");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.err.find("dqe: gate: rmse "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(" + 1% ("), std::string::npos) << r.err;  // rmse alone, within 1% of its baseline
+  r = dqe(scratch_, "eval --model " + path("run") + " --data " + path("train.jsonl") + " --baseline " +
+                        scratch_.path("base.json"));
+  EXPECT_EQ(r.code, 2) << r.err;
+  EXPECT_NE(r.err.find("was measured on other data (" + path("dev.jsonl") + ": 40 records"), std::string::npos) << r.err;
+  r = dqe(scratch_, "eval --model " + path("run") + " --data " + path("train.jsonl") + " --baseline " +
+                        scratch_.path("base.json") + " --allow-other-data --max-regression 100");
+  EXPECT_EQ(r.code, 0) << r.err;
   r = dqe(scratch_, "eval --model " + path("run") + " --data " + path("dev.jsonl") + " --fail-under pearson=1.01");
   EXPECT_EQ(r.code, 4);
   EXPECT_NE(r.err.find("dqe: gate failed: pearson"), std::string::npos) << r.err;

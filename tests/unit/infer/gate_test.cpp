@@ -4,8 +4,12 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "dqe/errors.h"
+#include "dqe/evaluator.h"
 #include "test_util.h"
 
 namespace dqe {
@@ -233,6 +237,91 @@ TEST(GateMetricValue, ReadsNestedKeys) {
   EXPECT_DOUBLE_EQ(metric_value(kMetrics, "ranking.mrr"), 0.70);
   EXPECT_TRUE(std::isnan(metric_value(kMetrics, "ranking.nope")));
   EXPECT_TRUE(std::isnan(metric_value(kMetrics, "rmse.x")));
+}
+
+// --gate-metric: only the metrics named are compared, each with its own tolerance, absolute or
+// a share of the baseline (worked by hand: ndcg_at_10 0.92 x 0.5% = 0.0046, and 0.90 is worse
+// by 0.02; pearson would fail at the default 0.01, and is not compared).
+TEST_F(GateTest, GateMetricsHaveTheirOwnAbsoluteOrRelativeTolerances) {
+  GateConfig g = with_baseline(R"({"rmse": 0.497, "pearson": 0.70, "ranking": {"ndcg_at_10": 0.904}})");
+  g.gate_metrics = {"rmse=0.005", "ndcg_at_10=0.5%"};
+  GateResult r = Gate(g).check(kMetrics);
+  EXPECT_TRUE(r.passed()) << r.summary();
+  EXPECT_EQ(r.summary(),
+            "rmse 0.5000 <= baseline 0.4970 + 0.0050 ok; ndcg_at_10 0.9000 >= baseline 0.9040 - 0.5% (0.0045) ok: "
+            "passed");
+  g = with_baseline(R"({"rmse": 0.497, "ranking": {"ndcg_at_10": 0.92}})");
+  g.gate_metrics = {"ndcg_at_10=0.5%", "rmse"};
+  g.max_regression = 0.001;
+  r = Gate(g).check(kMetrics);
+  ASSERT_EQ(r.failures.size(), 2u) << r.summary();
+  EXPECT_EQ(r.failures[0], "ndcg_at_10 0.9000 is worse than the baseline 0.9200 by 0.0200 (allowed 0.0046)");
+  EXPECT_EQ(r.failures[1], "rmse 0.5000 is worse than the baseline 0.4970 by 0.0030 (allowed 0.0010)");
+
+  GateConfig bad;
+  bad.gate_metrics = {"rmse=0.01"};
+  EXPECT_NE(config_error([&] { Gate{bad}; }).find("--gate-metric needs --baseline"), std::string::npos);
+  for (const auto& [text, says] : std::vector<std::pair<std::string, std::string>>{
+           {"rmse=-1", "must be finite and >= 0"},
+           {"rmse=abc", "expected a tolerance"},
+           {"rmse=nan%", "must be finite"},
+           {"bogus=1", "unknown metric \"bogus\""},
+           {"mrr", "has no value for it"}}) {
+    GateConfig c = with_baseline(R"({"rmse": 0.5})");
+    c.gate_metrics = {text};
+    EXPECT_NE(config_error([&] { Gate{c}; }).find(says), std::string::npos) << text;
+  }
+}
+
+// A baseline measured on other data is refused unless asked for; one without a fingerprint
+// (written before eval recorded it) is compared as before.
+TEST_F(GateTest, ABaselineOfOtherDataIsRefusedUnlessAllowed) {
+  nlohmann::json run = kMetrics;
+  run["data"] = "dev.jsonl";
+  run["data_fingerprint"] = {{"records", 10}, {"hash", "bbbb"}};
+  GateConfig g = with_baseline(
+      R"({"rmse": 0.5, "data": "old.jsonl", "data_fingerprint": {"records": 12, "hash": "aaaa"}})");
+  const std::string why = config_error([&] { Gate(g).check(run); });
+  EXPECT_NE(why.find("was measured on other data (old.jsonl: 12 records, fingerprint aaaa; this run: dev.jsonl: 10 "
+                     "records, fingerprint bbbb)"),
+            std::string::npos)
+      << why;
+  EXPECT_NE(why.find("--allow-other-data"), std::string::npos) << why;
+  g.allow_other_data = true;
+  EXPECT_TRUE(Gate(g).check(run).passed());
+  GateConfig same = with_baseline(R"({"rmse": 0.5, "data_fingerprint": {"records": 10, "hash": "bbbb"}})");
+  EXPECT_TRUE(Gate(same).check(run).passed());
+  GateConfig old = with_baseline(R"({"rmse": 0.5})");
+  EXPECT_TRUE(Gate(old).check(run).passed());
+  GateConfig alone;
+  alone.allow_other_data = true;
+  EXPECT_NE(config_error([&] { Gate{alone}; }).find("--allow-other-data needs --baseline"), std::string::npos);
+}
+
+// The fingerprint is of the records' content: the same records give the same one, and a
+// changed label, text or query id another.
+TEST(DataFingerprint, IsOfTheRecordsContent) {
+  std::vector<Record> a(2);
+  a[0].query = "drill";
+  a[0].text = "cordless drill";
+  a[0].query_id = "q1";
+  a[0].label_kind = LabelKind::kNumber;
+  a[0].label_number = 3;
+  a[1] = a[0];
+  a[1].text = "hammer";
+  a[1].line = 7;  // where a record was read does not matter
+  std::vector<Record> b = a;
+  b[0].line = 40;
+  EXPECT_EQ(data_fingerprint(a), data_fingerprint(b));
+  EXPECT_EQ(data_fingerprint(a).size(), 16u);
+  b[1].label_number = 2;
+  EXPECT_NE(data_fingerprint(a), data_fingerprint(b));
+  b = a;
+  b[1].query_id = "q2";
+  EXPECT_NE(data_fingerprint(a), data_fingerprint(b));
+  b = a;
+  std::swap(b[0].text, b[1].text);
+  EXPECT_NE(data_fingerprint(a), data_fingerprint(b));
 }
 
 }  // namespace
