@@ -126,6 +126,10 @@ struct ExportResult {
   // With --dev: the metric and its value before and after.
   std::string metric_name;
   std::optional<double> metric_before, metric_after;
+  // With --dev: the pairs scored per second before and after (the same records, threads and
+  // batch size, one after the other), so that a smaller export that scores slower on this CPU
+  // is seen before it ships.
+  std::optional<double> pairs_per_s_before, pairs_per_s_after;
   // Why the dev check refused the export (nothing was written), or "".
   std::string refusal;
   // What the export did with the drift reference and the detection statistics: "copied",

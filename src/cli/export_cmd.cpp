@@ -34,7 +34,8 @@ int run_export(CliState& state) {
   std::cout << ", " << format_significant(static_cast<double>(r.weights_bytes) / 1e6, 4) << " MB of weights)\n";
   if (r.metric_before)
     std::cout << "dev " << r.metric_name << " " << format_significant(*r.metric_before, 5) << " -> "
-              << format_significant(*r.metric_after, 5) << "\n";
+              << format_significant(*r.metric_after, 5) << "; scoring " << format_significant(*r.pairs_per_s_before, 3)
+              << " -> " << format_significant(*r.pairs_per_s_after, 3) << " pairs/s\n";
   // What went with the model for score's drift check and --detect.
   if (!r.drift_reference.empty() || !r.detection.empty()) {
     if (!r.drift_reference.empty()) std::cout << "drift reference: " << r.drift_reference;

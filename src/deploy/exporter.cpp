@@ -1,5 +1,6 @@
 #include "dqe/exporter.h"
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 
@@ -165,9 +166,18 @@ ExportResult export_model(const ExportConfig& config) {
     const LabelledSet set = labels_of(records, loaded.spec.task, config.dev);
     EvalResult before, after;
     std::vector<double> dev_scores;
+    const auto pairs_per_s = [&](auto&& run) {
+      const auto t0 = std::chrono::steady_clock::now();
+      run();
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      return seconds > 0 ? static_cast<double>(records.size()) / seconds : 0.0;
+    };
     try {
-      before = dev_metric(loaded.model, loaded.featurizer, records, set, config, loaded.spec.has_dqe_section);
-      after = dev_metric(out_model, out_featurizer, records, set, config, loaded.spec.has_dqe_section, &dev_scores);
+      result.pairs_per_s_before = pairs_per_s(
+          [&] { before = dev_metric(loaded.model, loaded.featurizer, records, set, config, loaded.spec.has_dqe_section); });
+      result.pairs_per_s_after = pairs_per_s([&] {
+        after = dev_metric(out_model, out_featurizer, records, set, config, loaded.spec.has_dqe_section, &dev_scores);
+      });
       if (reference && changes_scores_distribution) {
         reference = make_score_reference(dev_scores);
         result.drift_reference = "refitted";
@@ -195,6 +205,19 @@ ExportResult export_model(const ExportConfig& config) {
     log->info("{}: dev {} {} -> {} ({:+.2f}% loss, --max-drop {}%)", config.dev, before.primary_name,
               format_significant(before.primary, 5), format_significant(after.primary, 5), 100 * loss,
               format_significant(100 * config.max_drop, 4));
+    const double speedup = *result.pairs_per_s_after / std::max(*result.pairs_per_s_before, 1e-12);
+    log->info("{}: scoring {} -> {} pairs/s ({}x), {} threads", config.dev, format_significant(*result.pairs_per_s_before, 3),
+              format_significant(*result.pairs_per_s_after, 3), format_significant(speedup, 3),
+              config.threads > 0 ? std::to_string(config.threads) : "all");
+    // Under 0.95: slower beyond the noise of one pass each.
+    if (speedup < 0.95 && (dtype != WeightDtype::kFp32 || config.keep_layers > 0))
+      log->warn("the export scores {}x as fast as the model on this CPU ({} pairs/s against {}): --dtype {} does not "
+                "pay off here{}; measure on the machine that will serve it",
+                format_significant(speedup, 3), format_significant(*result.pairs_per_s_after, 3),
+                format_significant(*result.pairs_per_s_before, 3), config.dtype,
+                dtype == WeightDtype::kInt8 ? " (int8 kernels gain on large matrices; a small model spends its time "
+                                              "elsewhere)"
+                                            : "");
     if (!(loss <= config.max_drop)) {
       result.refusal = "export refused, nothing written: dev " + before.primary_name + " " +
                        format_significant(before.primary, 5) + " -> " + format_significant(after.primary, 5) + " on " +

@@ -299,6 +299,11 @@ TEST_F(ExportTest, ExportsKeepTheDriftReferenceAndDetectionStatistics) {
     ec.max_drop = 1000;  // the gate is not what is tested here
   });
   EXPECT_EQ(pruned.drift_reference, "refitted");
+  // Scoring speed beside size and quality (not compared here: a test's timing is noise).
+  ASSERT_TRUE(pruned.pairs_per_s_before && pruned.pairs_per_s_after);
+  EXPECT_GT(*pruned.pairs_per_s_before, 0);
+  EXPECT_GT(*pruned.pairs_per_s_after, 0);
+  EXPECT_FALSE(pruned_bare.pairs_per_s_before);
   const ScoreReference want = make_score_reference(scores_of(dir_.path("pruned")));
   const ScoreReference got = ScoreReference::from_json(
       read_json_file(dir_.path("pruned/score_reference.json")), "score_reference.json");
