@@ -155,7 +155,7 @@ void RunDirectory::check_resume_config(const nlohmann::ordered_json& now, const 
   for (auto it = now.begin(); it != now.end(); ++it) {
     const std::string& key = it.key();
     if (std::find(may_change.begin(), may_change.end(), key) != may_change.end()) continue;
-    // The step budget may grow or shrink: the engine re-plans the schedule from the current step.
+    // The step budget may grow or shrink: the engine re-plans the schedule over the new length.
     if (key == "epochs" || key == "max-steps") continue;
     auto was = before.find(key);
     if (was == before.end()) continue;  // recorded by an older dqe that did not have the flag
