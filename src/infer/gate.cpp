@@ -22,25 +22,36 @@ std::string show(const MetricInfo& metric, double v) {
   return metric.direction == Direction::kNeither ? format_number(v) : format_fixed(v, 4);
 }
 
+// The whole of text as a number (NaN and infinities included), or nullopt.
+std::optional<double> whole_number(const std::string& text) {
+  try {
+    size_t used = 0;
+    const double v = std::stod(text, &used);
+    if (used == text.size()) return v;
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
+
+// The metric a --fail-under, --fail-over or --gate-metric names; throws ConfigError naming the flag.
+const MetricInfo* named_metric(const std::string& name, const std::string& flag) {
+  const MetricInfo* metric = find_metric(name);
+  if (metric == nullptr)
+    throw ConfigError(flag + ": unknown metric \"" + name + "\" (valid: " + metric_keys_list() + ")");
+  return metric;
+}
+
 // "name=value" -> (metric, value); throws ConfigError naming the flag.
 std::pair<const MetricInfo*, double> parse_bound(const std::string& text, const std::string& flag) {
   const size_t eq = text.find('=');
   if (eq == std::string::npos || eq == 0) throw ConfigError(flag + " expects metric=value, got \"" + text + "\"");
   const std::string name = text.substr(0, eq), number = text.substr(eq + 1);
-  const MetricInfo* metric = find_metric(name);
-  if (metric == nullptr)
-    throw ConfigError(flag + ": unknown metric \"" + name + "\" (valid: " + metric_keys_list() + ")");
-  double v = 0;
-  try {
-    size_t used = 0;
-    v = std::stod(number, &used);
-    if (used != number.size()) throw std::invalid_argument("trailing characters");
-  } catch (const std::exception&) {
-    throw ConfigError(flag + " expects a number after \"" + name + "=\", got \"" + number + "\"");
-  }
+  const MetricInfo* metric = named_metric(name, flag);
+  const std::optional<double> v = whole_number(number);
+  if (!v) throw ConfigError(flag + " expects a number after \"" + name + "=\", got \"" + number + "\"");
   // A NaN bound compares false both ways: the gate would pass whatever the metric.
-  if (!std::isfinite(v)) throw ConfigError(flag + " " + text + ": the bound must be a finite number");
-  return {metric, v};
+  if (!std::isfinite(*v)) throw ConfigError(flag + " " + text + ": the bound must be a finite number");
+  return {metric, *v};
 }
 
 void append(std::string& list, const std::string& item) { list += (list.empty() ? "" : ", ") + item; }
@@ -55,24 +66,18 @@ struct GateMetric {
 GateMetric parse_gate_metric(const std::string& text) {
   const size_t eq = text.find('=');
   const std::string name = text.substr(0, eq);
-  const MetricInfo* metric = find_metric(name);
-  if (metric == nullptr)
-    throw ConfigError("--gate-metric: unknown metric \"" + name + "\" (valid: " + metric_keys_list() + ")");
+  const MetricInfo* metric = named_metric(name, "--gate-metric");
   if (eq == std::string::npos) return {metric, std::nullopt, false};
   std::string number = text.substr(eq + 1);
   const bool relative = !number.empty() && number.back() == '%';
   if (relative) number.pop_back();
-  double v = 0;
-  try {
-    size_t used = 0;
-    v = std::stod(number, &used);
-    if (used != number.size()) throw std::invalid_argument("trailing characters");
-  } catch (const std::exception&) {
+  const std::optional<double> v = whole_number(number);
+  if (!v)
     throw ConfigError("--gate-metric " + text + ": expected a tolerance after \"" + name +
                       "=\", a number (0.005) or a percentage of the baseline (0.5%)");
-  }
-  if (!std::isfinite(v) || v < 0) throw ConfigError("--gate-metric " + text + ": the tolerance must be finite and >= 0");
-  return {metric, relative ? v / 100 : v, relative};
+  if (!std::isfinite(*v) || *v < 0)
+    throw ConfigError("--gate-metric " + text + ": the tolerance must be finite and >= 0");
+  return {metric, relative ? *v / 100 : *v, relative};
 }
 
 // eval's record of its data: {"records": n, "hash": "0123abcd..."}, or null.
